@@ -1,0 +1,1 @@
+/* Kernel-socket transport helpers: batched recvmmsg/sendmmsg with SO_TIMESTAMPING. */

@@ -1,0 +1,5 @@
+"""Only here to hand the cffi extension to setuptools; metadata lives in pyproject.toml."""
+
+from setuptools import setup
+
+setup(cffi_modules=["cffi_build.py:ffibuilder"])

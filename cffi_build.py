@@ -52,6 +52,22 @@ int xgw_prog_name_by_id(uint32_t id, char *name, size_t namelen);
 
 # --- kernel sockets: batched recvmmsg/sendmmsg with timestamps (csrc/net.c) ------------------------
 CDEF_NET = """
+struct xgw_mmsg;
+struct xgw_rx_info { uint32_t truncated, no_stamp; uint64_t bytes; };
+struct xgw_tx_info { uint32_t sent, errors, refused; int32_t last_errno; uint64_t bytes; };
+struct xgw_mmsg *xgw_mmsg_new(uint32_t cap);
+void xgw_mmsg_free(struct xgw_mmsg *m);
+int xgw_net_timestamping(int fd);
+int64_t xgw_realtime_offset_ns(void);
+int xgw_recvmmsg(int fd, struct xgw_mmsg *m, uint8_t *buf, uint32_t slot, uint32_t max, int64_t *offs,
+                 uint32_t *lens, uint64_t *ts, int64_t timeout_ns, struct xgw_rx_info *info);
+int xgw_sendmmsg(int fd, struct xgw_mmsg *m, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
+                 uint32_t n, int64_t stall_ns, struct xgw_tx_info *info);
+int64_t xgw_sock_drops(int fd);
+
+#define XGW_SO_RCVBUFFORCE ...
+#define XGW_SO_SNDBUFFORCE ...
+#define XGW_SO_BUSY_POLL ...
 """
 
 # --- MoldUDP64 block splitting (csrc/mold.c) -------------------------------------------------------

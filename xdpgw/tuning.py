@@ -43,7 +43,7 @@ def pin_cpu(cpu: int) -> Tuned:
         allowed = ",".join(map(str, before))
         raise GatewayError(
             f"cannot pin to CPU {cpu} ({e})",
-            f"pick one of the CPUs this process may use ({allowed}); list them with: taskset -cp {os.getpid()}",
+            f"pick one of the CPUs this process may use ({allowed}); list them: taskset -cp {os.getpid()}",
         ) from e
     return Tuned("pin_cpu", True, f"pinned to CPU {cpu} (was {_cpulist(before)})")
 

@@ -1,4 +1,5 @@
-/* Small libbpf helpers: identify a loaded BPF program by id (for status/detach from any process). */
+/* Small libbpf helpers: identify a loaded program by id, pin/open maps, sum per-CPU counters. */
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -10,13 +11,40 @@ int xgw_prog_name_by_id(uint32_t id, char *name, size_t namelen)
     uint32_t len = sizeof(info);
     int fd = bpf_prog_get_fd_by_id(id), err;
     if (fd < 0)
-        return fd;
+        return -errno;
     memset(&info, 0, sizeof(info));
     err = bpf_obj_get_info_by_fd(fd, &info, &len);
     close(fd);
     if (err)
-        return err;
+        return -errno;
     strncpy(name, info.name, namelen - 1);
     name[namelen - 1] = 0;
+    return 0;
+}
+
+int xgw_obj_pin(int fd, const char *path) { return bpf_obj_pin(fd, path) ? -errno : 0; }
+
+int xgw_obj_get(const char *path)
+{
+    int fd = bpf_obj_get(path);
+    return fd < 0 ? -errno : fd;
+}
+
+void xgw_close_fd(int fd) { close(fd); }
+
+/*
+ * Sum a per-CPU array map of u64 over all possible CPUs: out[k] = sum of key k, for k < nkeys.
+ * `scratch` holds ncpu u64. Returns 0 or -errno.
+ */
+int xgw_percpu_sum(int map_fd, uint32_t nkeys, uint32_t ncpu, uint64_t *scratch, uint64_t *out)
+{
+    for (uint32_t k = 0; k < nkeys; k++) {
+        uint64_t sum = 0;
+        if (bpf_map_lookup_elem(map_fd, &k, scratch))
+            return -errno;
+        for (uint32_t c = 0; c < ncpu; c++)
+            sum += scratch[c];
+        out[k] = sum;
+    }
     return 0;
 }

@@ -17,7 +17,7 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. Debian packages ------------------------------------------------------------------------
 PKGS=(libxdp-dev libbpf-dev python3-bpfcc bpfcc-tools linux-headers-amd64 iproute2 ethtool
-      python3-venv python3-dev gcc pkg-config tshark git)
+      python3-venv python3-dev gcc pkg-config tshark git iputils-ping)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,184 @@
+/*
+ * xdpgw receive program (compiled and attached by BCC at run time).
+ *
+ * Feed packets (UDP destination port in `feed_ports`) are stamped with bpf_ktime_get_ns() in the XDP
+ * metadata area and redirected to the AF_XDP socket of their RX queue (`xsks[rx_queue_index]`).
+ * If that queue has no socket the redirect falls back to XDP_PASS: a crashed consumer never
+ * black-holes the feed. Everything else, and anything we cannot parse, goes to the kernel.
+ *
+ * Optional hostile-input guards (config[CFG_FLAGS]): a source allowlist and a per-source rate cap.
+ */
+#include <uapi/linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+
+#define XGW_META_MAGIC 0x58475731u /* "XGW1", checked by csrc/xsk.c */
+#define XGW_MAX_QUEUES 64
+
+struct xgw_meta {
+    u64 rx_ns;
+    u32 magic;
+    u32 flags;
+};
+
+/* Counter slots, per RX queue (index = queue * XGW_NCOUNTERS + slot). Keep in sync with xdpgw/bpf.py. */
+enum {
+    C_SEEN,          /* every packet the program ran on */
+    C_REDIRECTED,    /* feed packets handed to the AF_XDP socket */
+    C_PASSED,        /* packets given to the kernel (non-feed, unparsed, fallback) */
+    C_MALFORMED,     /* truncated headers, bad IHL, UDP length lying */
+    C_NO_SOCKET,     /* feed packets passed because this queue has no socket */
+    C_DENIED,        /* feed packets from a source not on the allowlist */
+    C_RATE_LIMITED,  /* feed packets over the per-source rate cap (dropped) */
+    C_NO_META,       /* feed packets redirected without a timestamp */
+    XGW_NCOUNTERS
+};
+
+enum { CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_N };
+#define FLAG_ALLOWLIST 1ULL  /* only sources in `allowed_src` are redirected */
+#define FLAG_DENY_DROP 2ULL  /* with FLAG_ALLOWLIST: drop others (default: pass them to the kernel) */
+#define FLAG_RATE_CAP 4ULL   /* per-source rate cap (GCRA: interval and burst tolerance in ns) */
+
+struct src_key {
+    u32 addr[4]; /* IPv6, or IPv4-mapped ::ffff:a.b.c.d */
+};
+
+BPF_XSKMAP(xsks, XGW_MAX_QUEUES);
+BPF_HASH(feed_ports, u16, u8, 64);                          /* UDP dst port (host order) -> 1 */
+BPF_PERCPU_ARRAY(counters, u64, XGW_MAX_QUEUES * XGW_NCOUNTERS);
+BPF_ARRAY(config, u64, CFG_N);
+BPF_HASH(allowed_src, struct src_key, u8, 1024);
+BPF_TABLE("lru_hash", struct src_key, u64, src_tat, 65536); /* GCRA theoretical arrival time */
+
+static __always_inline void COUNT(u32 q, int slot)
+{
+    int k = (int)(q * XGW_NCOUNTERS + slot);
+    u64 *c = counters.lookup(&k);
+    if (c)
+        *c += 1;
+}
+
+struct vlan_hdr_ {
+    __be16 tci;
+    __be16 proto;
+};
+
+int xdpgw_rx(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    u32 q = ctx->rx_queue_index;
+    struct src_key src = {};
+    u64 off = sizeof(struct ethhdr);
+    u16 proto;
+
+    if (q >= XGW_MAX_QUEUES)
+        q = XGW_MAX_QUEUES - 1; /* counters only; the redirect below uses the real index */
+    COUNT(q, C_SEEN);
+
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > data_end)
+        goto malformed;
+    proto = eth->h_proto;
+    if (proto == htons(ETH_P_8021Q) || proto == htons(ETH_P_8021AD)) {
+        struct vlan_hdr_ *vh = data + off;
+        if ((void *)(vh + 1) > data_end)
+            goto malformed;
+        proto = vh->proto;
+        off += sizeof(*vh);
+    }
+
+    if (proto == htons(ETH_P_IP)) {
+        struct iphdr *ip = data + off;
+        if ((void *)(ip + 1) > data_end)
+            goto malformed;
+        if (ip->version != 4 || ip->ihl < 5)
+            goto malformed;
+        if (ip->protocol != IPPROTO_UDP)
+            goto pass;
+        if (ip->frag_off & htons(0x3fff)) /* MF or fragment offset: the kernel reassembles */
+            goto pass;
+        src.addr[2] = htonl(0xffff);
+        src.addr[3] = ip->saddr;
+        off += ip->ihl * 4;
+    } else if (proto == htons(ETH_P_IPV6)) {
+        struct ipv6hdr *ip6 = data + off;
+        if ((void *)(ip6 + 1) > data_end)
+            goto malformed;
+        if (ip6->nexthdr != IPPROTO_UDP) /* extension headers: the kernel's business */
+            goto pass;
+        __builtin_memcpy(src.addr, &ip6->saddr, sizeof(src.addr));
+        off += sizeof(*ip6);
+    } else {
+        goto pass;
+    }
+
+    if (off > 14 + 4 + 60) /* keeps the verifier's range for `off` small */
+        goto malformed;
+    struct udphdr *udp = data + off;
+    if ((void *)(udp + 1) > data_end)
+        goto malformed;
+    u16 dport = ntohs(udp->dest);
+    u8 *is_feed = feed_ports.lookup(&dport);
+    if (!is_feed)
+        goto pass;
+    u16 ulen = ntohs(udp->len);
+    if (ulen < sizeof(*udp) || (void *)udp + ulen > data_end)
+        goto malformed; /* UDP length lying: let the kernel judge (and drop) it */
+
+    int ck = CFG_FLAGS;
+    u64 *flagsp = config.lookup(&ck);
+    u64 flags = flagsp ? *flagsp : 0;
+    if (flags & FLAG_ALLOWLIST) {
+        if (!allowed_src.lookup(&src)) {
+            COUNT(q, C_DENIED);
+            if (flags & FLAG_DENY_DROP)
+                return XDP_DROP;
+            goto pass;
+        }
+    }
+    if (flags & FLAG_RATE_CAP) {
+        int ik = CFG_RATE_INTERVAL_NS, bk = CFG_RATE_BURST_NS;
+        u64 *interval = config.lookup(&ik), *burst = config.lookup(&bk);
+        if (interval && burst) {
+            u64 now = bpf_ktime_get_ns();
+            u64 *tatp = src_tat.lookup(&src);
+            u64 tat = tatp && *tatp > now ? *tatp : now;
+            if (tat - now > *burst) {
+                COUNT(q, C_RATE_LIMITED);
+                return XDP_DROP;
+            }
+            tat += *interval;
+            src_tat.update(&src, &tat);
+        }
+    }
+
+    if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xgw_meta)) == 0) {
+        struct xgw_meta *meta = (void *)(long)ctx->data_meta;
+        void *pkt = (void *)(long)ctx->data;
+        if ((void *)(meta + 1) <= pkt) {
+            meta->rx_ns = bpf_ktime_get_ns();
+            meta->magic = XGW_META_MAGIC;
+            meta->flags = 0;
+        }
+    } else {
+        COUNT(q, C_NO_META);
+    }
+    int action = xsks.redirect_map(ctx->rx_queue_index, XDP_PASS);
+    if (action == XDP_REDIRECT) {
+        COUNT(q, C_REDIRECTED);
+        return XDP_REDIRECT;
+    }
+    COUNT(q, C_NO_SOCKET);
+    COUNT(q, C_PASSED);
+    return XDP_PASS;
+
+malformed:
+    COUNT(q, C_MALFORMED);
+pass:
+    COUNT(q, C_PASSED);
+    return XDP_PASS;
+}

@@ -48,6 +48,10 @@ int xgw_xsk_wait(struct xgw_xsk *s, int timeout_ms);
 # --- BPF object helpers via libbpf (csrc/bpfobj.c) -------------------------------------------------
 CDEF_BPF = """
 int xgw_prog_name_by_id(uint32_t id, char *name, size_t namelen);
+int xgw_obj_pin(int fd, const char *path);
+int xgw_obj_get(const char *path);
+void xgw_close_fd(int fd);
+int xgw_percpu_sum(int map_fd, uint32_t nkeys, uint32_t ncpu, uint64_t *scratch, uint64_t *out);
 """
 
 # --- kernel sockets: batched recvmmsg/sendmmsg with timestamps (csrc/net.c) ------------------------

@@ -1,0 +1,260 @@
+"""MoldUDP64 sequencing (sans-IO): in-order delivery, gaps, duplicates, retransmission requests.
+
+One :class:`Sequencer` follows one feed (one session at a time). Feed it decoded bursts with the
+current time; it returns the messages that may be delivered now, in sequence order, and queues
+:class:`RetransmitRequest` actions for holes. Time is always passed in, never read.
+
+Model: ``next`` is the first sequence not yet delivered; ``high`` the highest next-expected sequence
+any packet or heartbeat announced. Messages in ``[next, high)`` that arrived early wait in a bounded
+buffer while the holes before them are re-requested (rate-limited, retried). A hole that outlives
+``give_up_after`` seconds, or that the buffer bound forces out, is counted as ``missing`` and skipped.
+All work is on arrays; Python loops only over packets runs of one session and over open holes.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from xdpgw.protocol.decode import Decoded
+from xdpgw.protocol.moldudp64 import END_OF_SESSION, MAX_COUNT, OK, SHORT_PACKET, RetransmitRequest
+
+
+@dataclass(slots=True)
+class Hole:
+    """Sequences ``[start, end)`` not received yet."""
+
+    start: int
+    end: int
+    since: float
+    last_request: float | None = None
+    attempts: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def gap_scan(starts: np.ndarray, ends: np.ndarray, high: int) -> tuple[np.ndarray, int, np.ndarray]:
+    """Per packet: the high-water mark before it, the new mark, and the gap it opens (0 if none).
+
+    ``starts``/``ends`` are each packet's first and next-expected sequence (equal for heartbeats).
+    """
+    ends = ends.astype(np.int64)
+    before = np.empty(len(ends), np.int64)
+    before[0] = high
+    if len(ends) > 1:
+        np.maximum.accumulate(np.maximum(ends[:-1], high), out=before[1:])
+        np.maximum(before[1:], high, out=before[1:])
+    gap = np.maximum(starts.astype(np.int64) - before, 0)
+    return before, max(high, int(ends.max())), gap
+
+
+class Sequencer:
+    """In-order delivery for one MoldUDP64 feed; see the module docstring."""
+
+    def __init__(self, retransmit: bool = False, give_up_after: float = 0.0, retry_interval: float = 0.05,
+                 max_buffered: int = 1 << 20, max_request: int = 1000, first_seq: int | None = None) -> None:
+        self.retransmit = retransmit
+        self.give_up_after = give_up_after
+        self.retry_interval = retry_interval
+        self.max_buffered = max_buffered
+        self.max_request = min(max_request, MAX_COUNT)
+        self.session: bytes | None = None
+        self.next: int | None = first_seq
+        self.high = first_seq or 0
+        self.pending = Decoded.empty()
+        self.holes: list[Hole] = []
+        self.given_up: deque[tuple[int, int]] = deque(maxlen=1024)
+        self.old_sessions: set[bytes] = set()
+        self.ended = False
+        self.last_heard: float | None = None
+        self.actions: list[RetransmitRequest] = []
+        self.last_accepted = 0  # input messages accepted (not duplicates) by the last call
+        self.counters = dict.fromkeys(
+            ("delivered", "gaps", "gap_messages", "missing", "duplicates", "late", "recovered",
+             "heartbeats", "sessions", "stale_session", "end_of_session", "requests"), 0)
+
+    # --- public API -------------------------------------------------------------------------------
+    def on_decoded(self, dec: Decoded, now: float) -> Decoded:
+        """Take one decoded burst; return what can be delivered now, in sequence order."""
+        self.last_accepted = 0
+        self._now = now
+        out: list[Decoded] = []
+        usable = dec.pkt_error != SHORT_PACKET
+        if not usable.all():
+            dec = _packets(dec, usable)
+        if len(dec.pkt_seq) == 0:
+            return Decoded.empty()
+        sess = dec.pkt_session
+        if (sess == sess[0]).all():
+            self._run(dec, sess[0], now, out)
+        else:  # a session change inside the burst: one run per session (a per-run loop, rare)
+            cut = np.flatnonzero(sess[1:] != sess[:-1]) + 1
+            for a, b in zip(np.r_[0, cut], np.r_[cut, len(sess)], strict=True):
+                self._run(_packets(dec, np.ones(len(sess), bool), a, b), sess[a], now, out)
+        self._expire(now, out)
+        return self._finish(out)
+
+    def poll(self, now: float) -> Decoded:
+        """Advance time without input: re-request and give up holes; may deliver buffered messages."""
+        out: list[Decoded] = []
+        self._expire(now, out)
+        return self._finish(out)
+
+    def take_actions(self) -> list[RetransmitRequest]:
+        """Retransmission requests to send now (drains the queue)."""
+        acts, self.actions = self.actions, []
+        return acts
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.counters, buffered=len(self.pending), open_holes=len(self.holes))
+
+    # --- internals --------------------------------------------------------------------------------
+    def _finish(self, out: list[Decoded]) -> Decoded:
+        res = Decoded.concat(out) if out else Decoded.empty()
+        self.counters["delivered"] += len(res)
+        return res
+
+    def _run(self, dec: Decoded, session: bytes, now: float, out: list[Decoded]) -> None:
+        if session != self.session:
+            if session in self.old_sessions:
+                self.counters["stale_session"] += len(dec)
+                return
+            if self.session is not None:
+                self._give_up_all(out)
+                self.old_sessions.add(self.session)
+                self.next, self.high = None, 0
+            self.session, self.ended = session, False
+            self.counters["sessions"] += 1
+        self.last_heard = now
+        count = dec.pkt_count
+        hb = (count == 0) & (dec.pkt_error == OK)
+        eos = count == END_OF_SESSION
+        self.counters["heartbeats"] += int(hb.sum())
+        if eos.any():
+            self.ended = True
+            self.counters["end_of_session"] += int(eos.sum())
+        starts = dec.pkt_seq.astype(np.int64)
+        ends = starts + dec.pkt_nmsg.astype(np.int64)
+        if self.next is None:
+            self.next = int(starts[0])
+            self.high = self.next
+        before, self.high, gap = gap_scan(starts, ends, self.high)
+        if gap.any():
+            self.counters["gaps"] += int(np.count_nonzero(gap))
+            self.counters["gap_messages"] += int(gap.sum())
+        if len(dec) == 0:
+            self._deliver_ready(out)
+            return
+        s = dec.seq.astype(np.int64)
+        nxt = self.next
+        if not len(self.pending) and s[0] == nxt and s[-1] == nxt + len(s) - 1 and (np.diff(s) == 1).all():
+            out.append(dec)  # the common case: exactly the next messages, in order
+            self.next = nxt + len(s)
+            self.last_accepted = len(s)
+            return
+        old = s < nxt
+        if old.any():
+            late = np.zeros(len(s), bool)
+            for a, b in self.given_up:
+                late |= (s >= a) & (s < b)
+            late &= old
+            self.counters["late"] += int(late.sum())
+            self.counters["duplicates"] += int(old.sum() - late.sum())
+            dec = dec.take(~old)
+            s = s[~old]
+        if not len(s):
+            self._deliver_ready(out)
+            return
+        merged = Decoded.concat([self.pending, dec]) if len(self.pending) else dec
+        ms = merged.seq.astype(np.int64)
+        uniq, first = np.unique(ms, return_index=True)
+        dups = len(ms) - len(uniq)
+        self.counters["duplicates"] += dups
+        npend = len(self.pending)
+        accepted = first[first >= npend] - npend
+        self.last_accepted = len(accepted)
+        recovered = s[accepted] < before[dec.pkt[accepted]] if len(accepted) else np.zeros(0, bool)
+        self.counters["recovered"] += int(recovered.sum())
+        self.pending = merged.take(first)
+        self._deliver_ready(out)
+
+    def _deliver_ready(self, out: list[Decoded]) -> None:
+        """Deliver the contiguous run at ``next`` from the buffer; recompute the holes."""
+        s = self.pending.seq.astype(np.int64)
+        if len(s):
+            run = s - np.arange(len(s)) == self.next
+            k = len(s) if run.all() else int(np.argmin(run))
+            if k:
+                out.append(self.pending.take(np.arange(k)))
+                self.pending = _compact(self.pending.take(np.arange(k, len(s))))
+                self.next += k
+                s = s[k:]
+        self._update_holes(s)
+
+    def _update_holes(self, s: np.ndarray) -> None:
+        lo = np.r_[self.next - 1, s]
+        hi = np.r_[s, self.high]
+        where = np.flatnonzero(hi - lo > 1)
+        old = self.holes
+        holes = []
+        for i in where.tolist():  # one iteration per open hole
+            start, end = int(lo[i]) + 1, int(hi[i])
+            prev = next((h for h in old if h.start <= start < h.end), None)
+            if prev:
+                holes.append(Hole(start, end, prev.since, prev.last_request, prev.attempts))
+            else:
+                holes.append(Hole(start, end, self._now))
+        self.holes = holes
+
+    _now = 0.0
+
+    def _expire(self, now: float, out: list[Decoded]) -> None:
+        self._now = now
+        if self.next is None:
+            return
+        self._deliver_ready(out)
+        while self.holes and (now - self.holes[0].since >= self.give_up_after
+                              or len(self.pending) > self.max_buffered):
+            self._skip(self.holes[0], out)
+        if self.retransmit and self.session is not None:
+            for h in self.holes:
+                if h.last_request is None or now - h.last_request >= self.retry_interval:
+                    h.last_request, h.attempts = now, h.attempts + 1
+                    self.actions.append(RetransmitRequest(self.session, h.start, min(h.size, self.max_request)))
+                    self.counters["requests"] += 1
+
+    def _skip(self, hole: Hole, out: list[Decoded]) -> None:
+        self.counters["missing"] += hole.size
+        self.given_up.append((hole.start, hole.end))
+        self.next = hole.end
+        self._deliver_ready(out)
+
+    def _give_up_all(self, out: list[Decoded]) -> None:
+        self._update_holes(self.pending.seq.astype(np.int64))
+        while self.holes:
+            self._skip(self.holes[0], out)
+
+
+def _packets(dec: Decoded, keep: np.ndarray, a: int = 0, b: int | None = None) -> Decoded:
+    """The packets ``keep`` (mask) within ``[a, b)`` and their messages, renumbered."""
+    mask = np.zeros(len(dec.pkt_seq), bool)
+    mask[a:b] = keep[a:b]
+    remap = np.cumsum(mask) - 1
+    sub = dec.take(mask[dec.pkt])
+    sub.pkt = remap[sub.pkt]
+    for name in ("pkt_session", "pkt_seq", "pkt_count", "pkt_nmsg", "pkt_error", "pkt_ts_ns"):
+        setattr(sub, name, getattr(dec, name)[mask])
+    return sub
+
+
+def _compact(dec: Decoded) -> Decoded:
+    """Drop packets no message refers to (keeps the buffer's packet arrays bounded)."""
+    if len(dec.pkt_seq) == 0:
+        return dec
+    used = np.zeros(len(dec.pkt_seq), bool)
+    used[dec.pkt] = True
+    return dec if used.all() else _packets(dec, used)

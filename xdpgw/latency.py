@@ -111,9 +111,14 @@ class LatencyHistogram:
             clipped = np.minimum(v, self.highest)
         else:
             clipped = v
-        self.counts += np.bincount(self.index_of(clipped), minlength=len(self.counts))
-        mean_b = float(v.mean())
-        m2_b = float(np.square(v - mean_b).sum())
+        idx = self.index_of(clipped)
+        if n * 4 < len(self.counts):  # small burst: scatter-add beats a full-length bincount
+            np.add.at(self.counts, idx, 1)
+        else:
+            self.counts += np.bincount(idx, minlength=len(self.counts))
+        mean_b = float(v.sum(dtype=np.float64)) / n
+        d = v - mean_b
+        m2_b = float(d @ d)
         self._combine(n, vmin, vmax, mean_b, m2_b)
 
     def _combine(self, n: int, vmin: int, vmax: int, mean: float, m2: float) -> None:

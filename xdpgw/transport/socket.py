@@ -181,6 +181,8 @@ class SocketReceiver:
         if self._fd < 0:
             raise GatewayError("the socket receiver is closed", "open a new SocketReceiver")
         limit = min(max_packets, self._batch)
+        if limit <= 0:
+            return self._empty
         wait_ns = -1 if timeout is None else max(0, int(timeout * 1e9))
         info = self._info
         while True:

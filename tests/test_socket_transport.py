@@ -83,6 +83,15 @@ def test_ten_thousand_varied_datagrams_arrive_identical_in_order_once(
     assert tx.stats() == {"packets": 10_000, "bytes": total, "errors": 0, "refused": 0, "short": 0}
 
 
+def test_kernel_drops_are_counted_when_the_buffer_overflows() -> None:
+    with SocketReceiver(0, "127.0.0.1", rcvbuf=4096) as rx, SocketSender("127.0.0.1", rx.port) as tx:
+        assert tx.send_batch(Batch.from_payloads([b"z" * 1000] * 1000)) == 1000  # nobody reads meanwhile
+        received = sum(b.count for b in drain(rx, 1000, timeout=0.3))
+        st = rx.stats()
+        assert 0 < received < 1000 and st["drops"] > 0
+        assert received + st["drops"] == 1000  # loopback: every datagram is either queued or dropped
+
+
 def test_timestamps_are_monotonic_clock(pair: tuple[SocketReceiver, SocketSender]) -> None:
     rx, tx = pair
     before = time.monotonic_ns()

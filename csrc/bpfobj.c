@@ -48,3 +48,33 @@ int xgw_percpu_sum(int map_fd, uint32_t nkeys, uint32_t ncpu, uint64_t *scratch,
     }
     return 0;
 }
+
+/* fd of the map called `name` used by program `prog_id` (works without pins); -errno if none. */
+int xgw_prog_map_fd(uint32_t prog_id, const char *name)
+{
+    uint32_t ids[64];
+    struct bpf_prog_info info;
+    uint32_t len = sizeof(info);
+    int pfd = bpf_prog_get_fd_by_id(prog_id);
+    if (pfd < 0)
+        return -errno;
+    memset(&info, 0, sizeof(info));
+    info.nr_map_ids = 64;
+    info.map_ids = (uint64_t)(unsigned long)ids;
+    int err = bpf_obj_get_info_by_fd(pfd, &info, &len);
+    close(pfd);
+    if (err)
+        return -errno;
+    for (uint32_t i = 0; i < info.nr_map_ids && i < 64; i++) {
+        struct bpf_map_info minfo;
+        uint32_t mlen = sizeof(minfo);
+        int mfd = bpf_map_get_fd_by_id(ids[i]);
+        if (mfd < 0)
+            continue;
+        memset(&minfo, 0, sizeof(minfo));
+        if (!bpf_obj_get_info_by_fd(mfd, &minfo, &mlen) && !strncmp(minfo.name, name, sizeof(minfo.name)))
+            return mfd;
+        close(mfd);
+    }
+    return -ENOENT;
+}

@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -206,8 +207,14 @@ class XdpProgram:
         from xdpgw._xsk import lib
 
         d = pin_dir(self.iface)
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True, exist_ok=True)
+        try:
+            if not os.path.ismount("/sys/fs/bpf"):  # e.g. under `ip netns exec`, which remounts /sys
+                subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], check=True, capture_output=True)
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir(parents=True, exist_ok=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            self.notes.append(f"maps not pinned ({exc}); `xdpgw status` reads them by program id instead")
+            return
         for name in PINNED_MAPS:
             err = lib.xgw_obj_pin(self._bpf[name.encode()].map_fd, str(d / name).encode())
             if err:
@@ -325,7 +332,7 @@ def detach_iface(iface: str, only_ours: bool = True) -> str:
 
 
 def status_iface(iface: str) -> dict:
-    """What is attached to ``iface``: program, mode, ports, counters (from pins), live consumer stats."""
+    """What is attached to ``iface``: program, mode, BPF counters, and the consumer's live stats."""
     from xdpgw._xsk import lib
 
     info = interface(iface)
@@ -338,16 +345,15 @@ def status_iface(iface: str) -> dict:
             prog_name=info.xdp.name,
             mode=info.xdp.mode,
         )
-    path = pin_dir(iface) / "counters"
-    if path.exists():
-        fd = lib.xgw_obj_get(str(path).encode())
-        if fd >= 0:
-            try:
-                per_queue = sum_counters(fd, info.rx_queues)
-            finally:
-                lib.xgw_close_fd(fd)
-            out["bpf_counters"] = total_counters(per_queue)
-            out["bpf_counters_by_queue"] = {str(q): c for q, c in per_queue.items() if c["seen"]}
+    # By program id, not by pin: works from any mount namespace and never reads a stale pin.
+    fd = lib.xgw_prog_map_fd(out["prog_id"], b"counters") if out.get("ours") else -1
+    if fd >= 0:
+        try:
+            per_queue = sum_counters(fd, info.rx_queues)
+        finally:
+            lib.xgw_close_fd(fd)
+        out["bpf_counters"] = total_counters(per_queue)
+        out["bpf_counters_by_queue"] = {str(q): c for q, c in per_queue.items() if c["seen"]}
     state = read_state(iface)
     if state:
         state["consumer_alive"] = bool(state.get("pid")) and pid_alive(int(state["pid"]))

@@ -1,0 +1,295 @@
+"""`xdpgw` command line: attach (bypass), listen (kernel sockets), status, detach, lab, doctor, demo."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import click
+
+from xdpgw.errors import GatewayError
+
+
+def _fail(exc: GatewayError | str) -> None:
+    click.echo(f"xdpgw: error: {exc}", err=True)
+    sys.exit(2)
+
+
+def friendly(fn: Callable) -> Callable:
+    """Every GatewayError becomes one line on stderr and exit status 2 (cleanup has already run)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GatewayError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    return wrapper
+
+
+def parse_queues(text: str) -> list[int]:
+    """"1" → [1]; "0-3" → [0, 1, 2, 3]; "0,2" → [0, 2]."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise GatewayError(f"bad --queue {text!r}", "use a number, a range like 0-3, or a list like 0,2") from None
+    return sorted(set(out))
+
+
+def load_handler(spec: str) -> Callable:
+    module, _, func = spec.partition(":")
+    if not module or not func:
+        raise GatewayError(f"bad --handler {spec!r}", "use module:function, e.g. mypkg.feed:on_batch")
+    try:
+        return getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise GatewayError(f"cannot load handler {spec!r} ({exc})", "check PYTHONPATH and the function name") from exc
+
+
+def make_feed(protocol: str | None, symbols: str | None, retransmit: str | None, lines: int = 1):
+    """The feed decoder for --protocol (None: raw packets go to the handlers)."""
+    if protocol in (None, "none", "raw"):
+        if symbols or retransmit:
+            raise GatewayError("--symbols/--retransmit need decoding", "add --protocol moldudp64")
+        return None
+    if protocol != "moldudp64":
+        raise GatewayError(f"unknown --protocol {protocol!r}", "use --protocol moldudp64 (or none)")
+    from xdpgw.feed import FeedHandler
+
+    target = None
+    if retransmit:
+        host, _, port = retransmit.rpartition(":")
+        if not host or not port.isdigit():
+            raise GatewayError(f"bad --retransmit {retransmit!r}", "use HOST:PORT of the re-request server")
+        target = (host, int(port))
+    syms = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    return FeedHandler(symbols=syms, retransmit=target, lines=lines)
+
+
+def run_options(fn: Callable) -> Callable:
+    """Options shared by `attach` and `listen`."""
+    opts = [
+        click.option("--count", type=int, default=None, help="Stop after N packets."),
+        click.option("--duration", type=float, default=None, help="Stop after S seconds."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object at exit (stdout)."),
+        click.option("--quiet", is_flag=True, help="No live status line."),
+        click.option("--protocol", default=None, help="Decode the feed: moldudp64 (default: count packets)."),
+        click.option("--symbols", default=None, help="With --protocol: deliver only these symbols (AAPL,MSFT)."),
+        click.option("--retransmit", default=None, help="With --protocol: re-request server HOST:PORT."),
+        click.option("--handler", "handler_specs", multiple=True, help="module:function called per batch."),
+        click.option("--cpu", type=int, default=None, help="Pin the consumer to this CPU."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _run(receivers, *, count, duration, as_json, quiet, protocol, symbols, retransmit, handler_specs, cpu,
+         on_tick=None) -> dict:
+    from xdpgw.gateway import Gateway
+
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError as exc:
+            raise GatewayError(f"cannot pin to CPU {cpu} ({exc})", f"pick one of {sorted(os.sched_getaffinity(0))}") from exc
+    feed = make_feed(protocol, symbols, retransmit, lines=len(receivers))
+    handlers = [load_handler(s) for s in handler_specs]
+    gw = Gateway(receivers, handlers, feed=feed, status=None if quiet else sys.stderr, on_tick=on_tick)
+    try:
+        summary = gw.run(count=count, duration=duration)
+    except KeyboardInterrupt:
+        summary = gw.summary()
+    _report(summary, as_json)
+    return summary
+
+
+def _report(summary: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+        return
+    lat = summary.get("latency_ns") or {}
+    click.echo(
+        f"{summary['transport']} ({summary['mode']}) {summary['iface'] or ''} port {summary['port']}: "
+        f"{summary['packets']} packets, {summary['bytes']} bytes in {summary['duration_s']:.2f}s "
+        f"({summary['pps']:.0f} pps), drops {summary['drops']}"
+        + (f", rx→app p50 {lat['p50'] / 1e3:.1f}µs p99 {lat['p99'] / 1e3:.1f}µs" if lat else ""),
+        err=True,
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="xdpgw")
+def main() -> None:
+    """xdpgw: kernel-bypass (XDP/AF_XDP) UDP market-data gateway, with a kernel-socket fallback."""
+
+
+@main.command()
+@click.argument("iface")
+@click.option("--queue", "queue_spec", default="0", show_default=True, help="RX queue, a range 0-3 or a list.")
+@click.option("--port", "ports", multiple=True, type=int, default=[9001], show_default=True, help="Feed UDP port (repeat).")
+@click.option("--mode", type=click.Choice(["auto", "drv", "skb"]), default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Replace an XDP program that is not ours.")
+@click.option("--spin-us", type=int, default=200, show_default=True, help="Busy-poll this long in C when idle.")
+@click.option("--frames", type=int, default=16384, show_default=True, help="UMEM frames per queue.")
+@click.option("--hugepages", is_flag=True, help="UMEM on huge pages (falls back to normal pages).")
+@run_options
+@friendly
+def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, **run) -> None:
+    """Bypass: redirect the feed port(s) on IFACE into AF_XDP and consume them."""
+    from xdpgw.bpf import XdpProgram, write_state
+    from xdpgw.gateway import signals_as_exit
+    from xdpgw.transport.xdp import XdpReceiver
+
+    queues = parse_queues(queue_spec)
+    with signals_as_exit():
+        prog = XdpProgram(iface, ports, mode=mode, force=force)
+        receivers: list[XdpReceiver] = []
+        try:
+            prog.attach()
+            for note in prog.notes:
+                click.echo(f"xdpgw: {note}", err=True)
+            for q in queues:
+                receivers.append(
+                    XdpReceiver(iface, q, program=prog, frames=frames, hugepages=hugepages, spin_us=spin_us)
+                )
+            started = time.time()
+
+            def tick(gw) -> None:
+                write_state(iface, {
+                    "pid": os.getpid(), "ports": list(prog.ports), "mode": prog.attached_mode,
+                    "queues": queues, "started": started, "updated": time.time(),
+                    "stats": {str(r.queue): r.stats() for r in receivers},
+                })
+
+            tick(None)
+            if not run["quiet"]:
+                click.echo(
+                    f"xdpgw: attached to {iface} ({prog.attached_mode} mode), queue(s) {queue_spec}, "
+                    f"port(s) {','.join(map(str, prog.ports))}; Ctrl-C to stop", err=True)
+            _run(receivers, on_tick=tick, **run)
+        finally:
+            prog.close()  # detach first: the feed goes back to the kernel before the sockets close
+            for r in receivers:
+                r.close()
+
+
+@main.command()
+@click.option("--port", type=int, default=9001, show_default=True)
+@click.option("--group", default=None, help="Multicast group to join.")
+@click.option("--iface", default=None, help="Interface for the multicast join.")
+@click.option("--bind", "bind_addr", default="0.0.0.0", show_default=True)
+@click.option("--rcvbuf", type=int, default=64 << 20, show_default=True)
+@run_options
+@friendly
+def listen(port, group, iface, bind_addr, rcvbuf, **run) -> None:
+    """Kernel-socket fallback: the same consumer over an ordinary UDP socket."""
+    from xdpgw.gateway import signals_as_exit
+    from xdpgw.transport.socket import SocketReceiver
+
+    with signals_as_exit(), SocketReceiver(port, bind_addr=bind_addr, group=group, iface=iface, rcvbuf=rcvbuf) as rx:
+        if not run["quiet"]:
+            click.echo(f"xdpgw: listening on UDP port {rx.port}" + (f" group {group}" if group else ""), err=True)
+        _run([rx], **run)
+
+
+@main.command()
+@click.argument("iface", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def status(iface, as_json) -> None:
+    """What is attached: program, mode, feed ports, BPF counters and consumer stats per queue."""
+    from pyroute2 import IPRoute
+
+    from xdpgw.bpf import status_iface
+
+    if iface:
+        names = [iface]
+    else:
+        with IPRoute() as ipr:
+            names = [
+                link.get_attr("IFLA_IFNAME")
+                for link in ipr.get_links()
+                if (x := link.get_attr("IFLA_XDP")) is not None and x.get_attr("IFLA_XDP_PROG_ID")
+            ]
+    rows = [status_iface(n) for n in names]
+    if as_json:
+        click.echo(json.dumps(rows if not iface else rows[0], default=str))
+        return
+    if not rows:
+        click.echo("no XDP programs attached in this network namespace")
+    for r in rows:
+        click.echo(_format_status(r))
+
+
+def _format_status(r: dict) -> str:
+    if not r["attached"]:
+        return f"{r['iface']}: no XDP program"
+    who = "xdpgw" if r.get("ours") else f"FOREIGN ({r.get('prog_name') or '?'})"
+    lines = [f"{r['iface']}: {who} program id {r['prog_id']}, {r['mode']} mode, {r['rx_queues']} RX queue(s)"]
+    c = r.get("consumer")
+    if c:
+        alive = "running" if c["consumer_alive"] else "NOT RUNNING (feed falls back to the kernel)"
+        lines.append(f"  consumer pid {c.get('pid')} {alive}; ports {c.get('ports')}; updated {c['age_s']}s ago")
+        for q, st in (c.get("stats") or {}).items():
+            lines.append(
+                f"  queue {q}: packets {st.get('packets')} bytes {st.get('bytes')} | XDP_STATISTICS rx_dropped "
+                f"{st.get('xdp_rx_dropped')} rx_ring_full {st.get('xdp_rx_ring_full')} fill_ring_empty "
+                f"{st.get('xdp_rx_fill_ring_empty_descs')} invalid_descs {st.get('xdp_rx_invalid_descs')}"
+            )
+    for q, cnt in (r.get("bpf_counters_by_queue") or {}).items():
+        lines.append(f"  queue {q} bpf: " + " ".join(f"{k} {v}" for k, v in cnt.items()))
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("iface")
+@click.option("--any", "any_prog", is_flag=True, help="Also remove an XDP program that is not ours.")
+@friendly
+def detach(iface, any_prog) -> None:
+    """Remove xdpgw's XDP program from IFACE (only ours, unless --any)."""
+    from xdpgw.bpf import detach_iface
+
+    click.echo(detach_iface(iface, only_ours=not any_prog))
+
+
+@main.group()
+def lab() -> None:
+    """A veth lab: two network namespaces joined by a multi-queue veth."""
+
+
+@lab.command("up")
+@click.option("--name", default="xgw", show_default=True)
+@click.option("--queues", type=int, default=2, show_default=True)
+@friendly
+def lab_up(name, queues) -> None:
+    from xdpgw.lab import Lab
+
+    lb = Lab(name, queues=queues).up()
+    click.echo(f"lab up: {lb.tx_ns}/{lb.tx_if} {lb.tx_ip} <-> {lb.rx_ns}/{lb.rx_if} {lb.rx_ip} ({queues} queues)")
+    click.echo(f"  try: ip netns exec {lb.rx_ns} .venv/bin/xdpgw attach {lb.rx_if} --port 9001")
+
+
+@lab.command("down")
+@click.option("--name", default="xgw", show_default=True)
+@friendly
+def lab_down(name) -> None:
+    from xdpgw.lab import Lab
+
+    Lab(name).down()
+    click.echo("lab down")
+
+
+if __name__ == "__main__":
+    main()

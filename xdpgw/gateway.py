@@ -1,0 +1,204 @@
+"""The consumer loop: receivers → (feed decoder) → user handlers, with live status and a summary.
+
+The loop never knows which transport it has. It busy-polls: each receiver is asked for a burst
+without blocking, so a core is spent on it (give it a core of its own: ``--cpu``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import numpy as np
+
+from xdpgw.latency import LatencyHistogram
+from xdpgw.transport.base import Batch, Receiver
+
+Handler = Callable[[object], None]
+
+
+@dataclass
+class Totals:
+    packets: int = 0
+    bytes: int = 0
+    handler_errors: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def _rate(n: float) -> str:
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+class Gateway:
+    """Drive one or more receivers until a limit is reached or the process is told to stop."""
+
+    def __init__(
+        self,
+        receivers: Sequence[Receiver],
+        handlers: Sequence[Handler] = (),
+        feed: object | None = None,
+        status: TextIO | None = sys.stderr,
+        status_interval: float = 1.0,
+        burst: int = 256,
+        on_tick: Callable[[Gateway], None] | None = None,
+    ) -> None:
+        self.receivers = list(receivers)
+        self.handlers = list(handlers)
+        self.feed = feed
+        self.status = status
+        self.status_interval = status_interval
+        self.burst = burst
+        self.on_tick = on_tick
+        self.totals = Totals()
+        self.latency = LatencyHistogram()
+        self.last_error = ""
+        self._stop = False
+
+    def stop(self) -> None:
+        self._stop = True
+
+    # --- the hot loop -------------------------------------------------------------------------
+    def run(self, count: int | None = None, duration: float | None = None, idle_timeout: float = 0.0) -> dict:
+        """Consume until ``count`` packets, ``duration`` seconds, or ``stop()``. Returns ``summary()``."""
+        t = self.totals = Totals()
+        deadline = t.started + duration if duration else None
+        next_tick = t.started + self.status_interval
+        last_packets, last_time = 0, t.started
+        receivers, burst = self.receivers, self.burst
+        wait = idle_timeout if len(receivers) == 1 else 0.0
+        while not self._stop:
+            for line, rx in enumerate(receivers):
+                batch = rx.recv_batch(burst, timeout=wait)
+                if batch.count:
+                    if count is not None and t.packets + batch.count > count:
+                        batch = _head(batch, count - t.packets)
+                    self._consume(batch, line)
+            now = time.monotonic()
+            if now >= next_tick:
+                self._status_line(now, (t.packets - last_packets) / max(now - last_time, 1e-9))
+                last_packets, last_time = t.packets, now
+                next_tick = now + self.status_interval
+                if self.on_tick:
+                    self.on_tick(self)
+            if (count is not None and t.packets >= count) or (deadline is not None and now >= deadline):
+                break
+        if self.status is not None and self.status.isatty():
+            self.status.write("\n")
+        return self.summary()
+
+    def _consume(self, batch: Batch, line: int) -> None:
+        t = self.totals
+        n = batch.count
+        t.packets += n
+        t.bytes += int(batch.lengths[:n].sum())
+        stamps = batch.ts_ns[:n]
+        stamped = stamps[stamps != 0]
+        if stamped.size:
+            now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            self.latency.record_many(np.int64(now) - stamped.astype(np.int64))
+        item: object = batch
+        if self.feed is not None:
+            item = self.feed.on_batch(batch, line)
+            if item is None:
+                return
+        for handler in self.handlers:
+            try:
+                handler(item)
+            except Exception as exc:  # user code must never take the consumer down
+                t.handler_errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+
+    # --- reporting ----------------------------------------------------------------------------
+    def stats(self) -> dict:
+        merged: dict[str, int] = {}
+        for rx in self.receivers:
+            for k, v in rx.stats().items():
+                merged[k] = merged.get(k, 0) + int(v)
+        return merged
+
+    def _status_line(self, now: float, pps: float) -> None:
+        if self.status is None:
+            return
+        st = self.stats()
+        t = self.totals
+        lat = self.latency.percentiles() if len(self.latency) else {}
+        parts = [
+            f"{self.receivers[0].transport}",
+            f"{_rate(pps)}pps",
+            f"total {t.packets} pkts {t.bytes / 1e6:.1f} MB",
+            f"drops {st.get('drops', 0)}",
+        ]
+        if "bpf_passed" in st:
+            parts.append(f"bpf redirected {st.get('bpf_redirected', 0)} passed {st['bpf_passed']}")
+        if lat:
+            parts.append(f"rx→app p50 {lat['p50'] / 1e3:.1f}µs p99 {lat['p99'] / 1e3:.1f}µs")
+        if self.feed is not None:
+            fs = self.feed.stats()
+            parts.append(f"msgs {fs.get('messages', 0)} gaps {fs.get('gaps', 0)}")
+            errs = sum(fs.get("decode_errors", {}).values())
+            if errs:
+                parts.append(f"decode errors {errs}")
+        if t.handler_errors:
+            parts.append(f"handler errors {t.handler_errors}")
+        line = " | ".join(parts)
+        if self.status.isatty():
+            self.status.write("\r\x1b[K" + line)
+        else:
+            self.status.write(line + "\n")
+        self.status.flush()
+
+    def summary(self) -> dict:
+        t = self.totals
+        duration = max(time.monotonic() - t.started, 1e-9)
+        first = self.receivers[0].describe()
+        st = self.stats()
+        out: dict = {
+            "transport": first.get("transport"),
+            "mode": first.get("mode"),
+            "iface": first.get("iface"),
+            "queue": first.get("queue") if len(self.receivers) == 1 else [r.describe().get("queue") for r in self.receivers],
+            "port": first.get("port"),
+            "packets": t.packets,
+            "bytes": t.bytes,
+            "drops": st.get("drops", 0),
+            "duration_s": round(duration, 6),
+            "pps": round(t.packets / duration, 1),
+            "drops_kernel": {k: v for k, v in st.items() if k.startswith("xdp_") or k in ("truncated",)},
+            "drops_bpf": {k[4:]: v for k, v in st.items() if k.startswith("bpf_")},
+            "receiver": {k: v for k, v in st.items() if not k.startswith(("xdp_", "bpf_"))},
+            "handler_errors": t.handler_errors,
+        }
+        if len(self.latency):
+            out["latency_ns"] = {k: v for k, v in self.latency.percentiles().items()}
+        if self.feed is not None:
+            out.update(self.feed.stats())
+        if self.last_error:
+            out["last_handler_error"] = self.last_error
+        return out
+
+
+def _head(batch: Batch, n: int) -> Batch:
+    return Batch(batch.buf, batch.offsets[:n], batch.lengths[:n], batch.ts_ns[:n], n)
+
+
+@contextlib.contextmanager
+def signals_as_exit() -> object:
+    """Turn SIGTERM/SIGHUP into SystemExit so every ``with``/``finally`` (detach!) runs."""
+    import signal
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    old = {s: signal.signal(s, _exit) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,136 @@
+"""FeedHandler end to end: decode -> sequence -> filter, with a real re-request server on 127.0.0.1."""
+
+import socket
+import time
+
+import pytest
+
+from xdpgw.errors import GatewayError
+from xdpgw.feed import FeedHandler
+from xdpgw.protocol import itch
+from xdpgw.protocol.moldudp64 import RetransmitRequest, encode_heartbeat, encode_packet
+from xdpgw.transport.base import Batch
+
+SESSION = "FEEDTEST01"
+
+
+def msg(seq: int) -> bytes:
+    if seq % 3 == 0:
+        return itch.encode_message("D", locate=2, order_ref=seq)
+    return itch.encode_message("A", locate=1 + seq % 2, order_ref=seq, side="B", shares=1, stock="X", price=1)
+
+
+def pkt(seq: int, n: int = 2) -> bytes:
+    return encode_packet(SESSION, seq, [msg(seq + i) for i in range(n)])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class RerequestServer:
+    """A tiny MoldUDP64 re-request server: answers each 20-byte request from its store."""
+
+    def __init__(self, store: dict[int, bytes]) -> None:
+        self.store = store
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2.0)
+        self.addr = self.sock.getsockname()
+        self.requests: list[RetransmitRequest] = []
+
+    def serve_one(self, answer: bool = True) -> RetransmitRequest:
+        data, peer = self.sock.recvfrom(64)
+        req = RetransmitRequest.decode(data)
+        self.requests.append(req)
+        if answer:
+            seqs = range(req.first, req.first + req.count)
+            self.sock.sendto(encode_packet(req.session, req.first, [self.store[s] for s in seqs]), peer)
+        return req
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def server():
+    srv = RerequestServer({s: msg(s) for s in range(1, 100)})
+    yield srv
+    srv.close()
+
+
+def wait_for(feed: FeedHandler) -> list[int]:
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        out = feed.poll()
+        if out is not None:
+            return [int(x) for x in out.seq]
+        time.sleep(0.001)
+    return []
+
+
+def test_in_order_feed_and_stats_keys():
+    with FeedHandler(clock=Clock()) as feed:
+        out = feed.on_batch(Batch.from_payloads([pkt(1), pkt(3), encode_heartbeat(SESSION, 5)]))
+        assert list(out.seq) == [1, 2, 3, 4]
+        assert feed.on_batch(Batch.from_payloads([pkt(3)])) is None
+        st = feed.stats()
+        assert set(st) == {"messages", "messages_by_type", "gaps", "missing", "duplicates", "decode_errors",
+                           "recovered"}
+        assert st["messages"] == 4 and st["messages_by_type"] == {"A": 3, "D": 1} and st["duplicates"] == 2
+
+
+def test_gap_recovered_through_the_rerequest_server_in_order(server):
+    clock = Clock()
+    with FeedHandler(retransmit=server.addr, clock=clock, give_up_after=5.0) as feed:
+        assert [int(x) for x in feed.on_batch(Batch.from_payloads([pkt(1), pkt(5)])).seq] == [1, 2]
+        req = server.serve_one()
+        assert (req.session, req.first, req.count) == (SESSION.encode(), 3, 2)
+        assert wait_for(feed) == [3, 4, 5, 6]
+        out = feed.on_batch(Batch.from_payloads([pkt(7)]))
+        assert list(out.seq) == [7, 8]
+        st = feed.stats()
+        assert st["gaps"] == 1 and st["recovered"] == 2 and st["missing"] == 0 and st["messages"] == 8
+
+
+def test_unanswered_gap_is_retried_then_given_up(server):
+    clock = Clock()
+    with FeedHandler(retransmit=server.addr, clock=clock, give_up_after=1.0, retry_interval=0.2) as feed:
+        feed.on_batch(Batch.from_payloads([pkt(1), pkt(10)]))
+        server.serve_one(answer=False)
+        clock.t += 0.3
+        assert feed.poll() is None
+        assert server.serve_one(answer=False).first == 3
+        clock.t += 1.0
+        out = feed.poll()
+        assert list(out.seq) == [10, 11]
+        assert feed.stats()["missing"] == 7 and feed.detail()["retransmit"]["sent"] == 2
+
+
+def test_symbols_filter_and_ab_lines():
+    clock = Clock()
+    with FeedHandler(locates=[2], clock=clock) as feed:
+        a = feed.on_batch(Batch.from_payloads([pkt(1, 6)]), line=0)
+        b = feed.on_batch(Batch.from_payloads([pkt(1, 6), pkt(7, 3)]), line=1)
+        assert [m["order_ref"] for m in a.messages()] == [1, 3, 5, 6]
+        assert [m["order_ref"] for m in b.messages()] == [7, 9]
+        st = feed.stats()
+        assert st["lines"][0]["first"] == 6 and st["lines"][1]["first"] == 3
+        with pytest.raises(GatewayError, match="use 0..1"):
+            feed.on_batch(Batch.empty(), line=2)
+
+
+def test_malformed_input_is_counted_not_raised():
+    clock = Clock()
+    with FeedHandler(clock=clock) as feed:
+        out = feed.on_batch(Batch.from_payloads([b"junk", pkt(1)[:-4], pkt(3)]))
+        assert [m["seq"] for m in out.messages()] == [1]  # 2 was cut off: 3, 4 wait for the other line
+        clock.t += 0.01
+        assert [m["seq"] for m in feed.poll().messages()] == [3, 4]
+        st = feed.stats()
+        assert st["decode_errors"] == {"short_packet": 1, "block_overrun": 1}
+        assert st["missing"] == 1 and st["messages"] == 3

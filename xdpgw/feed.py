@@ -1,0 +1,181 @@
+"""The feed handler the gateway calls: decode -> sequence/arbitrate -> filter, per burst.
+
+``FeedHandler.on_batch(batch, line)`` returns the messages to hand to user code, in sequence order
+(a :class:`~xdpgw.protocol.decode.Decoded`, or ``None`` when there is nothing to deliver). With
+``retransmit=(host, port)`` a small non-blocking UDP client sends the sequencer's requests to the
+MoldUDP64 re-request server and feeds its answers back through the same decode path; call ``poll()``
+when idle (or when ``fileno()`` is readable) so timers and answers are handled without traffic.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from xdpgw.errors import GatewayError
+from xdpgw.protocol.arbiter import Arbiter
+from xdpgw.protocol.decode import Decoded, Decoder
+from xdpgw.protocol.moldudp64 import RetransmitRequest
+from xdpgw.protocol.sequencer import Sequencer
+from xdpgw.protocol.subscribe import Subscription
+from xdpgw.transport.base import Batch
+
+
+class RetransmitClient:
+    """Non-blocking UDP client for a MoldUDP64 re-request server."""
+
+    def __init__(self, host: str, port: int, max_datagram: int = 65535) -> None:
+        try:
+            info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        except OSError as e:
+            raise GatewayError(f"cannot resolve retransmission server {host}:{port} ({e})",
+                               "check --retransmit HOST:PORT") from e
+        self.addr = info[4]
+        self.sock = socket.socket(info[0], socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.max_datagram = max_datagram
+        self.sent = self.send_errors = self.received = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, requests: Iterable[RetransmitRequest]) -> None:
+        for req in requests:
+            try:
+                self.sock.sendto(req.encode(), self.addr)
+                self.sent += 1
+            except OSError:  # full buffer or ICMP-refused: the sequencer retries on its own timer
+                self.send_errors += 1
+
+    def recv(self, max_packets: int = 256) -> Batch:
+        """Whatever answers are waiting (never blocks)."""
+        got: list[bytes] = []
+        while len(got) < max_packets:
+            try:
+                got.append(self.sock.recv(self.max_datagram))
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno in (errno.ECONNREFUSED, errno.EAGAIN):
+                    break
+                raise
+        self.received += len(got)
+        return Batch.from_payloads(got, time.monotonic_ns()) if got else Batch.empty()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FeedHandler:
+    """MoldUDP64/ITCH 5.0 feed handler for one feed, one or two (A/B) lines."""
+
+    def __init__(self, symbols: Iterable[str] | None = None, locates: Iterable[int] | None = None,
+                 retransmit: tuple[str, int] | None = None, clock: Callable[[], float] = time.monotonic,
+                 give_up_after: float = 1.0, arbitration_window: float = 0.002, retry_interval: float = 0.05,
+                 max_buffered: int = 1 << 20, first_seq: int | None = None, lines: int = 2) -> None:
+        """``give_up_after`` applies when retransmitting; otherwise holes wait ``arbitration_window``
+        (for the other line or a reordered packet) before they are skipped and counted missing."""
+        self.clock = clock
+        self.decoder = Decoder()
+        self.client = RetransmitClient(*retransmit) if retransmit else None
+        wait = max(give_up_after, arbitration_window) if retransmit else arbitration_window
+        self.sequencer = Sequencer(retransmit=retransmit is not None, give_up_after=wait,
+                                   retry_interval=retry_interval, max_buffered=max_buffered,
+                                   first_seq=first_seq)
+        self.arbiter = Arbiter(self.sequencer, lines)
+        self.subscription = Subscription(symbols, locates)
+        self.arbitrating = False
+        self.delivered = 0
+        self.by_type: dict[str, int] = {}
+        self.decode_errors: dict[str, int] = {}
+
+    def on_batch(self, batch: Batch, line: int = 0) -> Decoded | None:
+        """Decode one burst from ``line`` and return the messages to deliver now, in sequence order."""
+        if line:
+            if line >= len(self.arbiter.lines):
+                raise GatewayError(f"line {line} does not exist", f"use 0..{len(self.arbiter.lines) - 1}")
+            self.arbitrating = True
+        now = self.clock()
+        parts = [self.arbiter.on_decoded(self._decode(batch), line, now)]
+        parts += self._retransmission_io(now)
+        return self._deliver(parts)
+
+    def poll(self) -> Decoded | None:
+        """Run timers (retries, give-ups) and read retransmission answers without new traffic."""
+        now = self.clock()
+        parts = self._retransmission_io(now)
+        parts.append(self.arbiter.poll(now))
+        parts += self._retransmission_io(now, receive=False)
+        return self._deliver(parts)
+
+    def fileno(self) -> int | None:
+        """The retransmission socket, for the caller's poll loop (None without retransmission)."""
+        return self.client.fileno() if self.client else None
+
+    def stats(self) -> dict[str, Any]:
+        s = self.sequencer.counters
+        out: dict[str, Any] = {
+            "messages": self.delivered,
+            "messages_by_type": dict(self.by_type),
+            "gaps": s["gaps"],
+            "missing": s["missing"],
+            "duplicates": s["duplicates"] + s["late"],
+            "decode_errors": dict(self.decode_errors),
+            "recovered": s["recovered"],
+        }
+        if self.arbitrating:
+            out["lines"] = self.arbiter.stats()
+        return out
+
+    def detail(self) -> dict[str, Any]:
+        """Everything the sequencer and retransmission client count (for status pages and debugging)."""
+        d: dict[str, Any] = {"sequencer": self.sequencer.stats(), "session": self.sequencer.session,
+                             "next": self.sequencer.next, "ended": self.sequencer.ended,
+                             "last_heard": self.sequencer.last_heard}
+        if self.client:
+            d["retransmit"] = {"sent": self.client.sent, "send_errors": self.client.send_errors,
+                               "received": self.client.received}
+        return d
+
+    def close(self) -> None:
+        if self.client:
+            self.client.close()
+
+    def __enter__(self) -> FeedHandler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- internals --------------------------------------------------------------------------------
+    def _decode(self, batch: Batch) -> Decoded:
+        dec = self.decoder.decode(batch)
+        for k, v in dec.errors.items():
+            self.decode_errors[k] = self.decode_errors.get(k, 0) + v
+        return dec
+
+    def _retransmission_io(self, now: float, receive: bool = True) -> list[Decoded]:
+        if not self.client:
+            return []
+        parts = []
+        if receive:
+            answers = self.client.recv()
+            if answers.count:
+                parts.append(self.sequencer.on_decoded(self._decode(answers), now))
+        self.client.send(self.sequencer.take_actions())
+        return parts
+
+    def _deliver(self, parts: list[Decoded]) -> Decoded | None:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return None
+        out = self.subscription.filter(Decoded.concat(parts))
+        if not len(out):
+            return None
+        self.delivered += len(out)
+        for t, recs in out.by_type.items():
+            self.by_type[t] = self.by_type.get(t, 0) + len(recs)
+        return out

@@ -1,0 +1,85 @@
+"""A/B line arbitration (sans-IO): two lines, same sequence numbers, each message delivered once.
+
+Both lines feed one :class:`Sequencer`: whichever copy of a sequence arrives first is delivered,
+the other is a duplicate. Per line it keeps: packets, messages, ``first`` (copies delivered from this
+line) and ``first_share``, ``gaps``/``gap_messages`` (holes in this line's own stream), ``covered``
+(of those, messages delivered anyway: by the other line or a retransmission) and ``lost_on_both``
+(messages of this line's holes that nothing delivered).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xdpgw.protocol.decode import Decoded
+from xdpgw.protocol.moldudp64 import SHORT_PACKET
+from xdpgw.protocol.sequencer import Sequencer, gap_scan
+
+
+class _Line:
+    def __init__(self) -> None:
+        self.session: bytes | None = None
+        self.high: int | None = None
+        self.open: list[tuple[int, int]] = []
+        self.c = dict.fromkeys(("packets", "messages", "first", "gaps", "gap_messages", "covered",
+                                "lost_on_both"), 0)
+
+
+class Arbiter:
+    """Merge ``lines`` copies of one feed through ``sequencer``."""
+
+    def __init__(self, sequencer: Sequencer, lines: int = 2) -> None:
+        self.sequencer = sequencer
+        self.lines = [_Line() for _ in range(lines)]
+
+    def on_decoded(self, dec: Decoded, line: int, now: float) -> Decoded:
+        """One burst from ``line``; returns what the sequencer delivers now."""
+        ln = self.lines[line]
+        ln.c["packets"] += len(dec.pkt_seq)
+        ln.c["messages"] += len(dec)
+        ok = np.flatnonzero(dec.pkt_error != SHORT_PACKET)
+        if len(ok):
+            sess = dec.pkt_session[ok[-1]]
+            if sess != ln.session:
+                ln.session, ln.high, ln.open = sess, None, []
+            same = ok[dec.pkt_session[ok] == sess]
+            starts = dec.pkt_seq[same].astype(np.int64)
+            ends = starts + dec.pkt_nmsg[same].astype(np.int64)
+            if ln.high is None:
+                ln.high = int(starts[0])
+            _, ln.high, gap = gap_scan(starts, ends, ln.high)
+            for i in np.flatnonzero(gap).tolist():  # one iteration per hole on this line
+                ln.open.append((int(starts[i] - gap[i]), int(starts[i])))
+                ln.c["gaps"] += 1
+                ln.c["gap_messages"] += int(gap[i])
+        out = self.sequencer.on_decoded(dec, now)
+        ln.c["first"] += self.sequencer.last_accepted
+        self._resolve()
+        return out
+
+    def poll(self, now: float) -> Decoded:
+        out = self.sequencer.poll(now)
+        self._resolve()
+        return out
+
+    def _resolve(self) -> None:
+        """Settle line holes the merged stream has moved past: covered or lost on both."""
+        seq = self.sequencer
+        if seq.next is None:
+            return
+        for ln in self.lines:
+            if not ln.open or ln.session != seq.session:
+                continue
+            keep = []
+            for a, b in ln.open:
+                if b > seq.next:
+                    keep.append((a, b))
+                    continue
+                lost = sum(max(0, min(b, gb) - max(a, ga)) for ga, gb in seq.given_up)
+                ln.c["lost_on_both"] += lost
+                ln.c["covered"] += (b - a) - lost
+            ln.open = keep
+
+    def stats(self) -> list[dict[str, float]]:
+        total = sum(ln.c["first"] for ln in self.lines) or 1
+        return [dict(ln.c, first_share=ln.c["first"] / total) for ln in self.lines]

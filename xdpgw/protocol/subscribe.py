@@ -1,0 +1,69 @@
+"""Subscriptions (sans-IO): keep only the messages of chosen symbols and/or stock locates, vectorised.
+
+Messages with a ``stock`` field match by symbol or locate. Messages without one (E, X, D, U, C, ...)
+match by locate; the locate of a subscribed symbol is learnt from Stock Directory (``R``) messages as
+they stream by. Market-wide messages (locate 0: system events, MWCB) are kept unless asked otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from xdpgw.protocol.decode import Decoded
+
+
+def _sym(s: str | bytes) -> bytes:
+    raw = s.encode("ascii") if isinstance(s, str) else bytes(s)
+    if len(raw) > 8:
+        raise ValueError(f"symbol {s!r} is longer than the 8-byte ITCH stock field: check the spelling")
+    return raw.upper().ljust(8, b" ")
+
+
+class Subscription:
+    """A filter over decoded messages; ``None`` for both symbols and locates means everything."""
+
+    def __init__(self, symbols: Iterable[str | bytes] | None = None, locates: Iterable[int] | None = None,
+                 market_wide: bool = True) -> None:
+        self.all = symbols is None and locates is None
+        self.symbols = np.array(sorted({_sym(s) for s in symbols or ()}), dtype="S8")
+        self.wanted = np.zeros(1 << 16, dtype=bool)  # by locate
+        for loc in locates or ():
+            if not 0 <= int(loc) < 1 << 16:
+                raise ValueError(f"stock locate {loc} is not a u16: use 0..65535")
+            self.wanted[int(loc)] = True
+        self.wanted[0] = market_wide
+        self.names = np.full(1 << 16, b"", dtype="S8")  # locate -> symbol, learnt from R
+
+    def learn(self, dec: Decoded) -> None:
+        """Learn locate -> symbol from the Stock Directory messages in ``dec``."""
+        r = dec.by_type.get("R")
+        if r is None or not len(r):
+            return
+        loc = r["locate"].astype(np.intp)
+        self.names[loc] = r["stock"]
+        if len(self.symbols):
+            self.wanted[loc[np.isin(r["stock"], self.symbols)]] = True
+
+    def symbol(self, locate: int) -> str | None:
+        """The symbol learnt for ``locate`` (None before its ``R`` message)."""
+        name = self.names[locate]
+        return name.decode().rstrip() if name else None
+
+    def mask(self, dec: Decoded) -> np.ndarray:
+        """Per message of ``dec``: is it wanted? (invalid messages never are)."""
+        keep = np.zeros(len(dec), dtype=bool)
+        for t, recs in dec.by_type.items():
+            hit = self.wanted[recs["locate"].astype(np.intp)]
+            if "stock" in recs.dtype.names and len(self.symbols):
+                hit |= np.isin(recs["stock"], self.symbols)
+            keep[dec.index_by_type[t]] = hit
+        return keep
+
+    def filter(self, dec: Decoded) -> Decoded:
+        """Learn from ``dec`` then keep the wanted, valid messages (order preserved)."""
+        self.learn(dec)
+        if self.all:
+            return dec if dec.valid.all() else dec.take(dec.valid)
+        return dec.take(self.mask(dec))

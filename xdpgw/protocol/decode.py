@@ -39,7 +39,8 @@ class Decoded:
     """Decoded messages of one or more bursts, in delivery order.
 
     Per message *i* (valid or not): ``seq[i]``, ``pkt[i]`` (index into the per-packet arrays),
-    ``type[i]`` (ASCII code, uint8), ``error[i]`` (0 or a ``moldudp64`` error code). Valid messages
+    ``type[i]`` (ASCII code, uint8), ``error[i]`` (0 or a ``moldudp64`` error code), ``length[i]``
+    (the block length). Valid messages
     are also in ``by_type[letter]`` (record arrays with ``itch.DTYPES[letter]``), whose rows are
     messages ``index_by_type[letter]`` (increasing). Per packet: ``pkt_session`` (S10), ``pkt_seq``,
     ``pkt_count`` (header count; 0 heartbeat, 0xFFFF end of session), ``pkt_nmsg`` (blocks found),
@@ -50,6 +51,7 @@ class Decoded:
     pkt: np.ndarray
     type: np.ndarray
     error: np.ndarray
+    length: np.ndarray
     by_type: dict[str, np.ndarray]
     index_by_type: dict[str, np.ndarray]
     pkt_session: np.ndarray
@@ -66,7 +68,7 @@ class Decoded:
     @classmethod
     def empty(cls) -> Decoded:
         u8, u64 = np.zeros(0, np.uint8), np.zeros(0, np.uint64)
-        return cls(u64, np.zeros(0, np.int64), u8, u8, {}, {}, np.zeros(0, "S10"), u64,
+        return cls(u64, np.zeros(0, np.int64), u8, u8, np.zeros(0, np.uint16), {}, {}, np.zeros(0, "S10"), u64,
                    np.zeros(0, np.uint16), np.zeros(0, np.uint32), u8, u64, {})
 
     # --- per-packet facts -------------------------------------------------------------------------
@@ -108,7 +110,8 @@ class Decoded:
                 order = np.argsort(p, kind="stable")
                 p, recs = p[order], recs[order]
             by_type[t], index_by_type[t] = recs, p.astype(np.int32)
-        return Decoded(self.seq[idx], self.pkt[idx], self.type[idx], self.error[idx], by_type, index_by_type,
+        return Decoded(self.seq[idx], self.pkt[idx], self.type[idx], self.error[idx], self.length[idx],
+                       by_type, index_by_type,
                        self.pkt_session, self.pkt_seq, self.pkt_count, self.pkt_nmsg, self.pkt_error,
                        self.pkt_ts_ns, dict(self.errors))
 
@@ -139,7 +142,7 @@ class Decoded:
             return np.concatenate([getattr(p, name) for p in parts])
 
         pkt = np.concatenate([p.pkt + poff[k] for k, p in enumerate(parts)])
-        return Decoded(cat("seq"), pkt, cat("type"), cat("error"), by_type, index_by_type,
+        return Decoded(cat("seq"), pkt, cat("type"), cat("error"), cat("length"), by_type, index_by_type,
                        cat("pkt_session"), cat("pkt_seq"), cat("pkt_count"), cat("pkt_nmsg"),
                        cat("pkt_error"), cat("pkt_ts_ns"), errors)
 
@@ -251,7 +254,7 @@ class Decoder:
                     errors[ERROR_NAMES[code]] = int(mc[code])
         return Decoded(
             self.m_seq[:m].copy(), self.m_pkt[:m].astype(np.int64), self.m_type[:m].copy(), m_err.copy(),
-            by_type, index_by_type, self.p_sess[:n].copy(), self.p_seq[:n].copy(), self.p_count[:n].copy(),
+            self.m_len[:m].copy(), by_type, index_by_type, self.p_sess[:n].copy(), self.p_seq[:n].copy(), self.p_count[:n].copy(),
             self.p_nmsg[:n].copy(), p_err.copy(), np.asarray(batch.ts_ns[:n], np.uint64).copy(), errors)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from xdpgw.feed import FeedHandler
 from xdpgw.protocol.decode import Decoder
 from xdpgw.protocol.reference import decode_packets
 from xdpgw.protocol.synth import split_batch, synth_packets
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=20_000)
     ap.add_argument("--burst", type=int, default=256, help="packets per decode_batch call")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--pipeline", action="store_true", help="also time FeedHandler.on_batch end to end")
     args = ap.parse_args()
 
     batch, codes = synth_packets(args.packets, seed=1)
@@ -53,6 +55,16 @@ def main() -> None:
     print(f"{'vectorised':<12}{fast:>16,.0f}")
     print(f"{'struct':<12}{slow:>16,.0f}")
     print(f"ratio: {fast / slow:.1f}x")
+    if args.pipeline:
+        print("pipeline (decode + sequence + filter), unique msgs/s:")
+        for label, kw, lines in (("one line", {}, (0,)), ("locates 1..899", {"locates": range(1, 900)}, (0,)),
+                                 ("A/B lines", {}, (0, 1))):
+            def run(kw=kw, lines=lines) -> None:
+                feed = FeedHandler(clock=lambda: 0.0, first_seq=1, **kw)
+                for b in bursts:
+                    for line in lines:
+                        feed.on_batch(b, line)
+            print(f"  {label:<16}{best_rate(run, nmsg, max(1, args.repeat // 2)):>16,.0f}")
 
 
 if __name__ == "__main__":

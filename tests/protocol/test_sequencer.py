@@ -117,3 +117,10 @@ def test_many_shuffled_packets_deliver_each_sequence_once_in_order():
         got += feed(sq, [arrivals[i] for i in order[k : k + 16]], now=k * 0.001)
     assert got == list(range(1, 601))
     assert sq.stats()["duplicates"] == 180 and sq.stats()["missing"] == 0
+
+
+def test_new_session_expects_sequence_one():
+    sq = Sequencer()
+    feed(sq, [pkt(50, 1, "DAY1")])
+    assert feed(sq, [pkt(3, 1, "DAY2")]) == [3]
+    assert sq.stats()["gaps"] == 1 and sq.stats()["missing"] == 2

@@ -126,7 +126,8 @@ class Sequencer:
             if self.session is not None:
                 self._give_up_all(out)
                 self.old_sessions.add(self.session)
-                self.next, self.high = None, 0
+                self.next, self.high = 1, 1  # a new session starts at sequence 1
+                self.given_up.clear()
             self.session, self.ended = session, False
             self.counters["sessions"] += 1
         self.last_heard = now
@@ -159,7 +160,10 @@ class Sequencer:
         old = s < nxt
         if old.any():
             late = np.zeros(len(s), bool)
-            for a, b in self.given_up:
+            smin = int(s.min())
+            for a, b in reversed(self.given_up):  # newest first; only ranges above the oldest arrival
+                if b <= smin:
+                    break
                 late |= (s >= a) & (s < b)
             late &= old
             self.counters["late"] += int(late.sum())

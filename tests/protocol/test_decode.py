@@ -90,3 +90,13 @@ def test_take_reorders_and_filters_per_type_arrays():
     assert list(sub.seq) == [3, 2] and list(sub.by_type["A"]["order_ref"]) == [3]
     assert list(sub.index_by_type["A"]) == [0] and list(sub.index_by_type["D"]) == [1]
     assert [m["seq"] for m in sub.messages()] == [3, 2]
+
+
+def test_concat_and_take_keep_the_wire_dtypes():
+    a = decode_payloads([encode_packet("S", 5, [_A(5), _A(6)])])
+    b = decode_payloads([encode_packet("S", 3, [_A(3), _A(4)])])
+    both = Decoded.concat([a, b])
+    assert both.by_type["A"].dtype == itch.DTYPES["A"]
+    out = both.take(np.argsort(both.seq))
+    assert out.by_type["A"].dtype == itch.DTYPES["A"]
+    assert list(out.by_type["A"]["order_ref"]) == [3, 4, 5, 6] and list(out.pkt) == [1, 1, 0, 0]

@@ -73,7 +73,7 @@ def test_heartbeat_proves_liveness_and_reveals_a_trailing_gap():
     sq = Sequencer(retransmit=True, give_up_after=5.0)
     feed(sq, [pkt(1, 2)], now=1.0)
     assert feed(sq, [encode_heartbeat("S1", 3)], now=2.0) == []
-    assert sq.last_heard == 2.0 and sq.stats()["gaps"] == 0 and sq.stats()["heartbeats"] == 1
+    assert sq.last_heard == 2.0 and sq.silence(2.5) == 0.5 and sq.stats()["gaps"] == 0 and sq.stats()["heartbeats"] == 1
     feed(sq, [encode_heartbeat("S1", 6)], now=3.0)
     assert [(r.first, r.count) for r in sq.take_actions()] == [(3, 3)]
     assert feed(sq, [pkt(3, 3)], now=3.1) == [3, 4, 5]
@@ -124,3 +124,9 @@ def test_new_session_expects_sequence_one():
     feed(sq, [pkt(50, 1, "DAY1")])
     assert feed(sq, [pkt(3, 1, "DAY2")]) == [3]
     assert sq.stats()["gaps"] == 1 and sq.stats()["missing"] == 2
+
+
+def test_requests_go_to_the_oldest_holes_first_and_are_capped():
+    sq = Sequencer(retransmit=True, give_up_after=9.0, max_holes_requested=2, first_seq=1)
+    feed(sq, [pkt(2), pkt(4), pkt(6), pkt(8)])
+    assert [(r.first, r.count) for r in sq.take_actions()] == [(1, 1), (3, 1)]

@@ -56,12 +56,14 @@ class Sequencer:
     """In-order delivery for one MoldUDP64 feed; see the module docstring."""
 
     def __init__(self, retransmit: bool = False, give_up_after: float = 0.0, retry_interval: float = 0.05,
-                 max_buffered: int = 1 << 20, max_request: int = 1000, first_seq: int | None = None) -> None:
+                 max_buffered: int = 1 << 20, max_request: int = 1000, first_seq: int | None = None,
+                 max_holes_requested: int = 16) -> None:
         self.retransmit = retransmit
         self.give_up_after = give_up_after
         self.retry_interval = retry_interval
         self.max_buffered = max_buffered
         self.max_request = min(max_request, MAX_COUNT)
+        self.max_holes_requested = max_holes_requested  # per call: oldest holes first
         self.session: bytes | None = None
         self.next: int | None = first_seq
         self.high = first_seq or 0
@@ -108,6 +110,10 @@ class Sequencer:
         """Retransmission requests to send now (drains the queue)."""
         acts, self.actions = self.actions, []
         return acts
+
+    def silence(self, now: float) -> float | None:
+        """Seconds since the feed was last heard from (data or heartbeat); None before any packet."""
+        return None if self.last_heard is None else now - self.last_heard
 
     def stats(self) -> dict[str, int]:
         return dict(self.counters, buffered=len(self.pending), open_holes=len(self.holes))
@@ -225,7 +231,7 @@ class Sequencer:
                               or len(self.pending) > self.max_buffered):
             self._skip(self.holes[0], out)
         if self.retransmit and self.session is not None:
-            for h in self.holes:
+            for h in self.holes[: self.max_holes_requested]:
                 if h.last_request is None or now - h.last_request >= self.retry_interval:
                     h.last_request, h.attempts = now, h.attempts + 1
                     self.actions.append(RetransmitRequest(self.session, h.start, min(h.size, self.max_request)))

@@ -78,6 +78,8 @@ class Lab:
                 ipr.link("set", index=idx, net_ns_fd=self.tx_ns)
             self._configure(self.tx_ns, self.tx_if, self.tx_ip, self.tx_ip6)
             self._configure(self.rx_ns, self.rx_if, self.rx_ip, self.rx_ip6)
+            self._wait_up(self.tx_ns, self.tx_if)  # a veth end has carrier only once both are up
+            self._wait_up(self.rx_ns, self.rx_if)
         except Exception:
             self.down()
             raise
@@ -91,7 +93,6 @@ class Lab:
             n.addr("add", index=idx, address=ip4, prefixlen=self.prefix)
             n.addr("add", index=idx, address=ip6, prefixlen=64, flags=IFA_F_NODAD)
             n.link("set", index=idx, state="up")
-        self._wait_up(ns, ifname)
 
     @staticmethod
     def _wait_up(ns: str, ifname: str, timeout: float = 5.0) -> None:

@@ -1,0 +1,5 @@
+"""`python -m xdpgw` runs the CLI."""
+
+from xdpgw.cli import main
+
+main()

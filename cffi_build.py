@@ -88,10 +88,26 @@ void xgw_mold_gather(const uint8_t *buf, const int64_t *msg_off, const uint8_t *
                      int32_t *order);
 """
 
-SOURCES = ["xsk.c", "bpfobj.c", "net.c", "mold.c"]
+# --- BPF_PROG_RUN live-frames generator for `xdpgw blast` (csrc/blast.c) ----------------------------
+CDEF_BLAST = """
+int xgw_blast_run(int prog_fd, uint32_t ifindex, uint32_t queue, const uint8_t *frame, uint32_t len,
+                  uint32_t repeat, uint32_t batch_size, uint32_t *retval);
+"""
+
+# --- AF_XDP send path: Ethernet/IP/UDP frames with checksums, straight into UMEM (csrc/frames.c) ---
+CDEF_FRAMES = """
+struct xgw_tx_hdr { uint8_t tmpl[128]; uint32_t hlen, l3off, ipv6, max_payload, ip_id; };
+struct xgw_tx_result { uint32_t sent, oversize, dropped, kicks, stalled; int32_t last_errno; uint64_t bytes; };
+int xgw_frames_build(struct xgw_tx_hdr *h, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
+                     uint32_t n, uint8_t *out, uint32_t slot, int64_t *out_offs, uint32_t *out_lens);
+int xgw_tx_frames(struct xgw_xsk *s, struct xgw_tx_hdr *h, const uint8_t *buf, const int64_t *offs,
+                  const uint32_t *lens, uint32_t n, int64_t stall_ns, struct xgw_tx_result *res);
+"""
+
+SOURCES = ["xsk.c", "bpfobj.c", "net.c", "mold.c", "blast.c", "frames.c"]
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF_XSK + CDEF_BPF + CDEF_NET + CDEF_MOLD)
+ffibuilder.cdef(CDEF_XSK + CDEF_BPF + CDEF_NET + CDEF_MOLD + CDEF_BLAST + CDEF_FRAMES)
 ffibuilder.set_source(
     "xdpgw._xsk",
     "".join(f'#include "{name}"\n' for name in SOURCES),

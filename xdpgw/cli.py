@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -89,6 +90,8 @@ def run_options(fn: Callable) -> Callable:
         click.option("--retransmit", default=None, help="With --protocol: re-request server HOST:PORT."),
         click.option("--handler", "handler_specs", multiple=True, help="module:function called per batch."),
         click.option("--cpu", type=int, default=None, help="Pin the consumer to this CPU."),
+        click.option("--line-b", "line_b", type=int, default=None,
+                     help="A/B arbitration: UDP port of the redundant line B (needs --protocol)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -96,7 +99,7 @@ def run_options(fn: Callable) -> Callable:
 
 
 def _run(receivers, *, count, duration, as_json, quiet, protocol, symbols, retransmit, handler_specs, cpu,
-         on_tick=None) -> dict:
+         line_b, on_tick=None, line_b_port=None) -> dict:
     from xdpgw.gateway import Gateway
 
     if cpu is not None:
@@ -104,9 +107,12 @@ def _run(receivers, *, count, duration, as_json, quiet, protocol, symbols, retra
             os.sched_setaffinity(0, {cpu})
         except OSError as exc:
             raise GatewayError(f"cannot pin to CPU {cpu} ({exc})", f"pick one of {sorted(os.sched_getaffinity(0))}") from exc
-    feed = make_feed(protocol, symbols, retransmit, lines=len(receivers))
+    if line_b is not None and protocol is None:
+        raise GatewayError("--line-b needs decoding to arbitrate", "add --protocol moldudp64")
+    feed = make_feed(protocol, symbols, retransmit, lines=2 if line_b is not None else 1)
     handlers = [load_handler(s) for s in handler_specs]
-    gw = Gateway(receivers, handlers, feed=feed, status=None if quiet else sys.stderr, on_tick=on_tick)
+    gw = Gateway(receivers, handlers, feed=feed, status=None if quiet else sys.stderr, on_tick=on_tick,
+                 line_b_port=line_b_port)
     try:
         summary = gw.run(count=count, duration=duration)
     except KeyboardInterrupt:
@@ -153,6 +159,8 @@ def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, **
     from xdpgw.transport.xdp import XdpReceiver
 
     queues = parse_queues(queue_spec)
+    if run["line_b"] is not None:
+        ports = (*ports, run["line_b"])
     with signals_as_exit():
         prog = XdpProgram(iface, ports, mode=mode, force=force)
         receivers: list[XdpReceiver] = []
@@ -178,7 +186,7 @@ def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, **
                 click.echo(
                     f"xdpgw: attached to {iface} ({prog.attached_mode} mode), queue(s) {queue_spec}, "
                     f"port(s) {','.join(map(str, prog.ports))}; Ctrl-C to stop", err=True)
-            _run(receivers, on_tick=tick, **run)
+            _run(receivers, on_tick=tick, line_b_port=run["line_b"], **run)
         finally:
             prog.close()  # detach first: the feed goes back to the kernel before the sockets close
             for r in receivers:
@@ -198,10 +206,14 @@ def listen(port, group, iface, bind_addr, rcvbuf, **run) -> None:
     from xdpgw.gateway import signals_as_exit
     from xdpgw.transport.socket import SocketReceiver
 
-    with signals_as_exit(), SocketReceiver(port, bind_addr=bind_addr, group=group, iface=iface, rcvbuf=rcvbuf) as rx:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(signals_as_exit())
+        rxs = [stack.enter_context(SocketReceiver(p, bind_addr=bind_addr, group=group, iface=iface, rcvbuf=rcvbuf))
+               for p in ([port] if run["line_b"] is None else [port, run["line_b"]])]
         if not run["quiet"]:
-            click.echo(f"xdpgw: listening on UDP port {rx.port}" + (f" group {group}" if group else ""), err=True)
-        _run([rx], **run)
+            click.echo(f"xdpgw: listening on UDP port(s) {', '.join(str(r.port) for r in rxs)}"
+                       + (f" group {group}" if group else ""), err=True)
+        _run(rxs, **run)
 
 
 @main.command()
@@ -262,6 +274,21 @@ def detach(iface, any_prog) -> None:
     from xdpgw.bpf import detach_iface
 
     click.echo(detach_iface(iface, only_ours=not any_prog))
+
+
+@main.command()
+@click.argument("iface", required=False)
+@click.option("--port", type=int, default=None, help="Feed port (for the flow-steering advice).")
+@click.option("--queue", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def doctor(iface, port, queue, as_json) -> None:
+    """Check this machine (and IFACE) for XDP/AF_XDP readiness; each problem comes with its fix."""
+    from xdpgw.doctor import checks_to_json, exit_status, format_checks, run_checks
+
+    checks = run_checks(iface, port=port, queue=queue)
+    click.echo(checks_to_json(checks) if as_json else format_checks(checks))
+    sys.exit(exit_status(checks))
 
 
 @main.group()

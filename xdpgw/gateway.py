@@ -48,7 +48,9 @@ class Gateway:
         status_interval: float = 1.0,
         burst: int = 256,
         on_tick: Callable[[Gateway], None] | None = None,
+        line_b_port: int | None = None,
     ) -> None:
+        """``line_b_port``: A/B arbitration inside one receiver's stream (line B = that UDP port)."""
         self.receivers = list(receivers)
         self.handlers = list(handlers)
         self.feed = feed
@@ -56,6 +58,7 @@ class Gateway:
         self.status_interval = status_interval
         self.burst = burst
         self.on_tick = on_tick
+        self.line_b_port = line_b_port
         self.totals = Totals()
         self.latency = LatencyHistogram()
         self.last_error = ""
@@ -73,13 +76,18 @@ class Gateway:
         last_packets, last_time = 0, t.started
         receivers, burst = self.receivers, self.burst
         wait = idle_timeout if len(receivers) == 1 else 0.0
+        poll = getattr(self.feed, "poll", None)
         while not self._stop:
+            idle = True
             for line, rx in enumerate(receivers):
                 batch = rx.recv_batch(burst, timeout=wait)
                 if batch.count:
+                    idle = False
                     if count is not None and t.packets + batch.count > count:
                         batch = _head(batch, count - t.packets)
                     self._consume(batch, line)
+            if idle and poll is not None:  # retransmission answers and gap timers, without traffic
+                self._deliver(poll())
             now = time.monotonic()
             if now >= next_tick:
                 self._status_line(now, (t.packets - last_packets) / max(now - last_time, 1e-9))
@@ -103,16 +111,22 @@ class Gateway:
         if stamped.size:
             now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             self.latency.record_many(np.int64(now) - stamped.astype(np.int64))
-        item: object = batch
-        if self.feed is not None:
-            item = self.feed.on_batch(batch, line)
-            if item is None:
-                return
+        if self.feed is None:
+            self._deliver(batch)
+        elif self.line_b_port is not None:
+            for ln, part in split_lines(batch, self.line_b_port):
+                self._deliver(self.feed.on_batch(part, ln))
+        else:
+            self._deliver(self.feed.on_batch(batch, line))
+
+    def _deliver(self, item: object) -> None:
+        if item is None:
+            return
         for handler in self.handlers:
             try:
                 handler(item)
             except Exception as exc:  # user code must never take the consumer down
-                t.handler_errors += 1
+                self.totals.handler_errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
 
     # --- reporting ----------------------------------------------------------------------------
@@ -182,6 +196,20 @@ class Gateway:
         if self.last_error:
             out["last_handler_error"] = self.last_error
         return out
+
+
+def split_lines(batch: Batch, line_b_port: int) -> list[tuple[int, Batch]]:
+    """Split an XDP batch into (line, batch) by UDP destination port, read from the headers that are
+    still in the UMEM in front of each payload (vectorised; no per-packet Python)."""
+    n = batch.count
+    offs = batch.offsets[:n]
+    dport = (batch.buf[offs - 6].astype(np.uint16) << 8) | batch.buf[offs - 5]
+    is_b = dport == line_b_port
+    out = []
+    for line, mask in ((0, ~is_b), (1, is_b)):
+        if mask.any():
+            out.append((line, Batch(batch.buf, offs[mask], batch.lengths[:n][mask], batch.ts_ns[:n][mask])))
+    return out
 
 
 def _head(batch: Batch, n: int) -> Batch:

@@ -1,0 +1,189 @@
+"""The `xdpgw` command as users run it: errors, crash safety, status/detach from another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import (
+    attached,
+    drain_socket,
+    feed_frames,
+    kernel_udp_socket,
+    run_xdpgw,
+    send_frames,
+    xdpgw_cmd,
+)
+from xdpgw.lab import in_netns
+
+pytestmark = pytest.mark.xdp
+
+
+def start_attach(lab, *args: str) -> subprocess.Popen:
+    """`xdpgw attach` in the lab's rx namespace; returns once the program is attached and the socket is in."""
+    proc = subprocess.Popen(xdpgw_cmd(lab.rx_ns, "attach", lab.rx_if, "--quiet", *args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        st = run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json")
+        if st.returncode == 0 and json.loads(st.stdout).get("consumer", {}).get("consumer_alive"):
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    out, err = proc.communicate()
+    pytest.fail(f"xdpgw attach did not come up: {err}")
+
+
+def one_line_error(res: subprocess.CompletedProcess, *needles: str) -> None:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("xdpgw: error:")]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def test_attach_decodes_the_feed_and_reports_json(lab):
+    from xdpgw.protocol import encode_message, encode_packet
+
+    msgs = [encode_message("S", event_code=b"O")] + [
+        encode_message("A", order_ref=i, side=b"B", shares=100, stock=b"AAPL", price=1_000_000) for i in range(9)
+    ]
+    packets = [encode_packet("SESSION001", 1 + 5 * k, msgs[5 * k: 5 * k + 5]) for k in range(2)]
+    proc = start_attach(lab, "--protocol", "moldudp64", "--count", "3", "--json", "--mode", "skb")
+    send_frames(lab, feed_frames(lab, packets + [b"\x00" * 7]))  # two good packets, one too short
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    for key in ("transport", "mode", "iface", "queue", "port", "packets", "bytes", "drops", "duration_s"):
+        assert key in summary
+    assert (summary["transport"], summary["mode"], summary["iface"], summary["queue"], summary["port"]) == (
+        "xdp", "skb", lab.rx_if, 0, 9001)
+    assert summary["packets"] == 3
+    assert summary["messages"] == 10 and summary["messages_by_type"] == {"S": 1, "A": 9}
+    assert summary["decode_errors"].get("short_packet") == 1
+    assert summary["drops_bpf"]["redirected"] == 3
+    assert "rx_dropped" in " ".join(summary["drops_kernel"])
+    assert attached(lab) is None
+
+
+def test_kill_9_leaves_the_feed_flowing_to_the_kernel_and_restart_reattaches(lab):
+    proc = start_attach(lab)
+    prog = attached(lab)
+    assert prog is not None and prog.name == "xdpgw_rx"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    s = kernel_udp_socket(lab, 9001)
+    try:
+        send_frames(lab, feed_frames(lab, [b"after-crash-%d" % i for i in range(100)]))
+        assert drain_socket(s, 100) == [b"after-crash-%d" % i for i in range(100)], "feed black-holed"
+    finally:
+        s.close()
+    st = json.loads(run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json").stdout)
+    assert st["attached"] and st["ours"] and not st["consumer"]["consumer_alive"]
+    assert st["bpf_counters"]["no_socket"] >= 100
+    # A restart replaces the stale program cleanly and bypasses again.
+    proc2 = start_attach(lab, "--count", "5", "--json")
+    send_frames(lab, feed_frames(lab, [b"again"] * 5))
+    out, err = proc2.communicate(timeout=20)
+    assert proc2.returncode == 0 and json.loads(out)["packets"] == 5, err
+    assert attached(lab) is None
+
+
+def test_sigterm_detaches(lab):
+    proc = start_attach(lab)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert attached(lab) is None
+
+
+def test_status_and_detach_from_another_process(lab):
+    proc = start_attach(lab, "--port", "9001", "--port", "9005")
+    try:
+        send_frames(lab, feed_frames(lab, [b"x"] * 10))
+        time.sleep(1.3)  # the consumer refreshes its state once a second
+        text = run_xdpgw(lab.rx_ns, "status", lab.rx_if)
+        assert "xdpgw program id" in text.stdout and "running" in text.stdout, text.stdout + text.stderr
+        st = json.loads(run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json").stdout)
+        assert st["consumer"]["ports"] == [9001, 9005]
+        assert st["consumer"]["stats"]["0"]["packets"] == 10
+        assert "xdp_rx_ring_full" in st["consumer"]["stats"]["0"]
+        res = run_xdpgw(lab.rx_ns, "detach", lab.rx_if)
+        assert res.returncode == 0 and "detached" in res.stdout
+        assert attached(lab) is None
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
+    assert attached(lab) is None
+
+
+def test_errors_are_one_line_and_leave_nothing_attached(lab):
+    one_line_error(run_xdpgw(lab.rx_ns, "attach", "nosuch0", "--count", "1"), "not found", "ip -br link")
+    one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--queue", "3", "--count", "1"),
+                   "out of range", "--queue 0..0")
+    one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--port", "0", "--count", "1"), "port")
+    assert attached(lab) is None
+    nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+                            + xdpgw_cmd(None, "attach", "lo", "--count", "1"),
+                            capture_output=True, text=True, timeout=30, cwd=os.getcwd())
+    one_line_error(nobody, "root", "sudo")
+
+
+def test_foreign_program_is_refused_and_left_alone(lab):
+    from bcc import BPF
+
+    with in_netns(lab.rx_ns):
+        other = BPF(text=b"int someone_else(struct xdp_md *ctx) { return XDP_PASS; }")
+        fn = other.load_func(b"someone_else", BPF.XDP)
+        BPF.attach_xdp(lab.rx_if.encode(), fn, 1 << 1)
+    try:
+        res = run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--count", "1")
+        one_line_error(res, "foreign", "someone_else", "--force")
+        assert attached(lab).name == "someone_else"
+        res = run_xdpgw(lab.rx_ns, "detach", lab.rx_if)
+        one_line_error(res, "not xdpgw's")
+        assert attached(lab).name == "someone_else"
+    finally:
+        with in_netns(lab.rx_ns):
+            BPF.remove_xdp(lab.rx_if.encode(), 1 << 1)
+        other.cleanup()
+
+
+def test_port_taken_for_listen(lab):
+    with in_netns(lab.rx_ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 9001))
+    try:
+        one_line_error(run_xdpgw(lab.rx_ns, "listen", "--port", "9001", "--count", "1"), "9001", "ss -ulpn")
+    finally:
+        s.close()
+
+
+def test_listen_is_the_same_pipeline(lab):
+    proc = subprocess.Popen(xdpgw_cmd(lab.rx_ns, "listen", "--port", "9001", "--count", "50", "--json", "--quiet"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    send_frames(lab, feed_frames(lab, [b"k%d" % i for i in range(50)]))
+    out, err = proc.communicate(timeout=20)
+    summary = json.loads(out)
+    assert proc.returncode == 0, err
+    assert summary["transport"] == "socket" and summary["packets"] == 50 and summary["drops"] == 0
+
+
+def test_missing_headers_message(monkeypatch):
+    import xdpgw.bpf as bpf
+    from xdpgw.errors import GatewayError
+
+    class FakeUname:
+        release = "0.0-none"
+
+    monkeypatch.setattr(bpf.os, "uname", lambda: FakeUname)
+    with pytest.raises(GatewayError, match="scripts/setup.sh"):
+        bpf._compile()

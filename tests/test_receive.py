@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import feed_frames, kernel_udp_socket, drain_socket, send_frames, attached
+from tests.conftest import attached, drain_socket, feed_frames, kernel_udp_socket, send_frames
 from xdpgw.lab import in_netns
 from xdpgw.transport import Batch, Receiver
 

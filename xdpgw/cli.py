@@ -291,6 +291,21 @@ def doctor(iface, port, queue, as_json) -> None:
     sys.exit(exit_status(checks))
 
 
+@main.command()
+@click.option("--packets", type=int, default=20000, show_default=True)
+@click.option("--rate", type=float, default=5000.0, show_default=True, help="Packets per second.")
+@click.option("--mode", type=click.Choice(["auto", "drv", "skb"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly
+def demo(packets, rate, mode, as_json) -> None:
+    """Lab up, XDP gateway decoding a synthetic ITCH feed (with a gap and a bad packet), report, lab down."""
+    from xdpgw.bpf import require_root
+    from xdpgw.demo import run_demo
+
+    require_root()
+    run_demo(packets=packets, rate=rate, mode=mode, as_json=as_json)
+
+
 @main.group()
 def lab() -> None:
     """A veth lab: two network namespaces joined by a multi-queue veth."""

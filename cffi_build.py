@@ -77,15 +77,26 @@ int64_t xgw_sock_drops(int fd);
 
 # --- MoldUDP64 block splitting (csrc/mold.c) -------------------------------------------------------
 CDEF_MOLD = """
-int64_t xgw_mold_split(const uint8_t *buf, const int64_t *offs, const uint32_t *lens, uint32_t npkts,
-                       const uint8_t *sizes, char *pkt_session, uint64_t *pkt_seq, uint16_t *pkt_count,
-                       uint32_t *pkt_nmsg, int64_t *pkt_first, uint8_t *pkt_err, uint32_t *msg_pkt,
-                       int64_t *msg_off, uint16_t *msg_len, uint64_t *msg_seq, uint8_t *msg_type,
-                       uint8_t *msg_err, int64_t max_msgs, uint32_t *type_count);
-void xgw_mold_gather(const uint8_t *buf, const int64_t *msg_off, const uint8_t *msg_type,
-                     const uint8_t *msg_err, int64_t nmsg, const uint8_t *sizes,
-                     const int64_t *type_byte_start, const int64_t *type_index_start, uint8_t *out,
-                     int32_t *order);
+struct xgw_mold_scratch {
+    const uint8_t *sizes;
+    int64_t cap_msgs;
+    char *pkt_session;
+    uint64_t *pkt_seq;
+    uint16_t *pkt_count;
+    uint32_t *pkt_nmsg;
+    uint8_t *pkt_err;
+    int64_t *msg_pkt;
+    int64_t *msg_off;
+    uint16_t *msg_len;
+    uint64_t *msg_seq;
+    uint8_t *msg_type;
+    uint8_t *msg_err;
+    int64_t *info;
+    int64_t bstart[256], istart[256];
+};
+int64_t xgw_mold_split(struct xgw_mold_scratch *s, const uint8_t *buf, const int64_t *offs,
+                       const uint32_t *lens, uint32_t npkts);
+void xgw_mold_gather(struct xgw_mold_scratch *s, const uint8_t *buf, uint8_t *out, int32_t *order);
 """
 
 # --- BPF_PROG_RUN live-frames generator for `xdpgw blast` (csrc/blast.c) ----------------------------

@@ -28,10 +28,29 @@ _SIZES64 = itch.SIZE_TABLE.astype(np.int64)
 _CODE_TO_TYPE = {ord(t): t for t in itch.TYPES}
 _EMPTY_I32 = np.zeros(0, np.int32)
 _VOID = {t: np.dtype((np.void, n)) for t, n in itch.SIZES.items()}
+_I64, _U32 = np.dtype(np.int64), np.dtype(np.uint32)
+# s->info layout written by xgw_mold_split (csrc/mold.c, XGW_MI_*)
+_MI_PKT_ERR, _MI_TYPES, _MI_SIZE = 16, 32, 32 + 4 * 256
+_SCRATCH = {"pkt_session": "p_sess", "pkt_seq": "p_seq", "pkt_count": "p_count", "pkt_nmsg": "p_nmsg",
+            "pkt_err": "p_err", "msg_pkt": "m_pkt", "msg_off": "m_off", "msg_len": "m_len", "msg_seq": "m_seq",
+            "msg_type": "m_type", "msg_err": "m_err"}
 
 
-def _ptr(a: np.ndarray, ctype: str) -> Any:
-    return ffi.cast(ctype, a.ctypes.data)
+class BurstFacts:
+    """What the splitter learnt about a *simple* burst, for O(1) in-order bookkeeping downstream.
+
+    Simple: no short packet, one ``session``, every packet starting at the sequence where the one
+    before it ended. Then the burst covers exactly ``[start, end)`` with no hole and no repeat; it has
+    ``heartbeats`` well-formed heartbeats and ``end_of_session`` end-of-session packets; ``all_valid``
+    tells that every message decoded.
+    """
+
+    __slots__ = ("session", "start", "end", "heartbeats", "end_of_session", "all_valid")
+
+    def __init__(self, session: bytes, start: int, end: int, heartbeats: int, end_of_session: int,
+                 all_valid: bool) -> None:
+        self.session, self.start, self.end = session, start, end
+        self.heartbeats, self.end_of_session, self.all_valid = heartbeats, end_of_session, all_valid
 
 
 @dataclass(slots=True)
@@ -44,7 +63,9 @@ class Decoded:
     are also in ``by_type[letter]`` (record arrays with ``itch.DTYPES[letter]``), whose rows are
     messages ``index_by_type[letter]`` (increasing). Per packet: ``pkt_session`` (S10), ``pkt_seq``,
     ``pkt_count`` (header count; 0 heartbeat, 0xFFFF end of session), ``pkt_nmsg`` (blocks found),
-    ``pkt_error``, ``pkt_ts_ns``. ``errors`` counts the named decode errors.
+    ``pkt_error``, ``pkt_ts_ns``. ``errors`` counts the named decode errors. ``facts`` is set by
+    the decoder on simple bursts (see :class:`BurstFacts`) and ``None`` on anything derived
+    (``take``, ``concat``): whoever edits a ``Decoded`` in place must reset it to ``None``.
     """
 
     seq: np.ndarray
@@ -61,6 +82,7 @@ class Decoded:
     pkt_error: np.ndarray
     pkt_ts_ns: np.ndarray
     errors: dict[str, int] = field(default_factory=dict)
+    facts: BurstFacts | None = None
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -176,14 +198,21 @@ class Decoded:
 
 
 class Decoder:
-    """Reusable scratch space for :func:`decode_batch` (one per thread)."""
+    """Reusable scratch space for :func:`decode_batch` (one per thread).
 
-    def __init__(self, capacity: int = 1 << 14) -> None:
-        self._grow(capacity, 256)
+    The scratch arrays only grow; their C pointers are set once per growth in one struct, so a call
+    costs two C calls, one copy per output array and one view per present type.
+    """
+
+    def __init__(self, capacity: int = 1 << 14, packets: int = 256) -> None:
+        self._s = ffi.new("struct xgw_mold_scratch *")
+        self._info = np.zeros(_MI_SIZE, np.int64)
+        self._keep: list[Any] = []
+        self._grow(capacity, packets)
 
     def _grow(self, msgs: int, pkts: int) -> None:
         self.cap_msgs, self.cap_pkts = msgs, pkts
-        self.m_pkt = np.empty(msgs, np.uint32)
+        self.m_pkt = np.empty(msgs, np.int64)
         self.m_off = np.empty(msgs, np.int64)
         self.m_len = np.empty(msgs, np.uint16)
         self.m_seq = np.empty(msgs, np.uint64)
@@ -193,73 +222,70 @@ class Decoder:
         self.p_seq = np.empty(pkts, np.uint64)
         self.p_count = np.empty(pkts, np.uint16)
         self.p_nmsg = np.empty(pkts, np.uint32)
-        self.p_first = np.empty(pkts, np.int64)
         self.p_err = np.empty(pkts, np.uint8)
-        self.type_count = np.zeros(256, np.uint32)
+        s = self._s
+        self._keep = [ffi.from_buffer(itch.SIZE_TABLE), ffi.from_buffer(self._info)]
+        s.sizes = ffi.cast("uint8_t *", self._keep[0])
+        s.info = ffi.cast("int64_t *", self._keep[1])
+        s.cap_msgs = msgs
+        for name, ctype in (("pkt_session", "char *"), ("pkt_seq", "uint64_t *"), ("pkt_count", "uint16_t *"),
+                            ("pkt_nmsg", "uint32_t *"), ("pkt_err", "uint8_t *"), ("msg_pkt", "int64_t *"),
+                            ("msg_off", "int64_t *"), ("msg_len", "uint16_t *"), ("msg_seq", "uint64_t *"),
+                            ("msg_type", "uint8_t *"), ("msg_err", "uint8_t *")):
+            arr = getattr(self, _SCRATCH[name])
+            cdata = ffi.from_buffer(arr)
+            self._keep.append(cdata)
+            setattr(s, name, ffi.cast(ctype, cdata))
 
     def decode(self, batch: Batch) -> Decoded:
         n = batch.count
         if n == 0:
             return Decoded.empty()
-        offs = np.ascontiguousarray(batch.offsets[:n], dtype=np.int64)
-        lens = np.ascontiguousarray(batch.lengths[:n], dtype=np.uint32)
-        buf = batch.buf
+        if n > self.cap_pkts:
+            self._grow(self.cap_msgs, n)
+        buf, offs, lens = batch.buf, batch.offsets, batch.lengths
         if not buf.flags.c_contiguous:
             buf = np.ascontiguousarray(buf)
-        # A message takes at least 2 bytes beyond the header, so this bound never overflows.
-        need = int(np.maximum(lens.astype(np.int64) - HEADER_SIZE, 0).sum()) // 2 + 1
-        if need > self.cap_msgs or n > self.cap_pkts:
-            self._grow(max(need, self.cap_msgs), max(n, self.cap_pkts))
-        tc = self.type_count
-        tc[:] = 0
-        m = lib.xgw_mold_split(
-            _ptr(buf, "uint8_t *"), _ptr(offs, "int64_t *"), _ptr(lens, "uint32_t *"), n,
-            _ptr(itch.SIZE_TABLE, "uint8_t *"), _ptr(self.p_sess, "char *"), _ptr(self.p_seq, "uint64_t *"),
-            _ptr(self.p_count, "uint16_t *"), _ptr(self.p_nmsg, "uint32_t *"), _ptr(self.p_first, "int64_t *"),
-            _ptr(self.p_err, "uint8_t *"), _ptr(self.m_pkt, "uint32_t *"), _ptr(self.m_off, "int64_t *"),
-            _ptr(self.m_len, "uint16_t *"), _ptr(self.m_seq, "uint64_t *"), _ptr(self.m_type, "uint8_t *"),
-            _ptr(self.m_err, "uint8_t *"), self.cap_msgs, _ptr(tc, "uint32_t *"))
-        if m < 0:  # cannot happen given ``need``; kept as a guard against a bad Batch
-            raise RuntimeError("MoldUDP64 splitter ran out of scratch space: report this as a bug")
-        counts = tc.astype(np.int64)
-        nbytes = counts * _SIZES64
-        bstart = np.zeros(256, np.int64)
-        np.cumsum(nbytes[:-1], out=bstart[1:])
-        istart = np.zeros(256, np.int64)
-        np.cumsum(counts[:-1], out=istart[1:])
-        nvalid = int(istart[-1] + counts[-1])
-        out = np.empty(int(bstart[-1] + nbytes[-1]), np.uint8)
-        order = np.empty(nvalid, np.int32) if nvalid else _EMPTY_I32
-        if nvalid:
-            lib.xgw_mold_gather(
-                _ptr(buf, "uint8_t *"), _ptr(self.m_off, "int64_t *"), _ptr(self.m_type, "uint8_t *"),
-                _ptr(self.m_err, "uint8_t *"), m, _ptr(itch.SIZE_TABLE, "uint8_t *"),
-                _ptr(bstart, "int64_t *"), _ptr(istart, "int64_t *"), _ptr(out, "uint8_t *"),
-                _ptr(order, "int32_t *"))
+        if offs.dtype != _I64 or not offs.flags.c_contiguous:
+            offs = np.ascontiguousarray(offs[:n], dtype=np.int64)
+        if lens.dtype != _U32 or not lens.flags.c_contiguous:
+            lens = np.ascontiguousarray(lens[:n], dtype=np.uint32)
+        pbuf = ffi.from_buffer("uint8_t[]", buf)
+        poffs, plens = ffi.from_buffer("int64_t[]", offs), ffi.from_buffer("uint32_t[]", lens)
+        m = lib.xgw_mold_split(self._s, pbuf, poffs, plens, n)
+        if m < 0:  # more messages than scratch: grow to a bound (a message takes >= 2 bytes) and redo
+            need = int(np.maximum(lens[:n].astype(np.int64) - HEADER_SIZE, 0).sum()) // 2 + 1
+            self._grow(max(need, 2 * self.cap_msgs), self.cap_pkts)
+            m = lib.xgw_mold_split(self._s, pbuf, poffs, plens, n)
+            if m < 0:  # cannot happen given ``need``; kept as a guard against a bad Batch
+                raise RuntimeError("MoldUDP64 splitter ran out of scratch space: report this as a bug")
+        info = self._info
+        _, nvalid, nbytes, ntypes, first, end, simple, hb, eos, bad = info[:10].tolist()
         by_type: dict[str, np.ndarray] = {}
         index_by_type: dict[str, np.ndarray] = {}
-        for code in np.flatnonzero(counts).tolist():
-            t = _CODE_TO_TYPE[code]
-            b, c = int(bstart[code]), int(counts[code])
-            by_type[t] = out[b : b + c * itch.SIZES[t]].view(itch.DTYPES[t])
-            index_by_type[t] = order[istart[code] : istart[code] + c]
+        if nvalid:
+            out = np.empty(nbytes, np.uint8)
+            order = np.empty(nvalid, np.int32)
+            lib.xgw_mold_gather(self._s, pbuf, ffi.from_buffer("uint8_t[]", out), ffi.from_buffer("int32_t[]", order))
+            ty = info[_MI_TYPES : _MI_TYPES + 4 * ntypes].tolist()
+            for k in range(0, 4 * ntypes, 4):
+                t = _CODE_TO_TYPE[ty[k]]
+                c, b, i = ty[k + 1], ty[k + 2], ty[k + 3]
+                by_type[t] = np.ndarray(c, itch.DTYPES[t], out, b)
+                index_by_type[t] = order[i : i + c]
         errors: dict[str, int] = {}
-        p_err = self.p_err[:n]
-        m_err = self.m_err[:m]
-        if p_err.any():
-            pc = np.bincount(p_err, minlength=6)
-            for code in (1, 2, BLOCK_OVERRUN):
-                if pc[code]:
-                    errors[ERROR_NAMES[code]] = int(pc[code])
-        if nvalid != m:
-            mc = np.bincount(m_err, minlength=6)
-            for code in (4, 5):
-                if mc[code]:
-                    errors[ERROR_NAMES[code]] = int(mc[code])
+        if bad:
+            counts = info[_MI_PKT_ERR : _MI_PKT_ERR + 16].tolist()
+            for code in (1, 2, BLOCK_OVERRUN, 12, 13):  # packet errors, then message errors (8 + code)
+                if counts[code]:
+                    errors[ERROR_NAMES[code & 7]] = counts[code]
+        p_sess = self.p_sess[:n].copy()
+        facts = BurstFacts(p_sess[0], first, end, hb, eos, nvalid == m) if simple else None
         return Decoded(
-            self.m_seq[:m].copy(), self.m_pkt[:m].astype(np.int64), self.m_type[:m].copy(), m_err.copy(),
-            self.m_len[:m].copy(), by_type, index_by_type, self.p_sess[:n].copy(), self.p_seq[:n].copy(), self.p_count[:n].copy(),
-            self.p_nmsg[:n].copy(), p_err.copy(), np.asarray(batch.ts_ns[:n], np.uint64).copy(), errors)
+            self.m_seq[:m].copy(), self.m_pkt[:m].copy(), self.m_type[:m].copy(), self.m_err[:m].copy(),
+            self.m_len[:m].copy(), by_type, index_by_type, p_sess, self.p_seq[:n].copy(),
+            self.p_count[:n].copy(), self.p_nmsg[:n].copy(), self.p_err[:n].copy(),
+            batch.ts_ns[:n].astype(np.uint64), errors, facts)
 
 
 _default = Decoder()

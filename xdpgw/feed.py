@@ -86,6 +86,7 @@ class FeedHandler:
                                    retry_interval=retry_interval, max_buffered=max_buffered,
                                    first_seq=first_seq)
         self.arbiter = Arbiter(self.sequencer, lines)
+        self.single_line = lines == 1
         self.subscription = Subscription(symbols, locates)
         self.arbitrating = False
         self.delivered = 0
@@ -99,9 +100,12 @@ class FeedHandler:
                 raise GatewayError(f"line {line} does not exist", f"use 0..{len(self.arbiter.lines) - 1}")
             self.arbitrating = True
         now = self.clock()
-        parts = [self.arbiter.on_decoded(self._decode(batch), line, now)]
-        parts += self._retransmission_io(now)
-        return self._deliver(parts)
+        dec = self._decode(batch)
+        # one line: nothing to arbitrate (per-line stats are only reported with several lines)
+        first = self.sequencer.on_decoded(dec, now) if self.single_line else self.arbiter.on_decoded(dec, line, now)
+        if self.client is None:
+            return self._deliver_one(first)
+        return self._deliver([first, *self._retransmission_io(now)])
 
     def poll(self) -> Decoded | None:
         """Run timers (retries, give-ups) and read retransmission answers without new traffic."""
@@ -153,8 +157,9 @@ class FeedHandler:
     # --- internals --------------------------------------------------------------------------------
     def _decode(self, batch: Batch) -> Decoded:
         dec = self.decoder.decode(batch)
-        for k, v in dec.errors.items():
-            self.decode_errors[k] = self.decode_errors.get(k, 0) + v
+        if dec.errors:
+            for k, v in dec.errors.items():
+                self.decode_errors[k] = self.decode_errors.get(k, 0) + v
         return dec
 
     def _retransmission_io(self, now: float, receive: bool = True) -> list[Decoded]:
@@ -170,9 +175,12 @@ class FeedHandler:
 
     def _deliver(self, parts: list[Decoded]) -> Decoded | None:
         parts = [p for p in parts if len(p)]
-        if not parts:
+        return self._deliver_one(Decoded.concat(parts)) if parts else None
+
+    def _deliver_one(self, dec: Decoded) -> Decoded | None:
+        if not len(dec):
             return None
-        out = self.subscription.filter(Decoded.concat(parts))
+        out = self.subscription.filter(dec)
         if not len(out):
             return None
         self.delivered += len(out)

@@ -37,25 +37,35 @@ class Arbiter:
         ln = self.lines[line]
         ln.c["packets"] += len(dec.pkt_seq)
         ln.c["messages"] += len(dec)
-        ok = np.flatnonzero(dec.pkt_error != SHORT_PACKET)
-        if len(ok):
-            sess = dec.pkt_session[ok[-1]]
-            if sess != ln.session:
-                ln.session, ln.high, ln.open = sess, None, []
-            same = ok[dec.pkt_session[ok] == sess]
-            starts = dec.pkt_seq[same].astype(np.int64)
-            ends = starts + dec.pkt_nmsg[same].astype(np.int64)
-            if ln.high is None:
-                ln.high = int(starts[0])
-            _, ln.high, gap = gap_scan(starts, ends, ln.high)
-            for i in np.flatnonzero(gap).tolist():  # one iteration per hole on this line
-                ln.open.append((int(starts[i] - gap[i]), int(starts[i])))
-                ln.c["gaps"] += 1
-                ln.c["gap_messages"] += int(gap[i])
+        f = dec.facts
+        if f is not None and f.session == ln.session and f.start == ln.high:
+            ln.high = f.end  # a simple burst continuing this line: no hole, nothing else to track
+        else:
+            self._track(ln, dec)
         out = self.sequencer.on_decoded(dec, now)
         ln.c["first"] += self.sequencer.last_accepted
         self._resolve()
         return out
+
+    @staticmethod
+    def _track(ln: _Line, dec: Decoded) -> None:
+        """Follow this line's own stream: its session, high-water mark and the holes it opens."""
+        ok = np.flatnonzero(dec.pkt_error != SHORT_PACKET)
+        if not len(ok):
+            return
+        sess = dec.pkt_session[ok[-1]]
+        if sess != ln.session:
+            ln.session, ln.high, ln.open = sess, None, []
+        same = ok[dec.pkt_session[ok] == sess]
+        starts = dec.pkt_seq[same].astype(np.int64)
+        ends = starts + dec.pkt_nmsg[same].astype(np.int64)
+        if ln.high is None:
+            ln.high = int(starts[0])
+        _, ln.high, gap = gap_scan(starts, ends, ln.high)
+        for i in np.flatnonzero(gap).tolist():  # one iteration per hole on this line
+            ln.open.append((int(starts[i] - gap[i]), int(starts[i])))
+            ln.c["gaps"] += 1
+            ln.c["gap_messages"] += int(gap[i])
 
     def poll(self, now: float) -> Decoded:
         out = self.sequencer.poll(now)

@@ -187,3 +187,26 @@ def test_missing_headers_message(monkeypatch):
     monkeypatch.setattr(bpf.os, "uname", lambda: FakeUname)
     with pytest.raises(GatewayError, match="scripts/setup.sh"):
         bpf._compile()
+
+
+def test_pcap_of_bypassed_frames_and_metrics(lab, tmp_path):
+    import urllib.request
+
+    from scapy.utils import rdpcap
+
+    pcap = tmp_path / "bypassed.pcap"
+    port = 19000 + os.getpid() % 1000
+    proc = start_attach(lab, "--count", "21", "--pcap", str(pcap), "--metrics-port", str(port), "--duration", "15")
+    frames = feed_frames(lab, [b"cap-%02d" % i + bytes(i) for i in range(21)])
+    send_frames(lab, frames[:20])
+    time.sleep(1.5)
+    with in_netns(lab.rx_ns):
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    send_frames(lab, frames[20:])
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "xdpgw_packets" in body
+    got = rdpcap(str(pcap))
+    assert [bytes(p) for p in got] == frames
+    now = time.time()
+    assert all(abs(float(p.time) - now) < 60 for p in got)

@@ -90,6 +90,9 @@ def run_options(fn: Callable) -> Callable:
         click.option("--retransmit", default=None, help="With --protocol: re-request server HOST:PORT."),
         click.option("--handler", "handler_specs", multiple=True, help="module:function called per batch."),
         click.option("--cpu", type=int, default=None, help="Pin the consumer to this CPU."),
+        click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:P."),
+        click.option("--fifo", type=int, default=None, help="SCHED_FIFO priority for the consumer."),
+        click.option("--mlock", is_flag=True, help="mlockall() the consumer's memory."),
         click.option("--line-b", "line_b", type=int, default=None,
                      help="A/B arbitration: UDP port of the redundant line B (needs --protocol)."),
     ]
@@ -99,24 +102,43 @@ def run_options(fn: Callable) -> Callable:
 
 
 def _run(receivers, *, count, duration, as_json, quiet, protocol, symbols, retransmit, handler_specs, cpu,
-         line_b, on_tick=None, line_b_port=None) -> dict:
+         metrics_port, fifo, mlock, line_b, on_tick=None, line_b_port=None, taps=()) -> dict:
+    from xdpgw import tuning
     from xdpgw.gateway import Gateway
 
     if cpu is not None:
-        try:
-            os.sched_setaffinity(0, {cpu})
-        except OSError as exc:
-            raise GatewayError(f"cannot pin to CPU {cpu} ({exc})", f"pick one of {sorted(os.sched_getaffinity(0))}") from exc
+        tuning.pin_cpu(cpu)
+    if fifo is not None:
+        tuning.set_fifo(fifo)
+    if mlock:
+        done = tuning.lock_memory()
+        if not done.ok and not quiet:
+            click.echo(f"xdpgw: warning: {done.detail}; {done.fix}", err=True)
+    metrics = None
+    if metrics_port is not None:
+        from xdpgw.metrics import MetricsServer
+
+        metrics = MetricsServer(metrics_port)
+        tick = on_tick
+
+        def on_tick(gw) -> None:
+            metrics.update(gw.summary())
+            if tick:
+                tick(gw)
     if line_b is not None and protocol is None:
         raise GatewayError("--line-b needs decoding to arbitrate", "add --protocol moldudp64")
     feed = make_feed(protocol, symbols, retransmit, lines=2 if line_b is not None else 1)
     handlers = [load_handler(s) for s in handler_specs]
     gw = Gateway(receivers, handlers, feed=feed, status=None if quiet else sys.stderr, on_tick=on_tick,
-                 line_b_port=line_b_port)
+                 line_b_port=line_b_port, taps=taps)
     try:
         summary = gw.run(count=count, duration=duration)
     except KeyboardInterrupt:
         summary = gw.summary()
+    finally:
+        if metrics is not None:
+            metrics.update(gw.summary())
+            metrics.close()
     _report(summary, as_json)
     return summary
 
@@ -150,22 +172,34 @@ def main() -> None:
 @click.option("--spin-us", type=int, default=200, show_default=True, help="Busy-poll this long in C when idle.")
 @click.option("--frames", type=int, default=16384, show_default=True, help="UMEM frames per queue.")
 @click.option("--hugepages", is_flag=True, help="UMEM on huge pages (falls back to normal pages).")
+@click.option("--allow-src", multiple=True, help="Redirect only feed packets from these sources (repeat).")
+@click.option("--deny", type=click.Choice(["pass", "drop"]), default="pass", show_default=True,
+              help="With --allow-src: what happens to other sources.")
+@click.option("--rate-cap", type=float, default=None, help="Per-source cap in packets/s (excess dropped).")
+@click.option("--rate-burst", type=int, default=64, show_default=True, help="Burst tolerance for --rate-cap.")
+@click.option("--pcap", "pcap_path", default=None, help="Write bypassed frames (ns timestamps) to this pcap.")
+@click.option("--pcap-max-mb", type=float, default=100.0, show_default=True, help="Rotate the pcap at this size.")
+@click.option("--pcap-sample", type=int, default=1, show_default=True, help="Keep 1 frame in N.")
 @run_options
 @friendly
-def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, **run) -> None:
+def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, allow_src, deny, rate_cap,
+           rate_burst, pcap_path, pcap_max_mb, pcap_sample, **run) -> None:
     """Bypass: redirect the feed port(s) on IFACE into AF_XDP and consume them."""
     from xdpgw.bpf import XdpProgram, write_state
     from xdpgw.gateway import signals_as_exit
+    from xdpgw.pcapwriter import PcapWriter
     from xdpgw.transport.xdp import XdpReceiver
 
     queues = parse_queues(queue_spec)
     if run["line_b"] is not None:
         ports = (*ports, run["line_b"])
-    with signals_as_exit():
+    with signals_as_exit(), contextlib.ExitStack() as stack:
         prog = XdpProgram(iface, ports, mode=mode, force=force)
         receivers: list[XdpReceiver] = []
         try:
             prog.attach()
+            prog.set_allowlist(allow_src or None, deny=deny)
+            prog.set_rate_cap(rate_cap, rate_burst)
             for note in prog.notes:
                 click.echo(f"xdpgw: {note}", err=True)
             for q in queues:
@@ -186,11 +220,29 @@ def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, **
                 click.echo(
                     f"xdpgw: attached to {iface} ({prog.attached_mode} mode), queue(s) {queue_spec}, "
                     f"port(s) {','.join(map(str, prog.ports))}; Ctrl-C to stop", err=True)
-            _run(receivers, on_tick=tick, line_b_port=run["line_b"], **run)
+            taps = []
+            if pcap_path:
+                writer = stack.enter_context(PcapWriter(pcap_path, max_bytes=int(pcap_max_mb * 1e6),
+                                                        sample=pcap_sample))
+                taps.append(pcap_tap(writer))
+            _run(receivers, on_tick=tick, line_b_port=run["line_b"], taps=taps, **run)
         finally:
             prog.close()  # detach first: the feed goes back to the kernel before the sockets close
             for r in receivers:
                 r.close()
+
+
+def pcap_tap(writer) -> Callable:
+    """Write each XDP batch's whole frames (headers are still in the UMEM in front of the payloads)."""
+    from xdpgw.pcapwriter import monotonic_to_realtime
+
+    def tap(batch, rx) -> None:
+        n = batch.count
+        hdr = rx.header_lengths(n).astype("int64")
+        writer.write_batch(batch.buf, batch.offsets[:n] - hdr, batch.lengths[:n] + hdr,
+                           monotonic_to_realtime(batch.ts_ns[:n]))
+
+    return tap
 
 
 @main.command()

@@ -49,6 +49,7 @@ class Gateway:
         burst: int = 256,
         on_tick: Callable[[Gateway], None] | None = None,
         line_b_port: int | None = None,
+        taps: Sequence[Callable[[Batch, Receiver], None]] = (),
     ) -> None:
         """``line_b_port``: A/B arbitration inside one receiver's stream (line B = that UDP port)."""
         self.receivers = list(receivers)
@@ -59,6 +60,7 @@ class Gateway:
         self.burst = burst
         self.on_tick = on_tick
         self.line_b_port = line_b_port
+        self.taps = list(taps)  # see every raw batch before decoding (e.g. the pcap writer)
         self.totals = Totals()
         self.latency = LatencyHistogram()
         self.last_error = ""
@@ -85,7 +87,7 @@ class Gateway:
                     idle = False
                     if count is not None and t.packets + batch.count > count:
                         batch = _head(batch, count - t.packets)
-                    self._consume(batch, line)
+                    self._consume(batch, line, rx)
             if idle and poll is not None:  # retransmission answers and gap timers, without traffic
                 self._deliver(poll())
             now = time.monotonic()
@@ -101,7 +103,7 @@ class Gateway:
             self.status.write("\n")
         return self.summary()
 
-    def _consume(self, batch: Batch, line: int) -> None:
+    def _consume(self, batch: Batch, line: int, rx: Receiver) -> None:
         t = self.totals
         n = batch.count
         t.packets += n
@@ -111,6 +113,8 @@ class Gateway:
         if stamped.size:
             now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             self.latency.record_many(np.int64(now) - stamped.astype(np.int64))
+        for tap in self.taps:
+            tap(batch, rx)
         if self.feed is None:
             self._deliver(batch)
         elif self.line_b_port is not None:

@@ -26,6 +26,9 @@ from xdpgw.transport.base import Batch
 
 _SIZES64 = itch.SIZE_TABLE.astype(np.int64)
 _CODE_TO_TYPE = {ord(t): t for t in itch.TYPES}
+_BY_CODE: list[tuple[str, np.dtype] | None] = [None] * 256  # code -> (letter, record dtype)
+for _t in itch.TYPES:
+    _BY_CODE[ord(_t)] = (_t, itch.DTYPES[_t])
 _EMPTY_I32 = np.zeros(0, np.int32)
 _VOID = {t: np.dtype((np.void, n)) for t, n in itch.SIZES.items()}
 _I64, _U32 = np.dtype(np.int64), np.dtype(np.uint32)
@@ -268,10 +271,10 @@ class Decoder:
             order = np.empty(nvalid, np.int32)
             lib.xgw_mold_gather(self._s, pbuf, ffi.from_buffer("uint8_t[]", out), ffi.from_buffer("int32_t[]", order))
             ty = info[_MI_TYPES : _MI_TYPES + 4 * ntypes].tolist()
-            for k in range(0, 4 * ntypes, 4):
-                t = _CODE_TO_TYPE[ty[k]]
-                c, b, i = ty[k + 1], ty[k + 2], ty[k + 3]
-                by_type[t] = np.ndarray(c, itch.DTYPES[t], out, b)
+            it = iter(ty)
+            for code, c, b, i in zip(it, it, it, it, strict=True):  # (code, count, byte, index) per type
+                t, dt = _BY_CODE[code]
+                by_type[t] = np.ndarray(c, dt, out, b)
                 index_by_type[t] = order[i : i + c]
         errors: dict[str, int] = {}
         if bad:

@@ -428,3 +428,22 @@ def test_decoder_fuzz_never_raises_and_counts_every_bad_packet(payloads):
     good = [p for p in payloads if p in _VALID_PAYLOADS]
     if good and len(good) == len(payloads):
         assert not errs
+
+
+@pytest.mark.xdp
+def test_header_fields_the_program_trusts(rig):
+    """One VLAN tag (802.1Q or 802.1ad) is parsed; the IPv6 version nibble and the IPv4 total length are
+    not checked (the program trusts them, the consumer uses the UDP length): such frames are redirected."""
+    from scapy.layers.l2 import Dot1AD, Dot1Q
+
+    r = rig
+    tagged = [bytes(eth(r) / Dot1Q(vlan=42) / ip4(r) / udp() / b"q"),
+              bytes(eth(r) / Dot1AD(vlan=43) / ip6(r) / udp() / b"ad")]
+    assert_class(r, "one vlan tag", tagged, deliver=[b"q", b"ad"], **REDIRECTED)
+    f6 = bytearray(bytes(eth(r) / ip6(r) / udp() / b"v6-version-0"))
+    f6[14] &= 0x0F
+    f4 = bytearray(bytes(eth(r) / ip4(r) / udp() / b"ip-total-length-short"))
+    f4[16:18] = (28).to_bytes(2, "big")  # IPv4 total length claims an empty UDP datagram
+    assert_class(r, "unchecked ip fields", [bytes(f6), bytes(f4)],
+                 deliver=[b"v6-version-0", b"ip-total-length-short"], **REDIRECTED)
+    check_still_flowing(r, 10)

@@ -32,6 +32,7 @@ int xgw_xsk_hugepages(struct xgw_xsk *s);
 void *xgw_xsk_area(struct xgw_xsk *s);
 size_t xgw_xsk_area_size(struct xgw_xsk *s);
 int xgw_xsk_update_map(struct xgw_xsk *s, int map_fd);
+void xgw_xsk_set_heartbeat(struct xgw_xsk *s, uint64_t *slot);
 int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens, uint64_t *ts,
                  uint16_t *hdr, int64_t spin_ns);
 int xgw_tx_burst(struct xgw_xsk *s, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,

@@ -34,13 +34,15 @@ enum {
     C_DENIED,        /* feed packets from a source not on the allowlist */
     C_RATE_LIMITED,  /* feed packets over the per-source rate cap (dropped) */
     C_NO_META,       /* feed packets redirected without a timestamp */
+    C_STALE,         /* feed packets passed because the consumer's heartbeat is stale (watchdog) */
     XGW_NCOUNTERS
 };
 
-enum { CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_N };
+enum { CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS, CFG_N };
 #define FLAG_ALLOWLIST 1ULL  /* only sources in `allowed_src` are redirected */
 #define FLAG_DENY_DROP 2ULL  /* with FLAG_ALLOWLIST: drop others (default: pass them to the kernel) */
 #define FLAG_RATE_CAP 4ULL   /* per-source rate cap (GCRA: interval and burst tolerance in ns) */
+#define FLAG_WATCHDOG 8ULL   /* pass the feed when the queue's consumer heartbeat is older than the limit */
 
 struct src_key {
     u32 addr[4]; /* IPv6, or IPv4-mapped ::ffff:a.b.c.d */
@@ -52,6 +54,8 @@ BPF_PERCPU_ARRAY(counters, u64, XGW_MAX_QUEUES * XGW_NCOUNTERS);
 BPF_ARRAY(config, u64, CFG_N);
 BPF_HASH(allowed_src, struct src_key, u8, 1024);
 BPF_TABLE("lru_hash", struct src_key, u64, src_tat, 65536); /* GCRA theoretical arrival time */
+/* Per-queue consumer heartbeat (CLOCK_MONOTONIC ns), written by the consumer through mmap. */
+BPF_F_TABLE("array", int, u64, heartbeat, XGW_MAX_QUEUES, BPF_F_MMAPABLE);
 
 static __always_inline void COUNT(u32 q, int slot)
 {
@@ -156,6 +160,14 @@ int xdpgw_rx(struct xdp_md *ctx)
         }
     }
 
+    if (flags & FLAG_WATCHDOG) {
+        int wk = CFG_WATCHDOG_NS, hk = (int)q;
+        u64 *limit = config.lookup(&wk), *beat = heartbeat.lookup(&hk);
+        if (limit && beat && bpf_ktime_get_ns() - *beat > *limit) {
+            COUNT(q, C_STALE);
+            goto pass;
+        }
+    }
     if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xgw_meta)) == 0) {
         struct xgw_meta *meta = (void *)(long)ctx->data_meta;
         void *pkt = (void *)(long)ctx->data;

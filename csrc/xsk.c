@@ -66,6 +66,7 @@ struct xgw_xsk {
     uint32_t nloaned;
     uint64_t *tx_free;
     uint32_t ntx_free;
+    volatile uint64_t *heartbeat; /* our queue's slot in the XDP program's mmapped heartbeat map */
     struct xgw_xsk_stats st;
 };
 
@@ -199,6 +200,9 @@ int xgw_xsk_hugepages(struct xgw_xsk *s) { return s->hugepages; }
 void *xgw_xsk_area(struct xgw_xsk *s) { return s->area; }
 size_t xgw_xsk_area_size(struct xgw_xsk *s) { return s->area_size; }
 
+/* Stamp `slot` (CLOCK_MONOTONIC ns) on every burst and spin: the XDP watchdog's proof of life. */
+void xgw_xsk_set_heartbeat(struct xgw_xsk *s, uint64_t *slot) { s->heartbeat = slot; }
+
 int xgw_xsk_update_map(struct xgw_xsk *s, int map_fd)
 {
     return xsk_socket__update_xskmap(s->xsk, map_fd);
@@ -268,6 +272,8 @@ int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
     if (xgw_refill(s))
         return -ENOSPC;
     for (;;) {
+        if (s->heartbeat)
+            *s->heartbeat = (uint64_t)xgw_now_ns();
         n = xsk_ring_cons__peek(&s->rx, max, &idx);
         if (n)
             break;

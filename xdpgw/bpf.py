@@ -23,7 +23,7 @@ from xdpgw.netdev import Interface, NetnsRef, interface, netns_tag
 
 PROG_NAME = "xdpgw_rx"
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "xdpgw_rx.c"
-COUNTERS = ("seen", "redirected", "passed", "malformed", "no_socket", "denied", "rate_limited", "no_meta")
+COUNTERS = ("seen", "redirected", "passed", "malformed", "no_socket", "denied", "rate_limited", "no_meta", "stale")
 MAX_QUEUES = 64
 PIN_ROOT = Path("/sys/fs/bpf/xdpgw")
 STATE_ROOT = Path("/run/xdpgw")
@@ -31,8 +31,8 @@ PINNED_MAPS = ("counters", "feed_ports", "xsks", "config", "allowed_src")
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 MODE_FLAGS = {"skb": 1 << 1, "drv": 1 << 2}
-FLAG_ALLOWLIST, FLAG_DENY_DROP, FLAG_RATE_CAP = 1, 2, 4
-CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS = 0, 1, 2
+FLAG_ALLOWLIST, FLAG_DENY_DROP, FLAG_RATE_CAP, FLAG_WATCHDOG = 1, 2, 4, 8
+CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS = 0, 1, 2, 3
 
 
 def require_root() -> None:
@@ -142,6 +142,7 @@ class XdpProgram:
     _bpf: object = field(default=None, init=False, repr=False)
     _fn: object = field(default=None, init=False, repr=False)
     _netns: NetnsRef | None = field(default=None, init=False, repr=False)
+    _heartbeat: object = field(default=None, init=False, repr=False)
 
     def attach(self) -> XdpProgram:
         require_root()
@@ -271,6 +272,31 @@ class XdpProgram:
             flags |= FLAG_RATE_CAP
         self._set_config(CFG_FLAGS, flags)
 
+    def heartbeat_slot(self, queue: int):
+        """A ``uint64_t *`` to ``queue``'s heartbeat in the mmapped map (stamped now), for the C burst loop."""
+        import mmap
+
+        from xdpgw._xsk import ffi
+
+        if self._heartbeat is None:
+            self._heartbeat = mmap.mmap(self.table("heartbeat").map_fd, 4096 * ((MAX_QUEUES * 8 + 4095) // 4096),
+                                        mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        slot = ffi.cast("uint64_t *", ffi.from_buffer(self._heartbeat)) + queue
+        slot[0] = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        return slot
+
+    def set_watchdog(self, limit_us: float | None) -> None:
+        """Pass the feed to the kernel when a queue's consumer has not polled for ``limit_us`` (None: off).
+
+        Turns a dead or stuck consumer's black hole from "until the kernel closes its socket" (ms after
+        SIGKILL) into at most ``limit_us``. A consumer pause longer than that also diverts the feed.
+        """
+        flags = self._flags() & ~FLAG_WATCHDOG
+        if limit_us:
+            self._set_config(CFG_WATCHDOG_NS, int(limit_us * 1000))
+            flags |= FLAG_WATCHDOG
+        self._set_config(CFG_FLAGS, flags)
+
     def counters(self) -> dict[int, dict[str, int]]:
         queues = self.info.rx_queues if self.info else 1
         return sum_counters(self.table("counters").map_fd, queues)
@@ -286,6 +312,10 @@ class XdpProgram:
 
     def close(self) -> None:
         self.detach()
+        if self._heartbeat is not None:
+            with contextlib.suppress(BufferError):  # a receiver still holding a pointer: freed at exit
+                self._heartbeat.close()
+            self._heartbeat = None
         if self._bpf is not None:
             with contextlib.suppress(Exception):
                 self._bpf.cleanup()

@@ -177,13 +177,15 @@ def main() -> None:
               help="With --allow-src: what happens to other sources.")
 @click.option("--rate-cap", type=float, default=None, help="Per-source cap in packets/s (excess dropped).")
 @click.option("--rate-burst", type=int, default=64, show_default=True, help="Burst tolerance for --rate-cap.")
+@click.option("--watchdog-us", type=float, default=None,
+              help="Pass the feed to the kernel if the consumer stops polling this long (crash failover).")
 @click.option("--pcap", "pcap_path", default=None, help="Write bypassed frames (ns timestamps) to this pcap.")
 @click.option("--pcap-max-mb", type=float, default=100.0, show_default=True, help="Rotate the pcap at this size.")
 @click.option("--pcap-sample", type=int, default=1, show_default=True, help="Keep 1 frame in N.")
 @run_options
 @friendly
 def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, allow_src, deny, rate_cap,
-           rate_burst, pcap_path, pcap_max_mb, pcap_sample, **run) -> None:
+           rate_burst, watchdog_us, pcap_path, pcap_max_mb, pcap_sample, **run) -> None:
     """Bypass: redirect the feed port(s) on IFACE into AF_XDP and consume them."""
     from xdpgw.bpf import XdpProgram, write_state
     from xdpgw.gateway import signals_as_exit
@@ -206,6 +208,7 @@ def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, al
                 receivers.append(
                     XdpReceiver(iface, q, program=prog, frames=frames, hugepages=hugepages, spin_us=spin_us)
                 )
+            prog.set_watchdog(watchdog_us)  # after the sockets exist: their heartbeats are fresh
             started = time.time()
 
             def tick(gw) -> None:

@@ -123,6 +123,7 @@ class XdpReceiver:
                 f"cannot put the AF_XDP socket into the XSKMAP: {errno.errorcode.get(-ret, ret)}",
                 "report this with `xdpgw doctor` output",
             )
+        lib.xgw_xsk_set_heartbeat(xsk, self.program.heartbeat_slot(self.queue))  # for the XDP watchdog
         self.umem = np.frombuffer(ffi.buffer(lib.xgw_xsk_area(xsk), lib.xgw_xsk_area_size(xsk)), dtype=np.uint8)
         self.zerocopy = bool(lib.xgw_xsk_zerocopy(xsk))
         self.hugepages = bool(lib.xgw_xsk_hugepages(xsk))

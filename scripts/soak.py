@@ -10,7 +10,7 @@ valid message arrived exactly once, in order, and otherwise says how many were l
 separating generator/kernel drops (sent vs BPF ``seen``), AF_XDP ring drops (XDP_STATISTICS) and
 consumer losses (delivered to the handler but not to the user).
 
-    sudo .venv/bin/python scripts/soak.py [--packets 10000000] [--rate 300000] [--malformed-ratio 0.001]
+    sudo .venv/bin/python scripts/soak.py [--packets 10000000] [--rate 100000] [--malformed-ratio 0.001]
 
 Not part of the test run. Exit status 0 only when zero valid messages were lost.
 """
@@ -36,21 +36,35 @@ CHUNK = 1 << 16  # packets per generated template (sequence numbers are patched 
 
 
 # --- sender (runs in the tx namespace) --------------------------------------------------------------------
-KINDS = ("random", "truncated_header", "bad_length")
+#: Hostile packet kinds. The default set is what a correct handler survives with zero loss; ``random``
+#: (any bytes, so any session and sequence) and ``future`` (a real packet from up to 1000 packets ahead,
+#: first block length lying) are spoofing: they show what an unauthenticated feed costs.
+KINDS = ("random_short", "truncated_header", "bad_length", "random", "future")
+DEFAULT_KINDS = "random_short,truncated_header,bad_length"
 
 
-def _hostile(rng: np.random.Generator, template: list[bytes], n: int, allowed: list[str],
-             ) -> tuple[list[bytes], dict[str, int]]:
+def _hostile(rng: np.random.Generator, buf: np.ndarray, offs: np.ndarray, lens: np.ndarray, where: np.ndarray,
+             allowed: list[str]) -> tuple[list[bytes], dict[str, int]]:
+    """One hostile payload per insertion point ``where[k]`` (it goes before packet ``where[k]``)."""
     out, kinds = [], dict.fromkeys(KINDS, 0)
-    for _ in range(n):
+    n = len(offs)
+
+    def pkt(i: int) -> bytes:
+        return buf[offs[i] : offs[i] + lens[i]].tobytes()
+
+    for w in where.tolist():
         kind = allowed[int(rng.integers(0, len(allowed)))]
+        if kind == "bad_length" and w == 0:
+            kind = "truncated_header"
         kinds[kind] += 1
-        base = template[int(rng.integers(0, len(template)))]
-        if kind == "random":
+        if kind == "random_short":
+            out.append(rng.bytes(int(rng.integers(0, 20))))
+        elif kind == "random":
             out.append(rng.bytes(int(rng.integers(0, 200))))
         elif kind == "truncated_header":
-            out.append(base[: int(rng.integers(0, 20))])
-        else:
+            out.append(pkt(min(w, n - 1))[: int(rng.integers(0, 20))])
+        else:  # a duplicate of the packet just sent, or (future) of one still to come; first block length lies
+            base = pkt(w - 1) if kind == "bad_length" else pkt(min(n - 1, w + int(rng.integers(1, 1000))))
             lie = int(rng.choice([0, 1, int.from_bytes(base[20:22], "big") + 1, 0xFFFF]))
             out.append(base[:20] + lie.to_bytes(2, "big") + base[22:])
     return out, kinds
@@ -69,7 +83,6 @@ def run_sender(args: argparse.Namespace) -> None:
     np.cumsum(counts[:-1], out=first[1:])
     msgs_per_chunk = int(counts.sum())
     seq_pos = tmpl.offsets[:, None] + 10 + np.arange(8)  # the big-endian u64 sequence field
-    template_payloads = tmpl.payloads()
     buf = tmpl.buf.copy()
 
     sent_pkts = valid_pkts = valid_msgs = hostile_pkts = 0
@@ -85,11 +98,11 @@ def run_sender(args: argparse.Namespace) -> None:
             is_valid = np.ones(n, bool)
             n_bad = int(rng.binomial(n, args.malformed_ratio)) if args.malformed_ratio > 0 else 0
             if n_bad:
-                bad, kinds = _hostile(rng, template_payloads, n_bad, args.kinds.split(","))
+                where = np.sort(rng.integers(0, n + 1, n_bad))
+                bad, kinds = _hostile(rng, buf, offs, lens, where, args.kinds.split(","))
                 for k, v in kinds.items():
                     kinds_total[k] += v
                 extra = Batch.from_payloads(bad)
-                where = np.sort(rng.integers(0, n + 1, n_bad))
                 data = np.concatenate([buf, extra.buf])
                 offs = np.insert(offs, where, extra.offsets + len(buf))
                 lens = np.insert(lens, where, extra.lengths)
@@ -233,12 +246,11 @@ def _summarise(args, report, st, bpf, fh, delivered, breaks, elapsed, sender_rc)
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--packets", type=int, default=10_000_000)
-    ap.add_argument("--rate", type=float, default=300_000, help="packets/s the sender paces to")
+    ap.add_argument("--rate", type=float, default=100_000, help="packets/s the sender paces to")
     ap.add_argument("--burst", type=int, default=64, help="packets per sendmmsg")
     ap.add_argument("--malformed-ratio", type=float, default=0.001)
-    ap.add_argument("--kinds", default=",".join(KINDS),
-                    help="hostile packet kinds, comma separated: random (any bytes, any session), "
-                         "truncated_header, bad_length (a real packet whose first block length lies)")
+    ap.add_argument("--kinds", default=DEFAULT_KINDS,
+                    help=f"hostile packet kinds, comma separated, from {', '.join(KINDS)} (see KINDS)")
     ap.add_argument("--mode", default="drv", choices=["auto", "drv", "skb"])
     ap.add_argument("--lab", default="xgwsoak")
     ap.add_argument("--seed", type=int, default=1)

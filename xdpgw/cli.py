@@ -388,5 +388,14 @@ def lab_down(name) -> None:
     click.echo("lab down")
 
 
+def _register_send_commands() -> None:
+    from xdpgw.cli_send import blast, replay, send
+
+    for cmd in (send, replay, blast):
+        main.add_command(cmd)
+
+
+_register_send_commands()
+
 if __name__ == "__main__":
     main()

@@ -142,6 +142,7 @@ def _neigh(ns: str, addr: str, mac: str, dev: str) -> None:
 
 
 def run_soak(args: argparse.Namespace) -> int:
+    from xdpgw.errors import GatewayError
     from xdpgw.feed import FeedHandler
     from xdpgw.lab import Lab, in_netns
     from xdpgw.netdev import interface
@@ -173,8 +174,19 @@ def run_soak(args: argparse.Namespace) -> int:
         expect = 1
         breaks: list[dict] = []  # where delivery skipped or repeated sequences
         idle_since = None
+        error = ""
+        next_report = 1_000_000
         while True:
-            b = rx.recv_batch(256, timeout=0.01)
+            try:
+                b = rx.recv_batch(256, timeout=0.01)
+            except GatewayError as exc:  # report what we have (and where) instead of a bare traceback
+                error = f"{exc} after {packets:,} packets, {delivered:,} messages; receiver {rx.stats()}"
+                sender.kill()
+                sender.wait()
+                break
+            if packets >= next_report:
+                print(f"soak: {packets:,} packets, {delivered:,} messages", file=sys.stderr, flush=True)
+                next_report += 1_000_000
             out = fh.on_batch(b) if b.count else fh.poll()
             packets += b.count
             if out is not None and len(out):
@@ -194,7 +206,10 @@ def run_soak(args: argparse.Namespace) -> int:
                 if time.perf_counter() - idle_since > 0.5:
                     break
         elapsed = time.perf_counter() - t0
-        report = json.loads(sender.stdout.read().strip().splitlines()[-1]) if sender.returncode == 0 else {}
+        lines = (sender.stdout.read() or "").strip().splitlines()
+        report = json.loads(lines[-1]) if sender.returncode == 0 and lines else {}
+        if error:
+            breaks.append({"error": error})
         st = rx.stats()
         bpf = {k[4:]: v for k, v in st.items() if k.startswith("bpf_")}
         if expect - 1 != int(report.get("last_seq", 0)):  # delivery stopped early (e.g. a session switch)

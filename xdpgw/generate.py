@@ -186,7 +186,7 @@ def run_feed(sender: Sender, feed: Feed, *, rate: float | None = None, msgs_rate
             if n <= 0 or (rate is not None and deficit < 1):
                 now_rate = base * (burst.factor if burst and (t % burst.every) < burst.length else 1.0)
                 per_packet = 1.0 if rate is not None else feed.mean_msgs
-                sleep(min(0.05, max(0.0002, (per_packet - deficit) / now_rate)))
+                sleep(min(0.05, max(0.001, (per_packet - deficit) / now_rate)))  # >= 1 ms: bursts
                 continue
         if count is not None:
             n = min(n, count - done)

@@ -151,7 +151,7 @@ def replay(sender: Sender, cap: Capture, *, rate: float | None = None, speed: fl
             now = clock() - lap_t0
             due = int(np.searchsorted(offsets_s, now, side="right"))
             if due <= i:
-                sleep(min(0.05, max(0.0, float(offsets_s[i]) - now)))
+                sleep(min(0.05, max(1e-4, float(offsets_s[i]) - now)))  # > 0: float rounding never spins
                 continue
             j = min(due, i + max_burst)
             b = cap.batch(i, j)

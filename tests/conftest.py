@@ -60,30 +60,25 @@ def _xdp_gate() -> None:
     require_xdp()
 
 
-def _new_lab(queues: int) -> Lab:
-    return Lab("xt" + secrets.token_hex(3), queues=queues)
+def _fresh_lab(queues: int) -> Iterator[Lab]:
+    require_xdp()
+    lb = Lab("xt" + secrets.token_hex(3), queues=queues)
+    try:
+        yield lb.up()
+    finally:
+        lb.down()
 
 
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     """A fresh one-queue veth lab, always torn down."""
-    require_xdp()
-    lb = _new_lab(1)
-    try:
-        yield lb.up()
-    finally:
-        lb.down()
+    yield from _fresh_lab(1)
 
 
 @pytest.fixture
 def lab2() -> Iterator[Lab]:
     """A fresh two-queue veth lab, always torn down."""
-    require_xdp()
-    lb = _new_lab(2)
-    try:
-        yield lb.up()
-    finally:
-        lb.down()
+    yield from _fresh_lab(2)
 
 
 def rx_mac(lab: Lab) -> str:

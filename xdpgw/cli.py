@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
 import json
 import os
@@ -13,27 +12,7 @@ from collections.abc import Callable
 
 import click
 
-from xdpgw.errors import GatewayError
-
-
-def _fail(exc: GatewayError | str) -> None:
-    click.echo(f"xdpgw: error: {exc}", err=True)
-    sys.exit(2)
-
-
-def friendly(fn: Callable) -> Callable:
-    """Every GatewayError becomes one line on stderr and exit status 2 (cleanup has already run)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except GatewayError as exc:
-            _fail(exc)
-        except KeyboardInterrupt:
-            sys.exit(130)
-
-    return wrapper
+from xdpgw.errors import GatewayError, friendly
 
 
 def parse_queues(text: str) -> list[int]:

@@ -6,30 +6,11 @@ goes to stdout with ``--json``; the human summary goes to stderr.
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 
 import click
 
-from xdpgw.errors import GatewayError
-
-
-def _friendly(fn: Callable) -> Callable:
-    """A GatewayError becomes one line on stderr and exit status 2; Ctrl-C exits 130."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except GatewayError as exc:
-            click.echo(f"xdpgw: error: {exc}", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            sys.exit(130)
-
-    return wrapper
+from xdpgw.errors import GatewayError, friendly
 
 
 def parse_dest(text: str) -> tuple[str, int]:
@@ -112,7 +93,7 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print one JSON rep
 @click.option("--batch", type=int, default=256, show_default=True, help="Most packets per burst.")
 @click.option("--seed", type=int, default=0, help="Seed of the synthetic message mix.")
 @_json
-@_friendly
+@friendly
 def send(transport, iface, dest, rate, msgs_rate, count, duration, burst, gap_every, dup_every, malformed_every,
          msgs_per_packet, session, first_seq, batch, seed, as_json) -> None:
     """Send a synthetic MoldUDP64/ITCH feed (realistic mix, real timestamps, optional faults) to DEST."""
@@ -147,7 +128,7 @@ def send(transport, iface, dest, rate, msgs_rate, count, duration, burst, gap_ev
 @click.option("--speed", type=float, default=1.0, show_default=True, help="Original timing sped up by this factor.")
 @click.option("--loop", type=int, default=1, show_default=True, help="Play the capture N times (0: until Ctrl-C).")
 @_json
-@_friendly
+@friendly
 def replay(file, transport, iface, dest, port, rate, speed, loop, as_json) -> None:
     """Replay the UDP payloads of a pcap/pcapng FILE to DEST."""
     from xdpgw.replay import load_pcap
@@ -176,7 +157,7 @@ def replay(file, transport, iface, dest, port, rate, speed, loop, as_json) -> No
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Frames per BPF_PROG_RUN batch (<= 256).")
 @click.option("--cpu", type=int, default=None, help="Pin the blaster to this CPU (keep the consumer elsewhere).")
 @_json
-@_friendly
+@friendly
 def blast(iface, dest, dest_mac, src_ip, packets, msgs_per_packet, session, first_seq, duration, batch_size, cpu,
           as_json) -> None:
     """Kernel-speed MoldUDP64/ITCH generator (BPF_PROG_RUN live frames, XDP_TX out of IFACE).

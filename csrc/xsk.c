@@ -76,17 +76,28 @@ static void xgw_err(char *err, size_t errlen, const char *what, int e)
         snprintf(err, errlen, "%s: %s (errno %d)", what, strerror(e), e);
 }
 
+/*
+ * Give loaned frames back to the kernel through the fill ring. The kernel publishes how far it has
+ * read the fill ring lazily (copy mode), so frames can come back through RX before their fill slots
+ * look free: the ring is twice the frame pool, and if it is still short we hand back what fits and
+ * keep the rest on loan for the next call.
+ */
 static int xgw_refill(struct xgw_xsk *s)
 {
     uint32_t idx = 0, n = s->nloaned;
     if (!n)
         return 0;
-    if (xsk_ring_prod__reserve(&s->fq, n, &idx) != n)
-        return -ENOSPC; /* cannot happen: the fill ring is as large as the RX frame pool */
+    uint32_t room = xsk_prod_nb_free(&s->fq, n);
+    if (room < n)
+        n = room;
+    if (!n || xsk_ring_prod__reserve(&s->fq, n, &idx) != n)
+        return 0;
     for (uint32_t i = 0; i < n; i++)
         *xsk_ring_prod__fill_addr(&s->fq, idx + i) = s->loaned[i];
     xsk_ring_prod__submit(&s->fq, n);
-    s->nloaned = 0;
+    if (n < s->nloaned)
+        memmove(s->loaned, s->loaned + n, (s->nloaned - n) * sizeof(uint64_t));
+    s->nloaned -= n;
     return 0;
 }
 
@@ -145,7 +156,7 @@ struct xgw_xsk *xgw_xsk_open(const char *ifname, uint32_t queue, const struct xg
     }
 
     struct xsk_umem_config ucfg = {
-        .fill_size = s->rx_frames,
+        .fill_size = s->rx_frames * 2, /* room to spare: see xgw_refill */
         .comp_size = cfg->tx_frames ? cfg->tx_frames : XSK_RING_CONS__DEFAULT_NUM_DESCS,
         .frame_size = cfg->frame_size,
         .frame_headroom = 0,
@@ -182,7 +193,8 @@ struct xgw_xsk *xgw_xsk_open(const char *ifname, uint32_t queue, const struct xg
     /* Hand every RX frame to the kernel, keep the TX frames on our free stack. */
     for (uint32_t i = 0; i < s->rx_frames; i++)
         s->loaned[s->nloaned++] = (uint64_t)i * s->frame_size;
-    if (xgw_refill(s)) {
+    xgw_refill(s);
+    if (s->nloaned) {
         xgw_err(err, errlen, "fill ring", ENOSPC);
         goto fail;
     }

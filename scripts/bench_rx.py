@@ -31,7 +31,7 @@ def send(lab: Lab, n: int, cpu: int) -> None:
         f"left = {n}\n"
         f"with SocketSender('{lab.rx_ip}', {PORT}) as tx:\n"
         "    while left > 0:\n"
-        "        part = b if left >= 1024 else Batch(b.buf, b.offsets[:left], b.lengths[:left], b.ts_ns[:left])\n"
+        "        part = b.slice(0, left)\n"
         "        left -= tx.send_batch(part)\n"
     )
     subprocess.run(["ip", "netns", "exec", lab.tx_ns, "taskset", "-c", str(cpu), sys.executable, "-c", code],

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.conftest import require_xdp
 from xdpgw.blast import blast_frame, ipv4_checksum
 from xdpgw.errors import GatewayError
 from xdpgw.lab import Lab, in_netns
@@ -44,7 +45,7 @@ def test_template_limits_say_what_to_do():
 
 @pytest.mark.xdp
 def test_blast_100k_frames_gap_free_into_xdp_receiver():
-    _require_xdp()
+    require_xdp()
     from xdpgw.blast import Blaster
     from xdpgw.transport.xdp import XdpReceiver
 
@@ -95,14 +96,3 @@ def test_blast_100k_frames_gap_free_into_xdp_receiver():
     day = 86_400_000_000_000
     off = (time.time_ns() % day - ts + day // 2) % day - day // 2  # wrap-safe distance from now
     assert np.all(np.abs(off) < 60e9), "ITCH stamps are not CLOCK_REALTIME ns since midnight"
-
-
-def _require_xdp() -> None:
-    """The shared gate (skip, or fail in CI) from tests/conftest.py; root at least when it is absent."""
-    try:
-        from tests.conftest import require_xdp
-    except ImportError:
-        if os.geteuid() != 0:
-            pytest.skip("XDP tests need root")
-        return
-    require_xdp()

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from tests.conftest import require_xdp
 from xdpgw.errors import GatewayError
 from xdpgw.lab import Lab, in_netns
 from xdpgw.transport.base import Batch, Sender
@@ -91,7 +92,7 @@ def test_multicast_mac():
 # --- real sends over a veth lab --------------------------------------------------------------------
 @pytest.fixture
 def xlab() -> Iterator[Lab]:
-    _require_xdp()
+    require_xdp()
     lab = Lab("xs" + secrets.token_hex(3), queues=1)
     try:
         yield lab.up()
@@ -173,14 +174,3 @@ def _rx_mac(lab: Lab) -> str:
 
     with in_netns(lab.rx_ns):
         return interface(lab.rx_if).mac
-
-
-def _require_xdp() -> None:
-    """The shared gate (skip, or fail in CI) from tests/conftest.py; root at least when it is absent."""
-    try:
-        from tests.conftest import require_xdp
-    except ImportError:
-        if os.geteuid() != 0:
-            pytest.skip("XDP tests need root")
-        return
-    require_xdp()

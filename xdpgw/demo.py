@@ -48,14 +48,8 @@ def sender_main(dest: str, packets: int, rate: float, gap_at: int, malformed_at:
             while part.count:
                 done = tx.send_batch(part)
                 sent += done
-                part = _tail(part, done)
+                part = part.slice(done)
     print(json.dumps({"sent": sent, "gap_packet": gap_at, "malformed": 1}), flush=True)
-
-
-def _tail(batch, n):
-    from xdpgw.transport.base import Batch
-
-    return Batch(batch.buf, batch.offsets[n:], batch.lengths[n:], batch.ts_ns[n:], batch.count - n)
 
 
 def run_demo(packets: int = 20000, rate: float = 5000.0, mode: str = "auto", as_json: bool = False) -> dict:

@@ -86,7 +86,7 @@ class Gateway:
                 if batch.count:
                     idle = False
                     if count is not None and t.packets + batch.count > count:
-                        batch = _head(batch, count - t.packets)
+                        batch = batch.slice(0, count - t.packets)
                     self._consume(batch, line, rx)
             if idle and poll is not None:  # retransmission answers and gap timers, without traffic
                 self._deliver(poll())
@@ -214,10 +214,6 @@ def split_lines(batch: Batch, line_b_port: int) -> list[tuple[int, Batch]]:
         if mask.any():
             out.append((line, Batch(batch.buf, offs[mask], batch.lengths[:n][mask], batch.ts_ns[:n][mask])))
     return out
-
-
-def _head(batch: Batch, n: int) -> Batch:
-    return Batch(batch.buf, batch.offsets[:n], batch.lengths[:n], batch.ts_ns[:n], n)
 
 
 @contextlib.contextmanager

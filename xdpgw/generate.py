@@ -20,7 +20,7 @@ import numpy as np
 from xdpgw.errors import GatewayError
 from xdpgw.protocol.moldudp64 import HEADER_SIZE
 from xdpgw.protocol.synth import synth_packets
-from xdpgw.transport.base import Batch, Sender
+from xdpgw.transport.base import Batch, Sender, send_with_retries
 
 NS_PER_DAY = 86_400 * 10**9
 MALFORMED = b"XDPGW-BAD\x00\x00\x00"  # 12 bytes: shorter than the 20-byte MoldUDP64 header
@@ -192,12 +192,7 @@ def run_feed(sender: Sender, feed: Feed, *, rate: float | None = None, msgs_rate
             n = min(n, count - done)
         batch = feed.next_burst(min(n, max_burst), realtime())
         bursts += 1
-        sent = 0
-        for _ in range(3):  # a short send is retried twice, then counted
-            sent += sender.send_batch(Batch(batch.buf, batch.offsets[sent:], batch.lengths[sent:],
-                                            batch.ts_ns[sent:]))
-            if sent >= batch.count:
-                break
+        sent = send_with_retries(sender, batch)  # a short send is retried twice, then counted
         unsent += batch.count - sent
     elapsed = clock() - t0
     out = feed.report()

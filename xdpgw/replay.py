@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from xdpgw.errors import GatewayError
-from xdpgw.transport.base import Batch, Sender
+from xdpgw.transport.base import Batch, Sender, send_with_retries
 
 LINK_NULL, LINK_ETHERNET, LINK_RAW, LINK_SLL, LINK_IPV4, LINK_IPV6, LINK_SLL2 = 0, 1, 101, 113, 228, 229, 276
 _PAD = 64  # zero bytes after the last frame: header reads of short frames stay in bounds
@@ -155,11 +155,7 @@ def replay(sender: Sender, cap: Capture, *, rate: float | None = None, speed: fl
                 continue
             j = min(due, i + max_burst)
             b = cap.batch(i, j)
-            sent = 0
-            for _ in range(3):  # a short send is retried twice, then counted
-                sent += sender.send_batch(Batch(b.buf, b.offsets[sent:], b.lengths[sent:], b.ts_ns[sent:]))
-                if sent >= b.count:
-                    break
+            sent = send_with_retries(sender, b)  # a short send is retried twice, then counted
             unsent += b.count - sent
             packets += sent
             nbytes += int(cap.lengths[i : i + sent].sum())

@@ -94,5 +94,4 @@ def synth_packets(n_packets: int, msgs_per_packet: tuple[int, int] = (20, 30), f
 
 def split_batch(batch: Batch, size: int) -> list[Batch]:
     """Bursts of at most ``size`` packets sharing ``batch.buf`` (as a receiver would hand them over)."""
-    return [Batch(batch.buf, batch.offsets[i : i + size], batch.lengths[i : i + size], batch.ts_ns[i : i + size])
-            for i in range(0, batch.count, size)]
+    return [batch.slice(i, i + size) for i in range(0, batch.count, size)]

@@ -49,6 +49,13 @@ class Batch:
         buf = np.frombuffer(b"".join(items), dtype=np.uint8) if items else _EMPTY_U8
         return cls(buf, offsets, lengths, np.full(len(items), ts_ns, dtype=np.uint64), len(items))
 
+    def slice(self, start: int, stop: int | None = None) -> Batch:
+        """Packets ``start`` to ``stop`` (default: the end) as a Batch over the same buffer (no copy)."""
+        stop = self.count if stop is None else min(stop, self.count)
+        start = min(start, stop)
+        return Batch(self.buf, self.offsets[start:stop], self.lengths[start:stop], self.ts_ns[start:stop],
+                     stop - start)
+
     def payload(self, i: int) -> memoryview:
         """Payload *i* as a memoryview into ``buf`` (debugging and tests, not the hot path)."""
         o = int(self.offsets[i])
@@ -118,3 +125,13 @@ class Sender(Protocol):
     def __enter__(self) -> Sender: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+def send_with_retries(sender: Sender, batch: Batch, tries: int = 3) -> int:
+    """Send ``batch``, retrying a short send up to ``tries`` calls in all; returns how many went out."""
+    sent = 0
+    for _ in range(tries):
+        sent += sender.send_batch(batch.slice(sent))
+        if sent >= batch.count:
+            break
+    return sent

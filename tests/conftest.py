@@ -41,6 +41,13 @@ def xdp_unavailable() -> str:
     return ""
 
 
+def as_nobody(cmd: list[str]) -> list[str]:
+    """``cmd`` run as user nobody, unprivileged except for CAP_DAC_READ_SEARCH, so it can still read
+    the checkout wherever it lives (a fresh clone may sit in a 0700 directory)."""
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search", *cmd]
+
+
 def require_xdp() -> None:
     why = xdp_unavailable()
     if why:

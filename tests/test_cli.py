@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.conftest import (
+    as_nobody,
     attached,
     drain_socket,
     feed_frames,
@@ -130,8 +131,7 @@ def test_errors_are_one_line_and_leave_nothing_attached(lab):
                    "out of range", "--queue 0..0")
     one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--port", "0", "--count", "1"), "port")
     assert attached(lab) is None
-    nobody = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-                            + xdpgw_cmd(None, "attach", "lo", "--count", "1"),
+    nobody = subprocess.run(as_nobody(xdpgw_cmd(None, "attach", "lo", "--count", "1")),
                             capture_output=True, text=True, timeout=30, cwd=os.getcwd())
     one_line_error(nobody, "root", "sudo")
 

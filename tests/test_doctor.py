@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import as_nobody
 from xdpgw import doctor
 from xdpgw.doctor import Check, checks_to_json, exit_status, format_checks, run_checks
 
@@ -121,8 +122,7 @@ def test_memlock_unprivileged_user_fails_with_fix() -> None:
     code = (f"import sys, json, resource; sys.path.insert(0, {str(ROOT)!r}); from xdpgw import doctor; "
             "resource.setrlimit(resource.RLIMIT_MEMLOCK, (8 << 20, 8 << 20)); "
             "c = doctor.check_memlock(16 << 20); print(json.dumps([c.status, c.detail, c.fix]))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20,
-                       user=65534, group=65534, extra_groups=[], cwd="/")
+    p = subprocess.run(as_nobody([sys.executable, "-c", code]), capture_output=True, text=True, timeout=20, cwd="/")
     assert p.returncode == 0, p.stderr
     status, detail, fix = json.loads(p.stdout)
     assert status == "fail" and "8192 KiB < UMEM 16 MiB" in detail and "ENOBUFS" in detail

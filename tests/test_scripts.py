@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import as_nobody
+
 ROOT = Path(__file__).resolve().parents[1]
 TUNE = ROOT / "scripts" / "tune_network.sh"
 HUGE = ROOT / "scripts" / "setup_hugepages.sh"
@@ -30,10 +32,10 @@ def snapshot(iface: str | None = None) -> dict[str, str]:
     return state
 
 
-def run(script: Path, *args: str, env: dict[str, str] | None = None, user: int | None = None):
-    kw = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
-    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, **(env or {})}, cwd="/", **kw)
+def run(script: Path, *args: str, env: dict[str, str] | None = None, nobody: bool = False):
+    cmd = ["bash", str(script), *args]
+    return subprocess.run(as_nobody(cmd) if nobody else cmd, capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **(env or {})}, cwd="/")
 
 
 def nic() -> str | None:
@@ -114,6 +116,6 @@ def test_bad_arguments_name_the_fix() -> None:
 @pytest.mark.parametrize("script", [TUNE, HUGE])
 def test_apply_refused_without_root(script: Path) -> None:
     before = snapshot()
-    p = run(script, "--apply", user=65534)
+    p = run(script, "--apply", nobody=True)
     assert p.returncode == 1 and "run as root: sudo" in p.stderr
     assert snapshot() == before

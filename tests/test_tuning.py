@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import as_nobody
 from xdpgw.tuning import _cpulist
 
 ROOT = Path(__file__).resolve().parents[1]
-NOBODY = 65534
 
 PRELUDE = f"""
 import json, os, sys, warnings
@@ -24,10 +24,9 @@ out = {{}}
 """
 
 
-def run_child(body: str, user: int | None = None) -> dict:
-    kw = {"user": user, "group": user, "extra_groups": []} if user is not None else {}
-    p = subprocess.run([sys.executable, "-c", PRELUDE + body + "\nprint(json.dumps(out))"],
-                       capture_output=True, text=True, timeout=20, cwd="/", **kw)
+def run_child(body: str, nobody: bool = False) -> dict:
+    cmd = [sys.executable, "-c", PRELUDE + body + "\nprint(json.dumps(out))"]
+    p = subprocess.run(as_nobody(cmd) if nobody else cmd, capture_output=True, text=True, timeout=20, cwd="/")
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -61,7 +60,7 @@ def test_set_fifo_as_root() -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
 def test_set_fifo_eperm_explains_fix() -> None:
     out = run_child("try:\n    tuning.set_fifo(5)\nexcept GatewayError as e:\n    out['err'] = str(e)",
-                    user=NOBODY)
+                    nobody=True)
     assert "not allowed" in out["err"]
     assert "run as root" in out["err"] and "cap_sys_nice" in out["err"]
 
@@ -86,7 +85,7 @@ def test_lock_memory_unprivileged_warns_not_fatal() -> None:
             "with warnings.catch_warnings(record=True) as w:\n    warnings.simplefilter('always')\n"
             "    r = tuning.lock_memory()\n"
             "out.update(ok=r.ok, detail=r.detail, fix=r.fix, warned=[str(x.message) for x in w])")
-    out = run_child(body, user=NOBODY)
+    out = run_child(body, nobody=True)
     assert out["ok"] is False
     assert "ENOMEM" in out["detail"] and "1024 KiB" in out["detail"]
     assert "ulimit -l unlimited" in out["fix"]

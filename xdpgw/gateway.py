@@ -26,6 +26,7 @@ class Totals:
     packets: int = 0
     bytes: int = 0
     handler_errors: int = 0
+    busy_ns: int = 0  # time spent on bursts that carried packets (receive + decode + handlers)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -82,12 +83,14 @@ class Gateway:
         while not self._stop:
             idle = True
             for line, rx in enumerate(receivers):
+                t_recv = time.perf_counter_ns()
                 batch = rx.recv_batch(burst, timeout=wait)
                 if batch.count:
                     idle = False
                     if count is not None and t.packets + batch.count > count:
                         batch = batch.slice(0, count - t.packets)
                     self._consume(batch, line, rx)
+                    t.busy_ns += time.perf_counter_ns() - t_recv
             if idle and poll is not None:  # retransmission answers and gap timers, without traffic
                 self._deliver(poll())
             now = time.monotonic()
@@ -192,6 +195,7 @@ class Gateway:
             "drops_bpf": {k[4:]: v for k, v in st.items() if k.startswith("bpf_")},
             "receiver": {k: v for k, v in st.items() if not k.startswith(("xdp_", "bpf_"))},
             "handler_errors": t.handler_errors,
+            "ns_per_packet": round(t.busy_ns / t.packets, 1) if t.packets else None,
         }
         if len(self.latency):
             out["latency_ns"] = {k: v for k, v in self.latency.percentiles().items()}

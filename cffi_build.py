@@ -104,6 +104,10 @@ void xgw_mold_gather(struct xgw_mold_scratch *s, const uint8_t *buf, uint8_t *ou
 CDEF_BLAST = """
 int xgw_blast_run(int prog_fd, uint32_t ifindex, uint32_t queue, const uint8_t *frame, uint32_t len,
                   uint32_t repeat, uint32_t batch_size, uint32_t *retval);
+int xgw_blast_paced(int prog_fd, uint32_t ifindex, uint32_t queue, const uint8_t *frame, uint32_t len,
+                    uint32_t batch_size, uint64_t t0_ns, double pps, uint64_t until, uint32_t max_per_call,
+                    uint64_t *sent);
+int xgw_xdp_link(int prog_fd, int ifindex);
 """
 
 # --- AF_XDP send path: Ethernet/IP/UDP frames with checksums, straight into UMEM (csrc/frames.c) ---

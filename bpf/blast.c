@@ -8,6 +8,9 @@
  * The UDP checksum of the template is 0 (legal for IPv4), so rewriting the payload keeps it valid.
  * One BPF_PROG_RUN call runs on one CPU, frames one after another: a plain read-modify-write of the
  * sequence counter is exact (one blaster per program instance).
+ * Frames that do not come from BPF_PROG_RUN on state[S_IFINDEX] pass untouched: the program may also be
+ * attached (generic mode, bpf_link) to the namespace's loopback only to keep it registered with the
+ * kernel's XDP dispatcher, which makes runs of a few frames cheap (see csrc/blast.c).
  */
 #include <uapi/linux/bpf.h>
 #include <linux/if_ether.h>
@@ -18,14 +21,17 @@
 #define MAX_POS 4096
 #define NS_PER_DAY 86400000000000ULL
 
-enum { S_NEXT_SEQ, S_CLOCK_OFFSET, S_FRAMES, S_BAD, S_N };
+enum { S_NEXT_SEQ, S_CLOCK_OFFSET, S_FRAMES, S_BAD, S_IFINDEX, S_N };
 BPF_ARRAY(blast_state, u64, S_N);
 
 int xgw_blast(struct xdp_md *ctx)
 {
     void *data = (void *)(long)ctx->data;
     void *end = (void *)(long)ctx->data_end;
-    int k_seq = S_NEXT_SEQ, k_off = S_CLOCK_OFFSET, k_frames = S_FRAMES, k_bad = S_BAD;
+    int k_seq = S_NEXT_SEQ, k_off = S_CLOCK_OFFSET, k_frames = S_FRAMES, k_bad = S_BAD, k_if = S_IFINDEX;
+    u64 *ifp = blast_state.lookup(&k_if);
+    if (!ifp || ctx->ingress_ifindex != *ifp)
+        return XDP_PASS;
     u64 *seqp = blast_state.lookup(&k_seq);
     u64 *offp = blast_state.lookup(&k_off);
     u64 *framesp = blast_state.lookup(&k_frames);

@@ -4,6 +4,7 @@
  * interface `ifindex` (looked up in the caller's network namespace). One call blocks until done.
  */
 #include <errno.h>
+#include <time.h>
 #include <stdint.h>
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
@@ -25,4 +26,44 @@ int xgw_blast_run(int prog_fd, uint32_t ifindex, uint32_t queue, const uint8_t *
         return err < 0 ? err : -EINVAL;
     *retval = opts.retval;
     return 0;
+}
+
+/* Paced live frames: keep `*sent` (frames sent since t0_ns, CLOCK_MONOTONIC) at `pps` frames per second
+ * until it reaches `until`, spinning on the clock between runs. Each run sends what is due (at most
+ * max_per_call), so a slow call is caught up by the next, larger one. Every run with more than one frame
+ * re-registers the program with the kernel's XDP dispatcher (~24 ms, a synchronize_rcu) unless the program
+ * is also attached somewhere: see xgw_xdp_link. Returns 0 or -errno (*sent is exact either way). */
+int xgw_blast_paced(int prog_fd, uint32_t ifindex, uint32_t queue, const uint8_t *frame, uint32_t len,
+                    uint32_t batch_size, uint64_t t0_ns, double pps, uint64_t until, uint32_t max_per_call,
+                    uint64_t *sent)
+{
+    struct timespec ts;
+    uint32_t retval;
+    while (*sent < until) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        uint64_t due = now > t0_ns ? (uint64_t)((double)(now - t0_ns) * pps / 1e9) + 1 : 1;
+        if (due > until)
+            due = until;
+        if (due <= *sent)
+            continue;
+        uint64_t n = due - *sent;
+        if (n > max_per_call)
+            n = max_per_call;
+        int err = xgw_blast_run(prog_fd, ifindex, queue, frame, len, (uint32_t)n,
+                                batch_size < n ? batch_size : (uint32_t)n, &retval);
+        if (err)
+            return err;
+        *sent += n;
+    }
+    return 0;
+}
+
+/* Attach an XDP program through a bpf_link (generic mode): it goes away with the last fd, so also when
+ * the process dies. Returns the link fd or -errno. */
+int xgw_xdp_link(int prog_fd, int ifindex)
+{
+    LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = 2 /* XDP_FLAGS_SKB_MODE */);
+    int fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
+    return fd < 0 ? -errno : fd;
 }

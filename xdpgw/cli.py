@@ -368,9 +368,10 @@ def lab_down(name) -> None:
 
 
 def _register_send_commands() -> None:
+    from xdpgw.cli_bench import bench
     from xdpgw.cli_send import blast, replay, send
 
-    for cmd in (send, replay, blast):
+    for cmd in (send, replay, blast, bench):
         main.add_command(cmd)
 
 

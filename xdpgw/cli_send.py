@@ -154,12 +154,13 @@ def replay(file, transport, iface, dest, port, rate, speed, loop, as_json) -> No
 @click.option("--session", default="BLAST", show_default=True)
 @click.option("--first-seq", type=int, default=1, show_default=True)
 @click.option("--duration", type=float, default=None, help="Stop after S seconds.")
+@click.option("--rate", type=float, default=None, help="Pace at this many frames/s (default: full speed).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Frames per BPF_PROG_RUN batch (<= 256).")
 @click.option("--cpu", type=int, default=None, help="Pin the blaster to this CPU (keep the consumer elsewhere).")
 @_json
 @friendly
-def blast(iface, dest, dest_mac, src_ip, packets, msgs_per_packet, session, first_seq, duration, batch_size, cpu,
-          as_json) -> None:
+def blast(iface, dest, dest_mac, src_ip, packets, msgs_per_packet, session, first_seq, duration, rate, batch_size,
+          cpu, as_json) -> None:
     """Kernel-speed MoldUDP64/ITCH generator (BPF_PROG_RUN live frames, XDP_TX out of IFACE).
 
     On a veth the peer needs a native XDP program or GRO on (`ethtool -K PEER gro on`), else the frames vanish.
@@ -170,7 +171,7 @@ def blast(iface, dest, dest_mac, src_ip, packets, msgs_per_packet, session, firs
     if packets <= 0:
         raise GatewayError(f"--packets {packets} is not positive", "give the number of frames to send")
     report = run_blast(iface, dest_mac, src_ip, host, port, packets, msgs_per_packet, session,
-                       first_seq=first_seq, batch_size=batch_size, duration=duration, cpu=cpu)
+                       first_seq=first_seq, batch_size=batch_size, duration=duration, cpu=cpu, rate=rate)
     _emit(report, as_json,
           f"xdpgw blast {iface} → {dest} ({report['dst_mac']}): {report['packets']} frames x {msgs_per_packet} msgs "
           f"in {report['seconds']:.3f}s = {report['pps'] / 1e6:.2f} Mpps ({report['mps'] / 1e6:.2f} M msg/s), "

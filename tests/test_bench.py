@@ -1,0 +1,68 @@
+"""`xdpgw bench`: the table/ratio logic, and a very short real run (socket and XDP drv) on a veth lab."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_xdp
+from xdpgw.bench import Plan, add_ratios, format_table, frame_msgs, run_bench, to_json
+from xdpgw.lab import Lab
+
+LAT = {"p50": 2000, "p90": 3000, "p99": 10000, "p999": 20000, "max": 50000, "count": 10}
+
+
+def _row(transport: str, size: str, pps: int, p99: int) -> dict:
+    return {"transport": transport, "size": size, "frame_bytes": 83, "offered_pps": pps * 2, "received_pps": pps,
+            "loss_pct": 50.0, "ns_per_packet": 400.0, "msgs_per_s": pps, "latency_ns": {**LAT, "p99": p99},
+            "send_latency_ns": LAT}
+
+
+def test_ratios_are_against_the_socket_row_of_the_same_size():
+    rows = [_row("socket", "small", 100, 40000), _row("xdp-drv", "small", 400, 10000),
+            _row("socket", "1KB", 50, 8000), _row("xdp-drv", "1KB", 100, 0)]
+    add_ratios(rows)
+    assert [r["ratio_vs_socket"] for r in rows] == [1.0, 4.0, 1.0, 2.0]
+    assert [r["p99_ratio_socket_over_this"] for r in rows] == [1.0, 4.0, 1.0, None]
+    res = {"rows": rows, "burst": [], "plan": Plan().__dict__, "cpus": {"consumer": 0, "generator": 1},
+           "kernel": "6.x"}
+    text = format_table(res)
+    assert "xdp-drv" in text and "4.0x" in text
+
+
+def test_the_1kb_row_uses_frames_of_about_1kb():
+    from xdpgw.blast import blast_frame
+    from xdpgw.transport.xdp_send import Route
+
+    route = Route("x", 1, 9000, "02:00:00:00:00:01", "02:00:00:00:00:02", "10.0.0.1", "10.0.0.2", "10.0.0.2")
+    assert 900 <= len(blast_frame(route, 1, 9001, frame_msgs(1024), "B")) <= 1150
+
+
+@pytest.mark.xdp
+def test_a_short_bench_fills_every_field_and_leaves_no_lab(tmp_path):
+    require_xdp()
+    plan = Plan(throughput_s=0.2, latency_s=0.1, latency_pps=20_000, burst_base_pps=5_000, burst_factor=20,
+                burst_s=0.05, calm_s=0.05)
+    res = run_bench(plan, ("socket", "xdp-drv"))
+    assert not Lab("xgwbench").exists()
+    rows = res["rows"]
+    assert [(r["transport"], r["size"]) for r in rows] == [
+        ("socket", "small"), ("socket", "1KB"), ("xdp-drv", "small"), ("xdp-drv", "1KB")]
+    for r in rows:
+        assert r["offered_pps"] > 0 and r["received_pps"] > 0 and 0 <= r["loss_pct"] <= 100
+        assert r["ns_per_packet"] > 0 and r["msgs_per_s"] > 0 and r["ratio_vs_socket"] > 0
+        assert r["latency_ns"]["count"] > 0 and r["latency_ns"]["p50"] <= r["latency_ns"]["p99"] <= r["latency_ns"]["max"]
+        assert r["send_latency_ns"]["count"] > 0
+    assert rows[2]["mode"] == "drv" and rows[0]["ratio_vs_socket"] == 1.0
+    assert [b["transport"] for b in res["burst"]] == ["socket", "xdp-drv"]
+    assert all(b["offered"] == 5_000 * 0.05 * 2 + 100_000 * 0.05 for b in res["burst"])
+    data = json.loads(to_json(res))
+    assert set(data["rows"][0]) >= {"transport", "size", "offered_pps", "received_pps", "loss_pct", "ns_per_packet",
+                                    "msgs_per_s", "latency_ns", "ratio_vs_socket"}
+    assert set(data["rows"][0]["latency_ns"]) >= {"p50", "p99", "p999", "max"}
+    from xdpgw.bench import plot
+
+    png = plot(res, str(tmp_path / "b.png"))
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -120,10 +120,17 @@ int xgw_tx_frames(struct xgw_xsk *s, struct xgw_tx_hdr *h, const uint8_t *buf, c
                   const uint32_t *lens, uint32_t n, int64_t stall_ns, struct xgw_tx_result *res);
 """
 
-SOURCES = ["xsk.c", "bpfobj.c", "net.c", "mold.c", "blast.c", "frames.c"]
+# --- latency histogram hot path (csrc/hist.c) -------------------------------------------------------
+CDEF_HIST = """
+struct xgw_hist_batch { int64_t n, min, max, rejected, saturated; double mean, m2; };
+void xgw_hist_since(int64_t *counts, int64_t ncounts, uint32_t sub_bits, int64_t highest, int64_t now,
+                    const uint64_t *stamps, uint32_t nstamps, struct xgw_hist_batch *out);
+"""
+
+SOURCES = ["xsk.c", "bpfobj.c", "net.c", "mold.c", "blast.c", "frames.c", "hist.c"]
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF_XSK + CDEF_BPF + CDEF_NET + CDEF_MOLD + CDEF_BLAST + CDEF_FRAMES)
+ffibuilder.cdef(CDEF_XSK + CDEF_BPF + CDEF_NET + CDEF_MOLD + CDEF_BLAST + CDEF_FRAMES + CDEF_HIST)
 ffibuilder.set_source(
     "xdpgw._xsk",
     "".join(f'#include "{name}"\n' for name in SOURCES),

@@ -140,3 +140,26 @@ def test_layout_arguments_are_checked() -> None:
         LatencyHistogram(significant_digits=0)
     with pytest.raises(ValueError, match="2\\*\\*53"):
         LatencyHistogram(highest=2**60)
+
+
+def test_record_since_matches_record_many_bucket_for_bucket():
+    """The C hot path (one call per burst: now - stamp, zero stamps skipped) fills the same buckets."""
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(7)
+    now = 10**15
+    stamps = (now - rng.integers(0, 10**13, 20_000)).astype(np.uint64)  # some above `highest`: saturated
+    stamps[::11] = 0  # no stamp
+    stamps[5] = now + 1  # in the future: rejected
+    a, b = LatencyHistogram(), LatencyHistogram()
+    a.record_since(now, stamps[:7])
+    a.record_since(now, stamps[7:])
+    given = stamps[stamps != 0]
+    b.record_many(np.int64(now) - given.astype(np.int64))
+    assert np.array_equal(a.counts, b.counts)
+    assert (a.count, a.min, a.max, a.rejected, a.saturated) == (b.count, b.min, b.max, b.rejected, b.saturated)
+    assert a.mean == pytest.approx(b.mean, rel=1e-12) and a.stddev == pytest.approx(b.stddev, rel=1e-9)
+    for c in (copy.deepcopy(a), pickle.loads(pickle.dumps(a))):
+        c.record_since(now, stamps[1:3])
+        assert c.count == a.count + 2

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -138,37 +138,22 @@ class BlasterProcess:
 
 
 # --- the consumer side ------------------------------------------------------------------------------------
-@dataclass
 class LatencyProbe:
-    """The bench's handler: per delivered message, kernel-receive → now (CLOCK_MONOTONIC) and
-    send → now (the ITCH timestamp, CLOCK_REALTIME since midnight, stamped by the blaster)."""
+    """The bench's handler: for every delivered message, kernel-receive → now (CLOCK_MONOTONIC) and
+    send → now (its ITCH timestamp: CLOCK_REALTIME ns since midnight, stamped by the blaster)."""
 
-    rx: list[np.ndarray] = field(default_factory=list)
-    send: list[np.ndarray] = field(default_factory=list)
-    calls: int = 0
-    last: float = 0.0
+    def __init__(self) -> None:
+        self.rx, self.send = LatencyHistogram(), LatencyHistogram()
 
     def __call__(self, dec) -> None:
         from xdpgw.protocol.itch import timestamps
 
         mono, real = time.clock_gettime_ns(time.CLOCK_MONOTONIC), time.time_ns() % NS_PER_DAY
-        self.calls += 1
-        self.last = time.perf_counter()
         if not len(dec):
             return
-        ts = dec.pkt_ts_ns[dec.pkt]
-        self.rx.append(mono - ts[ts != 0].astype(np.int64))
+        self.rx.record_since(mono, dec.pkt_ts_ns[dec.pkt])
         for recs in dec.by_type.values():
-            self.send.append((real - timestamps(recs).astype(np.int64)) % NS_PER_DAY)
-
-    def histograms(self) -> tuple[LatencyHistogram, LatencyHistogram]:
-        out = []
-        for parts in (self.rx, self.send):
-            h = LatencyHistogram()
-            if parts:
-                h.record_many(np.concatenate(parts))
-            out.append(h)
-        return out[0], out[1]
+            self.send.record_since(real, timestamps(recs))  # (a run across midnight counts as rejected)
 
 
 def open_receiver(kind: str, lab: Lab):
@@ -215,7 +200,7 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
     report = state["report"] or gen.reply(timeout=30)
     stats1, feed1 = rx.stats(), feed.stats()
     active = max(state["last"] - t0, report["seconds"], 1e-9)
-    rx_lat, send_lat = lp.histograms()
+    rx_lat, send_lat = lp.rx, lp.send
     return {
         "offered": report["packets"], "offered_pps": report["pps"], "gen": report,
         "received": summary["packets"], "received_pps": summary["packets"] / active,

@@ -49,6 +49,7 @@ class LatencyHistogram:
         self._half = 1 << (self._sub_bits - 1)
         top_shift = max(0, self.highest.bit_length() - self._sub_bits)
         self.counts = np.zeros((top_shift + 2) * self._half, dtype=np.int64)
+        self._c = None  # the C view of counts, made on first record_since
         self.reset()
 
     def reset(self) -> None:
@@ -120,6 +121,28 @@ class LatencyHistogram:
         d = v - mean_b
         m2_b = float(d @ d)
         self._combine(n, vmin, vmax, mean_b, m2_b)
+
+    def record_since(self, now: int, stamps: np.ndarray) -> None:
+        """Record ``now - stamp`` for every non-zero stamp (a uint64 array, e.g. a burst's kernel receive
+        times): the hot path, one C call per burst (no numpy temporaries), same buckets as `record_many`."""
+        st = stamps if stamps.dtype == np.uint64 and stamps.flags.c_contiguous else \
+            np.ascontiguousarray(stamps, dtype=np.uint64)
+        if not st.size:
+            return
+        if self._c is None:
+            from xdpgw._xsk import ffi, lib
+
+            self._c = (ffi.from_buffer("int64_t[]", self.counts), ffi.new("struct xgw_hist_batch *"), ffi, lib)
+        counts, out, ffi, lib = self._c
+        lib.xgw_hist_since(counts, len(self.counts), self._sub_bits, self.highest, int(now),
+                           ffi.from_buffer("uint64_t[]", st), st.size, out)
+        self.rejected += out.rejected
+        self.saturated += out.saturated
+        if out.n:
+            self._combine(out.n, out.min, out.max, out.mean, out.m2)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_c": None}  # the C view is remade after unpickling/copying
 
     def _combine(self, n: int, vmin: int, vmax: int, mean: float, m2: float) -> None:
         if self.count == 0:

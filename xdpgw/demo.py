@@ -27,7 +27,7 @@ def _cores() -> tuple[int, int]:
 
 
 def sender_main(dest: str, packets: int, rate: float, gap_at: int, malformed_at: int) -> None:
-    """Runs in the tx namespace: a paced synthetic feed, one sendmmsg per burst of 32 packets."""
+    """Runs in the tx namespace: a paced synthetic feed, one packet at a time (a feed, not bursts)."""
     from xdpgw.protocol.synth import split_batch, synth_packets
     from xdpgw.transport.base import Batch
     from xdpgw.transport.socket import SocketSender
@@ -42,8 +42,8 @@ def sender_main(dest: str, packets: int, rate: float, gap_at: int, malformed_at:
     t0 = time.monotonic()
     sent = 0
     with SocketSender(host, int(port)) as tx:
-        for part in split_batch(feed, 32):
-            while sent / rate > time.monotonic() - t0:  # pace per burst, not per packet
+        for part in split_batch(feed, 1):
+            while sent / rate > time.monotonic() - t0:  # pace every packet
                 time.sleep(0.0005)
             while part.count:
                 done = tx.send_batch(part)

@@ -7,6 +7,11 @@
  * black-holes the feed. Everything else, and anything we cannot parse, goes to the kernel.
  *
  * Optional hostile-input guards (config[CFG_FLAGS]): a source allowlist and a per-source rate cap.
+ *
+ * Death notice: a SIGKILLed consumer's socket leaves the XSKMAP only when the kernel closes its files,
+ * after tearing down its whole address space (15-60 ms for Python + BCC). The tracing programs at the
+ * end of this file fire at the very start of a registered consumer process's death and mark its queues
+ * `dead`; the XDP program then passes their feed to the kernel at once (C_CONSUMER_GONE).
  */
 #include <uapi/linux/bpf.h>
 #include <linux/if_ether.h>
@@ -35,10 +40,12 @@ enum {
     C_RATE_LIMITED,  /* feed packets over the per-source rate cap (dropped) */
     C_NO_META,       /* feed packets redirected without a timestamp */
     C_STALE,         /* feed packets passed because the consumer's heartbeat is stale (watchdog) */
+    C_CONSUMER_GONE, /* feed packets passed because the queue's consumer process died (death notice); once
+                      * its socket is closed too, such packets also count as C_NO_SOCKET */
     XGW_NCOUNTERS
 };
 
-enum { CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS, CFG_N };
+enum { CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS, CFG_PIDNS_DEV, CFG_PIDNS_INO, CFG_N };
 #define FLAG_ALLOWLIST 1ULL  /* only sources in `allowed_src` are redirected */
 #define FLAG_DENY_DROP 2ULL  /* with FLAG_ALLOWLIST: drop others (default: pass them to the kernel) */
 #define FLAG_RATE_CAP 4ULL   /* per-source rate cap (GCRA: interval and burst tolerance in ns) */
@@ -56,6 +63,10 @@ BPF_HASH(allowed_src, struct src_key, u8, 1024);
 BPF_TABLE("lru_hash", struct src_key, u64, src_tat, 65536); /* GCRA theoretical arrival time */
 /* Per-queue consumer heartbeat (CLOCK_MONOTONIC ns), written by the consumer through mmap. */
 BPF_F_TABLE("array", int, u64, heartbeat, XGW_MAX_QUEUES, BPF_F_MMAPABLE);
+/* Death notice: consumer process (tgid in the pid namespace CFG_PIDNS_*, root if unset) -> bit mask of
+ * its queues; per queue, bpf_ktime_get_ns() of its consumer's death notice (0: alive). */
+BPF_HASH(consumers, u32, u64, 1024);
+BPF_ARRAY(dead, u64, XGW_MAX_QUEUES);
 
 static __always_inline void COUNT(u32 q, int slot)
 {
@@ -95,6 +106,8 @@ int xdpgw_rx(struct xdp_md *ctx)
         off += sizeof(*vh);
     }
 
+    /* Bytes the IP header says follow it (the UDP datagram, as we never go past extension headers). */
+    u32 l3_payload;
     if (proto == htons(ETH_P_IP)) {
         struct iphdr *ip = data + off;
         if ((void *)(ip + 1) > data_end)
@@ -105,6 +118,10 @@ int xdpgw_rx(struct xdp_md *ctx)
             goto pass;
         if (ip->frag_off & htons(0x3fff)) /* MF or fragment offset: the kernel reassembles */
             goto pass;
+        u16 tot_len = ntohs(ip->tot_len);
+        l3_payload = tot_len >= ip->ihl * 4 ? tot_len - ip->ihl * 4 : 0;
+        if ((void *)ip + tot_len > data_end) /* total length claims more than the frame holds */
+            l3_payload = 0;
         src.addr[2] = htonl(0xffff);
         src.addr[3] = ip->saddr;
         off += ip->ihl * 4;
@@ -112,8 +129,12 @@ int xdpgw_rx(struct xdp_md *ctx)
         struct ipv6hdr *ip6 = data + off;
         if ((void *)(ip6 + 1) > data_end)
             goto malformed;
+        if (ip6->version != 6)
+            goto malformed;
         if (ip6->nexthdr != IPPROTO_UDP) /* extension headers: the kernel's business */
             goto pass;
+        u16 plen = ntohs(ip6->payload_len);
+        l3_payload = (void *)(ip6 + 1) + plen > data_end ? 0 : plen;
         __builtin_memcpy(src.addr, &ip6->saddr, sizeof(src.addr));
         off += sizeof(*ip6);
     } else {
@@ -129,9 +150,11 @@ int xdpgw_rx(struct xdp_md *ctx)
     u8 *is_feed = feed_ports.lookup(&dport);
     if (!is_feed)
         goto pass;
+    /* The IP length must fit the frame (else l3_payload is 0) and hold the whole UDP datagram, which is at
+     * least its header: anything else is lying, and the kernel judges (and drops) it. */
     u16 ulen = ntohs(udp->len);
-    if (ulen < sizeof(*udp) || (void *)udp + ulen > data_end)
-        goto malformed; /* UDP length lying: let the kernel judge (and drop) it */
+    if (ulen < sizeof(*udp) || ulen > l3_payload || (void *)udp + ulen > data_end)
+        goto malformed;
 
     int ck = CFG_FLAGS;
     u64 *flagsp = config.lookup(&ck);
@@ -144,9 +167,29 @@ int xdpgw_rx(struct xdp_md *ctx)
             goto pass;
         }
     }
+
+    /* Consumer gone or hung: the kernel gets the feed (before the rate cap: it charges only what we redirect). */
+    int rxq = (int)ctx->rx_queue_index;
+    u64 *died = dead.lookup(&rxq);
+    if (died && *died) {
+        COUNT(q, C_CONSUMER_GONE);
+        if (!xsks.lookup(&rxq))
+            COUNT(q, C_NO_SOCKET);
+        goto pass;
+    }
+    if (flags & FLAG_WATCHDOG) {
+        int wk = CFG_WATCHDOG_NS, hk = (int)q;
+        u64 *limit = config.lookup(&wk), *beat = heartbeat.lookup(&hk);
+        if (limit && beat && bpf_ktime_get_ns() - *beat > *limit) {
+            COUNT(q, C_STALE);
+            goto pass;
+        }
+    }
     if (flags & FLAG_RATE_CAP) {
         int ik = CFG_RATE_INTERVAL_NS, bk = CFG_RATE_BURST_NS;
         u64 *interval = config.lookup(&ik), *burst = config.lookup(&bk);
+        if (!xsks.lookup(&rxq))
+            goto no_socket; /* not going to be redirected: not charged */
         if (interval && burst) {
             u64 now = bpf_ktime_get_ns();
             u64 *tatp = src_tat.lookup(&src);
@@ -160,14 +203,6 @@ int xdpgw_rx(struct xdp_md *ctx)
         }
     }
 
-    if (flags & FLAG_WATCHDOG) {
-        int wk = CFG_WATCHDOG_NS, hk = (int)q;
-        u64 *limit = config.lookup(&wk), *beat = heartbeat.lookup(&hk);
-        if (limit && beat && bpf_ktime_get_ns() - *beat > *limit) {
-            COUNT(q, C_STALE);
-            goto pass;
-        }
-    }
     if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xgw_meta)) == 0) {
         struct xgw_meta *meta = (void *)(long)ctx->data_meta;
         void *pkt = (void *)(long)ctx->data;
@@ -184,6 +219,7 @@ int xdpgw_rx(struct xdp_md *ctx)
         COUNT(q, C_REDIRECTED);
         return XDP_REDIRECT;
     }
+no_socket:
     COUNT(q, C_NO_SOCKET);
     COUNT(q, C_PASSED);
     return XDP_PASS;
@@ -193,4 +229,75 @@ malformed:
 pass:
     COUNT(q, C_PASSED);
     return XDP_PASS;
+}
+
+/*
+ * Death notice. Any of these hooks that the kernel offers is attached (xdpgw/bpf.py); each marks the
+ * dying process's queues dead and forgets the process (a later process reusing its pid is not a
+ * consumer). A lone thread exiting is no death: only the main thread's exit counts.
+ */
+#define COREDUMP_SIGNALS ((1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 8) | (1u << 11) | \
+                          (1u << 24) | (1u << 25) | (1u << 31)) /* QUIT ILL TRAP ABRT BUS FPE SEGV XCPU XFSZ SYS */
+
+static __always_inline int death_notice(int main_thread_only)
+{
+    int dk = CFG_PIDNS_DEV, ik = CFG_PIDNS_INO;
+    u64 *dev = config.lookup(&dk), *ino = config.lookup(&ik);
+    u32 tgid, pid;
+    if (dev && ino && *ino) { /* consumers live in a pid namespace of their own: their getpid() values */
+        struct bpf_pidns_info ns = {};
+        if (bpf_get_ns_current_pid_tgid(*dev, *ino, &ns, sizeof(ns)))
+            return 0; /* not in that namespace: not a consumer */
+        tgid = ns.tgid;
+        pid = ns.pid;
+    } else {
+        u64 id = bpf_get_current_pid_tgid();
+        tgid = id >> 32;
+        pid = (u32)id;
+    }
+    if (main_thread_only && pid != tgid)
+        return 0;
+    u64 *maskp = consumers.lookup(&tgid);
+    if (!maskp)
+        return 0;
+    u64 mask = *maskp, now = bpf_ktime_get_ns();
+    consumers.delete(&tgid);
+    for (int i = 0; i < XGW_MAX_QUEUES; i++) {
+        if (mask & (1ULL << i)) {
+            int k = i;
+            u64 *d = dead.lookup(&k);
+            if (d)
+                *d = now;
+        }
+    }
+    return 0;
+}
+
+/* kprobe on do_group_exit(): exit_group() and every fatal signal (after a core dump) go through it. */
+int xgw_death_kprobe(struct pt_regs *ctx)
+{
+    return death_notice(0);
+}
+
+/* raw tracepoint signal_deliver(sig, info, ka), in the receiving task: SIGKILL (also what every thread of
+ * a process dying of any fatal signal gets), or a core-dumping signal left at its default action. */
+int xgw_death_signal(struct bpf_raw_tracepoint_args *ctx)
+{
+    u32 sig = (u32)ctx->args[0];
+    if (sig != 9) {
+        if (sig > 31 || !((1u << sig) & COREDUMP_SIGNALS))
+            return 0;
+        u64 handler = 1;
+        bpf_probe_read_kernel(&handler, sizeof(handler), (void *)ctx->args[2]); /* ka->sa.sa_handler */
+        if (handler != 0) /* SIG_DFL */
+            return 0;
+    }
+    return death_notice(0);
+}
+
+/* raw tracepoint sched_process_exit: the main thread exiting (exit_group() included). Recent kernels (6.18
+ * here, measured) fire it before exit_mm(); older ones after it, and the hooks above carry the notice. */
+int xgw_death_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+    return death_notice(1);
 }

@@ -3,10 +3,14 @@
 
 On a veth lab: `xdpgw attach` consumes the feed port; a kernel UDP socket on the same port waits
 behind it. A sender streams packets stamped with their CLOCK_MONOTONIC send time. We SIGKILL the
-consumer at t_kill; packets then go to the kernel again once the AF_XDP socket is gone from the
-XSKMAP (the program's redirect falls back to XDP_PASS). Black hole = send time of the first packet
-the kernel socket gets after the kill, minus t_kill; packets sent after t_kill that nobody got are
-counted as lost (they were in the dead socket's RX ring).
+consumer at t_kill; packets go to the kernel again once the program's death notice marks the queue
+dead (default), or, without it, once the AF_XDP socket is gone from the XSKMAP (the redirect falls
+back to XDP_PASS) or the --watchdog-us limit passes. Black hole = send time of the first packet the
+kernel socket gets after the kill, minus t_kill; packets sent after t_kill that nobody got are
+counted as lost (they went into the dead socket's RX ring). notice_us = when the death notice fired.
+
+Configurations: death notice (as shipped); no notice (XDPGW_DEATH_NOTICE=0: the behaviour before the
+death notice); no notice + watchdog.
 
     sudo .venv/bin/python scripts/bench_failover.py [--rounds 5] [--json]
 """
@@ -23,34 +27,72 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 from xdpgw.lab import Lab, in_netns
 
 PORT = 9001
 
 
-def wait_attached(lab: Lab, timeout: float = 20) -> None:
+def status(lab: Lab) -> dict:
+    r = subprocess.run(["ip", "netns", "exec", lab.rx_ns, sys.executable, "-m", "xdpgw", "status", lab.rx_if,
+                        "--json"], capture_output=True, text=True)
+    return json.loads(r.stdout) if r.returncode == 0 else {}
+
+
+def wait_attached(lab: Lab, pid: int, timeout: float = 20) -> dict:
+    """Status once our program is attached and process ``pid`` consumes (never a stale state file)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = subprocess.run(["ip", "netns", "exec", lab.rx_ns, sys.executable, "-m", "xdpgw", "status", lab.rx_if,
-                            "--json"], capture_output=True, text=True)
-        if r.returncode == 0 and json.loads(r.stdout).get("consumer", {}).get("consumer_alive"):
-            return
+        st = status(lab)
+        if st.get("ours") and st.get("consumer", {}).get("pid") == pid:
+            return st
         time.sleep(0.1)
     raise SystemExit("bench_failover: xdpgw attach did not come up")
 
 
-def one_round(lab: Lab, cpus: list[int], watchdog_us: float | None) -> dict:
+@contextmanager
+def prog_map(prog_id: int, name: str):
+    """fd of map ``name`` of program ``prog_id`` (BPF ids are global: no namespace needed)."""
+    from xdpgw._xsk import lib
+
+    fd = lib.xgw_prog_map_fd(prog_id, name.encode())
+    if fd < 0:
+        raise SystemExit(f"bench_failover: program {prog_id} has no map {name}")
+    try:
+        yield fd
+    finally:
+        lib.xgw_close_fd(fd)
+
+
+def death_notice_ns(prog_id: int, queue: int = 0) -> int:
+    import ctypes
+
+    from bcc.libbcc import lib
+
+    key, val = ctypes.c_int(queue), ctypes.c_uint64()
+    with prog_map(prog_id, "dead") as fd:
+        lib.bpf_lookup_elem(fd, ctypes.byref(key), ctypes.byref(val))
+    return val.value
+
+
+def one_round(lab: Lab, cpus: list[int], watchdog_us: float | None, notice: bool) -> dict:
     with in_netns(lab.rx_ns):
         ksock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     ksock.setsockopt(socket.SOL_SOCKET, 33, 256 << 20)  # SO_RCVBUFFORCE: never the bottleneck here
     ksock.bind(("0.0.0.0", PORT))
     ksock.settimeout(0.2)
+    env = dict(os.environ, XDPGW_DEATH_NOTICE="1" if notice else "0")
     proc = subprocess.Popen(["ip", "netns", "exec", lab.rx_ns, "taskset", "-c", str(cpus[0]), sys.executable, "-m",
                              "xdpgw", "attach", lab.rx_if, "--port", str(PORT), "--quiet"]
                             + (["--watchdog-us", str(watchdog_us)] if watchdog_us else []),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_attached(lab)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        prog_id = int(wait_attached(lab, proc.pid)["prog_id"])  # `ip netns exec` and taskset exec: same pid
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     with in_netns(lab.tx_ns):
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tx.connect((lab.rx_ip, PORT))
@@ -86,6 +128,8 @@ def one_round(lab: Lab, cpus: list[int], watchdog_us: float | None) -> dict:
             break
     ksock.close()
     tx.close()
+    dead_ns = death_notice_ns(prog_id)
+    gone = status(lab).get("bpf_counters", {}).get("consumer_gone")
     subprocess.run(["ip", "netns", "exec", lab.rx_ns, sys.executable, "-m", "xdpgw", "detach", lab.rx_if],
                    capture_output=True)
     after = [t for t in got if t >= t_kill[0]]
@@ -93,7 +137,8 @@ def one_round(lab: Lab, cpus: list[int], watchdog_us: float | None) -> dict:
     got_set = set(got)
     lost = sum(1 for t in sent_after_kill if t not in got_set)
     return {"black_hole_us": (first - t_kill[0]) / 1e3 if first else None, "lost_after_kill": lost,
-            "sent_after_kill": len(sent_after_kill), "kernel_got_after_kill": len(after)}
+            "sent_after_kill": len(sent_after_kill), "kernel_got_after_kill": len(after),
+            "notice_us": (dead_ns - t_kill[0]) / 1e3 if dead_ns else None, "consumer_gone": gone}
 
 
 def main() -> None:
@@ -108,10 +153,12 @@ def main() -> None:
     lab = Lab("xgwfail", queues=1).up()
     results = {}
     try:
-        for wd in (None, args.watchdog_us):
-            rows = [one_round(lab, cpus, wd) for _ in range(args.rounds)]
+        configs = {"death_notice": (True, None), "no_notice": (False, None),
+                   f"no_notice+watchdog_{args.watchdog_us:.0f}us": (False, args.watchdog_us)}
+        for name, (notice, wd) in configs.items():
+            rows = [one_round(lab, cpus, wd, notice) for _ in range(args.rounds)]
             holes = [r["black_hole_us"] for r in rows if r["black_hole_us"] is not None]
-            results["watchdog_%s" % (f"{wd:.0f}us" if wd else "off")] = {
+            results[name] = {
                 "rounds": rows, "black_hole_us_median": statistics.median(holes) if holes else None,
                 "black_hole_us_max": max(holes) if holes else None}
     finally:
@@ -121,8 +168,10 @@ def main() -> None:
         return
     print("black hole after SIGKILL of the consumer (feed at ~1 packet / 10 µs)")
     for name, res in results.items():
-        print(f"{name:16} median {res['black_hole_us_median']} µs, max {res['black_hole_us_max']} µs; rounds: "
-              + ", ".join(f"{r['black_hole_us']} µs ({r['lost_after_kill']} lost)" for r in res["rounds"]))
+        print(f"{name:26} median {res['black_hole_us_median']} µs, max {res['black_hole_us_max']} µs; rounds: "
+              + ", ".join(f"{r['black_hole_us']} µs ({r['lost_after_kill']} lost"
+                          + (f", notice at {r['notice_us']:.0f} µs" if r["notice_us"] else "") + ")"
+                          for r in res["rounds"]))
 
 
 if __name__ == "__main__":

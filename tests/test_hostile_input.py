@@ -431,19 +431,105 @@ def test_decoder_fuzz_never_raises_and_counts_every_bad_packet(payloads):
 
 
 @pytest.mark.xdp
-def test_header_fields_the_program_trusts(rig):
-    """One VLAN tag (802.1Q or 802.1ad) is parsed; the IPv6 version nibble and the IPv4 total length are
-    not checked (the program trusts them, the consumer uses the UDP length): such frames are redirected."""
+def test_one_vlan_tag_is_parsed(rig):
     from scapy.layers.l2 import Dot1AD, Dot1Q
 
     r = rig
     tagged = [bytes(eth(r) / Dot1Q(vlan=42) / ip4(r) / udp() / b"q"),
               bytes(eth(r) / Dot1AD(vlan=43) / ip6(r) / udp() / b"ad")]
     assert_class(r, "one vlan tag", tagged, deliver=[b"q", b"ad"], **REDIRECTED)
-    f6 = bytearray(bytes(eth(r) / ip6(r) / udp() / b"v6-version-0"))
-    f6[14] &= 0x0F
-    f4 = bytearray(bytes(eth(r) / ip4(r) / udp() / b"ip-total-length-short"))
-    f4[16:18] = (28).to_bytes(2, "big")  # IPv4 total length claims an empty UDP datagram
-    assert_class(r, "unchecked ip fields", [bytes(f6), bytes(f4)],
-                 deliver=[b"v6-version-0", b"ip-total-length-short"], **REDIRECTED)
     check_still_flowing(r, 10)
+
+
+def _set_u16(frame: bytes, at: int, value: int) -> bytes:
+    f = bytearray(frame)
+    f[at:at + 2] = value.to_bytes(2, "big")
+    return bytes(f)
+
+
+IP4_TOT_LEN, IP6_PLEN = 14 + 2, 14 + 4  # offsets in an untagged frame
+
+
+@pytest.mark.xdp
+def test_ip_and_udp_lengths_must_agree(rig):
+    """The IPv4 total length / IPv6 payload length must fit the frame and hold the whole UDP datagram."""
+    r = rig
+    f4 = bytes(eth(r) / ip4(r) / udp() / b"0123456789")  # IPv4 total length 38, UDP length 18
+    f6 = bytes(eth(r) / ip6(r) / udp() / b"0123456789")  # IPv6 payload length 18, UDP length 18
+    lying = [
+        _set_u16(f4, IP4_TOT_LEN, 28),  # IP payload 8 < UDP length 18
+        _set_u16(f4, IP4_TOT_LEN, 37),  # one byte short
+        _set_u16(f4, IP4_TOT_LEN, 39),  # one byte beyond the frame
+        _set_u16(f4, IP4_TOT_LEN, 0xFFFF),
+        _set_u16(f4, IP4_TOT_LEN, 10),  # shorter than the IP header itself
+        _set_u16(f4, IP4_TOT_LEN, 0),
+        _set_u16(f6, IP6_PLEN, 17),  # IPv6 payload < UDP length
+        _set_u16(f6, IP6_PLEN, 19),  # beyond the frame
+        _set_u16(f6, IP6_PLEN, 0),
+        # UDP length inside the frame (trailing bytes) but beyond what the IP header says
+        bytes(eth(r) / ip4(r) / udp(len=8 + 14) / b"0123456789") + b"tail",
+        _set_u16(bytes(eth(r) / ip6(r) / udp(len=8 + 14) / b"0123456789") + b"tail", IP6_PLEN, 18),
+    ]
+    assert_class(r, "ip length vs udp length vs frame", lying, **MALFORMED)
+    # Trailing bytes beyond the IP datagram (e.g. Ethernet padding) are fine: the UDP length rules.
+    padded = [bytes(eth(r) / ip4(r) / udp() / b"pad4") + b"\0" * 20,
+              bytes(eth(r) / ip6(r) / udp() / b"pad6") + b"\0" * 20]
+    assert_class(r, "ethernet padding", padded, deliver=[b"pad4", b"pad6"], **REDIRECTED)
+    # Not the feed: the kernel's business, whatever its lengths say.
+    other = [_set_u16(bytes(eth(r) / ip4(r) / udp(dport=9002) / b"x"), IP4_TOT_LEN, 0xFFFF)]
+    assert_class(r, "non-feed with a lying ip length", other, **PASSED)
+    check_still_flowing(r, 11)
+
+
+@pytest.mark.xdp
+def test_ipv6_version_must_be_6(rig):
+    r = rig
+    bad = []
+    for version in (0, 4, 7, 15):
+        f = bytearray(bytes(eth(r) / ip6(r) / udp() / b"v6"))
+        f[14] = version << 4 | (f[14] & 0x0F)
+        bad.append(bytes(f))
+    assert_class(r, "ipv6 version != 6", bad, **MALFORMED)
+    check_still_flowing(r, 12)
+
+
+@pytest.mark.xdp
+def test_rate_cap_starts_afresh_when_set_again(rig):
+    r = rig
+    prog = r.rx.program
+    src = f"10.77.0.{40 + MODES.index(r.mode)}"
+    frames = [bytes(eth(r) / ip4(r, src=src) / udp() / (b"c%02d" % i)) for i in range(8)]
+    try:
+        prog.set_rate_cap(1, burst=3)  # 1 s interval: a test this short never earns a 4th packet
+        assert_class(r, "over the cap", frames[:3], deliver=[b"c00", b"c01", b"c02"], **REDIRECTED)
+        assert_class(r, "over the cap", frames[3:6], rate_limited=1)
+        prog.set_rate_cap(1, burst=3)  # the same cap again: the source's state is cleared
+        assert_class(r, "after set_rate_cap", frames[:3], deliver=[b"c00", b"c01", b"c02"], **REDIRECTED)
+    finally:
+        prog.set_rate_cap(None)
+    check_still_flowing(r, 13)
+
+
+@pytest.mark.xdp
+def test_rate_cap_charges_only_what_would_be_redirected(rig):
+    """Denied (allowlist), non-feed and malformed packets of a source do not use up its rate allowance."""
+    r = rig
+    prog = r.rx.program
+    src = f"10.77.0.{50 + MODES.index(r.mode)}"
+    try:
+        prog.set_rate_cap(1, burst=3)
+        prog.set_allowlist([r.lab.tx_ip])  # src is not on it: passed to the kernel
+        denied = [bytes(eth(r) / ip4(r, src=src) / udp() / b"denied")] * 5
+        assert_class(r, "denied, not charged", denied, denied=1, passed=1)
+        prog.set_allowlist(None)
+        uncharged = [bytes(eth(r) / ip4(r, src=src) / udp(dport=9002) / b"other-port")] * 5
+        uncharged += [_set_u16(bytes(eth(r) / ip4(r, src=src) / udp() / b"lying"), IP4_TOT_LEN, 0xFFFF)] * 5
+        sent, delta, _ = run(r, uncharged)
+        assert delta == expect(sent, passed=10, malformed=5), delta
+        ok = [bytes(eth(r) / ip4(r, src=src) / udp() / (b"ok%d" % i)) for i in range(3)]
+        assert_class(r, "the whole burst allowance is left", ok, deliver=[b"ok0", b"ok1", b"ok2"], **REDIRECTED)
+        assert_class(r, "and then the cap", ok[:1], rate_limited=1)
+    finally:
+        prog.set_allowlist(None)
+        prog.set_rate_cap(None)
+    check_still_flowing(r, 14)

@@ -23,7 +23,8 @@ from xdpgw.netdev import Interface, NetnsRef, interface, netns_tag
 
 PROG_NAME = "xdpgw_rx"
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "xdpgw_rx.c"
-COUNTERS = ("seen", "redirected", "passed", "malformed", "no_socket", "denied", "rate_limited", "no_meta", "stale")
+COUNTERS = ("seen", "redirected", "passed", "malformed", "no_socket", "denied", "rate_limited", "no_meta", "stale",
+            "consumer_gone")
 MAX_QUEUES = 64
 PIN_ROOT = Path("/sys/fs/bpf/xdpgw")
 STATE_ROOT = Path("/run/xdpgw")
@@ -32,7 +33,13 @@ PINNED_MAPS = ("counters", "feed_ports", "xsks", "config", "allowed_src")
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 MODE_FLAGS = {"skb": 1 << 1, "drv": 1 << 2}
 FLAG_ALLOWLIST, FLAG_DENY_DROP, FLAG_RATE_CAP, FLAG_WATCHDOG = 1, 2, 4, 8
-CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS = 0, 1, 2, 3
+CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS, CFG_PIDNS_DEV, CFG_PIDNS_INO = range(6)
+PROC_PID_INIT_INO = 0xEFFFFFFC  # inode of the root pid namespace
+# Death notice hooks (bpf/xdpgw_rx.c): every one the kernel offers is attached; any one of them is enough
+# for kill -9 (kprobes may be compiled out: then the raw tracepoints carry it).
+DEATH_HOOKS = (("kprobe", "do_group_exit", "xgw_death_kprobe"),
+               ("raw_tracepoint", "signal_deliver", "xgw_death_signal"),
+               ("raw_tracepoint", "sched_process_exit", "xgw_death_exit"))
 
 
 def require_root() -> None:
@@ -102,6 +109,12 @@ def total_counters(per_queue: dict[int, dict[str, int]]) -> dict[str, int]:
     return {name: sum(q[name] for q in per_queue.values()) for name in COUNTERS}
 
 
+def kprobes_available() -> bool:
+    """Can BCC attach a kprobe here (perf kprobe PMU or a tracefs kprobe_events file)?"""
+    return any(Path(p).exists() for p in ("/sys/bus/event_source/devices/kprobe", "/sys/kernel/tracing/kprobe_events",
+                                          "/sys/kernel/debug/tracing/kprobe_events"))
+
+
 def _compile():
     """Compile bpf/xdpgw_rx.c with BCC; a clear error when headers or BPF are missing."""
     build = Path(f"/lib/modules/{os.uname().release}/build")
@@ -136,6 +149,8 @@ class XdpProgram:
     ports: Iterable[int]
     mode: str = "auto"  # auto | drv | skb
     force: bool = False
+    # Death notice (see DEATH_HOOKS); XDPGW_DEATH_NOTICE=0 turns it off (e.g. to measure without it).
+    notify_death: bool = field(default_factory=lambda: os.environ.get("XDPGW_DEATH_NOTICE", "1") != "0")
     info: Interface | None = field(default=None, init=False)
     attached_mode: str = field(default="", init=False)
     notes: list[str] = field(default_factory=list, init=False)
@@ -143,6 +158,7 @@ class XdpProgram:
     _fn: object = field(default=None, init=False, repr=False)
     _netns: NetnsRef | None = field(default=None, init=False, repr=False)
     _heartbeat: object = field(default=None, init=False, repr=False)
+    death_notice: tuple[str, ...] = field(default=(), init=False)  # attached death-notice hooks
 
     def attach(self) -> XdpProgram:
         require_root()
@@ -157,6 +173,7 @@ class XdpProgram:
         self._bpf, self._fn = _compile()
         self.set_ports(self.ports)
         self._attach_mode()
+        self._attach_death_notice()
         self._pin()
         self.info = interface(self.iface)
         return self
@@ -203,6 +220,42 @@ class XdpProgram:
             f"cannot attach XDP to {self.iface} ({'; '.join(errors)})",
             "try --mode skb, or check the driver with `xdpgw doctor " + self.iface + "`",
         )
+
+    def _attach_death_notice(self) -> None:
+        """Attach the death-notice hooks (see DEATH_HOOKS); without any, a note says what that costs."""
+        if not self.notify_death:
+            self.notes.append("death notice off (XDPGW_DEATH_NOTICE=0): a killed consumer's feed goes back to the "
+                              "kernel only when its socket closes; unset it to turn the notice back on")
+            return
+        hooks, errors = [], []
+        for kind, target, fn in DEATH_HOOKS:
+            try:
+                if kind == "kprobe":
+                    if not kprobes_available():
+                        errors.append("kprobes: not in this kernel")
+                        continue
+                    self._bpf.attach_kprobe(event=target.encode(), fn_name=fn.encode())
+                else:
+                    self._bpf.attach_raw_tracepoint(tp=target.encode(), fn_name=fn.encode())
+            except Exception as exc:  # BCC raises bare Exception
+                errors.append(f"{kind} {target}: {exc}")
+                continue
+            hooks.append(f"{kind}:{target}")
+        self.death_notice = tuple(hooks)
+        if not hooks:
+            self.notes.append(
+                "no death notice (" + "; ".join(errors) + "): after kill -9 of a consumer its feed goes back to "
+                "the kernel only when the dead socket closes (tens of ms); bound that with --watchdog-us")
+
+    def _detach_death_notice(self) -> None:
+        for hook in self.death_notice:
+            kind, target = hook.split(":", 1)
+            with contextlib.suppress(Exception):
+                if kind == "kprobe":
+                    self._bpf.detach_kprobe(event=target.encode())
+                else:
+                    self._bpf.detach_raw_tracepoint(tp=target.encode())
+        self.death_notice = ()
 
     def _pin(self) -> None:
         from xdpgw._xsk import lib
@@ -263,8 +316,12 @@ class XdpProgram:
         self._set_config(CFG_FLAGS, flags)
 
     def set_rate_cap(self, pps: float | None, burst: int = 64) -> None:
-        """Cap each source at ``pps`` packets/s with a burst tolerance of ``burst`` packets (None: off)."""
+        """Cap each source at ``pps`` packets/s with a burst tolerance of ``burst`` packets (None: off).
+
+        Every call starts all sources afresh: their GCRA state, earned under the old cap, is cleared."""
         flags = self._flags() & ~FLAG_RATE_CAP
+        self._set_config(CFG_FLAGS, flags)  # off while the state is cleared
+        self.table("src_tat").clear()
         if pps:
             interval = max(1, int(1e9 / pps))
             self._set_config(CFG_RATE_INTERVAL_NS, interval)
@@ -297,6 +354,49 @@ class XdpProgram:
             flags |= FLAG_WATCHDOG
         self._set_config(CFG_FLAGS, flags)
 
+    def register_consumer(self, queue: int, pid: int | None = None) -> None:
+        """Process ``pid`` (as this process sees it; default: this process) consumes ``queue``.
+
+        When that process starts dying (kill -9, a fatal signal, exit without close), the death notice
+        marks the queue dead and the XDP program passes its feed to the kernel at once. Clears the queue's
+        dead flag: call it once the queue's socket is in the XSKMAP. All consumers of one program must
+        share one pid namespace (worker processes forked from one parent do).
+        """
+        if not 0 <= queue < MAX_QUEUES:
+            raise GatewayError(f"queue {queue} out of range", f"use a queue below {MAX_QUEUES}")
+        pid = os.getpid() if pid is None else int(pid)
+        ns = os.stat("/proc/self/ns/pid")
+        root = ns.st_ino == PROC_PID_INIT_INO  # else the probes translate pids into this namespace
+        self._set_config(CFG_PIDNS_DEV, 0 if root else ns.st_dev)
+        self._set_config(CFG_PIDNS_INO, 0 if root else ns.st_ino)
+        t, bit = self.table("consumers"), 1 << queue
+        for key, mask in list(t.items()):  # a queue has one consumer
+            if key.value != pid and mask.value & bit:
+                self._set_mask(t, key.value, mask.value & ~bit)
+        mine = t.get(ctypes.c_uint32(pid))
+        self._set_mask(t, pid, (mine.value if mine is not None else 0) | bit)
+        self.table("dead")[ctypes.c_int(queue)] = ctypes.c_uint64(0)
+
+    def unregister_consumer(self, queue: int, pid: int | None = None) -> None:
+        """``pid`` (default: this process) no longer consumes ``queue`` (a normal close)."""
+        pid = os.getpid() if pid is None else int(pid)
+        t = self.table("consumers")
+        mine = t.get(ctypes.c_uint32(pid))
+        if mine is not None:
+            self._set_mask(t, pid, mine.value & ~(1 << queue))
+
+    @staticmethod
+    def _set_mask(t, pid: int, mask: int) -> None:
+        if mask:
+            t[ctypes.c_uint32(pid)] = ctypes.c_uint64(mask)
+        else:
+            with contextlib.suppress(KeyError):
+                del t[ctypes.c_uint32(pid)]
+
+    def dead_queues(self) -> list[int]:
+        """Queues whose consumer process has died since it registered (their feed goes to the kernel)."""
+        return [k.value for k, v in self.table("dead").items() if v.value]
+
     def counters(self) -> dict[int, dict[str, int]]:
         queues = self.info.rx_queues if self.info else 1
         return sum_counters(self.table("counters").map_fd, queues)
@@ -304,6 +404,7 @@ class XdpProgram:
     # --- lifecycle ----------------------------------------------------------------------------
     def detach(self) -> None:
         """Remove our program (only if it is still ours) and our pins. Safe to call twice."""
+        self._detach_death_notice()
         if not self.attached_mode:
             return
         with self._netns.entered(), contextlib.suppress(GatewayError):

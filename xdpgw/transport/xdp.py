@@ -7,8 +7,10 @@ frames to the fill ring. Payloads are read in place through a numpy view of the 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
+import os
 
 import numpy as np
 
@@ -45,7 +47,9 @@ class XdpReceiver:
     """Receive feed packets from one RX queue through AF_XDP.
 
     With no ``program`` given, it attaches our XDP program itself (and detaches it on close); pass a
-    shared ``XdpProgram`` to run one receiver per queue under one program.
+    shared ``XdpProgram`` to run one receiver per queue under one program (also from forked worker
+    processes). The process that opens the receiver is registered as the queue's consumer: if it dies
+    (even by kill -9), the program's death notice sends the queue's feed to the kernel at once.
     """
 
     transport = "xdp"
@@ -71,6 +75,7 @@ class XdpReceiver:
         require_root()
         self.iface, self.queue, self.spin_ns = iface, int(queue), int(spin_us) * 1000
         self._xsk = None
+        self._consumer_pid = 0
         self._owns_program = program is None
         self.program = program or XdpProgram(iface, ports, mode=mode, force=force)
         try:
@@ -124,6 +129,8 @@ class XdpReceiver:
                 "report this with `xdpgw doctor` output",
             )
         lib.xgw_xsk_set_heartbeat(xsk, self.program.heartbeat_slot(self.queue))  # for the XDP watchdog
+        self._consumer_pid = os.getpid()  # the socket is in the XSKMAP: now clear the queue's dead flag
+        self.program.register_consumer(self.queue, self._consumer_pid)
         self.umem = np.frombuffer(ffi.buffer(lib.xgw_xsk_area(xsk), lib.xgw_xsk_area_size(xsk)), dtype=np.uint8)
         self.zerocopy = bool(lib.xgw_xsk_zerocopy(xsk))
         self.hugepages = bool(lib.xgw_xsk_hugepages(xsk))
@@ -190,11 +197,16 @@ class XdpReceiver:
             "hugepages": self.hugepages,
             "frames": self.frames,
             "rx_size": self.rx_size,
+            "death_notice": list(self.program.death_notice),
         }
 
     # --- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
         """Detach the program (if ours) *before* closing the socket; safe to call twice."""
+        if self._consumer_pid == os.getpid() and self.program is not None and self.program.attached_mode:
+            with contextlib.suppress(Exception):  # a normal close is no death
+                self.program.unregister_consumer(self.queue, self._consumer_pid)
+        self._consumer_pid = 0
         if self._owns_program and self.program is not None:
             self.program.close()
         if self._xsk is not None:

@@ -21,6 +21,7 @@ struct xgw_xsk_stats {
     uint64_t tx_packets, tx_bytes, tx_kicks, tx_ring_full;
     uint64_t rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full, rx_fill_ring_empty_descs,
         tx_ring_empty_descs;
+    uint64_t rx_bad_csum;
 };
 struct xgw_xsk;
 struct xgw_xsk *xgw_xsk_open(const char *ifname, uint32_t queue, const struct xgw_xsk_config *cfg,
@@ -33,6 +34,7 @@ void *xgw_xsk_area(struct xgw_xsk *s);
 size_t xgw_xsk_area_size(struct xgw_xsk *s);
 int xgw_xsk_update_map(struct xgw_xsk *s, int map_fd);
 void xgw_xsk_set_heartbeat(struct xgw_xsk *s, uint64_t *slot);
+void xgw_xsk_set_verify_csum(struct xgw_xsk *s, int on);
 int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens, uint64_t *ts,
                  uint16_t *hdr, int64_t spin_ns);
 int xgw_tx_burst(struct xgw_xsk *s, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,

@@ -51,6 +51,7 @@ struct xgw_xsk_stats {
     /* kernel XDP_STATISTICS */
     uint64_t rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full, rx_fill_ring_empty_descs,
         tx_ring_empty_descs;
+    uint64_t rx_bad_csum; /* UDP checksum wrong (or missing over IPv6): dropped, as the kernel would */
 };
 
 struct xgw_xsk {
@@ -67,6 +68,7 @@ struct xgw_xsk {
     uint64_t *tx_free;
     uint32_t ntx_free;
     volatile uint64_t *heartbeat; /* our queue's slot in the XDP program's mmapped heartbeat map */
+    int verify_csum;              /* check UDP checksums in xgw_rx_burst (the XDP program does not) */
     struct xgw_xsk_stats st;
 };
 
@@ -220,8 +222,28 @@ int xgw_xsk_update_map(struct xgw_xsk *s, int map_fd)
     return xsk_socket__update_xskmap(s->xsk, map_fd);
 }
 
-/* Offset and length of the UDP payload inside an Ethernet frame; -1 if it is not one. */
-static int xgw_udp_payload(const uint8_t *p, uint32_t len, uint32_t *off, uint32_t *plen)
+/* Defined in csrc/frames.c (same translation unit, see cffi_build.py): one's-complement sum and fold. */
+static inline uint64_t xgw_sum_bytes(uint64_t sum, const uint8_t *p, uint32_t len);
+static inline uint16_t xgw_fold(uint64_t sum);
+
+void xgw_xsk_set_verify_csum(struct xgw_xsk *s, int on) { s->verify_csum = on; }
+
+/* Is the UDP checksum of the datagram at p[udp] right? IPv4: 0 means none (right); IPv6: 0 is wrong. */
+static int xgw_udp_csum_ok(const uint8_t *p, uint32_t len, uint32_t l3, int v6, uint32_t udp)
+{
+    uint16_t ulen = (uint16_t)(p[udp + 4] << 8 | p[udp + 5]), be = htons(ulen);
+    if (!p[udp + 6] && !p[udp + 7])
+        return !v6;
+    if (udp + ulen > len)
+        return 0; /* cannot be checked: never redirected by our program */
+    uint64_t sum = v6 ? xgw_sum_bytes(0, p + l3 + 8, 32) : xgw_sum_bytes(0, p + l3 + 12, 8); /* addresses */
+    sum += htons(17) + (uint64_t)be;                                                       /* proto, length */
+    return xgw_fold(xgw_sum_bytes(sum, p + udp, ulen)) == 0;
+}
+
+/* Offset and length of the UDP payload inside an Ethernet frame; -1 if it is not one. Also the IP header
+ * offset (`l3`) and whether it is IPv6. */
+static int xgw_udp_payload(const uint8_t *p, uint32_t len, uint32_t *off, uint32_t *plen, uint32_t *l3, int *v6)
 {
     uint32_t o = ETH_HLEN;
     if (len < ETH_HLEN)
@@ -233,6 +255,8 @@ static int xgw_udp_payload(const uint8_t *p, uint32_t len, uint32_t *off, uint32
         proto = (uint16_t)(p[o + 2] << 8 | p[o + 3]);
         o += 4;
     }
+    *l3 = o;
+    *v6 = proto == ETH_P_IPV6;
     if (proto == ETH_P_IP) {
         if (len < o + 20 || (p[o] >> 4) != 4)
             return -1;
@@ -271,7 +295,8 @@ static int64_t xgw_now_ns(void)
 /*
  * Receive up to `max` packets. For each valid one: offs[k] = UDP payload offset in the UMEM area,
  * lens[k] = payload length, ts[k] = XDP receive stamp (0 if none), hdr[k] = header bytes in front of
- * the payload (frame start = offs - hdr; `hdr` may be NULL). The previous burst's frames go back to
+ * the payload (frame start = offs - hdr; `hdr` may be NULL). With checksum verification on, packets with
+ * a wrong UDP checksum are dropped (their frames recycled) and counted in rx_bad_csum. The previous burst's frames go back to
  * the fill ring first, so a returned batch stays valid until the next call. With nothing to read it
  * kicks the kernel if it asked for a wakeup and spins for up to spin_ns. Returns the count.
  */
@@ -304,10 +329,15 @@ int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
         const struct xdp_desc *d = xsk_ring_cons__rx_desc(&s->rx, idx + i);
         uint64_t addr = xsk_umem__add_offset_to_addr(d->addr);
         uint8_t *frame = s->area + addr;
-        uint32_t off, plen;
+        uint32_t off, plen, l3;
+        int v6;
         s->loaned[s->nloaned++] = addr - (addr % s->frame_size);
-        if (xgw_udp_payload(frame, d->len, &off, &plen)) {
+        if (xgw_udp_payload(frame, d->len, &off, &plen, &l3, &v6)) {
             s->st.rx_bad_frames++;
+            continue;
+        }
+        if (s->verify_csum && !xgw_udp_csum_ok(frame, d->len, l3, v6, off - 8)) {
+            s->st.rx_bad_csum++;
             continue;
         }
         struct xgw_meta *m = (struct xgw_meta *)(frame - sizeof(struct xgw_meta));

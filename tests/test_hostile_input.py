@@ -293,15 +293,16 @@ def test_udp_length_lying_both_ways(rig):
     more += [bytes(eth(r) / ip6(r) / udp(len=8 + 11) / (b"y" * 10))]
     more += [bytes(eth(r) / ip4(r) / udp(len=k) / b"tiny") for k in range(8)]  # below the header itself
     assert_class(r, "udp length > frame or < 8", more, **MALFORMED)
-    less = [bytes(eth(r) / ip4(r) / udp(len=8 + k) / b"0123456789abcdef") for k in (0, 1, 5, 15)]
-    less += [bytes(eth(r) / ip6(r) / udp(len=8 + 3) / b"0123456789")]
+    # UDP length < IP payload: valid, the UDP length rules (IPv4 without checksum; IPv6 summed over 3 bytes).
+    less = [bytes(eth(r) / ip4(r) / udp(len=8 + k, chksum=0) / b"0123456789abcdef") for k in (0, 1, 5, 15)]
+    less += [_set_u16(bytes(eth(r) / ip6(r) / udp() / b"012") + b"3456789", IP6_PLEN, 18)]
     assert_class(r, "udp length < frame", less, deliver=[b"", b"0", b"01234", b"0123456789abcde", b"012"],
                  **REDIRECTED)
     check_still_flowing(r, 5)
 
 
 @pytest.mark.xdp
-def test_zero_length_jumbo_and_bad_checksum(rig):
+def test_zero_length_and_jumbo(rig):
     r = rig
     zero = [bytes(eth(r) / ip4(r) / udp()), bytes(eth(r) / ip6(r) / udp())]
     assert_class(r, "zero-length payload", zero, deliver=[b"", b""], **REDIRECTED)
@@ -309,11 +310,52 @@ def test_zero_length_jumbo_and_bad_checksum(rig):
     big = [bytes(eth(r) / ip4(r) / udp() / big4[:1472]), bytes(eth(r) / ip6(r) / udp() / big4[:1452])]
     assert all(len(f) == 1514 for f in big)
     assert_class(r, "MTU-sized", big, deliver=[big4[:1472], big4[:1452]], **REDIRECTED)
-    # The program does not verify UDP checksums (the kernel would drop these): they are redirected.
-    f = bytearray(bytes(eth(r) / ip4(r) / udp() / b"bad-sum"))
-    f[40] ^= 0xFF
-    assert_class(r, "bad udp checksum", [bytes(f)], deliver=[b"bad-sum"], **REDIRECTED)
     check_still_flowing(r, 6)
+
+
+def _flip_last(frame: bytes) -> bytes:
+    return frame[:-1] + bytes([frame[-1] ^ 0xFF])
+
+
+@pytest.mark.xdp
+def test_bad_udp_checksums_are_dropped_by_the_consumer(rig):
+    """The program redirects them (it never sums payloads); the consumer drops them, as the kernel would."""
+    r = rig
+    bad = [_flip_last(bytes(eth(r) / ip4(r) / udp() / b"bad-sum4")),
+           _flip_last(bytes(eth(r) / ip6(r) / udp() / b"bad-sum6")),
+           bytes(eth(r) / ip4(r) / udp(chksum=0x1234) / b"wrong"),
+           bytes(eth(r) / ip6(r) / udp(chksum=0) / b"v6-needs-a-sum")]
+    before = r.rx.stats()["bad_checksum"]
+    assert_class(r, "bad udp checksum", bad, **REDIRECTED)
+    assert r.rx.stats()["bad_checksum"] - before == len(bad)
+    # Right ones: IPv4 without a checksum (0), and a sum of 0 sent as 0xFFFF (the last payload word makes it so).
+    from scapy.layers.inet import UDP
+
+    word = bytes(eth(r) / ip4(r) / udp() / b"sum0\0\0")[40:42]  # the checksum with the word at 0
+    ffff = bytes(eth(r) / ip4(r) / udp() / (b"sum0" + word))
+    assert UDP(ffff[34:]).chksum == 0xFFFF
+    ok = [bytes(eth(r) / ip4(r) / udp(chksum=0) / b"v4-no-sum"), ffff]
+    assert_class(r, "right udp checksum", ok, deliver=[b"v4-no-sum", b"sum0" + word], **REDIRECTED)
+    assert r.rx.stats()["bad_checksum"] - before == len(bad)
+    check_still_flowing(r, 15)
+
+
+@pytest.mark.xdp
+def test_checksum_verification_can_be_turned_off(lab):
+    from tests.conftest import feed_frames, send_frames
+    from xdpgw.transport.xdp import XdpReceiver
+
+    with in_netns(lab.rx_ns):
+        rx = XdpReceiver(lab.rx_if, 0, [PORT], mode="drv", verify_checksums=False)
+    with rx:
+        bad = [_flip_last(f) for f in feed_frames(lab, [b"bad-sum-1", b"bad-sum-2"])]
+        send_frames(lab, bad)
+        got: list[bytes] = []
+        deadline = time.monotonic() + 3
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += rx.recv_batch(256, timeout=0.05).payloads()
+        st = rx.stats()
+    assert got == [f[-9:] for f in bad] and st["bad_checksum"] == 0, st
 
 
 @pytest.mark.xdp

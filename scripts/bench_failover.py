@@ -7,7 +7,10 @@ consumer at t_kill; packets go to the kernel again once the program's death noti
 dead (default), or, without it, once the AF_XDP socket is gone from the XSKMAP (the redirect falls
 back to XDP_PASS) or the --watchdog-us limit passes. Black hole = send time of the first packet the
 kernel socket gets after the kill, minus t_kill; packets sent after t_kill that nobody got are
-counted as lost (they went into the dead socket's RX ring). notice_us = when the death notice fired.
+counted as lost (they went into the dead socket's RX ring), and lost_window = send time of the last
+lost packet minus t_kill (0: nothing lost). notice_us = when the death notice fired. The sender is a
+process of its own (no GIL shared with the killer); sender_gap_us = its longest pause after the kill,
+a stall that would otherwise pass for a black hole (the machine is busy).
 
 Configurations: death notice (as shipped); no notice (XDPGW_DEATH_NOTICE=0: the behaviour before the
 death notice); no notice + watchdog.
@@ -19,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 
@@ -96,30 +99,17 @@ def one_round(lab: Lab, cpus: list[int], watchdog_us: float | None, notice: bool
     with in_netns(lab.tx_ns):
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tx.connect((lab.rx_ip, PORT))
-    stop = threading.Event()
-    sent_after_kill: list[int] = []
-    t_kill = [0]
-
-    def sender() -> None:
-        os.sched_setaffinity(0, {cpus[-1]})
-        while not stop.is_set():
-            now = time.monotonic_ns()
-            tx.send(now.to_bytes(8, "big"))
-            if t_kill[0] and now >= t_kill[0]:
-                sent_after_kill.append(now)
-            t0 = time.perf_counter_ns()
-            while time.perf_counter_ns() - t0 < 10_000:  # ~one packet per 10 µs
-                pass
-
-    th = threading.Thread(target=sender, daemon=True)
-    th.start()
+    ctx = mp.get_context("fork")
+    stamps_rx, stamps_tx = ctx.Pipe(duplex=False)
+    snd = ctx.Process(target=sender, args=(tx, cpus[-1], 1.0, stamps_tx))
+    snd.start()
     time.sleep(0.5)
-    t_kill[0] = time.monotonic_ns()
+    t_kill = time.monotonic_ns()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(0.5)
-    stop.set()
-    th.join()
+    sends = stamps_rx.recv()
+    snd.join()
+    sent_after_kill = [t for t in sends if t >= t_kill]
     got = []
     while True:
         try:
@@ -132,19 +122,36 @@ def one_round(lab: Lab, cpus: list[int], watchdog_us: float | None, notice: bool
     gone = status(lab).get("bpf_counters", {}).get("consumer_gone")
     subprocess.run(["ip", "netns", "exec", lab.rx_ns, sys.executable, "-m", "xdpgw", "detach", lab.rx_if],
                    capture_output=True)
-    after = [t for t in got if t >= t_kill[0]]
+    after = [t for t in got if t >= t_kill]
     first = min(after) if after else None
     got_set = set(got)
-    lost = sum(1 for t in sent_after_kill if t not in got_set)
-    return {"black_hole_us": (first - t_kill[0]) / 1e3 if first else None, "lost_after_kill": lost,
+    lost = [t for t in sent_after_kill if t not in got_set]
+    gaps = [b - a for a, b in zip(sent_after_kill, sent_after_kill[1:], strict=False)]
+    return {"black_hole_us": (first - t_kill) / 1e3 if first else None, "lost_after_kill": len(lost),
+            "lost_window_us": (max(lost) - t_kill) / 1e3 if lost else 0.0,
             "sent_after_kill": len(sent_after_kill), "kernel_got_after_kill": len(after),
-            "notice_us": (dead_ns - t_kill[0]) / 1e3 if dead_ns else None, "consumer_gone": gone}
+            "sender_gap_us": max(gaps, default=0) / 1e3,
+            "notice_us": (dead_ns - t_kill) / 1e3 if dead_ns else None, "consumer_gone": gone}
+
+
+def sender(tx: socket.socket, cpu: int, seconds: float, out) -> None:
+    """Send a packet stamped with CLOCK_MONOTONIC about every 10 µs for ``seconds``; return the stamps."""
+    os.sched_setaffinity(0, {cpu})
+    stamps = []
+    end = time.monotonic_ns() + int(seconds * 1e9)
+    while (now := time.monotonic_ns()) < end:
+        tx.send(now.to_bytes(8, "big"))
+        stamps.append(now)
+        while time.monotonic_ns() - now < 10_000:
+            pass
+    out.send(stamps)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--watchdog-us", type=float, default=2000.0)
+    ap.add_argument("--only", choices=("death_notice", "no_notice", "watchdog"), help="Run one configuration.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -156,23 +163,30 @@ def main() -> None:
         configs = {"death_notice": (True, None), "no_notice": (False, None),
                    f"no_notice+watchdog_{args.watchdog_us:.0f}us": (False, args.watchdog_us)}
         for name, (notice, wd) in configs.items():
+            if args.only and args.only != ("watchdog" if wd else name):
+                continue
             rows = [one_round(lab, cpus, wd, notice) for _ in range(args.rounds)]
-            holes = [r["black_hole_us"] for r in rows if r["black_hole_us"] is not None]
-            results[name] = {
-                "rounds": rows, "black_hole_us_median": statistics.median(holes) if holes else None,
-                "black_hole_us_max": max(holes) if holes else None}
+            results[name] = {"rounds": rows, **summary(rows)}
     finally:
         lab.down()
     if args.json:
         print(json.dumps(results))
         return
-    print("black hole after SIGKILL of the consumer (feed at ~1 packet / 10 µs)")
+    print("after SIGKILL of the consumer (feed at ~1 packet / 10 µs), median / max over rounds")
     for name, res in results.items():
-        print(f"{name:26} median {res['black_hole_us_median']} µs, max {res['black_hole_us_max']} µs; rounds: "
-              + ", ".join(f"{r['black_hole_us']} µs ({r['lost_after_kill']} lost"
-                          + (f", notice at {r['notice_us']:.0f} µs" if r["notice_us"] else "") + ")"
-                          for r in res["rounds"]))
+        print(f"{name:26} black hole {res['black_hole_us']} µs, lost window {res['lost_window_us']} µs, "
+              f"notice {res['notice_us']} µs, lost {res['lost_after_kill']} packets")
+        for r in res["rounds"]:
+            print(f"{'':28}black hole {r['black_hole_us']} µs, lost {r['lost_after_kill']} (window "
+                  f"{r['lost_window_us']:.0f} µs), notice {r['notice_us']} µs, sender gap {r['sender_gap_us']:.0f} µs")
 
+
+def summary(rows: list[dict]) -> dict:
+    out = {}
+    for key in ("black_hole_us", "lost_window_us", "notice_us", "lost_after_kill"):
+        vals = [r[key] for r in rows if r[key] is not None]
+        out[key] = (round(statistics.median(vals), 1), round(max(vals), 1)) if vals else None
+    return out
 
 if __name__ == "__main__":
     main()

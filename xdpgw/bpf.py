@@ -3,6 +3,10 @@
 Pinned maps live under ``/sys/fs/bpf/xdpgw/<iface>/`` and a small state file under
 ``/run/xdpgw/<iface>.json`` (pid, ports, mode, live stats), so ``xdpgw status`` and ``xdpgw detach``
 work from another process and after a crash.
+
+Death notice: tracing hooks attached with the program (DEATH_HOOKS) watch the registered consumer
+processes (`register_consumer`); one that starts dying gets its queues marked dead, and their feed goes
+to the kernel within microseconds instead of after the kernel has torn down its address space.
 """
 
 from __future__ import annotations
@@ -345,8 +349,9 @@ class XdpProgram:
     def set_watchdog(self, limit_us: float | None) -> None:
         """Pass the feed to the kernel when a queue's consumer has not polled for ``limit_us`` (None: off).
 
-        Turns a dead or stuck consumer's black hole from "until the kernel closes its socket" (ms after
-        SIGKILL) into at most ``limit_us``. A consumer pause longer than that also diverts the feed.
+        For a consumer that hangs while alive (a dying one is covered by the death notice, on by default):
+        its black hole lasts at most ``limit_us``. A consumer pause longer than that (descheduled, a long
+        handler) also diverts the feed, so it is opt-in.
         """
         flags = self._flags() & ~FLAG_WATCHDOG
         if limit_us:

@@ -5,6 +5,12 @@
 ``retransmit=(host, port)`` a small non-blocking UDP client sends the sequencer's requests to the
 MoldUDP64 re-request server and feeds its answers back through the same decode path; call ``poll()``
 when idle (or when ``fileno()`` is readable) so timers and answers are handled without traffic.
+
+Hostile input never costs a good message: a broken copy delivers only its valid prefix and leaves
+the rest missing for the other line or a retransmission; a session is believed after two well-formed
+packets; a gap is only skipped once data after it is corroborated (see :mod:`~xdpgw.protocol.sequencer`).
+``stats()["decode_errors"]`` counts what did not decode, by cause, and ``stats()["rejected"]`` what the
+sequencer would not believe, by cause.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ from xdpgw.protocol.moldudp64 import RetransmitRequest
 from xdpgw.protocol.sequencer import Sequencer
 from xdpgw.protocol.subscribe import Subscription
 from xdpgw.transport.base import Batch
+
+#: Sequencer counters of input it did not believe (see xdpgw.protocol.sequencer): valid messages after a
+#: broken block, packets with an impossible sequence, malformed packets of another session, messages of a
+#: session (or beyond a gap) never confirmed, messages of a session that already ended.
+REJECTED = ("untrusted", "bad_sequence", "foreign_malformed_packets", "unconfirmed", "stale_session")
 
 
 class RetransmitClient:
@@ -128,6 +139,7 @@ class FeedHandler:
             "missing": s["missing"],
             "duplicates": s["duplicates"] + s["late"],
             "decode_errors": dict(self.decode_errors),
+            "rejected": {k: s[k] for k in REJECTED if s[k]},
             "recovered": s["recovered"],
         }
         if self.arbitrating:

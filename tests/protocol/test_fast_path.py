@@ -80,12 +80,13 @@ def delivered(dec: Decoded | None) -> list[tuple]:
 def test_simple_bursts_carry_facts_and_derived_ones_do_not():
     dec = decode_payloads([pkt(5, 2), encode_heartbeat("FAST", 7), pkt(7, 1)])
     f = dec.facts
-    assert f is not None and (f.session, f.start, f.end, f.heartbeats, f.all_valid) == (b"FAST      ", 5, 8, 1, True)
+    assert f is not None and (f.session, f.start, f.end, f.heartbeats) == (b"FAST      ", 5, 8, 1)
     assert decode_payloads([pkt(5, 2), pkt(8, 1)]).facts is None  # a hole
     assert decode_payloads([pkt(5, 2), pkt(5, 2)]).facts is None  # a repeat
     assert decode_payloads([pkt(1, 1), b"junk"]).facts is None  # a short packet
     assert decode_payloads([pkt(1, 1), pkt(2, 1, "OTHER")]).facts is None  # two sessions
-    assert decode_payloads([encode_packet("FAST", 1, [b"Zz"])]).facts.all_valid is False
+    assert decode_payloads([encode_packet("FAST", 1, [b"Zz"])]).facts is None  # an invalid message
+    assert decode_payloads([pkt(1, 2)[:-3]]).facts is None  # a cut block
     assert dec.take(np.arange(2)).facts is None and Decoded.concat([dec, dec]).facts is None
 
 
@@ -98,7 +99,8 @@ def test_sequencer_fast_path_equals_general_path(seed):
         b = slow.on_decoded(_slow(decode_payloads(burst)), now)
         assert delivered(a) == delivered(b)
         assert fast.last_accepted == slow.last_accepted
-        assert (fast.stats(), fast.next, fast.high, fast.ended) == (slow.stats(), slow.next, slow.high, slow.ended)
+        assert (fast.stats(), fast.next, fast.high, fast.sure, fast.ended) == \
+            (slow.stats(), slow.next, slow.high, slow.sure, slow.ended)
         assert [(h.start, h.end) for h in fast.holes] == [(h.start, h.end) for h in slow.holes]
     assert delivered(fast.poll(99.0)) == delivered(slow.poll(99.0))
     assert fast.stats() == slow.stats()

@@ -80,7 +80,7 @@ def test_in_order_feed_and_stats_keys():
         assert feed.on_batch(Batch.from_payloads([pkt(3)])) is None
         st = feed.stats()
         assert set(st) == {"messages", "messages_by_type", "gaps", "missing", "duplicates", "decode_errors",
-                           "recovered"}
+                           "rejected", "recovered"}
         assert st["messages"] == 4 and st["messages_by_type"] == {"A": 3, "D": 1} and st["duplicates"] == 2
 
 
@@ -100,7 +100,7 @@ def test_gap_recovered_through_the_rerequest_server_in_order(server):
 def test_unanswered_gap_is_retried_then_given_up(server):
     clock = Clock()
     with FeedHandler(retransmit=server.addr, clock=clock, give_up_after=1.0, retry_interval=0.2) as feed:
-        feed.on_batch(Batch.from_payloads([pkt(1), pkt(10)]))
+        feed.on_batch(Batch.from_payloads([pkt(1), pkt(10), encode_heartbeat(SESSION, 12)]))
         server.serve_one(answer=False)
         clock.t += 0.3
         assert feed.poll() is None
@@ -114,7 +114,7 @@ def test_unanswered_gap_is_retried_then_given_up(server):
 def test_symbols_filter_and_ab_lines():
     clock = Clock()
     with FeedHandler(locates=[2], clock=clock) as feed:
-        a = feed.on_batch(Batch.from_payloads([pkt(1, 6)]), line=0)
+        a = feed.on_batch(Batch.from_payloads([pkt(1, 3), pkt(4, 3)]), line=0)
         b = feed.on_batch(Batch.from_payloads([pkt(1, 6), pkt(7, 3)]), line=1)
         assert [m["order_ref"] for m in a.messages()] == [1, 3, 5, 6]
         assert [m["order_ref"] for m in b.messages()] == [7, 9]
@@ -127,10 +127,10 @@ def test_symbols_filter_and_ab_lines():
 def test_malformed_input_is_counted_not_raised():
     clock = Clock()
     with FeedHandler(clock=clock) as feed:
-        out = feed.on_batch(Batch.from_payloads([b"junk", pkt(1)[:-4], pkt(3)]))
-        assert [m["seq"] for m in out.messages()] == [1]  # 2 was cut off: 3, 4 wait for the other line
+        out = feed.on_batch(Batch.from_payloads([b"junk", pkt(1), pkt(3)[:-4], pkt(5), pkt(7)]))
+        assert [m["seq"] for m in out.messages()] == [1, 2, 3]  # 4 was cut off: 5.. wait for the other line
         clock.t += 0.01
-        assert [m["seq"] for m in feed.poll().messages()] == [3, 4]
+        assert [m["seq"] for m in feed.poll().messages()] == [5, 6, 7, 8]
         st = feed.stats()
         assert st["decode_errors"] == {"short_packet": 1, "block_overrun": 1}
-        assert st["missing"] == 1 and st["messages"] == 3
+        assert st["missing"] == 1 and st["messages"] == 7

@@ -35,7 +35,7 @@ def test_in_order_fast_path_and_duplicates():
 
 def test_gap_without_recovery_is_skipped_and_late_packet_counted():
     sq = Sequencer()
-    assert feed(sq, [pkt(1, 2), pkt(5, 2)]) == [1, 2, 5, 6]
+    assert feed(sq, [pkt(1, 2), pkt(5, 2), pkt(7, 1)]) == [1, 2, 5, 6, 7]
     st = sq.stats()
     assert st["gaps"] == 1 and st["gap_messages"] == 2 and st["missing"] == 2
     assert feed(sq, [pkt(3, 2)]) == []
@@ -54,7 +54,7 @@ def test_reordering_within_window_is_delivered_in_order():
 
 def test_retransmission_requests_rate_limited_retried_then_given_up():
     sq = Sequencer(retransmit=True, give_up_after=1.0, retry_interval=0.2)
-    feed(sq, [pkt(1, 1), pkt(4, 1), pkt(8, 2)], now=0.0)
+    feed(sq, [pkt(1, 1), pkt(4, 1), pkt(8, 2), encode_heartbeat("S1", 10)], now=0.0)
     reqs = sq.take_actions()
     assert [(r.first, r.count) for r in reqs] == [(2, 2), (5, 3)]
     assert reqs[0].session == b"S1        "
@@ -71,8 +71,8 @@ def test_retransmission_requests_rate_limited_retried_then_given_up():
 
 def test_heartbeat_proves_liveness_and_reveals_a_trailing_gap():
     sq = Sequencer(retransmit=True, give_up_after=5.0)
-    feed(sq, [pkt(1, 2)], now=1.0)
-    assert feed(sq, [encode_heartbeat("S1", 3)], now=2.0) == []
+    assert feed(sq, [pkt(1, 2)], now=1.0) == []  # one packet does not make a session yet
+    assert feed(sq, [encode_heartbeat("S1", 3)], now=2.0) == [1, 2]  # the heartbeat confirms it
     assert sq.last_heard == 2.0 and sq.silence(2.5) == 0.5 and sq.stats()["gaps"] == 0 and sq.stats()["heartbeats"] == 1
     feed(sq, [encode_heartbeat("S1", 6)], now=3.0)
     assert [(r.first, r.count) for r in sq.take_actions()] == [(3, 3)]
@@ -80,7 +80,7 @@ def test_heartbeat_proves_liveness_and_reveals_a_trailing_gap():
 
 
 def test_buffer_bound_forces_give_up():
-    sq = Sequencer(retransmit=True, give_up_after=60.0, max_buffered=4)
+    sq = Sequencer(retransmit=True, give_up_after=60.0, max_buffered=4, first_seq=1)
     feed(sq, [pkt(1, 1), pkt(3, 3)])
     assert sq.stats()["buffered"] == 3
     assert feed(sq, [pkt(6, 2)]) == [3, 4, 5, 6, 7]
@@ -90,20 +90,32 @@ def test_buffer_bound_forces_give_up():
 def test_end_of_session_and_session_change():
     sq = Sequencer(give_up_after=1.0)
     feed(sq, [pkt(1, 2, "DAY1"), pkt(5, 1, "DAY1")], now=0.0)
-    out = sq.on_decoded(decode_payloads([encode_end_of_session("DAY1", 6), pkt(1, 2, "DAY2")]), 0.1)
-    # DAY1's hole is given up when DAY2 starts; its buffered message is still delivered, in order
-    assert list(out.seq) == [5, 1, 2] and sq.session == b"DAY2      " and not sq.ended
+    # DAY2 is believed at its second packet; then DAY1's (corroborated) hole is given up and its buffered
+    # message still delivered, in order, before DAY2's
+    assert feed(sq, [encode_end_of_session("DAY1", 6), pkt(1, 2, "DAY2")], now=0.1) == []
+    assert sq.session == b"DAY1      " and sq.ended and sq.stats()["candidate_sessions"] == 1
+    out = sq.on_decoded(decode_payloads([pkt(3, 1, "DAY2")]), 0.2)
+    assert list(out.seq) == [5, 1, 2, 3] and sq.session == b"DAY2      " and not sq.ended
     assert sq.stats()["missing"] == 2 and sq.stats()["sessions"] == 2 and sq.stats()["end_of_session"] == 1
     assert feed(sq, [pkt(7, 1, "DAY1")]) == [] and sq.stats()["stale_session"] == 1
-    feed(sq, [encode_end_of_session("DAY2", 3)])
+    feed(sq, [encode_end_of_session("DAY2", 4)])
     assert sq.ended
 
 
-def test_invalid_messages_consume_their_sequence_number():
-    sq = Sequencer()
-    bad = encode_packet("S1", 1, [b"Zjunk", itch.encode_message("D", order_ref=2)])
-    out = sq.on_decoded(decode_payloads([bad, pkt(3)]), 0.0)
-    assert list(out.seq) == [1, 2, 3] and refs(out) == [2, 3] and sq.stats()["gaps"] == 0
+def test_invalid_messages_do_not_count_as_received():
+    """An undecodable message stays missing (a later good copy fills it); what follows it in its packet
+    is not trusted (the block lengths may lie) and is not announced either."""
+    sq = Sequencer(give_up_after=1.0, first_seq=1)
+    bad = encode_packet("S1", 1, [itch.encode_message("D", order_ref=1), b"Zjunk",
+                                  itch.encode_message("D", order_ref=3)])
+    out = sq.on_decoded(decode_payloads([bad, pkt(4), pkt(5)]), 0.0)
+    assert list(out.seq) == [1] and sq.next == 2 and [(h.start, h.end) for h in sq.holes] == [(2, 4)]
+    st = sq.stats()
+    assert st["untrusted"] == 1 and st["delivered"] == 1 and st["duplicates"] == 0
+    good = encode_packet("S1", 1, [itch.encode_message("D", order_ref=k) for k in (1, 2, 3)])
+    out = sq.on_decoded(decode_payloads([good]), 0.1)
+    assert list(out.seq) == [2, 3, 4, 5] and refs(out) == [2, 3, 4, 5]
+    assert sq.stats()["duplicates"] == 1 and sq.stats()["missing"] == 0
 
 
 def test_many_shuffled_packets_deliver_each_sequence_once_in_order():
@@ -121,8 +133,8 @@ def test_many_shuffled_packets_deliver_each_sequence_once_in_order():
 
 def test_new_session_expects_sequence_one():
     sq = Sequencer()
-    feed(sq, [pkt(50, 1, "DAY1")])
-    assert feed(sq, [pkt(3, 1, "DAY2")]) == [3]
+    feed(sq, [pkt(50, 1, "DAY1"), pkt(51, 1, "DAY1")])
+    assert feed(sq, [pkt(3, 1, "DAY2"), pkt(4, 1, "DAY2")]) == [3, 4]
     assert sq.stats()["gaps"] == 1 and sq.stats()["missing"] == 2
 
 

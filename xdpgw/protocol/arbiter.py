@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from xdpgw.protocol.decode import Decoded
-from xdpgw.protocol.moldudp64 import SHORT_PACKET
 from xdpgw.protocol.sequencer import Sequencer, gap_scan
 
 
@@ -38,25 +37,27 @@ class Arbiter:
         ln.c["packets"] += len(dec.pkt_seq)
         ln.c["messages"] += len(dec)
         f = dec.facts
-        if f is not None and f.session == ln.session and f.start == ln.high:
+        simple = f is not None and f.session == ln.session and f.start == ln.high
+        out = self.sequencer.on_decoded(dec, now)
+        if simple:
             ln.high = f.end  # a simple burst continuing this line: no hole, nothing else to track
         else:
-            self._track(ln, dec)
-        out = self.sequencer.on_decoded(dec, now)
+            self._track(ln, self.sequencer.last_input)
         ln.c["first"] += self.sequencer.last_accepted
         self._resolve()
         return out
 
-    @staticmethod
-    def _track(ln: _Line, dec: Decoded) -> None:
-        """Follow this line's own stream: its session, high-water mark and the holes it opens."""
-        ok = np.flatnonzero(dec.pkt_error != SHORT_PACKET)
-        if not len(ok):
+    def _track(self, ln: _Line, dec: Decoded) -> None:
+        """Follow this line's own stream of the current session, as the sequencer believed it (screened:
+        a broken copy announces only its valid prefix): its high-water mark and the holes it opens."""
+        sess = self.sequencer.session
+        if sess is None or not len(dec.pkt_seq):
             return
-        sess = dec.pkt_session[ok[-1]]
         if sess != ln.session:
             ln.session, ln.high, ln.open = sess, None, []
-        same = ok[dec.pkt_session[ok] == sess]
+        same = np.flatnonzero(dec.pkt_session == sess)
+        if not len(same):
+            return
         starts = dec.pkt_seq[same].astype(np.int64)
         ends = starts + dec.pkt_nmsg[same].astype(np.int64)
         if ln.high is None:

@@ -42,18 +42,17 @@ _SCRATCH = {"pkt_session": "p_sess", "pkt_seq": "p_seq", "pkt_count": "p_count",
 class BurstFacts:
     """What the splitter learnt about a *simple* burst, for O(1) in-order bookkeeping downstream.
 
-    Simple: no short packet, one ``session``, every packet starting at the sequence where the one
-    before it ended. Then the burst covers exactly ``[start, end)`` with no hole and no repeat; it has
-    ``heartbeats`` well-formed heartbeats and ``end_of_session`` end-of-session packets; ``all_valid``
-    tells that every message decoded.
+    Simple: no decode error of any kind (every packet framed exactly, every message valid), one
+    ``session``, every packet starting at the sequence where the one before it ended. Then the burst
+    covers exactly ``[start, end)`` with no hole and no repeat; it has ``heartbeats`` heartbeats and
+    ``end_of_session`` end-of-session packets.
     """
 
-    __slots__ = ("session", "start", "end", "heartbeats", "end_of_session", "all_valid")
+    __slots__ = ("session", "start", "end", "heartbeats", "end_of_session")
 
-    def __init__(self, session: bytes, start: int, end: int, heartbeats: int, end_of_session: int,
-                 all_valid: bool) -> None:
+    def __init__(self, session: bytes, start: int, end: int, heartbeats: int, end_of_session: int) -> None:
         self.session, self.start, self.end = session, start, end
-        self.heartbeats, self.end_of_session, self.all_valid = heartbeats, end_of_session, all_valid
+        self.heartbeats, self.end_of_session = heartbeats, end_of_session
 
 
 @dataclass(slots=True)
@@ -104,8 +103,8 @@ class Decoded:
 
     @property
     def end_of_session(self) -> np.ndarray:
-        """Mask of packets that announce the end of their session."""
-        return (self.pkt_count == END_OF_SESSION) & (self.pkt_error != 1)
+        """Mask of packets that announce the end of their session (well-formed: no blocks)."""
+        return (self.pkt_count == END_OF_SESSION) & (self.pkt_error == OK)
 
     @property
     def valid(self) -> np.ndarray:
@@ -283,7 +282,7 @@ class Decoder:
                 if counts[code]:
                     errors[ERROR_NAMES[code & 7]] = counts[code]
         p_sess = self.p_sess[:n].copy()
-        facts = BurstFacts(p_sess[0], first, end, hb, eos, nvalid == m) if simple else None
+        facts = BurstFacts(p_sess[0], first, end, hb, eos) if simple and not bad else None
         return Decoded(
             self.m_seq[:m].copy(), self.m_pkt[:m].copy(), self.m_type[:m].copy(), self.m_err[:m].copy(),
             self.m_len[:m].copy(), by_type, index_by_type, p_sess, self.p_seq[:n].copy(),

@@ -6,20 +6,34 @@ current time; it returns the messages that may be delivered now, in sequence ord
 
 Model: ``next`` is the first sequence not yet delivered; ``high`` the highest next-expected sequence
 any packet or heartbeat announced. Messages in ``[next, high)`` that arrived early wait in a bounded
-buffer while the holes before them are re-requested (rate-limited, retried). A hole that outlives
-``give_up_after`` seconds, or that the buffer bound forces out, is counted as ``missing`` and skipped.
-All work is on arrays; Python loops only over packets runs of one session and over open holes.
+buffer while the holes before them are re-requested (rate-limited, retried). A hole that waited
+``give_up_after`` seconds without being filled from its start, or that the buffer bound forces out,
+is counted as ``missing`` and skipped.
+
+Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good messages):
+
+- Input is screened first (:mod:`xdpgw.protocol.screen`): only each packet's valid prefix counts as
+  received and only that prefix is announced; a broken copy leaves its missing messages *missing*,
+  so a later good copy (other line, retransmission) fills them exactly once.
+- A session is believed only after two well-formed packets of it (either line, a heartbeat counts);
+  until then its packets wait aside (``candidates``). A malformed packet never starts a session.
+- A hole is only given up once the data after it is corroborated: ``sure`` is the highest end of a
+  packet that did not itself open a gap (it continued what was known). A lone packet far ahead (a
+  garbage sequence) opens a hole nobody can skip, so the real messages still fill it in order.
+
+All work is on arrays; Python loops only over runs of one session and over open holes.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from xdpgw.protocol.decode import BurstFacts, Decoded
-from xdpgw.protocol.moldudp64 import END_OF_SESSION, MAX_COUNT, OK, SHORT_PACKET, RetransmitRequest
+from xdpgw.protocol.moldudp64 import END_OF_SESSION, MAX_COUNT, OK, RetransmitRequest
+from xdpgw.protocol.screen import screen, select
 
 
 @dataclass(slots=True)
@@ -35,6 +49,15 @@ class Hole:
     @property
     def size(self) -> int:
         return self.end - self.start
+
+
+@dataclass(slots=True)
+class Candidate:
+    """Packets of a session not believed yet, and how many of them were well-formed."""
+
+    parts: list[Decoded] = field(default_factory=list)
+    good: int = 0
+    messages: int = 0
 
 
 def gap_scan(starts: np.ndarray, ends: np.ndarray, high: int) -> tuple[np.ndarray, int, np.ndarray]:
@@ -57,27 +80,33 @@ class Sequencer:
 
     def __init__(self, retransmit: bool = False, give_up_after: float = 0.0, retry_interval: float = 0.05,
                  max_buffered: int = 1 << 20, max_request: int = 1000, first_seq: int | None = None,
-                 max_holes_requested: int = 16) -> None:
+                 max_holes_requested: int = 16, max_candidates: int = 8) -> None:
         self.retransmit = retransmit
         self.give_up_after = give_up_after
         self.retry_interval = retry_interval
         self.max_buffered = max_buffered
         self.max_request = min(max_request, MAX_COUNT)
         self.max_holes_requested = max_holes_requested  # per call: oldest holes first
+        self.max_candidates = max_candidates
         self.session: bytes | None = None
         self.next: int | None = first_seq
         self.high = first_seq or 0
+        self.sure = first_seq or 0
         self.pending = Decoded.empty()
         self.holes: list[Hole] = []
         self.given_up: deque[tuple[int, int]] = deque(maxlen=1024)
         self.old_sessions: set[bytes] = set()
+        self.candidates: dict[bytes, Candidate] = {}
         self.ended = False
         self.last_heard: float | None = None
         self.actions: list[RetransmitRequest] = []
         self.last_accepted = 0  # input messages accepted (not duplicates) by the last call
+        self.last_input = Decoded.empty()  # the last call's input as screened (what it believed)
         self.counters = dict.fromkeys(
             ("delivered", "gaps", "gap_messages", "missing", "duplicates", "late", "recovered",
-             "heartbeats", "sessions", "stale_session", "end_of_session", "requests"), 0)
+             "heartbeats", "sessions", "stale_session", "end_of_session", "requests",
+             # hostile input, see the module docstring: messages, except *_packets / bad_sequence (packets)
+             "untrusted", "bad_sequence", "foreign_malformed_packets", "unconfirmed"), 0)
 
     # --- public API -------------------------------------------------------------------------------
     def on_decoded(self, dec: Decoded, now: float) -> Decoded:
@@ -85,21 +114,25 @@ class Sequencer:
         self.last_accepted = 0
         self._now = now
         if dec.facts is not None and self._in_order(dec, dec.facts, now):
+            self.last_input = dec
             self.counters["delivered"] += len(dec)
             return dec if len(dec) else Decoded.empty()
-        out: list[Decoded] = []
-        usable = dec.pkt_error != SHORT_PACKET
-        if not usable.all():
-            dec = _packets(dec, usable)
+        dec, well, dropped = screen(dec)
+        self.last_input = dec
+        for k, v in dropped.items():
+            self.counters[k] += v
         if len(dec.pkt_seq) == 0:
             return Decoded.empty()
+        out: list[Decoded] = []
         sess = dec.pkt_session
         if (sess == sess[0]).all():
-            self._run(dec, sess[0], now, out)
+            self._route(dec, well, sess[0], now, out)
         else:  # a session change inside the burst: one run per session (a per-run loop, rare)
             cut = np.flatnonzero(sess[1:] != sess[:-1]) + 1
-            for a, b in zip(np.r_[0, cut], np.r_[cut, len(sess)], strict=True):
-                self._run(_packets(dec, np.ones(len(sess), bool), a, b), sess[a], now, out)
+            for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, len(sess)].tolist(), strict=True):
+                run = np.zeros(len(sess), bool)
+                run[a:b] = True
+                self._route(select(dec, run), None if well is None else well[a:b], sess[a], now, out)
         self._expire(now, out)
         return self._finish(out)
 
@@ -119,7 +152,8 @@ class Sequencer:
         return None if self.last_heard is None else now - self.last_heard
 
     def stats(self) -> dict[str, int]:
-        return dict(self.counters, buffered=len(self.pending), open_holes=len(self.holes))
+        return dict(self.counters, buffered=len(self.pending), open_holes=len(self.holes),
+                    candidate_sessions=len(self.candidates))
 
     # --- internals --------------------------------------------------------------------------------
     def _in_order(self, dec: Decoded, f: BurstFacts, now: float) -> bool:
@@ -135,7 +169,7 @@ class Sequencer:
         if f.end_of_session:
             self.ended = True
             self.counters["end_of_session"] += f.end_of_session
-        self.next = self.high = f.end
+        self.next = self.high = self.sure = f.end  # every packet continues the one before: all corroborated
         self.last_accepted = len(dec)
         return True
 
@@ -144,33 +178,72 @@ class Sequencer:
         self.counters["delivered"] += len(res)
         return res
 
-    def _run(self, dec: Decoded, session: bytes, now: float, out: list[Decoded]) -> None:
-        if session != self.session:
-            if session in self.old_sessions:
-                self.counters["stale_session"] += len(dec)
+    def _route(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float,
+               out: list[Decoded]) -> None:
+        """One run of one session: sequence it, or hold it until its session is confirmed."""
+        if session == self.session:
+            self._run(dec, now, out)
+        elif session in self.old_sessions:
+            self.counters["stale_session"] += len(dec)
+        else:
+            self._candidate(dec, well, session, now, out)
+
+    def _candidate(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float,
+                   out: list[Decoded]) -> None:
+        good = len(dec.pkt_seq) if well is None else int(np.count_nonzero(well))
+        c = self.candidates.pop(session, None)
+        if c is None:
+            if not good:  # only malformed packets of an unknown session: they never start one
+                self.counters["foreign_malformed_packets"] += len(dec.pkt_seq)
                 return
-            if self.session is not None:
-                self._give_up_all(out)
-                self.old_sessions.add(self.session)
-                self.next, self.high = 1, 1  # a new session starts at sequence 1
-                self.given_up.clear()
-            self.session, self.ended = session, False
-            self.counters["sessions"] += 1
+            c = Candidate()
+        if c.messages + len(dec) > self.max_buffered or len(c.parts) >= 64:
+            self.counters["unconfirmed"] += len(dec)
+        else:
+            c.parts.append(dec)
+            c.good += good
+            c.messages += len(dec)
+        if c.good >= 2:
+            self._adopt(session, c, now, out)
+            return
+        self.candidates[session] = c
+        while len(self.candidates) > self.max_candidates:  # the oldest unconfirmed session goes
+            self.counters["unconfirmed"] += self.candidates.pop(next(iter(self.candidates))).messages
+
+    def _adopt(self, session: bytes, c: Candidate, now: float, out: list[Decoded]) -> None:
+        """``session`` is confirmed: it becomes the current one and its held packets are sequenced."""
+        for other in self.candidates.values():
+            self.counters["unconfirmed"] += other.messages
+        self.candidates.clear()
+        held = Decoded.concat(c.parts)
+        if self.session is not None:
+            self._give_up_all(out)
+            self.old_sessions.add(self.session)
+            self.next = self.high = self.sure = 1  # a new session starts at sequence 1
+            self.given_up.clear()
+        elif self.next is None:  # joining: start at the lowest sequence seen
+            self.next = self.high = self.sure = int(held.pkt_seq.min())
+        self.session, self.ended = session, False
+        self.counters["sessions"] += 1
+        self._run(held, now, out)
+
+    def _run(self, dec: Decoded, now: float, out: list[Decoded]) -> None:
+        """Sequence one screened run of the current session."""
         self.last_heard = now
-        count = dec.pkt_count
-        hb = (count == 0) & (dec.pkt_error == OK)
-        eos = count == END_OF_SESSION
+        count, ok = dec.pkt_count, dec.pkt_error == OK
+        hb = (count == 0) & ok
+        eos = (count == END_OF_SESSION) & ok
         self.counters["heartbeats"] += int(hb.sum())
         if eos.any():
             self.ended = True
             self.counters["end_of_session"] += int(eos.sum())
         starts = dec.pkt_seq.astype(np.int64)
         ends = starts + dec.pkt_nmsg.astype(np.int64)
-        if self.next is None:
-            self.next = int(starts[0])
-            self.high = self.next
         before, self.high, gap = gap_scan(starts, ends, self.high)
-        if gap.any():
+        cont = gap == 0  # continued what was known: corroborates everything up to its end
+        if cont.any():
+            self.sure = max(self.sure, int(ends[cont].max()))
+        if not cont.all():
             self.counters["gaps"] += int(np.count_nonzero(gap))
             self.counters["gap_messages"] += int(gap.sum())
         if len(dec) == 0:
@@ -181,7 +254,7 @@ class Sequencer:
         if not len(self.pending) and s[0] == nxt and s[-1] == nxt + len(s) - 1 and (np.diff(s) == 1).all():
             out.append(dec)  # the common case: exactly the next messages, in order
             self.next = nxt + len(s)
-            self.last_accepted = len(s)
+            self.last_accepted += len(s)
             return
         old = s < nxt
         if old.any():
@@ -206,7 +279,7 @@ class Sequencer:
         self.counters["duplicates"] += dups
         npend = len(self.pending)
         accepted = first[first >= npend] - npend
-        self.last_accepted = len(accepted)
+        self.last_accepted += len(accepted)
         recovered = s[accepted] < before[dec.pkt[accepted]] if len(accepted) else np.zeros(0, bool)
         self.counters["recovered"] += int(recovered.sum())
         self.pending = merged.take(first)
@@ -234,8 +307,9 @@ class Sequencer:
         for i in where.tolist():  # one iteration per open hole
             start, end = int(lo[i]) + 1, int(hi[i])
             prev = next((h for h in old if h.start <= start < h.end), None)
-            if prev:
-                holes.append(Hole(start, end, prev.since, prev.last_request, prev.attempts))
+            if prev:  # its wait restarts when it was filled from its start (the data is coming)
+                since = prev.since if prev.start == start else self._now
+                holes.append(Hole(start, end, since, prev.last_request, prev.attempts))
             else:
                 holes.append(Hole(start, end, self._now))
         self.holes = holes
@@ -247,8 +321,9 @@ class Sequencer:
         if self.next is None:
             return
         self._deliver_ready(out)
-        while self.holes and (now - self.holes[0].since >= self.give_up_after
-                              or len(self.pending) > self.max_buffered):
+        while self.holes and (len(self.pending) > self.max_buffered
+                              or (now - self.holes[0].since >= self.give_up_after
+                                  and self.holes[0].end <= self.sure)):
             self._skip(self.holes[0], out)
         if self.retransmit and self.session is not None:
             for h in self.holes[: self.max_holes_requested]:
@@ -264,21 +339,12 @@ class Sequencer:
         self._deliver_ready(out)
 
     def _give_up_all(self, out: list[Decoded]) -> None:
+        """The session ends: skip its corroborated holes; what waits beyond an uncorroborated one goes."""
         self._update_holes(self.pending.seq.astype(np.int64))
-        while self.holes:
+        while self.holes and self.holes[0].end <= self.sure:
             self._skip(self.holes[0], out)
-
-
-def _packets(dec: Decoded, keep: np.ndarray, a: int = 0, b: int | None = None) -> Decoded:
-    """The packets ``keep`` (mask) within ``[a, b)`` and their messages, renumbered."""
-    mask = np.zeros(len(dec.pkt_seq), bool)
-    mask[a:b] = keep[a:b]
-    remap = np.cumsum(mask) - 1
-    sub = dec.take(mask[dec.pkt])
-    sub.pkt = remap[sub.pkt]
-    for name in ("pkt_session", "pkt_seq", "pkt_count", "pkt_nmsg", "pkt_error", "pkt_ts_ns"):
-        setattr(sub, name, getattr(dec, name)[mask])
-    return sub
+        self.counters["unconfirmed"] += len(self.pending)
+        self.pending, self.holes = Decoded.empty(), []
 
 
 def _compact(dec: Decoded) -> Decoded:
@@ -287,4 +353,4 @@ def _compact(dec: Decoded) -> Decoded:
         return dec
     used = np.zeros(len(dec.pkt_seq), bool)
     used[dec.pkt] = True
-    return dec if used.all() else _packets(dec, used)
+    return dec if used.all() else select(dec, used)

@@ -3,6 +3,8 @@
 Messages with a ``stock`` field match by symbol or locate. Messages without one (E, X, D, U, C, ...)
 match by locate; the locate of a subscribed symbol is learnt from Stock Directory (``R``) messages as
 they stream by. Market-wide messages (locate 0: system events, MWCB) are kept unless asked otherwise.
+Locate codes are assigned per session (per day): what was learnt is forgotten when the session of the
+messages changes, so yesterday's code of a subscribed symbol never selects today's messages.
 """
 
 from __future__ import annotations
@@ -34,7 +36,21 @@ class Subscription:
                 raise ValueError(f"stock locate {loc} is not a u16: use 0..65535")
             self.wanted[int(loc)] = True
         self.wanted[0] = market_wide
+        self.base = self.wanted.copy()  # what was asked for, before anything was learnt
         self.names = np.full(1 << 16, b"", dtype="S8")  # locate -> symbol, learnt from R
+        self.session: bytes | None = None  # the session whose locates were learnt
+
+    def reset(self) -> None:
+        """Forget the learnt locates (a new session assigns new ones)."""
+        self.names[:] = b""
+        np.copyto(self.wanted, self.base)
+
+    def follow(self, session: bytes) -> None:
+        """Messages of ``session`` come next: reset when it is not the one learnt so far."""
+        if session != self.session:
+            if self.session is not None:
+                self.reset()
+            self.session = session
 
     def learn(self, dec: Decoded) -> None:
         """Learn locate -> symbol from the Stock Directory messages in ``dec``."""
@@ -62,10 +78,29 @@ class Subscription:
         return keep
 
     def filter(self, dec: Decoded) -> Decoded:
-        """Learn from ``dec`` then keep the wanted, valid messages (order preserved)."""
+        """Learn from ``dec`` then keep the wanted, valid messages (order preserved), session by session."""
+        f = dec.facts
+        if f is not None:  # a simple burst: one session, no invalid message
+            if f.session != self.session:
+                self.follow(f.session)
+            self.learn(dec)
+            return dec if self.all else dec.take(self.mask(dec))
+        if not len(dec):
+            return dec
+        ps = dec.pkt_session
+        if (ps == ps[0]).all():
+            self.follow(ps[0])
+            return self._filter(dec)
+        ms = ps[dec.pkt]  # messages of several sessions (a session change): one part per session, in order
+        cut = np.flatnonzero(ms[1:] != ms[:-1]) + 1
+        parts = []
+        for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, len(ms)].tolist(), strict=True):
+            self.follow(ms[a])
+            parts.append(self._filter(dec.take(np.arange(a, b))))
+        return Decoded.concat(parts)
+
+    def _filter(self, dec: Decoded) -> Decoded:
         self.learn(dec)
         if self.all:
-            if dec.facts is not None and dec.facts.all_valid:
-                return dec
             return dec if dec.valid.all() else dec.take(dec.valid)
         return dec.take(self.mask(dec))

@@ -4,8 +4,9 @@
 On a veth lab (``xgwsoak``, one queue) an XdpReceiver + FeedHandler(lines=1) runs in this process,
 pinned to CPU 0; a sender process in the tx namespace, pinned to CPU 1, sends ``--packets`` packets
 with sendmmsg bursts (SocketSender), paced at ``--rate`` packets/s. A ``--malformed-ratio`` share of
-extra packets are hostile: random bytes, truncated MoldUDP64 headers, or a copy of a real packet
-whose first block length lies. The sender prints its totals as JSON; the consumer checks that every
+extra packets are hostile (see ``KINDS``): random bytes, truncated MoldUDP64 headers, or a copy of a real
+packet (just sent, or still to come) whose first block length lies; the stream ends with a heartbeat and
+an end of session. The sender prints its totals as JSON; the consumer checks that every
 valid message arrived exactly once, in order, and otherwise says how many were lost and where,
 separating generator/kernel drops (sent vs BPF ``seen``), AF_XDP ring drops (XDP_STATISTICS) and
 consumer losses (delivered to the handler but not to the user).
@@ -36,11 +37,13 @@ CHUNK = 1 << 16  # packets per generated template (sequence numbers are patched 
 
 
 # --- sender (runs in the tx namespace) --------------------------------------------------------------------
-#: Hostile packet kinds. The default set is what a correct handler survives with zero loss; ``random``
-#: (any bytes, so any session and sequence) and ``future`` (a real packet from up to 1000 packets ahead,
-#: first block length lying) are spoofing: they show what an unauthenticated feed costs.
+#: Hostile packet kinds, all survived with zero loss: short, cut headers, a duplicate whose first block
+#: length lies, ``random`` (any bytes, so any session and sequence: never a confirmed session, never a
+#: corroborated gap) and ``future`` (a real packet from up to 1000 packets ahead, first block length lying:
+#: nothing in it is trusted). What no handler can catch without a checksum: a well-formed packet of the
+#: right session with a wrong sequence or altered message bytes.
 KINDS = ("random_short", "truncated_header", "bad_length", "random", "future")
-DEFAULT_KINDS = "random_short,truncated_header,bad_length"
+DEFAULT_KINDS = ",".join(KINDS)
 
 
 def _hostile(rng: np.random.Generator, buf: np.ndarray, offs: np.ndarray, lens: np.ndarray, where: np.ndarray,
@@ -71,6 +74,7 @@ def _hostile(rng: np.random.Generator, buf: np.ndarray, offs: np.ndarray, lens: 
 
 
 def run_sender(args: argparse.Namespace) -> None:
+    from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_heartbeat
     from xdpgw.protocol.synth import synth_packets
     from xdpgw.transport.base import Batch
     from xdpgw.transport.socket import SocketSender
@@ -127,6 +131,10 @@ def run_sender(args: argparse.Namespace) -> None:
             hostile_pkts += total - n
             left -= n
             chunk += 1
+        # an idle MoldUDP64 server heartbeats, then ends the session: the consumer learns the last packets
+        # were not followed by a gap (a gap before them is only skipped once something corroborates it)
+        end = [encode_heartbeat(SESSION, valid_msgs + 1), encode_end_of_session(SESSION, valid_msgs + 1)]
+        sent_pkts += tx.send_batch(Batch.from_payloads(end))
         st = tx.stats()
     elapsed = time.perf_counter() - t0
     print(json.dumps({"packets_sent": sent_pkts, "valid_packets": valid_pkts, "valid_messages": valid_msgs,
@@ -160,6 +168,10 @@ def run_soak(args: argparse.Namespace) -> int:
             tx_mac = interface(lab.tx_if).mac
         _neigh(lab.tx_ns, lab.rx_ip, rx_mac, lab.tx_if)  # no ARP-queue drops on the first burst
         _neigh(lab.rx_ns, lab.tx_ip, tx_mac, lab.rx_if)
+        # veth leaves UDP checksums to "offload" (a partial sum on the wire) and the consumer checks them:
+        # have the sender's kernel fill them in, as a real NIC's traffic has them
+        subprocess.run(["ip", "netns", "exec", lab.tx_ns, "ethtool", "-K", lab.tx_if, "tx", "off"], check=True,
+                       capture_output=True)
         with in_netns(lab.rx_ns):
             rx = XdpReceiver(lab.rx_if, 0, [PORT], mode=args.mode, frames=1 << 15, rx_size=1 << 14)
         os.sched_setaffinity(0, {rx_cpu})
@@ -236,8 +248,10 @@ def _summarise(args, report, st, bpf, fh, delivered, breaks, elapsed, sender_rc)
                   "fill_ring_empty": st["xdp_rx_fill_ring_empty_descs"],
                   "consumer_bad_frames": st["bad_frames"]},
         "bpf": bpf,
-        "receiver": {k: st[k] for k in ("packets", "bytes", "drops", "no_stamp", "wakeups")},
-        "handler": {k: fs[k] for k in ("messages", "gaps", "missing", "duplicates", "decode_errors")},
+        "receiver": {k: st[k] for k in ("packets", "bytes", "drops", "no_stamp", "wakeups", "bad_checksum")
+                     if k in st},
+        "handler": {k: fs[k] for k in ("messages", "gaps", "missing", "duplicates", "decode_errors", "rejected")
+                    if k in fs},
         "sequence_breaks": breaks,
         "consumer_elapsed_s": round(elapsed, 3),
     }
@@ -254,6 +268,7 @@ def _summarise(args, report, st, bpf, fh, delivered, breaks, elapsed, sender_rc)
     hostile = report.get("hostile_packets", 0)
     print(f"soak: {sent:,} packets ({hostile:,} hostile) at {report.get('rate_pps', 0):,} pps, "
           f"{delivered:,}/{valid:,} valid messages delivered, decode errors {fs['decode_errors']}, "
+          f"rejected {fs.get('rejected', {})}, "
           f"BPF seen {bpf['seen']:,} redirected {bpf['redirected']:,} passed {bpf['passed']:,}: {verdict}")
     return 0 if lost == 0 and not breaks and sender_rc == 0 else 1
 

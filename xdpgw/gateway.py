@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -95,7 +95,7 @@ class Gateway:
                 self._deliver(poll())
             now = time.monotonic()
             if now >= next_tick:
-                self._status_line(now, (t.packets - last_packets) / max(now - last_time, 1e-9))
+                self._status_line((t.packets - last_packets) / max(now - last_time, 1e-9))
                 last_packets, last_time = t.packets, now
                 next_tick = now + self.status_interval
                 if self.on_tick:
@@ -144,36 +144,9 @@ class Gateway:
                 merged[k] = merged.get(k, 0) + int(v)
         return merged
 
-    def _status_line(self, now: float, pps: float) -> None:
-        if self.status is None:
-            return
-        st = self.stats()
-        t = self.totals
-        lat = self.latency.percentiles() if len(self.latency) else {}
-        parts = [
-            f"{self.receivers[0].transport}",
-            f"{_rate(pps)}pps",
-            f"total {t.packets} pkts {t.bytes / 1e6:.1f} MB",
-            f"drops {st.get('drops', 0)}",
-        ]
-        if "bpf_passed" in st:
-            parts.append(f"bpf redirected {st.get('bpf_redirected', 0)} passed {st['bpf_passed']}")
-        if lat:
-            parts.append(f"rx→app p50 {lat['p50'] / 1e3:.1f}µs p99 {lat['p99'] / 1e3:.1f}µs")
-        if self.feed is not None:
-            fs = self.feed.stats()
-            parts.append(f"msgs {fs.get('messages', 0)} gaps {fs.get('gaps', 0)}")
-            errs = sum(fs.get("decode_errors", {}).values())
-            if errs:
-                parts.append(f"decode errors {errs}")
-        if t.handler_errors:
-            parts.append(f"handler errors {t.handler_errors}")
-        line = " | ".join(parts)
-        if self.status.isatty():
-            self.status.write("\r\x1b[K" + line)
-        else:
-            self.status.write(line + "\n")
-        self.status.flush()
+    def _status_line(self, pps: float) -> None:
+        if self.status is not None:
+            write_status(self.status, status_text(self.summary(), pps))
 
     def summary(self) -> dict:
         t = self.totals
@@ -204,6 +177,35 @@ class Gateway:
         if self.last_error:
             out["last_handler_error"] = self.last_error
         return out
+
+
+def status_text(summary: Mapping, pps: float, queue_pps: Mapping[int, float] | None = None) -> str:
+    """The live status line for a summary (`Gateway.summary`, or the merged one of several workers)."""
+    rate = f"{_rate(pps)}pps"
+    if queue_pps:
+        rate += " (" + " ".join(f"q{q} {_rate(p)}" for q, p in queue_pps.items()) + ")"
+    parts = [f"{summary.get('transport')}", rate,
+             f"total {summary['packets']} pkts {summary['bytes'] / 1e6:.1f} MB", f"drops {summary.get('drops', 0)}"]
+    bpf = summary.get("drops_bpf") or {}
+    if "passed" in bpf:
+        parts.append(f"bpf redirected {bpf.get('redirected', 0)} passed {bpf['passed']}")
+    lat = summary.get("latency_ns")
+    if lat:
+        parts.append(f"rx→app p50 {lat['p50'] / 1e3:.1f}µs p99 {lat['p99'] / 1e3:.1f}µs")
+    if "messages" in summary:  # a feed decoder runs
+        parts.append(f"msgs {summary['messages']} gaps {summary.get('gaps', 0)}")
+        errs = sum((summary.get("decode_errors") or {}).values())
+        if errs:
+            parts.append(f"decode errors {errs}")
+    if summary.get("handler_errors"):
+        parts.append(f"handler errors {summary['handler_errors']}")
+    return " | ".join(parts)
+
+
+def write_status(stream: TextIO, line: str) -> None:
+    """Rewrite the line in place on a terminal; one line per update otherwise (logs)."""
+    stream.write("\r\x1b[K" + line if stream.isatty() else line + "\n")
+    stream.flush()
 
 
 def split_lines(batch: Batch, line_b_port: int) -> list[tuple[int, Batch]]:

@@ -97,3 +97,21 @@ def test_empty_stats_render() -> None:
 def test_quantile_names() -> None:
     assert [_quantile(k) for k in ("p50", "p99.9", "max", "0.25", "bogus", "2")] == \
         ["0.5", "0.999", "1", "0.25", None, None]
+
+
+def test_gateway_summaries_with_per_queue_rows() -> None:
+    """What a multi-queue `xdpgw attach` publishes: its merged summary (drops is one number) plus each
+    worker's summary under ``queues``."""
+    row = {"transport": "xdp", "drops_kernel": {"xdp_rx_ring_full": 2}, "handler_errors": 0}
+    summary = {**row, "packets": 7, "bytes": 70, "drops": 2, "pps": 3.5,
+               "queues": {"0": {**row, "packets": 3, "bytes": 30, "drops": 0},
+                          "1": {**row, "packets": 4, "bytes": 40, "drops": 2}}}
+    with MetricsServer(0) as m:
+        m.update(summary)
+        got = scrape(m.url)
+    assert got[("xdpgw_packets_total", ())] == 7
+    assert got[("xdpgw_drops_total", (("cause", "receiver"),))] == 2
+    assert got[("xdpgw_queue_packets_total", (("queue", "1"),))] == 4
+    assert got[("xdpgw_queue_bytes_total", (("queue", "0"),))] == 30
+    assert got[("xdpgw_queue_drops_total", (("cause", "receiver"), ("queue", "1")))] == 2
+    assert got[("xdpgw_stat", (("name", "pps"),))] == 3.5

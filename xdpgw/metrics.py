@@ -8,12 +8,13 @@ Accepted ``stats`` keys (all optional; counts are cumulative since start)::
 
     packets, bytes                      -> xdpgw_packets_total, xdpgw_bytes_total
     drops: {cause: n}                   -> xdpgw_drops_total{cause}
+    drops: n                            -> xdpgw_drops_total{cause="receiver"}  (as in a Gateway summary)
       (flat transport counters named in DROP_KEYS, e.g. rx_dropped, rx_ring_full, are added as causes)
     gaps: n                             -> xdpgw_gap_messages_total  (sequence numbers missed)
     gap_events: n                       -> xdpgw_gap_events_total
     decode_errors: {kind: n}            -> xdpgw_decode_errors_total{kind}
     messages: {type: n}                 -> xdpgw_messages_total{type}   (ITCH type letter, e.g. "A")
-    queues: {queue: {packets, bytes, drops: {cause: n}}}
+    queues: {queue: {packets, bytes, drops}}  (e.g. the per-queue summaries of a multi-queue attach)
                                         -> xdpgw_queue_{packets,bytes,drops}_total{queue[,cause]}
     latency_ns: {"p50": v, "p99": v, "p99.9": v, "max": v, "count": n, "sum": ns}
                                         -> summary xdpgw_latency_seconds{quantile}
@@ -67,7 +68,11 @@ def _quantile(key: str) -> str | None:
 
 
 def _drops(stats: Mapping[str, Any]) -> dict[str, float]:
-    out = {str(k): float(v) for k, v in (stats.get("drops") or {}).items()}
+    drops = stats.get("drops")
+    if isinstance(drops, Mapping):
+        out = {str(k): float(v) for k, v in drops.items()}
+    else:  # a Gateway summary: one number, the receiver's own drops
+        out = {"receiver": float(drops)} if isinstance(drops, int | float) else {}
     for k in DROP_KEYS:
         if isinstance(stats.get(k), int | float):
             out[k] = out.get(k, 0.0) + float(stats[k])

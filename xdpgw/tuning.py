@@ -34,18 +34,27 @@ class Tuned:
         return f"{self.action}: {self.detail}" + (f" (fix: {self.fix})" if self.fix else "")
 
 
+def _cpu_fix(allowed: list[int]) -> str:
+    return (f"pick one of the CPUs this process may use ({_cpulist(allowed)}); "
+            f"list them: taskset -cp {os.getpid()}")
+
+
 def pin_cpu(cpu: int) -> Tuned:
     """Pin the calling process to one CPU (``sched_setaffinity``)."""
     before = sorted(os.sched_getaffinity(0))
     try:
         os.sched_setaffinity(0, {cpu})
     except (OSError, ValueError, OverflowError) as e:
-        allowed = ",".join(map(str, before))
-        raise GatewayError(
-            f"cannot pin to CPU {cpu} ({e})",
-            f"pick one of the CPUs this process may use ({allowed}); list them: taskset -cp {os.getpid()}",
-        ) from e
+        raise GatewayError(f"cannot pin to CPU {cpu} ({e})", _cpu_fix(before)) from e
     return Tuned("pin_cpu", True, f"pinned to CPU {cpu} (was {_cpulist(before)})")
+
+
+def check_cpus(cpus: list[int]) -> None:
+    """Raise now (before starting consumers that would pin to them) if this process may not use a CPU."""
+    allowed = sorted(os.sched_getaffinity(0))
+    bad = [c for c in cpus if c not in allowed]
+    if bad:
+        raise GatewayError(f"cannot pin to CPU {bad[0]} (not in this process's affinity)", _cpu_fix(allowed))
 
 
 def set_fifo(priority: int = 10) -> Tuned:

@@ -26,14 +26,16 @@ from xdpgw.lab import in_netns
 pytestmark = pytest.mark.xdp
 
 
-def start_attach(lab, *args: str) -> subprocess.Popen:
-    """`xdpgw attach` in the lab's rx namespace; returns once the program is attached and the socket is in."""
+def start_attach(lab, *args: str, queues: int = 1) -> subprocess.Popen:
+    """`xdpgw attach` in the lab's rx namespace; returns once the program is attached and the sockets of
+    ``queues`` queues are in (the state file lists them)."""
     proc = subprocess.Popen(xdpgw_cmd(lab.rx_ns, "attach", lab.rx_if, "--quiet", *args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         st = run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json")
-        if st.returncode == 0 and json.loads(st.stdout).get("consumer", {}).get("consumer_alive"):
+        consumer = json.loads(st.stdout).get("consumer", {}) if st.returncode == 0 else {}
+        if consumer.get("consumer_alive") and len(consumer.get("stats") or {}) == queues:
             return proc
         if proc.poll() is not None:
             break

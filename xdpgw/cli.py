@@ -15,16 +15,35 @@ import click
 from xdpgw.errors import GatewayError, friendly
 
 
-def parse_queues(text: str) -> list[int]:
-    """"1" → [1]; "0-3" → [0, 1, 2, 3]; "0,2" → [0, 2]."""
+def parse_ints(text: str, option: str) -> list[int]:
+    """"1" → [1]; "0-3" → [0, 1, 2, 3]; "3,1" → [3, 1] (in the order given)."""
     out: list[int] = []
     try:
         for part in text.split(","):
             lo, _, hi = part.partition("-")
             out.extend(range(int(lo), int(hi or lo) + 1))
     except ValueError:
-        raise GatewayError(f"bad --queue {text!r}", "use a number, a range like 0-3, or a list like 0,2") from None
-    return sorted(set(out))
+        raise GatewayError(f"bad {option} {text!r}", "use a number, a range like 0-3, or a list like 0,2") from None
+    return out
+
+
+def parse_queues(text: str) -> list[int]:
+    """"1" → [1]; "0-3" → [0, 1, 2, 3]; "0,2" → [0, 2]."""
+    return sorted(set(parse_ints(text, "--queue")))
+
+
+def parse_cpus(text: str | None, consumers: int) -> list[int] | None:
+    """--cpu: one CPU per consumer (per queue), in queue order; None when not given."""
+    if text is None:
+        return None
+    cpus = parse_ints(text, "--cpu")
+    example = f"--cpu {','.join(map(str, range(consumers)))}"
+    if len(cpus) != consumers:
+        raise GatewayError(f"--cpu {text} names {len(cpus)} CPU(s) for {consumers} consumer(s)",
+                           f"give one CPU per queue, in queue order, e.g. {example}")
+    if len(set(cpus)) != len(cpus):
+        raise GatewayError(f"--cpu {text} names a CPU twice", f"give each queue's consumer its own CPU, e.g. {example}")
+    return cpus
 
 
 def load_handler(spec: str) -> Callable:
@@ -60,7 +79,8 @@ def make_feed(protocol: str | None, symbols: str | None, retransmit: str | None,
 def run_options(fn: Callable) -> Callable:
     """Options shared by `attach` and `listen`."""
     opts = [
-        click.option("--count", type=int, default=None, help="Stop after N packets."),
+        click.option("--count", type=int, default=None,
+                     help="Stop after N packets (several queues: N in total, may overshoot by ~0.1 s of traffic)."),
         click.option("--duration", type=float, default=None, help="Stop after S seconds."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object at exit (stdout)."),
         click.option("--quiet", is_flag=True, help="No live status line."),
@@ -68,7 +88,8 @@ def run_options(fn: Callable) -> Callable:
         click.option("--symbols", default=None, help="With --protocol: deliver only these symbols (AAPL,MSFT)."),
         click.option("--retransmit", default=None, help="With --protocol: re-request server HOST:PORT."),
         click.option("--handler", "handler_specs", multiple=True, help="module:function called per batch."),
-        click.option("--cpu", type=int, default=None, help="Pin the consumer to this CPU."),
+        click.option("--cpu", default=None,
+                     help="Pin the consumer to this CPU; several queues: one CPU each, in queue order (0,1 or 2-3)."),
         click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:P."),
         click.option("--fifo", type=int, default=None, help="SCHED_FIFO priority for the consumer."),
         click.option("--mlock", is_flag=True, help="mlockall() the consumer's memory."),
@@ -80,10 +101,9 @@ def run_options(fn: Callable) -> Callable:
     return fn
 
 
-def _run(receivers, *, count, duration, as_json, quiet, protocol, symbols, retransmit, handler_specs, cpu,
-         metrics_port, fifo, mlock, line_b, on_tick=None, line_b_port=None, taps=()) -> dict:
+def _tune(cpu: int | None, fifo: int | None, mlock: bool, quiet: bool) -> None:
+    """Pin, SCHED_FIFO and mlock the calling process: the consumer."""
     from xdpgw import tuning
-    from xdpgw.gateway import Gateway
 
     if cpu is not None:
         tuning.pin_cpu(cpu)
@@ -93,33 +113,84 @@ def _run(receivers, *, count, duration, as_json, quiet, protocol, symbols, retra
         done = tuning.lock_memory()
         if not done.ok and not quiet:
             click.echo(f"xdpgw: warning: {done.detail}; {done.fix}", err=True)
-    metrics = None
-    if metrics_port is not None:
-        from xdpgw.metrics import MetricsServer
 
-        metrics = MetricsServer(metrics_port)
+
+def _gateway(receivers, *, protocol, symbols, retransmit, handler_specs, line_b, status, on_tick=None,
+             line_b_port=None, taps=()):
+    """The consumer loop over ``receivers`` with its feed decoder and handlers (one per process)."""
+    from xdpgw.gateway import Gateway
+
+    if line_b is not None and protocol is None:
+        raise GatewayError("--line-b needs decoding to arbitrate", "add --protocol moldudp64")
+    feed = make_feed(protocol, symbols, retransmit, lines=2 if line_b is not None else 1)
+    handlers = [load_handler(s) for s in handler_specs]
+    return Gateway(receivers, handlers, feed=feed, status=status, on_tick=on_tick, line_b_port=line_b_port,
+                   taps=taps)
+
+
+def _metrics_server(port: int | None):
+    if port is None:
+        return None
+    from xdpgw.metrics import MetricsServer
+
+    return MetricsServer(port)
+
+
+def _run(receivers, *, count, duration, as_json, quiet, cpu, fifo, mlock, metrics_port, on_tick=None,
+         line_b_port=None, taps=(), **consumer) -> dict:
+    """Tune this process and run one Gateway over ``receivers`` in it; report at the end."""
+    cpus = parse_cpus(cpu, 1)
+    _tune(cpus[0] if cpus else None, fifo, mlock, quiet)
+    metrics = _metrics_server(metrics_port)
+    if metrics is not None:
         tick = on_tick
 
         def on_tick(gw) -> None:
             metrics.update(gw.summary())
             if tick:
                 tick(gw)
-    if line_b is not None and protocol is None:
-        raise GatewayError("--line-b needs decoding to arbitrate", "add --protocol moldudp64")
-    feed = make_feed(protocol, symbols, retransmit, lines=2 if line_b is not None else 1)
-    handlers = [load_handler(s) for s in handler_specs]
-    gw = Gateway(receivers, handlers, feed=feed, status=None if quiet else sys.stderr, on_tick=on_tick,
-                 line_b_port=line_b_port, taps=taps)
+    gw = _gateway(receivers, status=None if quiet else sys.stderr, on_tick=on_tick, line_b_port=line_b_port,
+                  taps=taps, **consumer)
+    stopped = None
     try:
         summary = gw.run(count=count, duration=duration)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, SIGTERM, SIGHUP: still report
         summary = gw.summary()
+        stopped = exc if isinstance(exc, SystemExit) else None
     finally:
         if metrics is not None:
-            metrics.update(gw.summary())
             metrics.close()
     _report(summary, as_json)
+    if stopped is not None:
+        raise stopped
     return summary
+
+
+def _run_workers(pool, *, detach: Callable[[], None], on_tick: Callable, count, duration, as_json, quiet,
+                 metrics_port, **_) -> None:
+    """Aggregate a running `QueueWorkers` (this process only waits on pipes); detach, stop, report."""
+    metrics = _metrics_server(metrics_port)  # after the fork: its HTTP thread stays in the parent
+
+    def tick(p) -> None:
+        on_tick(p)
+        if metrics is not None:
+            metrics.update(p.summary())
+
+    stopped = None
+    try:
+        pool.run(count=count, duration=duration, on_tick=tick, status=None if quiet else sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    except SystemExit as exc:  # SIGTERM/SIGHUP (signals_as_exit): stop cleanly, report, exit with it
+        stopped = exc
+    finally:
+        detach()  # the feed goes back to the kernel first ...
+        pool.stop()  # ... then the workers end and send their final snapshots
+        if metrics is not None:
+            metrics.close()
+    _report(pool.summary(), as_json)
+    if stopped is not None:
+        raise stopped
 
 
 def _report(summary: dict, as_json: bool) -> None:
@@ -134,6 +205,9 @@ def _report(summary: dict, as_json: bool) -> None:
         + (f", rx→app p50 {lat['p50'] / 1e3:.1f}µs p99 {lat['p99'] / 1e3:.1f}µs" if lat else ""),
         err=True,
     )
+    for q, part in (summary.get("queues") or {}).items():
+        click.echo(f"  queue {q} (pid {part.get('pid')}): {part['packets']} packets, {part['bytes']} bytes, "
+                   f"drops {part['drops']}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,50 +232,78 @@ def main() -> None:
 @click.option("--rate-burst", type=int, default=64, show_default=True, help="Burst tolerance for --rate-cap.")
 @click.option("--watchdog-us", type=float, default=None,
               help="Pass the feed to the kernel if the consumer stops polling this long (crash failover).")
-@click.option("--pcap", "pcap_path", default=None, help="Write bypassed frames (ns timestamps) to this pcap.")
+@click.option("--pcap", "pcap_path", default=None,
+              help="Write bypassed frames (ns timestamps) to this pcap (several queues: PATH-qN.pcap each).")
 @click.option("--pcap-max-mb", type=float, default=100.0, show_default=True, help="Rotate the pcap at this size.")
 @click.option("--pcap-sample", type=int, default=1, show_default=True, help="Keep 1 frame in N.")
 @run_options
 @friendly
 def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, allow_src, deny, rate_cap,
            rate_burst, watchdog_us, pcap_path, pcap_max_mb, pcap_sample, **run) -> None:
-    """Bypass: redirect the feed port(s) on IFACE into AF_XDP and consume them."""
+    """Bypass: redirect the feed port(s) on IFACE into AF_XDP and consume them.
+
+    One queue: the consumer runs in this process. Several (--queue 0-3): one consumer process per queue
+    (see xdpgw/workers.py); this process attaches, aggregates the stats and detaches.
+    """
     from xdpgw.bpf import XdpProgram, write_state
     from xdpgw.gateway import signals_as_exit
     from xdpgw.pcapwriter import PcapWriter
     from xdpgw.transport.xdp import XdpReceiver
 
     queues = parse_queues(queue_spec)
+    cpus = parse_cpus(run["cpu"], len(queues))
+    if cpus:
+        from xdpgw.tuning import check_cpus
+
+        check_cpus(cpus)
     if run["line_b"] is not None:
+        if len(queues) > 1:
+            raise GatewayError("--line-b needs both lines in one consumer, but each queue has its own",
+                               "attach one --queue and steer both ports to it (ethtool -N IFACE flow-type udp4 "
+                               "dst-port PORT action QUEUE)")
         ports = (*ports, run["line_b"])
+    receiver_opts = {"frames": frames, "hugepages": hugepages, "spin_us": spin_us}
     with signals_as_exit(), contextlib.ExitStack() as stack:
         prog = XdpProgram(iface, ports, mode=mode, force=force)
         receivers: list[XdpReceiver] = []
+        pool = None
         try:
             prog.attach()
             prog.set_allowlist(allow_src or None, deny=deny)
             prog.set_rate_cap(rate_cap, rate_burst)
             for note in prog.notes:
                 click.echo(f"xdpgw: {note}", err=True)
-            for q in queues:
-                receivers.append(
-                    XdpReceiver(iface, q, program=prog, frames=frames, hugepages=hugepages, spin_us=spin_us)
-                )
+            if len(queues) == 1:
+                receivers.append(XdpReceiver(iface, queues[0], program=prog, **receiver_opts))
+            else:
+                from xdpgw.workers import QueueWorkers
+
+                cpu_of = dict(zip(queues, cpus or [None] * len(queues), strict=True))
+                consumer = _queue_consumer(iface, prog, cpu_of, receiver_opts, (pcap_path, pcap_max_mb, pcap_sample),
+                                           run)
+                pool = QueueWorkers(queues, consumer, count=run["count"], interval=0.1 if run["count"] else 1.0)
+                pool.start()  # before any thread (metrics) exists in this process
             prog.set_watchdog(watchdog_us)  # after the sockets exist: their heartbeats are fresh
             started = time.time()
 
-            def tick(gw) -> None:
+            def save_state(stats: dict) -> None:
                 write_state(iface, {
                     "pid": os.getpid(), "ports": list(prog.ports), "mode": prog.attached_mode,
-                    "queues": queues, "started": started, "updated": time.time(),
-                    "stats": {str(r.queue): r.stats() for r in receivers},
+                    "queues": queues, "started": started, "updated": time.time(), "stats": stats,
                 })
+
+            def tick(_gw) -> None:
+                save_state(pool.stats() if pool else {str(r.queue): r.stats() for r in receivers})
 
             tick(None)
             if not run["quiet"]:
+                who = f"; consumer pids {pool.pids()}" if pool else ""
                 click.echo(
                     f"xdpgw: attached to {iface} ({prog.attached_mode} mode), queue(s) {queue_spec}, "
-                    f"port(s) {','.join(map(str, prog.ports))}; Ctrl-C to stop", err=True)
+                    f"port(s) {','.join(map(str, prog.ports))}{who}; Ctrl-C to stop", err=True)
+            if pool is not None:
+                _run_workers(pool, detach=prog.close, on_tick=tick, **run)
+                return
             taps = []
             if pcap_path:
                 writer = stack.enter_context(PcapWriter(pcap_path, max_bytes=int(pcap_max_mb * 1e6),
@@ -210,8 +312,36 @@ def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, al
             _run(receivers, on_tick=tick, line_b_port=run["line_b"], taps=taps, **run)
         finally:
             prog.close()  # detach first: the feed goes back to the kernel before the sockets close
+            if pool is not None:
+                pool.stop()
             for r in receivers:
                 r.close()
+
+
+def _queue_consumer(iface: str, prog, cpu_of: dict[int, int | None], receiver_opts: dict, pcap: tuple,
+                    run: dict) -> Callable:
+    """What each queue's worker process runs (see xdpgw/workers.py): tune, open its AF_XDP socket on the
+    shared program, its own pcap file (PATH-qN.pcap) and feed decoder/handlers: the one-queue Gateway."""
+
+    def consumer(queue: int, stack: contextlib.ExitStack):
+        from pathlib import Path
+
+        from xdpgw.pcapwriter import PcapWriter
+        from xdpgw.transport.xdp import XdpReceiver
+
+        _tune(cpu_of[queue], run["fifo"], run["mlock"], run["quiet"])
+        rx = stack.enter_context(XdpReceiver(iface, queue, program=prog, **receiver_opts))
+        path, max_mb, sample = pcap
+        taps = []
+        if path:
+            p = Path(path)
+            writer = stack.enter_context(PcapWriter(p.with_name(f"{p.stem}-q{queue}{p.suffix}"),
+                                                    max_bytes=int(max_mb * 1e6), sample=sample))
+            taps.append(pcap_tap(writer))
+        return _gateway([rx], protocol=run["protocol"], symbols=run["symbols"], retransmit=run["retransmit"],
+                        handler_specs=run["handler_specs"], line_b=None, status=None, taps=taps)
+
+    return consumer
 
 
 def pcap_tap(writer) -> Callable:
@@ -280,6 +410,8 @@ def status(iface, as_json) -> None:
 
 
 def _format_status(r: dict) -> str:
+    from xdpgw.bpf import pid_alive
+
     if not r["attached"]:
         return f"{r['iface']}: no XDP program"
     who = "xdpgw" if r.get("ours") else f"FOREIGN ({r.get('prog_name') or '?'})"
@@ -289,8 +421,12 @@ def _format_status(r: dict) -> str:
         alive = "running" if c["consumer_alive"] else "NOT RUNNING (feed falls back to the kernel)"
         lines.append(f"  consumer pid {c.get('pid')} {alive}; ports {c.get('ports')}; updated {c['age_s']}s ago")
         for q, st in (c.get("stats") or {}).items():
+            worker = ""
+            if st.get("pid"):  # one consumer process per queue
+                state = "running" if pid_alive(int(st["pid"])) else "NOT RUNNING"
+                worker = f"pid {st['pid']} {state}, {st.get('pps', 0):.0f} pps, "
             lines.append(
-                f"  queue {q}: packets {st.get('packets')} bytes {st.get('bytes')} | XDP_STATISTICS rx_dropped "
+                f"  queue {q}: {worker}packets {st.get('packets')} bytes {st.get('bytes')} | XDP_STATISTICS rx_dropped "
                 f"{st.get('xdp_rx_dropped')} rx_ring_full {st.get('xdp_rx_ring_full')} fill_ring_empty "
                 f"{st.get('xdp_rx_fill_ring_empty_descs')} invalid_descs {st.get('xdp_rx_invalid_descs')}"
             )

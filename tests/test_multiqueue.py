@@ -1,0 +1,272 @@
+"""`xdpgw attach --queue 0-3`: one consumer process per RX queue, on a real 4-queue veth lab.
+
+Traffic is put on a chosen RX queue with an AF_XDP sender bound to the same TX queue of the tx veth:
+veth hands a frame to the peer's RX queue with its TX queue's index (native XDP mode, `--mode drv`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _fresh_lab, attached, drain_socket, kernel_udp_socket, run_xdpgw
+from tests.test_cli import one_line_error, start_attach
+from xdpgw.cli import parse_cpus, parse_ints, parse_queues
+from xdpgw.errors import GatewayError
+from xdpgw.lab import Lab, in_netns
+from xdpgw.latency import LatencyHistogram
+from xdpgw.workers import _Outbox, merge_summaries
+
+
+@pytest.fixture
+def lab4() -> Iterator[Lab]:
+    """A fresh four-queue veth lab, always torn down."""
+    yield from _fresh_lab(4)
+
+
+def send_to_queues(lab: Lab, counts: dict[int, int], tag: bytes = b"") -> dict[int, list[bytes]]:
+    """``counts[q]`` unique feed packets onto RX queue ``q`` of the rx veth; returns them by queue."""
+    from xdpgw.transport.base import Batch, send_with_retries
+    from xdpgw.transport.xdp_send import XdpSender
+
+    sent = {}
+    with in_netns(lab.tx_ns):
+        for q, n in counts.items():
+            payloads = [b"%s-q%d-%04d" % (tag, q, i) for i in range(n)]
+            with XdpSender(lab.tx_if, lab.rx_ip, 9001, queue=q) as tx:
+                assert send_with_retries(tx, Batch.from_payloads(payloads)) == n
+            sent[q] = payloads
+    return sent
+
+
+def status_json(lab: Lab) -> dict:
+    return json.loads(run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json").stdout)
+
+
+def worker_pids(lab: Lab) -> dict[int, int]:
+    return {int(q): st["pid"] for q, st in status_json(lab)["consumer"]["stats"].items()}
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only a zombie left for init to reap."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_gone(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
+    """The pids still running after ``timeout`` (empty when all are gone)."""
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in pids if not gone(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def start_workers(lab: Lab, *args: str, queues: int) -> tuple[subprocess.Popen, dict[int, int]]:
+    """`xdpgw attach` on ``queues`` queues, once every worker is up; with the workers' pids by queue."""
+    proc = start_attach(lab, *args, queues=queues)
+    try:
+        return proc, worker_pids(lab)
+    except BaseException:
+        stop(proc)
+        raise
+
+
+def stop(proc: subprocess.Popen, pids: Iterable[int] = ()) -> tuple[str, str]:
+    """Kill what is left of an attach (the parent and, should a test fail, its workers)."""
+    if proc.poll() is None:
+        proc.kill()
+    for pid in pids:
+        if not gone(pid):
+            os.kill(pid, signal.SIGKILL)
+    return proc.communicate(timeout=20)
+
+
+# --- the real thing -------------------------------------------------------------------------------
+@pytest.mark.xdp
+def test_one_process_per_queue_counts_every_packet_once(lab4):
+    counts = {0: 5, 2: 9, 3: 14}  # queue 1 gets nothing
+    total = sum(counts.values())
+    proc, pids = start_workers(lab4, "--queue", "0-3", "--mode", "drv", "--json", "--count", str(total), queues=4)
+    try:
+        text = run_xdpgw(lab4.rx_ns, "status", lab4.rx_if).stdout
+        sent = send_to_queues(lab4, counts)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        stop(proc, pids.values())
+    assert proc.returncode == 0, err
+    for q in range(4):
+        assert f"queue {q}: pid {pids[q]} running" in text, text
+    summary = json.loads(out)
+    per_q = summary["queues"]
+    assert summary["packets"] == total and summary["queue"] == [0, 1, 2, 3]
+    assert {q: per_q[str(q)]["packets"] for q in range(4)} == {0: 5, 1: 0, 2: 9, 3: 14}
+    assert {q: per_q[str(q)]["bytes"] for q in counts} == {q: sum(map(len, p)) for q, p in sent.items()}
+    assert summary["bytes"] == sum(len(p) for ps in sent.values() for p in ps)
+    assert summary["drops_bpf"]["redirected"] == total  # each packet redirected once, counted once
+    assert summary["latency_ns"]["count"] == total  # the four histograms merged
+    workers = {q: per_q[str(q)]["pid"] for q in range(4)}
+    assert workers == pids and len(set(workers.values())) == 4 and proc.pid not in workers.values()
+    assert attached(lab4) is None
+    assert wait_gone(pids.values()) == []
+
+
+@pytest.mark.xdp
+def test_sigterm_reports_detaches_and_gives_the_feed_back_to_the_kernel(lab4):
+    cpus = sorted(os.sched_getaffinity(0))[:2][::-1]  # queue 0 on the second CPU, queue 1 on the first
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    port = 19000 + os.getpid() % 1000
+    proc, pids = start_workers(lab4, "--queue", "0-1", "--mode", "drv", "--json", "--cpu", ",".join(map(str, cpus)),
+                               "--metrics-port", str(port), queues=2)
+    try:
+        for q, cpu in enumerate(cpus):
+            allowed = [ln for ln in Path(f"/proc/{pids[q]}/status").read_text().splitlines()
+                       if ln.startswith("Cpus_allowed_list")]
+            assert allowed == [f"Cpus_allowed_list:\t{cpu}"]
+        send_to_queues(lab4, {0: 3, 1: 4})
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # workers send snapshots, the parent publishes them, once a second
+            with in_netns(lab4.rx_ns):
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            if "xdpgw_packets_total 7.0" in body:
+                break
+            time.sleep(0.2)
+        assert 'xdpgw_queue_packets_total{queue="0"} 3.0' in body, body
+        assert 'xdpgw_queue_packets_total{queue="1"} 4.0' in body, body
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        stop(proc, pids.values())
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    summary = json.loads(out)  # reported on SIGTERM too
+    assert summary["packets"] == 7 and {q: s["packets"] for q, s in summary["queues"].items()} == {"0": 3, "1": 4}
+    assert attached(lab4) is None
+    assert wait_gone(pids.values()) == []
+    s = kernel_udp_socket(lab4, 9001)
+    try:
+        sent = send_to_queues(lab4, {q: 5 for q in range(4)}, tag=b"k")
+        assert sorted(drain_socket(s, 20)) == sorted(p for ps in sent.values() for p in ps)
+    finally:
+        s.close()
+
+
+@pytest.mark.xdp
+def test_kill_9_of_the_parent_takes_its_workers_down(lab4):
+    proc, pids = start_workers(lab4, "--queue", "0-3", "--mode", "drv", queues=4)
+    s = kernel_udp_socket(lab4, 9001)
+    try:
+        proc.kill()
+        proc.communicate(timeout=20)
+        assert wait_gone(pids.values(), timeout=5) == [], "workers outlived their parent (PR_SET_PDEATHSIG)"
+        prog = attached(lab4)
+        assert prog is not None and prog.name == "xdpgw_rx"  # nobody detached it ...
+        sent = send_to_queues(lab4, {q: 5 for q in range(4)})
+        got = drain_socket(s, 20)
+        assert sorted(got) == sorted(p for ps in sent.values() for p in ps), "feed black-holed"  # ... no sockets
+    finally:
+        s.close()
+        stop(proc, pids.values())
+        run_xdpgw(lab4.rx_ns, "detach", lab4.rx_if)
+    assert attached(lab4) is None
+
+
+@pytest.mark.xdp
+def test_a_dead_worker_stops_everything_with_one_line(lab4):
+    proc, pids = start_workers(lab4, "--queue", "0-3", "--mode", "drv", queues=4)
+    try:
+        os.kill(pids[2], signal.SIGKILL)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        stop(proc, pids.values())
+    one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+                   "queue 2", f"pid {pids[2]}", "SIGKILL", "xdpgw attach")
+    assert attached(lab4) is None
+    assert wait_gone(pids.values()) == []
+
+
+@pytest.mark.xdp
+def test_a_worker_that_cannot_start_stops_everything_with_its_error(lab4):
+    res = run_xdpgw(lab4.rx_ns, "attach", lab4.rx_if, "--queue", "2-4", "--mode", "drv", "--count", "1")
+    one_line_error(res, "queue 4 is out of range", "consumer of queue 4", "--queue 0..3")
+    assert attached(lab4) is None
+    assert f"attach {lab4.rx_if}" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+# --- pure logic ------------------------------------------------------------------------------------
+def test_queue_and_cpu_lists():
+    assert parse_ints("3,0-1", "--cpu") == [3, 0, 1]
+    assert parse_queues("3,0-1,1") == [0, 1, 3]
+    assert parse_cpus(None, 4) is None
+    assert parse_cpus("3,2", 2) == [3, 2]
+    with pytest.raises(GatewayError, match="one CPU per queue.*--cpu 0,1"):
+        parse_cpus("0", 2)
+    with pytest.raises(GatewayError, match="twice"):
+        parse_cpus("1,1", 2)
+    with pytest.raises(GatewayError, match="bad --cpu"):
+        parse_cpus("x", 1)
+
+
+def test_several_queue_options_that_cannot_work_fail_before_attaching():
+    for args, needle in ((["--line-b", "9002", "--protocol", "moldudp64"], "--line-b"),
+                         (["--cpu", "0"], "one CPU per queue")):
+        res = run_xdpgw(None, "attach", "nosuch0", "--queue", "0-1", *args)  # never reaches the interface
+        one_line_error(res, needle)
+
+
+def test_merge_summaries_sums_counters_and_merges_latency():
+    a, b, both = LatencyHistogram(), LatencyHistogram(), LatencyHistogram()
+    for h, values in ((a, [1000, 2000, 3000]), (b, [50_000, 60_000])):
+        h.record_many(values)
+        both.record_many(values)
+    row = {"transport": "xdp", "mode": "drv", "iface": "x", "port": 9001, "duration_s": 9.0, "pps": 1.0}
+    parts = {
+        0: {**row, "queue": 0, "packets": 3, "bytes": 30, "drops": 1, "drops_bpf": {"redirected": 3, "passed": 1},
+            "ns_per_packet": 100.0, "messages_by_type": {"A": 2}, "pid": 11},
+        2: {**row, "queue": 2, "packets": 2, "bytes": 20, "drops": 0, "drops_bpf": {"redirected": 2, "passed": 0},
+            "ns_per_packet": 400.0, "messages_by_type": {"A": 1, "E": 1}, "pid": 12,
+            "last_handler_error": "ValueError: x"},
+    }
+    merged = LatencyHistogram.from_dict(a.to_dict()).merge(LatencyHistogram.from_dict(b.to_dict()))
+    out = merge_summaries(parts, 2.0, merged)
+    assert (out["transport"], out["port"], out["queue"]) == ("xdp", 9001, [0, 2])
+    assert (out["packets"], out["bytes"], out["drops"]) == (5, 50, 1)
+    assert out["drops_bpf"] == {"redirected": 5, "passed": 1}
+    assert out["messages_by_type"] == {"A": 3, "E": 1}
+    assert (out["duration_s"], out["pps"], out["ns_per_packet"]) == (2.0, 2.5, 220.0)
+    assert out["latency_ns"] == both.percentiles()
+    assert out["last_handler_error"] == "ValueError: x" and "pid" not in out
+    assert out["queues"]["2"]["pid"] == 12 and out["queues"]["0"]["packets"] == 3
+    assert list(out)[:5] == ["transport", "mode", "iface", "port", "duration_s"]  # the workers' key order
+
+
+def test_a_full_pipe_skips_ticks_but_never_splits_a_message():
+    r, w = os.pipe()
+    reader, outbox = Connection(r, writable=False), _Outbox(Connection(w, readable=False))
+    try:
+        sent = 0
+        for i in range(100):
+            before = outbox.skipped
+            outbox.send(("tick", {"i": i, "pad": bytes(4000)}), block=False)  # nobody reads yet
+            sent += outbox.skipped == before
+        assert 0 < sent < 100 and outbox.skipped == 100 - sent
+        got = []
+        while reader.poll(0):
+            got.append(reader.recv())
+        assert [m[1]["i"] for m in got] == list(range(sent))
+        assert pickle.dumps(got[-1]) and all(len(m[1]["pad"]) == 4000 for m in got)
+    finally:
+        reader.close()
+        outbox.conn.close()

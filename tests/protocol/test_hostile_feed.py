@@ -244,6 +244,36 @@ def test_lone_packet_far_ahead_in_this_session_never_costs_the_real_messages():
     assert got == list(range(5, 25)) and sq.stats()["missing"] == 0 and sq.stats()["late"] == 0
 
 
+@pytest.mark.parametrize("lines", [1, 2])
+def test_lone_packet_very_far_ahead_is_parked_and_the_fast_path_resumes(lines):
+    arb = Arbiter(Sequencer(give_up_after=0.002), lines)
+    sq = arb.sequencer
+    arb.on_decoded(decode_payloads([pkt(1), pkt(3)]), 0, 0.0)
+    assert seqs(arb.on_decoded(decode_payloads([pkt(2**40, 3)]), lines - 1, 0.1)) == []
+    assert sq.high == 5 and not sq.holes and sq.stats()["parked"] == 1
+    dec = decode_payloads([pkt(5), pkt(7)])
+    assert dec.facts is not None and seqs(arb.on_decoded(dec, 0, 1.0)) == [5, 6, 7, 8]
+    assert sq.last_input is dec  # taken in O(1): no hole, nothing buffered
+    assert sq.stats()["gaps"] == 0 and all(st["gaps"] == 0 for st in arb.stats())
+    for k in range(sq.max_parked):  # bounded: the oldest goes
+        arb.on_decoded(decode_payloads([pkt(2**41 + 1000 * k)]), 0, 2.0)
+    assert len(sq.parked) == sq.max_parked and sq.stats()["unconfirmed"] == 3
+
+
+def test_a_real_jump_far_ahead_is_followed_once_corroborated():
+    sq = Sequencer(give_up_after=0.002, first_seq=1)  # joined late: the feed is already far along
+    assert run(sq, [pkt(5_000_000)], 0.0) == []
+    assert run(sq, [pkt(5_000_002)], 0.1) == []  # corroborated: the hole before it waits its time
+    assert seqs(sq.poll(0.2)) == [5_000_000, 5_000_001, 5_000_002, 5_000_003]
+    assert sq.stats()["missing"] == 4_999_999 and not sq.parked
+    sq = Sequencer(give_up_after=0.002)
+    run(sq, [pkt(1), pkt(3)])
+    assert run(sq, [pkt(3_000_000)], 0.1) == [] and sq.high == 5  # an outage, or garbage: not known yet
+    assert seqs(sq.poll(1.0)) == [] and sq.parked
+    assert run(sq, [encode_heartbeat(SESSION, 3_000_002)], 1.1) == []
+    assert seqs(sq.poll(1.2)) == [3_000_000, 3_000_001] and sq.high == sq.next == 3_000_002
+
+
 def test_a_real_gap_is_given_up_once_the_next_packet_corroborates_it():
     sq = Sequencer(give_up_after=0.002)
     run(sq, [pkt(1), pkt(3)])

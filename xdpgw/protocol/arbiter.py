@@ -55,7 +55,9 @@ class Arbiter:
             return
         if sess != ln.session:
             ln.session, ln.high, ln.open = sess, None, []
-        same = np.flatnonzero(dec.pkt_session == sess)
+        seq = self.sequencer
+        # what the sequencer parked (far ahead, uncorroborated) is not this line's stream either
+        same = np.flatnonzero((dec.pkt_session == sess) & (dec.pkt_seq.astype(np.int64) <= seq.high + seq.max_jump))
         if not len(same):
             return
         starts = dec.pkt_seq[same].astype(np.int64)

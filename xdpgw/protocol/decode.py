@@ -64,8 +64,8 @@ class Decoded:
     (the block length). Valid messages
     are also in ``by_type[letter]`` (record arrays with ``itch.DTYPES[letter]``), whose rows are
     messages ``index_by_type[letter]`` (increasing). Per packet: ``pkt_session`` (S10), ``pkt_seq``,
-    ``pkt_count`` (header count; 0 heartbeat, 0xFFFF end of session), ``pkt_nmsg`` (blocks found),
-    ``pkt_error``, ``pkt_ts_ns``. ``errors`` counts the named decode errors. ``facts`` is set by
+    ``pkt_count`` (header count; 0 heartbeat, 0xFFFF end of session), ``pkt_nmsg`` (blocks found; in
+    what the sequencer delivers, the valid prefix it believed), ``pkt_error``, ``pkt_ts_ns``. ``errors`` counts the named decode errors. ``facts`` is set by
     the decoder on simple bursts (see :class:`BurstFacts`) and ``None`` on anything derived
     (``take``, ``concat``): whoever edits a ``Decoded`` in place must reset it to ``None``.
     """

@@ -18,8 +18,11 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
 - A session is believed only after two well-formed packets of it (either line, a heartbeat counts);
   until then its packets wait aside (``candidates``). A malformed packet never starts a session.
 - A hole is only given up once the data after it is corroborated: ``sure`` is the highest end of a
-  packet that did not itself open a gap (it continued what was known). A lone packet far ahead (a
-  garbage sequence) opens a hole nobody can skip, so the real messages still fill it in order.
+  packet that did not itself open a gap (it continued what was known). A lone packet ahead (a garbage
+  sequence) opens a hole nobody can skip, so the real messages still fill it in order.
+- A packet more than ``max_jump`` beyond ``high`` waits aside (``parked``, bounded) until another
+  packet continues or overlaps it, or the feed gets near: one garbage sequence cannot open a huge hole
+  (which would keep every later burst off the O(1) path until the feed got there).
 
 All work is on arrays; Python loops only over runs of one session and over open holes.
 """
@@ -80,7 +83,8 @@ class Sequencer:
 
     def __init__(self, retransmit: bool = False, give_up_after: float = 0.0, retry_interval: float = 0.05,
                  max_buffered: int = 1 << 20, max_request: int = 1000, first_seq: int | None = None,
-                 max_holes_requested: int = 16, max_candidates: int = 8) -> None:
+                 max_holes_requested: int = 16, max_candidates: int = 8, max_jump: int = 1 << 20,
+                 max_parked: int = 16) -> None:
         self.retransmit = retransmit
         self.give_up_after = give_up_after
         self.retry_interval = retry_interval
@@ -88,6 +92,7 @@ class Sequencer:
         self.max_request = min(max_request, MAX_COUNT)
         self.max_holes_requested = max_holes_requested  # per call: oldest holes first
         self.max_candidates = max_candidates
+        self.max_jump, self.max_parked = max_jump, max_parked
         self.session: bytes | None = None
         self.next: int | None = first_seq
         self.high = first_seq or 0
@@ -97,6 +102,7 @@ class Sequencer:
         self.given_up: deque[tuple[int, int]] = deque(maxlen=1024)
         self.old_sessions: set[bytes] = set()
         self.candidates: dict[bytes, Candidate] = {}
+        self.parked: list[tuple[int, int, Decoded]] = []  # (start, end, packet) far ahead, uncorroborated
         self.ended = False
         self.last_heard: float | None = None
         self.actions: list[RetransmitRequest] = []
@@ -153,7 +159,7 @@ class Sequencer:
 
     def stats(self) -> dict[str, int]:
         return dict(self.counters, buffered=len(self.pending), open_holes=len(self.holes),
-                    candidate_sessions=len(self.candidates))
+                    candidate_sessions=len(self.candidates), parked=len(self.parked))
 
     # --- internals --------------------------------------------------------------------------------
     def _in_order(self, dec: Decoded, f: BurstFacts, now: float) -> bool:
@@ -219,6 +225,8 @@ class Sequencer:
         if self.session is not None:
             self._give_up_all(out)
             self.old_sessions.add(self.session)
+            self.counters["unconfirmed"] += sum(len(p) for _, _, p in self.parked)
+            self.parked = []
             self.next = self.high = self.sure = 1  # a new session starts at sequence 1
             self.given_up.clear()
         elif self.next is None:  # joining: start at the lowest sequence seen
@@ -228,7 +236,45 @@ class Sequencer:
         self._run(held, now, out)
 
     def _run(self, dec: Decoded, now: float, out: list[Decoded]) -> None:
-        """Sequence one screened run of the current session."""
+        """One screened run of the current session: park what is far ahead, sequence the rest."""
+        starts = dec.pkt_seq.astype(np.int64)
+        far = starts > self.high + self.max_jump
+        if far.any():
+            released = self._park(select(dec, far))
+            if not far.all():
+                self._sequence(select(dec, ~far), now, out)
+            if released is not None:
+                self._sequence(released, now, out)
+        else:
+            self._sequence(dec, now, out)
+        if self.parked:  # the feed may have come near what waits aside
+            near = [p for p in self.parked if p[0] <= self.high + self.max_jump]
+            if near:
+                self.parked = [p for p in self.parked if p[0] > self.high + self.max_jump]
+                self._sequence(Decoded.concat([p for _, _, p in near]), now, out)
+
+    def _park(self, dec: Decoded) -> Decoded | None:
+        """Hold far packets aside; those another far packet continues or overlaps come back (returned)."""
+        back: list[Decoded] = []
+        starts = dec.pkt_seq.astype(np.int64)
+        ends = starts + dec.pkt_nmsg.astype(np.int64)
+        for i in range(len(starts)):  # one iteration per far packet (rare)
+            a, b = int(starts[i]), int(ends[i])
+            one = np.zeros(len(starts), bool)
+            one[i] = True
+            pkt = select(dec, one)
+            match = [p for p in self.parked if p[0] <= a <= p[1] or a <= p[0] <= b]
+            if match:
+                self.parked = [p for p in self.parked if not any(p is m for m in match)]
+                back += [p for _, _, p in match] + [pkt]
+                continue
+            self.parked.append((a, b, pkt))
+            if len(self.parked) > self.max_parked:
+                self.counters["unconfirmed"] += len(self.parked.pop(0)[2])
+        return Decoded.concat(back) if back else None
+
+    def _sequence(self, dec: Decoded, now: float, out: list[Decoded]) -> None:
+        """Sequence screened packets of the current session."""
         self.last_heard = now
         count, ok = dec.pkt_count, dec.pkt_error == OK
         hb = (count == 0) & ok

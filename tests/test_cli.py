@@ -42,6 +42,7 @@ def start_attach(lab, *args: str, queues: int = 1) -> subprocess.Popen:
         time.sleep(0.2)
     proc.kill()
     out, err = proc.communicate()
+    run_xdpgw(lab.rx_ns, "detach", lab.rx_if)  # a killed attach leaves its state file outside the lab
     pytest.fail(f"xdpgw attach did not come up: {err}")
 
 

@@ -80,18 +80,22 @@ def start_workers(lab: Lab, *args: str, queues: int) -> tuple[subprocess.Popen, 
     try:
         return proc, worker_pids(lab)
     except BaseException:
-        stop(proc)
+        stop(proc, lab)
         raise
 
 
-def stop(proc: subprocess.Popen, pids: Iterable[int] = ()) -> tuple[str, str]:
-    """Kill what is left of an attach (the parent and, should a test fail, its workers)."""
-    if proc.poll() is None:
+def stop(proc: subprocess.Popen, lab: Lab, pids: Iterable[int] = ()) -> tuple[str, str]:
+    """Kill what is left of an attach should a test fail (the parent, its workers) and clean up after it."""
+    killed = proc.poll() is None
+    if killed:
         proc.kill()
-    for pid in pids:
+    for pid in pids:  # before reading to the end: workers hold the parent's stdout/stderr open
         if not gone(pid):
             os.kill(pid, signal.SIGKILL)
-    return proc.communicate(timeout=20)
+    out = proc.communicate(timeout=20)
+    if killed:  # its state file and pins are not in the lab's namespaces
+        run_xdpgw(lab.rx_ns, "detach", lab.rx_if)
+    return out
 
 
 # --- the real thing -------------------------------------------------------------------------------
@@ -105,7 +109,7 @@ def test_one_process_per_queue_counts_every_packet_once(lab4):
         sent = send_to_queues(lab4, counts)
         out, err = proc.communicate(timeout=20)
     finally:
-        stop(proc, pids.values())
+        stop(proc, lab4, pids.values())
     assert proc.returncode == 0, err
     for q in range(4):
         assert f"queue {q}: pid {pids[q]} running" in text, text
@@ -149,7 +153,7 @@ def test_sigterm_reports_detaches_and_gives_the_feed_back_to_the_kernel(lab4):
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:
-        stop(proc, pids.values())
+        stop(proc, lab4, pids.values())
     assert proc.returncode == 128 + signal.SIGTERM, err
     summary = json.loads(out)  # reported on SIGTERM too
     assert summary["packets"] == 7 and {q: s["packets"] for q, s in summary["queues"].items()} == {"0": 3, "1": 4}
@@ -169,7 +173,7 @@ def test_kill_9_of_the_parent_takes_its_workers_down(lab4):
     s = kernel_udp_socket(lab4, 9001)
     try:
         proc.kill()
-        proc.communicate(timeout=20)
+        proc.wait(timeout=20)
         assert wait_gone(pids.values(), timeout=5) == [], "workers outlived their parent (PR_SET_PDEATHSIG)"
         prog = attached(lab4)
         assert prog is not None and prog.name == "xdpgw_rx"  # nobody detached it ...
@@ -178,8 +182,8 @@ def test_kill_9_of_the_parent_takes_its_workers_down(lab4):
         assert sorted(got) == sorted(p for ps in sent.values() for p in ps), "feed black-holed"  # ... no sockets
     finally:
         s.close()
-        stop(proc, pids.values())
-        run_xdpgw(lab4.rx_ns, "detach", lab4.rx_if)
+        stop(proc, lab4, pids.values())
+        run_xdpgw(lab4.rx_ns, "detach", lab4.rx_if)  # the killed parent could not
     assert attached(lab4) is None
 
 
@@ -190,7 +194,7 @@ def test_a_dead_worker_stops_everything_with_one_line(lab4):
         os.kill(pids[2], signal.SIGKILL)
         out, err = proc.communicate(timeout=20)
     finally:
-        stop(proc, pids.values())
+        stop(proc, lab4, pids.values())
     one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
                    "queue 2", f"pid {pids[2]}", "SIGKILL", "xdpgw attach")
     assert attached(lab4) is None

@@ -96,7 +96,8 @@ def malformed() -> list[bytes]:
     overrun = encode_packet(SESSION, 4, [m("E", 4), m("A", 5)])[:-6]
     unknown = encode_packet(SESSION, 6, [b"z" + bytes(10), m("D", 7)])
     bad_len = encode_packet(SESSION, 8, [m("A", 8)[:-2], m("D", 9)])
-    return [good, b"MOLD", bytes(miscount), overrun, unknown, bad_len, encode_packet(SESSION, 10, [m("S", 10)])]
+    return [good, b"MOLD", bytes(miscount), overrun, unknown, bad_len, encode_packet(SESSION, 10, [m("S", 10)]),
+            encode_heartbeat(SESSION, 11)]  # the heartbeat backs message 10: the gap before it is given up
 
 
 def frame(payload: bytes, i: int) -> Ether:

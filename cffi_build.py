@@ -56,6 +56,7 @@ int xgw_obj_get(const char *path);
 void xgw_close_fd(int fd);
 int xgw_percpu_sum(int map_fd, uint32_t nkeys, uint32_t ncpu, uint64_t *scratch, uint64_t *out);
 int xgw_prog_map_fd(uint32_t prog_id, const char *name);
+int xgw_btf_member_offset(const char *sname, const char *member);
 """
 
 # --- kernel sockets: batched recvmmsg/sendmmsg with timestamps (csrc/net.c) ------------------------

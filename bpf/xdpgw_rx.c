@@ -45,7 +45,12 @@ enum {
     XGW_NCOUNTERS
 };
 
-enum { CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS, CFG_PIDNS_DEV, CFG_PIDNS_INO, CFG_N };
+enum {
+    CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS,
+    CFG_PIDNS_DEV, CFG_PIDNS_INO, /* consumers' pid namespace (0: the root one) */
+    CFG_TASK_TGID_OFF,            /* 1 + offsetof(struct task_struct, tgid) from the kernel's BTF (0: unknown) */
+    CFG_N
+};
 #define FLAG_ALLOWLIST 1ULL  /* only sources in `allowed_src` are redirected */
 #define FLAG_DENY_DROP 2ULL  /* with FLAG_ALLOWLIST: drop others (default: pass them to the kernel) */
 #define FLAG_RATE_CAP 4ULL   /* per-source rate cap (GCRA: interval and burst tolerance in ns) */
@@ -234,11 +239,32 @@ pass:
 /*
  * Death notice. Any of these hooks that the kernel offers is attached (xdpgw/bpf.py); each marks the
  * dying process's queues dead and forgets the process (a later process reusing its pid is not a
- * consumer). A lone thread exiting is no death: only the main thread's exit counts.
+ * consumer). A lone thread exiting is no death: only the main thread's exit counts. The first hook to
+ * fire wins: for kill -9 that is normally signal_generate, in the killer.
  */
 #define COREDUMP_SIGNALS ((1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 8) | (1u << 11) | \
                           (1u << 24) | (1u << 25) | (1u << 31)) /* QUIT ILL TRAP ABRT BUS FPE SEGV XCPU XFSZ SYS */
 
+/* Mark the queues of consumer `tgid` dead and forget it. */
+static __always_inline int mark_dead(u32 tgid)
+{
+    u64 *maskp = consumers.lookup(&tgid);
+    if (!maskp)
+        return 0;
+    u64 mask = *maskp, now = bpf_ktime_get_ns();
+    consumers.delete(&tgid);
+    for (int i = 0; i < XGW_MAX_QUEUES; i++) {
+        if (mask & (1ULL << i)) {
+            int k = i;
+            u64 *d = dead.lookup(&k);
+            if (d)
+                *d = now;
+        }
+    }
+    return 0;
+}
+
+/* The current task is dying: if it belongs to a consumer, mark that consumer dead. */
 static __always_inline int death_notice(int main_thread_only)
 {
     int dk = CFG_PIDNS_DEV, ik = CFG_PIDNS_INO;
@@ -257,20 +283,27 @@ static __always_inline int death_notice(int main_thread_only)
     }
     if (main_thread_only && pid != tgid)
         return 0;
-    u64 *maskp = consumers.lookup(&tgid);
-    if (!maskp)
+    return mark_dead(tgid);
+}
+
+/* raw tracepoint signal_generate(sig, info, task, group, result), in the *sender*: a SIGKILL on its way to a
+ * consumer, noticed at kill() time, before the victim runs again (it may wait for a CPU). Needs the tgid
+ * offset from BTF; consumers in a pid namespace of their own rely on the victim-side hooks below. */
+int xgw_death_kill(struct bpf_raw_tracepoint_args *ctx)
+{
+    if ((u32)ctx->args[0] != 9)
         return 0;
-    u64 mask = *maskp, now = bpf_ktime_get_ns();
-    consumers.delete(&tgid);
-    for (int i = 0; i < XGW_MAX_QUEUES; i++) {
-        if (mask & (1ULL << i)) {
-            int k = i;
-            u64 *d = dead.lookup(&k);
-            if (d)
-                *d = now;
-        }
-    }
-    return 0;
+    int result = (int)ctx->args[4];
+    if (result == 1 || result == 3) /* TRACE_SIGNAL_IGNORED, TRACE_SIGNAL_OVERFLOW_FAIL */
+        return 0;
+    int ok = CFG_TASK_TGID_OFF, ik = CFG_PIDNS_INO;
+    u64 *off = config.lookup(&ok), *ino = config.lookup(&ik);
+    if (!off || !*off || !ino || *ino)
+        return 0;
+    u32 tgid = 0;
+    if (bpf_probe_read_kernel(&tgid, sizeof(tgid), (void *)ctx->args[2] + (*off - 1)))
+        return 0;
+    return mark_dead(tgid);
 }
 
 /* kprobe on do_group_exit(): exit_group() and every fatal signal (after a core dump) go through it. */

@@ -1,8 +1,9 @@
-/* Small libbpf helpers: identify a loaded program by id, pin/open maps, sum per-CPU counters. */
+/* Small libbpf helpers: identify a loaded program by id, pin/open maps, sum per-CPU counters, BTF offsets. */
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 
 /* Copy the name of program `id` into `name`; returns 0, or -errno (e.g. -ENOENT: gone). */
 int xgw_prog_name_by_id(uint32_t id, char *name, size_t namelen)
@@ -77,4 +78,37 @@ int xgw_prog_map_fd(uint32_t prog_id, const char *name)
         close(mfd);
     }
     return -ENOENT;
+}
+
+/* Byte offset of `member` in the kernel's `struct sname` (vmlinux BTF), looking into anonymous
+ * struct/union members (e.g. randomized layouts). Returns the offset, or -errno (-ENOENT: no such member,
+ * or no kernel BTF). Lets a tracing program read a field without the kernel's own headers. */
+static int xgw_btf_find_member(const struct btf *btf, __u32 type_id, const char *member, __u32 base)
+{
+    const struct btf_type *t = btf__type_by_id(btf, btf__resolve_type(btf, type_id));
+    if (!t || !btf_is_composite(t))
+        return -ENOENT;
+    const struct btf_member *m = btf_members(t);
+    for (__u16 i = 0; i < btf_vlen(t); i++, m++) {
+        __u32 bit = btf_member_bit_offset(t, i);
+        if (m->name_off == 0) { /* anonymous struct/union: search inside */
+            int off = xgw_btf_find_member(btf, m->type, member, base + bit / 8);
+            if (off >= 0)
+                return off;
+        } else if (!strcmp(btf__name_by_offset(btf, m->name_off), member)) {
+            return bit % 8 ? -EINVAL : (int)(base + bit / 8);
+        }
+    }
+    return -ENOENT;
+}
+
+int xgw_btf_member_offset(const char *sname, const char *member)
+{
+    struct btf *btf = btf__load_vmlinux_btf();
+    if (!btf)
+        return errno ? -errno : -ENOENT;
+    int id = btf__find_by_name_kind(btf, sname, BTF_KIND_STRUCT);
+    int off = id < 0 ? -ENOENT : xgw_btf_find_member(btf, (__u32)id, member, 0);
+    btf__free(btf);
+    return off;
 }

@@ -172,13 +172,15 @@ def main() -> None:
     if args.json:
         print(json.dumps(results))
         return
-    print("after SIGKILL of the consumer (feed at ~1 packet / 10 µs), median / max over rounds")
+    print("after SIGKILL of the consumer (feed at ~1 packet / 10 µs), (median, max) over rounds; the first packet "
+          "at the kernel comes late also when the sender itself stalls (busy machine)")
     for name, res in results.items():
-        print(f"{name:26} black hole {res['black_hole_us']} µs, lost window {res['lost_window_us']} µs, "
-              f"notice {res['notice_us']} µs, lost {res['lost_after_kill']} packets")
+        print(f"{name:26} notice {res['notice_us']} µs, lost window {res['lost_window_us']} µs, lost "
+              f"{res['lost_after_kill']} packets; first packet at the kernel {res['black_hole_us']} µs")
         for r in res["rounds"]:
-            print(f"{'':28}black hole {r['black_hole_us']} µs, lost {r['lost_after_kill']} (window "
-                  f"{r['lost_window_us']:.0f} µs), notice {r['notice_us']} µs, sender gap {r['sender_gap_us']:.0f} µs")
+            notice = f"{r['notice_us']:.0f} µs" if r["notice_us"] else "-"
+            print(f"{'':28}notice {notice}, lost {r['lost_after_kill']} (window {r['lost_window_us']:.0f} µs), first "
+                  f"at the kernel {r['black_hole_us']:.0f} µs (sender gap {r['sender_gap_us']:.0f} µs)")
 
 
 def summary(rows: list[dict]) -> dict:

@@ -8,6 +8,7 @@ test process can read the program's counters and death flags after the consumer 
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing as mp
 import os
@@ -133,6 +134,42 @@ def test_dead_consumer_hands_its_feed_to_the_kernel_and_a_new_one_takes_it_back(
             w.join(5)
         prog.close()
         ksock.close()
+
+
+def test_kill_9_is_noticed_in_the_killer(lab, monkeypatch):
+    """With only the sender-side hook (signal_generate), kill -9 is noticed without the victim's help."""
+    import xdpgw.bpf as bpf
+
+    monkeypatch.setattr(bpf, "DEATH_HOOKS", tuple(h for h in bpf.DEATH_HOOKS if h[1] == "signal_generate"))
+    prog = shared_program(lab)
+    p = None
+    try:
+        assert prog.death_notice == ("raw_tracepoint:signal_generate",)
+        p, conn = start_consumer(lab, prog)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(10)
+        assert prog.dead_queues() == [0]
+        send_frames(lab, feed_frames(lab, [b"x"] * 5))
+        deadline = time.monotonic() + 3
+        while prog.counters()[0]["consumer_gone"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert prog.counters()[0]["consumer_gone"] == 5
+    finally:
+        if p is not None and p.is_alive():
+            p.kill()
+        prog.close()
+
+
+def test_btf_member_offsets():
+    """The sender-side hook reads task_struct.tgid at the offset the running kernel's BTF gives."""
+    from xdpgw._xsk import lib
+
+    tgid, pid = lib.xgw_btf_member_offset(b"task_struct", b"tgid"), lib.xgw_btf_member_offset(b"task_struct", b"pid")
+    if tgid == -errno.ENOENT and not os.path.exists("/sys/kernel/btf/vmlinux"):
+        pytest.skip("no kernel BTF here: the victim-side hooks carry the death notice alone")
+    assert tgid == pid + 4 > 4  # pid_t pid; pid_t tgid;
+    assert lib.xgw_btf_member_offset(b"task_struct", b"no_such_member") == -errno.ENOENT
+    assert lib.xgw_btf_member_offset(b"no_such_struct", b"tgid") == -errno.ENOENT
 
 
 def test_a_thread_exiting_is_no_death(lab):

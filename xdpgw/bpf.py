@@ -37,11 +37,14 @@ PINNED_MAPS = ("counters", "feed_ports", "xsks", "config", "allowed_src")
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 MODE_FLAGS = {"skb": 1 << 1, "drv": 1 << 2}
 FLAG_ALLOWLIST, FLAG_DENY_DROP, FLAG_RATE_CAP, FLAG_WATCHDOG = 1, 2, 4, 8
-CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS, CFG_PIDNS_DEV, CFG_PIDNS_INO = range(6)
+(CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS, CFG_PIDNS_DEV, CFG_PIDNS_INO,
+ CFG_TASK_TGID_OFF) = range(7)
 PROC_PID_INIT_INO = 0xEFFFFFFC  # inode of the root pid namespace
 # Death notice hooks (bpf/xdpgw_rx.c): every one the kernel offers is attached; any one of them is enough
-# for kill -9 (kprobes may be compiled out: then the raw tracepoints carry it).
-DEATH_HOOKS = (("kprobe", "do_group_exit", "xgw_death_kprobe"),
+# for kill -9 (kprobes may be compiled out: then the raw tracepoints carry it). signal_generate runs in the
+# killer (needs the kernel's BTF), the others in the dying process.
+DEATH_HOOKS = (("raw_tracepoint", "signal_generate", "xgw_death_kill"),
+               ("kprobe", "do_group_exit", "xgw_death_kprobe"),
                ("raw_tracepoint", "signal_deliver", "xgw_death_signal"),
                ("raw_tracepoint", "sched_process_exit", "xgw_death_exit"))
 
@@ -239,6 +242,11 @@ class XdpProgram:
                         errors.append("kprobes: not in this kernel")
                         continue
                     self._bpf.attach_kprobe(event=target.encode(), fn_name=fn.encode())
+                elif target == "signal_generate":
+                    if not self._task_tgid_offset():
+                        errors.append("signal_generate: no kernel BTF for task_struct.tgid")
+                        continue
+                    self._bpf.attach_raw_tracepoint(tp=target.encode(), fn_name=fn.encode())
                 else:
                     self._bpf.attach_raw_tracepoint(tp=target.encode(), fn_name=fn.encode())
             except Exception as exc:  # BCC raises bare Exception
@@ -250,6 +258,14 @@ class XdpProgram:
             self.notes.append(
                 "no death notice (" + "; ".join(errors) + "): after kill -9 of a consumer its feed goes back to "
                 "the kernel only when the dead socket closes (tens of ms); bound that with --watchdog-us")
+
+    def _task_tgid_offset(self) -> bool:
+        """Tell the program where task_struct.tgid is (from the kernel's BTF); False if unknown."""
+        from xdpgw._xsk import lib
+
+        off = lib.xgw_btf_member_offset(b"task_struct", b"tgid")
+        self._set_config(CFG_TASK_TGID_OFF, off + 1 if off >= 0 else 0)
+        return off >= 0
 
     def _detach_death_notice(self) -> None:
         for hook in self.death_notice:

@@ -105,9 +105,18 @@ class Lab:
                 time.sleep(0.02)
 
     def down(self) -> None:
-        """Remove the namespaces (and with them the veth); also a veth stranded in this namespace."""
+        """Remove the namespaces (and with them the veth and any XDP program on it); also a veth stranded
+        in this namespace, and what a killed gateway leaves outside them (pinned maps, state files)."""
+        import shutil
+
+        from xdpgw.bpf import pin_dir, state_path
+
         for ns in (self.tx_ns, self.rx_ns):
             if ns in netns.listnetns():
+                with contextlib.suppress(Exception), in_netns(ns):
+                    for ifname in (self.tx_if, self.rx_if):
+                        shutil.rmtree(pin_dir(ifname), ignore_errors=True)
+                        state_path(ifname).unlink(missing_ok=True)
                 with contextlib.suppress(Exception):
                     netns.remove(ns)
         with IPRoute() as ipr:

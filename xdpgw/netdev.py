@@ -72,8 +72,15 @@ def netns_tag() -> str:
     """"" in the initial network namespace, else "@ns<inode>" (keeps pin paths of namespaces apart)."""
     try:
         own = os.stat("/proc/thread-self/ns/net").st_ino
-        init = os.stat("/proc/1/ns/net").st_ino
     except OSError:
+        return ""
+    for ref in ("/proc/2/ns/net", "/proc/1/ns/net"):  # kthreadd lives in the initial namespace; init may
+        try:                                           # be unreadable (a sandbox's own pid 1)
+            init = os.stat(ref).st_ino
+            break
+        except OSError:
+            continue
+    else:
         return ""
     return "" if own == init else f"@ns{own}"
 

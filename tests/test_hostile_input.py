@@ -317,6 +317,18 @@ def _flip_last(frame: bytes) -> bytes:
     return frame[:-1] + bytes([frame[-1] ^ 0xFF])
 
 
+def _partial_checksum(frame: bytes, v6: bool) -> bytes:
+    """The frame as a local sender leaves it with checksum offload (CHECKSUM_PARTIAL over a veth): the UDP
+    checksum field holds only the pseudo-header sum, folded, not complemented."""
+    addrs = frame[22:54] if v6 else frame[26:34]
+    udp = 54 if v6 else 34
+    s = sum(int.from_bytes(addrs[i:i + 2], "big") for i in range(0, len(addrs), 2)) + 17
+    s += int.from_bytes(frame[udp + 4:udp + 6], "big")
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return frame[:udp + 6] + s.to_bytes(2, "big") + frame[udp + 8:]
+
+
 @pytest.mark.xdp
 def test_bad_udp_checksums_are_dropped_by_the_consumer(rig):
     """The program redirects them (it never sums payloads); the consumer drops them, as the kernel would."""
@@ -334,8 +346,11 @@ def test_bad_udp_checksums_are_dropped_by_the_consumer(rig):
     word = bytes(eth(r) / ip4(r) / udp() / b"sum0\0\0")[40:42]  # the checksum with the word at 0
     ffff = bytes(eth(r) / ip4(r) / udp() / (b"sum0" + word))
     assert UDP(ffff[34:]).chksum == 0xFFFF
-    ok = [bytes(eth(r) / ip4(r) / udp(chksum=0) / b"v4-no-sum"), ffff]
-    assert_class(r, "right udp checksum", ok, deliver=[b"v4-no-sum", b"sum0" + word], **REDIRECTED)
+    ok = [bytes(eth(r) / ip4(r) / udp(chksum=0) / b"v4-no-sum"), ffff,
+          _partial_checksum(bytes(eth(r) / ip4(r) / udp() / b"partial4"), v6=False),
+          _partial_checksum(bytes(eth(r) / ip6(r) / udp() / b"partial6"), v6=True)]
+    assert_class(r, "right udp checksum", ok, deliver=[b"v4-no-sum", b"sum0" + word, b"partial4", b"partial6"],
+                 **REDIRECTED)
     assert r.rx.stats()["bad_checksum"] - before == len(bad)
     check_still_flowing(r, 15)
 

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
 from xdpgw.errors import GatewayError
 from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.decode import Decoded, Decoder
@@ -101,7 +103,8 @@ class FeedHandler:
         self.subscription = Subscription(symbols, locates)
         self.arbitrating = False
         self.delivered = 0
-        self.by_type: dict[str, int] = {}
+        self._type_counts = np.zeros(256, np.int64)  # delivered messages by type code, but for:
+        self._uncounted: list[np.ndarray] = []  # type codes of recent deliveries (counted in batches)
         self.decode_errors: dict[str, int] = {}
 
     def on_batch(self, batch: Batch, line: int = 0) -> Decoded | None:
@@ -134,7 +137,7 @@ class FeedHandler:
         s = self.sequencer.counters
         out: dict[str, Any] = {
             "messages": self.delivered,
-            "messages_by_type": dict(self.by_type),
+            "messages_by_type": self.by_type,
             "gaps": s["gaps"],
             "missing": s["missing"],
             "duplicates": s["duplicates"] + s["late"],
@@ -196,6 +199,20 @@ class FeedHandler:
         if not len(out):
             return None
         self.delivered += len(out)
-        for t, recs in out.by_type.items():
-            self.by_type[t] = self.by_type.get(t, 0) + len(recs)
+        self._uncounted.append(out.type)  # delivered messages are all valid
+        if len(self._uncounted) >= 64:
+            self._count_types()
         return out
+
+    def _count_types(self) -> None:
+        if self._uncounted:
+            types = self._uncounted[0] if len(self._uncounted) == 1 else np.concatenate(self._uncounted)
+            self._type_counts += np.bincount(types, minlength=256)
+            self._uncounted = []
+
+    @property
+    def by_type(self) -> dict[str, int]:
+        """Delivered messages by ITCH type letter."""
+        self._count_types()
+        codes = np.flatnonzero(self._type_counts)
+        return dict(zip((chr(c) for c in codes.tolist()), self._type_counts[codes].tolist(), strict=True))

@@ -7,6 +7,7 @@ the type's record dtype. Python work per burst is a handful of numpy calls, inde
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +35,6 @@ _VOID = {t: np.dtype((np.void, n)) for t, n in itch.SIZES.items()}
 _I64, _U32 = np.dtype(np.int64), np.dtype(np.uint32)
 # s->info layout written by xgw_mold_split (csrc/mold.c, XGW_MI_*)
 _MI_PKT_ERR, _MI_TYPES, _MI_SIZE = 16, 32, 32 + 4 * 256
-_SCRATCH = {"pkt_session": "p_sess", "pkt_seq": "p_seq", "pkt_count": "p_count", "pkt_nmsg": "p_nmsg",
-            "pkt_err": "p_err", "msg_pkt": "m_pkt", "msg_off": "m_off", "msg_len": "m_len", "msg_seq": "m_seq",
-            "msg_type": "m_type", "msg_err": "m_err"}
 
 
 class BurstFacts:
@@ -68,6 +66,12 @@ class Decoded:
     what the sequencer delivers, the valid prefix it believed), ``pkt_error``, ``pkt_ts_ns``. ``errors`` counts the named decode errors. ``facts`` is set by
     the decoder on simple bursts (see :class:`BurstFacts`) and ``None`` on anything derived
     (``take``, ``concat``): whoever edits a ``Decoded`` in place must reset it to ``None``.
+
+    Message arrays are never edited in place (``take``/``slice``/``concat`` make new objects), so each
+    object may cache how its records lie in memory: ``_raw`` holds every valid record grouped by type
+    (ascending code, message order within a type, as the decoder's gather writes them) with ``_grouped``
+    the message of each record; ``_pack`` is ``(bytes, per-message byte offset)``. That lets ``take``
+    and ``concat`` move all records in one fancy index instead of one copy per type.
     """
 
     seq: np.ndarray
@@ -85,6 +89,11 @@ class Decoded:
     pkt_ts_ns: np.ndarray
     errors: dict[str, int] = field(default_factory=dict)
     facts: BurstFacts | None = None
+    _raw: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _grouped: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _pack: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)
+    _specials: int = field(default=-1, repr=False, compare=False)  # heartbeats + ends of session; -1: unknown
+    _clean: bytes | None = field(default=None, repr=False, compare=False)  # all valid, all of this session
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -94,6 +103,11 @@ class Decoded:
         u8, u64 = np.zeros(0, np.uint8), np.zeros(0, np.uint64)
         return cls(u64, np.zeros(0, np.int64), u8, u8, np.zeros(0, np.uint16), {}, {}, np.zeros(0, "S10"), u64,
                    np.zeros(0, np.uint16), np.zeros(0, np.uint32), u8, u64, {})
+
+    @property
+    def specials(self) -> bool:
+        """May it hold a heartbeat or an end of session? (False only when the decoder saw none.)"""
+        return self._specials != 0
 
     # --- per-packet facts -------------------------------------------------------------------------
     @property
@@ -120,27 +134,28 @@ class Decoded:
         idx = np.asarray(idx)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
-        n = len(self.seq)
-        pos = np.full(n, -1, dtype=np.int64)
-        pos[idx] = np.arange(len(idx))
-        monotonic = len(idx) < 2 or bool((idx[1:] > idx[:-1]).all())
-        by_type, index_by_type = {}, {}
-        for t, recs in self.by_type.items():
-            p = pos[self.index_by_type[t]]
-            keep = p >= 0
-            if not keep.any():
-                continue
-            raw = recs.view(_VOID[t])  # unstructured copies are plain memcpy, much faster
-            if not keep.all():
-                p, raw = p[keep], raw[keep]
-            if not monotonic and len(p) > 1 and (np.diff(p) < 0).any():
-                order = np.argsort(p, kind="stable")
-                p, raw = p[order], raw[order]
-            by_type[t], index_by_type[t] = raw.view(itch.DTYPES[t]), p.astype(np.int32)
-        return Decoded(self.seq[idx], self.pkt[idx], self.type[idx], self.error[idx], self.length[idx],
+        return gather([self], [idx])
+
+    def slice(self, a: int, b: int) -> Decoded:
+        """Messages ``a`` to ``b - 1`` as views (a few numpy calls whatever the types); packet arrays kept."""
+        by_type: dict[str, np.ndarray] = {}
+        index_by_type: dict[str, np.ndarray] = {}
+        if self.by_type:
+            key, starts, codes = self._group_key()
+            q = np.empty(2 * len(codes), np.int64)
+            q[0::2] = codes + a
+            q[1::2] = codes + b
+            rows = np.searchsorted(key, q).tolist()
+            rel = self._grouped_index() - np.int32(a)
+            for k, (t, i0) in enumerate(zip(self.by_type, starts, strict=True)):
+                lo, hi = rows[2 * k], rows[2 * k + 1]
+                if hi > lo:
+                    by_type[t], index_by_type[t] = self.by_type[t][lo - i0 : hi - i0], rel[lo:hi]
+        raw, off = self.packing()
+        return Decoded(self.seq[a:b], self.pkt[a:b], self.type[a:b], self.error[a:b], self.length[a:b],
                        by_type, index_by_type,
                        self.pkt_session, self.pkt_seq, self.pkt_count, self.pkt_nmsg, self.pkt_error,
-                       self.pkt_ts_ns, dict(self.errors))
+                       self.pkt_ts_ns, dict(self.errors), _pack=(raw, off[a:b]))
 
     @staticmethod
     def concat(parts: list[Decoded]) -> Decoded:
@@ -150,29 +165,41 @@ class Decoded:
             return Decoded.empty()
         if len(parts) == 1:
             return parts[0]
-        moff = np.cumsum([0] + [len(p.seq) for p in parts])
-        poff = np.cumsum([0] + [len(p.pkt_seq) for p in parts])
-        by_type: dict[str, np.ndarray] = {}
-        index_by_type: dict[str, np.ndarray] = {}
-        for t in itch.TYPES:
-            have = [(k, p) for k, p in enumerate(parts) if t in p.by_type]
-            if have:
-                # via raw bytes: concatenating big-endian records would convert them to native order
-                by_type[t] = np.concatenate([p.by_type[t].view(_VOID[t]) for _, p in have]).view(itch.DTYPES[t])
-                index_by_type[t] = np.concatenate(
-                    [p.index_by_type[t] + np.int32(moff[k]) for k, p in have]).astype(np.int32)
-        errors: dict[str, int] = {}
-        for p in parts:
-            for k, v in p.errors.items():
-                errors[k] = errors.get(k, 0) + v
+        return gather(parts)
 
-        def cat(name: str) -> np.ndarray:
-            return np.concatenate([getattr(p, name) for p in parts])
+    # --- memory layout (see the class docstring) ----------------------------------------------------
+    def packing(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(record bytes, per-message byte offset into them)``; offsets of invalid messages mean nothing."""
+        if self._pack is None:
+            off = np.zeros(len(self.seq), np.int64)
+            if self.by_type:
+                raw, grouped = self._raw, self._grouped_index()
+                if raw is None:
+                    raw = np.concatenate([_as_bytes(r) for r in self.by_type.values()])
+                sz = _SIZES64.take(self.type.take(grouped))
+                starts = sz.cumsum()
+                starts -= sz
+                off[grouped] = starts
+            else:
+                raw = _NO_BYTES
+            self._pack = (raw, off)
+        return self._pack
 
-        pkt = np.concatenate([p.pkt + poff[k] for k, p in enumerate(parts)])
-        return Decoded(cat("seq"), pkt, cat("type"), cat("error"), cat("length"), by_type, index_by_type,
-                       cat("pkt_session"), cat("pkt_seq"), cat("pkt_count"), cat("pkt_nmsg"),
-                       cat("pkt_error"), cat("pkt_ts_ns"), errors)
+    def _grouped_index(self) -> np.ndarray:
+        """Every valid message's index, type group after type group (in ``by_type`` order)."""
+        if self._grouped is None:
+            ix = list(self.index_by_type.values())
+            self._grouped = (ix[0] if len(ix) == 1 else np.concatenate(ix)) if ix else _EMPTY_I32
+        return self._grouped
+
+    def _group_key(self) -> tuple[np.ndarray, list[int], np.ndarray]:
+        """A sorted key over ``_grouped_index`` (group number << 32 | message index), each group's
+        first position, and each group's number << 32: one ``searchsorted`` finds rows of every type."""
+        counts = [len(r) for r in self.by_type.values()]
+        starts = np.cumsum([0] + counts[:-1]).tolist()
+        grp = np.arange(len(counts), dtype=np.int64) << 32
+        key = np.repeat(grp, counts) | self._grouped_index()
+        return key, starts, grp
 
     # --- per-message view (debugging and user code, off the hot path) -------------------------------
     def records(self) -> Iterator[tuple[int, np.void | None]]:
@@ -199,52 +226,170 @@ class Decoded:
             yield d
 
 
-class Decoder:
-    """Reusable scratch space for :func:`decode_batch` (one per thread).
+_NO_BYTES = np.zeros(0, np.uint8)
+_LETTER = [chr(c) for c in range(256)]
 
-    The scratch arrays only grow; their C pointers are set once per growth in one struct, so a call
-    costs two C calls, one copy per output array and one view per present type.
+
+def _as_bytes(recs: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(recs).view(np.uint8).reshape(-1)
+
+
+def gather(parts: list[Decoded], picks: list[np.ndarray | slice | None] | None = None,
+           order: np.ndarray | None = None, clean: bool = False) -> Decoded:
+    """Messages ``picks[k]`` (indices, a slice or None for all) of ``parts[k]``, one part after the other,
+    then reordered by ``order`` if given (``clean``: every message is known to be valid). Records move
+    in one C call (no per-type copies)."""
+    picks = picks or [None] * len(parts)
+    packs = [p.packing() for p in parts]
+    if len(parts) == 1:
+        p, sel = parts[0], picks[0]
+        if sel is None:
+            sel = slice(None)
+        seq, typ, err, length, pkt = p.seq[sel], p.type[sel], p.error[sel], p.length[sel], p.pkt[sel]
+        raw, off = packs[0][0], packs[0][1][sel]
+        pkt_arrays = [p.pkt_session, p.pkt_seq, p.pkt_count, p.pkt_nmsg, p.pkt_error, p.pkt_ts_ns]
+        errors = dict(p.errors)
+    else:
+        cols: list[list[np.ndarray]] = [[] for _ in range(13)]
+        (seqs, typs, errs, lens, pkts, offs, raws, p_sess, p_seq, p_count, p_nmsg, p_err, p_ts) = cols
+        errors: dict[str, int] = {}
+        po = bo = 0
+        for p, pk, (r, o) in zip(parts, picks, packs, strict=True):
+            s = slice(None) if pk is None else pk
+            seqs.append(p.seq[s])
+            typs.append(p.type[s])
+            errs.append(p.error[s])
+            lens.append(p.length[s])
+            pkts.append(p.pkt[s] + po if po else p.pkt[s])
+            offs.append(o[s] + bo if bo else o[s])
+            raws.append(r)
+            p_sess.append(p.pkt_session)
+            p_seq.append(p.pkt_seq)
+            p_count.append(p.pkt_count)
+            p_nmsg.append(p.pkt_nmsg)
+            p_err.append(p.pkt_error)
+            p_ts.append(p.pkt_ts_ns)
+            po += len(p.pkt_seq)
+            bo += len(r)
+            for k, v in p.errors.items():
+                errors[k] = errors.get(k, 0) + v
+        cat = np.concatenate
+        seq, typ, err, length, pkt, off, raw, *pkt_arrays = (cat(c) for c in cols)
+    if order is not None:
+        seq, typ, err, length, pkt, off = seq[order], typ[order], err[order], length[order], pkt[order], off[order]
+    by_type, index_by_type, new_raw, grouped = _group(typ, err, off, raw, clean)
+    return Decoded(seq, pkt, typ, err, length, by_type, index_by_type, *pkt_arrays, errors,
+                   _raw=new_raw, _grouped=grouped)
+
+
+class _GroupScratch(threading.local):
+    """Per thread: the C gather's struct, with numpy views of its per-type tables (no copying in)."""
+
+    def __init__(self) -> None:
+        self.sc = ffi.new("struct xgw_mold_scratch *")
+        self.sizes = ffi.from_buffer("uint8_t[]", itch.SIZE_TABLE)
+        self.sc.sizes = self.sizes
+        self.info = np.zeros(1, np.int64)
+        self.info_c = ffi.from_buffer("int64_t[]", self.info)
+        self.sc.info = self.info_c
+        self.bstart = np.frombuffer(ffi.buffer(self.sc.bstart), np.int64)
+        self.istart = np.frombuffer(ffi.buffer(self.sc.istart), np.int64)
+
+
+_scratch = _GroupScratch()
+
+
+def _group(typ: np.ndarray, err: np.ndarray, off: np.ndarray, raw: np.ndarray, clean: bool = False,
+           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Copy every valid message's record (at ``raw[off]``) into one new buffer grouped by type, with the
+    decoder's own C gather (a counting sort): ``(by_type, index_by_type, buffer, grouped indices)``.
+    ``clean``: the caller knows every message is valid."""
+    cnt = np.bincount(typ if clean or not err.any() else typ[err == OK], minlength=256)
+    g = _scratch
+    bstart, istart = g.bstart, g.istart
+    nbytes = cnt * _SIZES64
+    nbytes.cumsum(out=bstart)
+    cnt.cumsum(out=istart)
+    total, nvalid = int(bstart[-1]), int(istart[-1])
+    if not nvalid:
+        return {}, {}, _NO_BYTES, _EMPTY_I32
+    bstart -= nbytes
+    istart -= cnt
+    out = np.empty(total, np.uint8)
+    order = np.empty(nvalid, np.int32)
+    g.info[0] = len(typ)
+    sc = g.sc
+    typ, err, off = (np.ascontiguousarray(a) for a in (typ, err, off))
+    keep = (ffi.from_buffer("uint8_t[]", typ), ffi.from_buffer("uint8_t[]", err),
+            ffi.from_buffer("int64_t[]", off))
+    sc.msg_type, sc.msg_err, sc.msg_off = keep
+    lib.xgw_mold_gather(sc, ffi.from_buffer("uint8_t[]", raw), ffi.from_buffer("uint8_t[]", out),
+                        ffi.from_buffer("int32_t[]", order))
+    present = cnt.nonzero()[0]
+    by_type, index_by_type = {}, {}
+    for c, n, b, i in zip(present.tolist(), cnt[present].tolist(), bstart[present].tolist(),
+                          istart[present].tolist(), strict=True):
+        t, dt = _BY_CODE[c]
+        by_type[t], index_by_type[t] = np.ndarray(n, dt, out, b), order[i : i + n]
+    return by_type, index_by_type, out, order
+
+
+_MSG_COLS = (("uint64_t *", np.uint64), ("int64_t *", np.int64), ("uint8_t *", np.uint8), ("uint8_t *", np.uint8),
+             ("uint16_t *", np.uint16))  # seq, pkt, type, error, length
+_PKT_COLS = (("char *", "S10"), ("uint64_t *", np.uint64), ("uint16_t *", np.uint16), ("uint32_t *", np.uint32),
+             ("uint8_t *", np.uint8))  # session, seq, count, blocks found, error
+
+
+class Decoder:
+    """C scratch for :func:`decode_batch` (one per thread).
+
+    The splitter writes the per-message and per-packet arrays straight into blocks that the returned
+    ``Decoded`` views (no copies): each call takes the next free rows and a full block is replaced,
+    never reused, so whatever earlier calls returned stays valid (it keeps its block alive). A call
+    costs two C calls, a few pointer moves and one view per array and per present type.
     """
 
-    def __init__(self, capacity: int = 1 << 14, packets: int = 256) -> None:
+    def __init__(self, capacity: int = 1 << 14, packets: int = 4096) -> None:
         self._s = ffi.new("struct xgw_mold_scratch *")
         self._info = np.zeros(_MI_SIZE, np.int64)
-        self._keep: list[Any] = []
-        self._grow(capacity, packets)
-
-    def _grow(self, msgs: int, pkts: int) -> None:
-        self.cap_msgs, self.cap_pkts = msgs, pkts
-        self.m_pkt = np.empty(msgs, np.int64)
-        self.m_off = np.empty(msgs, np.int64)
-        self.m_len = np.empty(msgs, np.uint16)
-        self.m_seq = np.empty(msgs, np.uint64)
-        self.m_type = np.empty(msgs, np.uint8)
-        self.m_err = np.empty(msgs, np.uint8)
-        self.p_sess = np.empty(pkts, "S10")
-        self.p_seq = np.empty(pkts, np.uint64)
-        self.p_count = np.empty(pkts, np.uint16)
-        self.p_nmsg = np.empty(pkts, np.uint32)
-        self.p_err = np.empty(pkts, np.uint8)
-        s = self._s
         self._keep = [ffi.from_buffer(itch.SIZE_TABLE), ffi.from_buffer(self._info)]
-        s.sizes = ffi.cast("uint8_t *", self._keep[0])
-        s.info = ffi.cast("int64_t *", self._keep[1])
-        s.cap_msgs = msgs
-        for name, ctype in (("pkt_session", "char *"), ("pkt_seq", "uint64_t *"), ("pkt_count", "uint16_t *"),
-                            ("pkt_nmsg", "uint32_t *"), ("pkt_err", "uint8_t *"), ("msg_pkt", "int64_t *"),
-                            ("msg_off", "int64_t *"), ("msg_len", "uint16_t *"), ("msg_seq", "uint64_t *"),
-                            ("msg_type", "uint8_t *"), ("msg_err", "uint8_t *")):
-            arr = getattr(self, _SCRATCH[name])
-            cdata = ffi.from_buffer(arr)
-            self._keep.append(cdata)
-            setattr(s, name, ffi.cast(ctype, cdata))
+        self._s.sizes = ffi.cast("uint8_t *", self._keep[0])
+        self._s.info = ffi.cast("int64_t *", self._keep[1])
+        self.block_msgs, self.block_pkts = capacity, packets
+        self._msg_block(capacity)
+        self._pkt_block(packets)
+
+    @staticmethod
+    def _carve(cols: tuple[tuple[str, Any], ...], rows: int) -> tuple[list[np.ndarray], list[Any], list[Any]]:
+        arrays = [np.empty(rows, dt) for _, dt in cols]
+        bufs = [ffi.from_buffer(a) for a in arrays]
+        return arrays, bufs, [ffi.cast(ct, b) for (ct, _), b in zip(cols, bufs, strict=True)]
+
+    def _msg_block(self, rows: int) -> None:
+        self._m, self._mbufs, self._mp = self._carve(_MSG_COLS, rows)
+        self.m_off = np.empty(rows, np.int64)  # scratch only (offsets into the batch buffer)
+        self._off_buf = ffi.from_buffer(self.m_off)
+        self._s.msg_off = ffi.cast("int64_t *", self._off_buf)
+        self._mcur, self._mcap = 0, rows
+
+    def _pkt_block(self, rows: int) -> None:
+        self._p, self._pbufs, self._pp = self._carve(_PKT_COLS, rows)
+        self._pcur, self._pcap = 0, rows
+
+    def _point(self, mc: int, pc: int) -> None:
+        """Aim the splitter at the free rows (message row ``mc``, packet row ``pc``)."""
+        s, mp, pp = self._s, self._mp, self._pp
+        s.msg_seq, s.msg_pkt, s.msg_type, s.msg_err, s.msg_len = mp[0] + mc, mp[1] + mc, mp[2] + mc, mp[3] + mc, mp[4] + mc
+        s.pkt_session, s.pkt_seq, s.pkt_count, s.pkt_nmsg, s.pkt_err = (
+            pp[0] + 10 * pc, pp[1] + pc, pp[2] + pc, pp[3] + pc, pp[4] + pc)
+        s.cap_msgs = self._mcap - mc
 
     def decode(self, batch: Batch) -> Decoded:
         n = batch.count
         if n == 0:
             return Decoded.empty()
-        if n > self.cap_pkts:
-            self._grow(self.cap_msgs, n)
+        if self._pcur + n > self._pcap:
+            self._pkt_block(max(self.block_pkts, n))
         buf, offs, lens = batch.buf, batch.offsets, batch.lengths
         if not buf.flags.c_contiguous:
             buf = np.ascontiguousarray(buf)
@@ -254,17 +399,23 @@ class Decoder:
             lens = np.ascontiguousarray(lens[:n], dtype=np.uint32)
         pbuf = ffi.from_buffer("uint8_t[]", buf)
         poffs, plens = ffi.from_buffer("int64_t[]", offs), ffi.from_buffer("uint32_t[]", lens)
+        mc, pc = self._mcur, self._pcur
+        self._point(mc, pc)
         m = lib.xgw_mold_split(self._s, pbuf, poffs, plens, n)
-        if m < 0:  # more messages than scratch: grow to a bound (a message takes >= 2 bytes) and redo
+        if m < 0:  # more messages than the block has left: a new one, to a bound (a message takes >= 2 bytes)
             need = int(np.maximum(lens[:n].astype(np.int64) - HEADER_SIZE, 0).sum()) // 2 + 1
-            self._grow(max(need, 2 * self.cap_msgs), self.cap_pkts)
+            self._msg_block(max(need, self.block_msgs))
+            mc = 0
+            self._point(mc, pc)
             m = lib.xgw_mold_split(self._s, pbuf, poffs, plens, n)
             if m < 0:  # cannot happen given ``need``; kept as a guard against a bad Batch
                 raise RuntimeError("MoldUDP64 splitter ran out of scratch space: report this as a bug")
+        self._mcur, self._pcur = mc + m, pc + n
         info = self._info
         _, nvalid, nbytes, ntypes, first, end, simple, hb, eos, bad = info[:10].tolist()
         by_type: dict[str, np.ndarray] = {}
         index_by_type: dict[str, np.ndarray] = {}
+        out = order = None
         if nvalid:
             out = np.empty(nbytes, np.uint8)
             order = np.empty(nvalid, np.int32)
@@ -281,13 +432,13 @@ class Decoder:
             for code in (1, 2, BLOCK_OVERRUN, 12, 13):  # packet errors, then message errors (8 + code)
                 if counts[code]:
                     errors[ERROR_NAMES[code & 7]] = counts[code]
-        p_sess = self.p_sess[:n].copy()
+        ma, pa = self._m, self._p
+        me, pe = mc + m, pc + n
+        p_sess = pa[0][pc:pe]
         facts = BurstFacts(p_sess[0], first, end, hb, eos) if simple and not bad else None
-        return Decoded(
-            self.m_seq[:m].copy(), self.m_pkt[:m].copy(), self.m_type[:m].copy(), self.m_err[:m].copy(),
-            self.m_len[:m].copy(), by_type, index_by_type, p_sess, self.p_seq[:n].copy(),
-            self.p_count[:n].copy(), self.p_nmsg[:n].copy(), self.p_err[:n].copy(),
-            batch.ts_ns[:n].astype(np.uint64), errors, facts)
+        return Decoded(ma[0][mc:me], ma[1][mc:me], ma[2][mc:me], ma[3][mc:me], ma[4][mc:me], by_type, index_by_type,
+                       p_sess, pa[1][pc:pe], pa[2][pc:pe], pa[3][pc:pe], pa[4][pc:pe],
+                       batch.ts_ns[:n].astype(np.uint64), errors, facts, out, order, None, hb + eos)
 
 
 _default = Decoder()

@@ -49,6 +49,8 @@ def screen(dec: Decoded) -> tuple[Decoded, np.ndarray | None, dict[str, int]]:
     npk = len(dec.pkt_seq)
     if npk == 0:
         return dec, None, {}
+    if not dec.errors and dec.pkt_seq.min() >= 1 and dec.pkt_seq.max() <= MAX_SEQ:
+        return dec, None, {}  # the decoder saw no error of any kind: only the sequences needed a look
     perr, seq = dec.pkt_error, dec.pkt_seq
     short = perr == SHORT_PACKET
     sane = (seq >= 1) & (seq <= MAX_SEQ)

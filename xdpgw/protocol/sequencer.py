@@ -29,29 +29,19 @@ All work is on arrays; Python loops only over runs of one session and over open 
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from xdpgw.protocol.decode import BurstFacts, Decoded
+from xdpgw.protocol.backlog import Backlog
+from xdpgw.protocol.decode import BurstFacts, Decoded, gather
+from xdpgw.protocol.holes import Hole, HoleTable, RangeLog
 from xdpgw.protocol.moldudp64 import END_OF_SESSION, MAX_COUNT, OK, RetransmitRequest
 from xdpgw.protocol.screen import screen, select
 
+__all__ = ["Candidate", "Hole", "Sequencer", "gap_scan"]
 
-@dataclass(slots=True)
-class Hole:
-    """Sequences ``[start, end)`` not received yet."""
-
-    start: int
-    end: int
-    since: float
-    last_request: float | None = None
-    attempts: int = 0
-
-    @property
-    def size(self) -> int:
-        return self.end - self.start
+Piece = tuple[Decoded, "slice | None"]  # messages to deliver: a burst, or a range of one (see Backlog.take)
 
 
 @dataclass(slots=True)
@@ -93,13 +83,15 @@ class Sequencer:
         self.max_holes_requested = max_holes_requested  # per call: oldest holes first
         self.max_candidates = max_candidates
         self.max_jump, self.max_parked = max_jump, max_parked
+        self._switched = False  # the current call changed the session
+        self.shortcuts = True  # the O(1)-ish paths (_in_order, _beyond); tests turn them off to compare
         self.session: bytes | None = None
         self.next: int | None = first_seq
         self.high = first_seq or 0
         self.sure = first_seq or 0
-        self.pending = Decoded.empty()
-        self.holes: list[Hole] = []
-        self.given_up: deque[tuple[int, int]] = deque(maxlen=1024)
+        self.backlog = Backlog()  # received, waiting for a hole before it: exactly [next, high) minus the holes
+        self.hole_table = HoleTable()
+        self.given_up = RangeLog(maxlen=1024)  # the newest holes given up, for telling late from duplicate
         self.old_sessions: set[bytes] = set()
         self.candidates: dict[bytes, Candidate] = {}
         self.parked: list[tuple[int, int, Decoded]] = []  # (start, end, packet) far ahead, uncorroborated
@@ -118,8 +110,8 @@ class Sequencer:
     def on_decoded(self, dec: Decoded, now: float) -> Decoded:
         """Take one decoded burst; return what can be delivered now, in sequence order."""
         self.last_accepted = 0
-        self._now = now
-        if dec.facts is not None and self._in_order(dec, dec.facts, now):
+        self._switched = False
+        if dec.facts is not None and self.shortcuts and self._in_order(dec, dec.facts, now):
             self.last_input = dec
             self.counters["delivered"] += len(dec)
             return dec if len(dec) else Decoded.empty()
@@ -129,7 +121,7 @@ class Sequencer:
             self.counters[k] += v
         if len(dec.pkt_seq) == 0:
             return Decoded.empty()
-        out: list[Decoded] = []
+        out: list[Piece] = []
         sess = dec.pkt_session
         if (sess == sess[0]).all():
             self._route(dec, well, sess[0], now, out)
@@ -144,7 +136,8 @@ class Sequencer:
 
     def poll(self, now: float) -> Decoded:
         """Advance time without input: re-request and give up holes; may deliver buffered messages."""
-        out: list[Decoded] = []
+        out: list[Piece] = []
+        self._switched = False
         self._expire(now, out)
         return self._finish(out)
 
@@ -158,8 +151,13 @@ class Sequencer:
         return None if self.last_heard is None else now - self.last_heard
 
     def stats(self) -> dict[str, int]:
-        return dict(self.counters, buffered=len(self.pending), open_holes=len(self.holes),
+        return dict(self.counters, buffered=len(self.backlog), open_holes=len(self.hole_table),
                     candidate_sessions=len(self.candidates), parked=len(self.parked))
+
+    @property
+    def holes(self) -> list[Hole]:
+        """The open holes, oldest first (a snapshot for tests and status pages)."""
+        return self.hole_table.rows()
 
     # --- internals --------------------------------------------------------------------------------
     def _in_order(self, dec: Decoded, f: BurstFacts, now: float) -> bool:
@@ -167,8 +165,8 @@ class Sequencer:
         nothing buffered and no hole open. Same effects as the general path; False (and no effect)
         when it does not apply."""
         nxt = self.next
-        if (nxt is None or f.start != nxt or self.high != nxt or f.session != self.session or self.holes
-                or len(self.pending)):
+        if (nxt is None or f.start != nxt or self.high != nxt or f.session != self.session
+                or len(self.hole_table) or len(self.backlog)):
             return False
         self.last_heard = now
         self.counters["heartbeats"] += f.heartbeats
@@ -179,13 +177,22 @@ class Sequencer:
         self.last_accepted = len(dec)
         return True
 
-    def _finish(self, out: list[Decoded]) -> Decoded:
-        res = Decoded.concat(out) if out else Decoded.empty()
+    def _finish(self, out: list[Piece]) -> Decoded:
+        """Everything delivered by this call as one ``Decoded`` (one gather, however many pieces)."""
+        if not out:
+            return Decoded.empty()
+        if len(out) == 1:
+            dec, pick = out[0]
+            res = dec if pick is None else dec.slice(pick.start, pick.stop)
+        else:
+            res = gather([d for d, _ in out], [p for _, p in out], clean=True)  # screened: all valid
+        if res.facts is None and not self._switched:
+            res._clean = self.session  # screened: every message valid, all of the current session
         self.counters["delivered"] += len(res)
         return res
 
     def _route(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float,
-               out: list[Decoded]) -> None:
+               out: list[Piece]) -> None:
         """One run of one session: sequence it, or hold it until its session is confirmed."""
         if session == self.session:
             self._run(dec, now, out)
@@ -195,7 +202,7 @@ class Sequencer:
             self._candidate(dec, well, session, now, out)
 
     def _candidate(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float,
-                   out: list[Decoded]) -> None:
+                   out: list[Piece]) -> None:
         good = len(dec.pkt_seq) if well is None else int(np.count_nonzero(well))
         c = self.candidates.pop(session, None)
         if c is None:
@@ -216,13 +223,14 @@ class Sequencer:
         while len(self.candidates) > self.max_candidates:  # the oldest unconfirmed session goes
             self.counters["unconfirmed"] += self.candidates.pop(next(iter(self.candidates))).messages
 
-    def _adopt(self, session: bytes, c: Candidate, now: float, out: list[Decoded]) -> None:
+    def _adopt(self, session: bytes, c: Candidate, now: float, out: list[Piece]) -> None:
         """``session`` is confirmed: it becomes the current one and its held packets are sequenced."""
         for other in self.candidates.values():
             self.counters["unconfirmed"] += other.messages
         self.candidates.clear()
         held = Decoded.concat(c.parts)
         if self.session is not None:
+            self._switched = True  # what this call delivers may now span two sessions
             self._give_up_all(out)
             self.old_sessions.add(self.session)
             self.counters["unconfirmed"] += sum(len(p) for _, _, p in self.parked)
@@ -235,18 +243,18 @@ class Sequencer:
         self.counters["sessions"] += 1
         self._run(held, now, out)
 
-    def _run(self, dec: Decoded, now: float, out: list[Decoded]) -> None:
+    def _run(self, dec: Decoded, now: float, out: list[Piece]) -> None:
         """One screened run of the current session: park what is far ahead, sequence the rest."""
         starts = dec.pkt_seq.astype(np.int64)
-        far = starts > self.high + self.max_jump
-        if far.any():
+        if len(starts) and int(starts.max()) > self.high + self.max_jump:
+            far = starts > self.high + self.max_jump
             released = self._park(select(dec, far))
             if not far.all():
                 self._sequence(select(dec, ~far), now, out)
             if released is not None:
                 self._sequence(released, now, out)
         else:
-            self._sequence(dec, now, out)
+            self._sequence(dec, now, out, starts)
         if self.parked:  # the feed may have come near what waits aside
             near = [p for p in self.parked if p[0] <= self.high + self.max_jump]
             if near:
@@ -273,44 +281,39 @@ class Sequencer:
                 self.counters["unconfirmed"] += len(self.parked.pop(0)[2])
         return Decoded.concat(back) if back else None
 
-    def _sequence(self, dec: Decoded, now: float, out: list[Decoded]) -> None:
-        """Sequence screened packets of the current session."""
+    def _sequence(self, dec: Decoded, now: float, out: list[Piece], starts: np.ndarray | None = None) -> None:
+        """Sequence screened packets of the current session (``starts``: their sequences as int64)."""
         self.last_heard = now
-        count, ok = dec.pkt_count, dec.pkt_error == OK
-        hb = (count == 0) & ok
-        eos = (count == END_OF_SESSION) & ok
-        self.counters["heartbeats"] += int(hb.sum())
-        if eos.any():
-            self.ended = True
-            self.counters["end_of_session"] += int(eos.sum())
-        starts = dec.pkt_seq.astype(np.int64)
-        ends = starts + dec.pkt_nmsg.astype(np.int64)
-        before, self.high, gap = gap_scan(starts, ends, self.high)
-        cont = gap == 0  # continued what was known: corroborates everything up to its end
-        if cont.any():
-            self.sure = max(self.sure, int(ends[cont].max()))
-        if not cont.all():
-            self.counters["gaps"] += int(np.count_nonzero(gap))
-            self.counters["gap_messages"] += int(gap.sum())
+        if dec.specials:  # heartbeats and ends of session (the decoder says when there are none)
+            count, ok = dec.pkt_count, dec.pkt_error == OK
+            self.counters["heartbeats"] += int(np.count_nonzero((count == 0) & ok))
+            if n_eos := int(np.count_nonzero((count == END_OF_SESSION) & ok)):
+                self.ended = True
+                self.counters["end_of_session"] += n_eos
+        if starts is None:
+            starts = dec.pkt_seq.astype(np.int64)
+        ends = starts + dec.pkt_nmsg
+        if self.shortcuts and self._beyond(dec, starts, ends, now, out):
+            return
+        old_high = self.high
+        before, self.high, gap = gap_scan(starts, ends, old_high)
+        self._corroborate(gap, ends)
+        holes = self.hole_table
+        fresh = holes.extend(old_high, self.high, now)  # what was announced is a hole until it arrives
         if len(dec) == 0:
             self._deliver_ready(out)
             return
         s = dec.seq.astype(np.int64)
         nxt = self.next
-        if not len(self.pending) and s[0] == nxt and s[-1] == nxt + len(s) - 1 and (np.diff(s) == 1).all():
-            out.append(dec)  # the common case: exactly the next messages, in order
+        if not len(self.backlog) and s[0] == nxt and s[-1] == nxt + len(s) - 1 and (np.diff(s) == 1).all():
+            out.append((dec, None))  # the common case: exactly the next messages, in order
             self.next = nxt + len(s)
             self.last_accepted += len(s)
+            holes.fill(s, now, fresh)  # nothing buffered: at most the one hole [next, high), cut at its start
             return
         old = s < nxt
         if old.any():
-            late = np.zeros(len(s), bool)
-            smin = int(s.min())
-            for a, b in reversed(self.given_up):  # newest first; only ranges above the oldest arrival
-                if b <= smin:
-                    break
-                late |= (s >= a) & (s < b)
-            late &= old
+            late = old & self.given_up.holding(s)
             self.counters["late"] += int(late.sum())
             self.counters["duplicates"] += int(old.sum() - late.sum())
             dec = dec.take(~old)
@@ -318,85 +321,137 @@ class Sequencer:
         if not len(s):
             self._deliver_ready(out)
             return
-        merged = Decoded.concat([self.pending, dec]) if len(self.pending) else dec
-        ms = merged.seq.astype(np.int64)
-        uniq, first = np.unique(ms, return_index=True)
-        dups = len(ms) - len(uniq)
-        self.counters["duplicates"] += dups
-        npend = len(self.pending)
-        accepted = first[first >= npend] - npend
-        self.last_accepted += len(accepted)
-        recovered = s[accepted] < before[dec.pkt[accepted]] if len(accepted) else np.zeros(0, bool)
-        self.counters["recovered"] += int(recovered.sum())
-        self.pending = merged.take(first)
+        # accept each sequence once: its first copy in this burst, and only if it fills a hole
+        if len(s) > 1 and not (s[1:] > s[:-1]).all():
+            uniq, first = np.unique(s, return_index=True)
+        else:
+            uniq, first = s, None
+        new = holes.holding(uniq)
+        if not new.all():
+            uniq, first = uniq[new], (np.flatnonzero(new) if first is None else first[new])
+        self.counters["duplicates"] += len(s) - len(uniq)
+        self.last_accepted += len(uniq)
+        if first is not None:
+            dec = dec.take(first)
+        self.counters["recovered"] += int(np.count_nonzero(uniq < before[dec.pkt]))
+        self.backlog.add(dec, uniq)
+        holes.fill(uniq, now, fresh)
         self._deliver_ready(out)
 
-    def _deliver_ready(self, out: list[Decoded]) -> None:
-        """Deliver the contiguous run at ``next`` from the buffer; recompute the holes."""
-        s = self.pending.seq.astype(np.int64)
-        if len(s):
-            run = s - np.arange(len(s)) == self.next
-            k = len(s) if run.all() else int(np.argmin(run))
-            if k:
-                out.append(self.pending.take(np.arange(k)))
-                self.pending = _compact(self.pending.take(np.arange(k, len(s))))
-                self.next += k
-                s = s[k:]
-        self._update_holes(s)
+    def _corroborate(self, gap: np.ndarray, ends: np.ndarray) -> None:
+        """Count the gaps packets opened; a packet that opened none corroborates what comes before its end."""
+        cont = gap == 0
+        if cont.any():
+            self.sure = max(self.sure, int(ends[cont].max()))
+        if not cont.all():
+            self.counters["gaps"] += int(np.count_nonzero(gap))
+            self.counters["gap_messages"] += int(gap.sum())
 
-    def _update_holes(self, s: np.ndarray) -> None:
-        lo = np.r_[self.next - 1, s]
-        hi = np.r_[s, self.high]
-        where = np.flatnonzero(hi - lo > 1)
-        old = self.holes
-        holes = []
-        for i in where.tolist():  # one iteration per open hole
-            start, end = int(lo[i]) + 1, int(hi[i])
-            prev = next((h for h in old if h.start <= start < h.end), None)
-            if prev:  # its wait restarts when it was filled from its start (the data is coming)
-                since = prev.since if prev.start == start else self._now
-                holes.append(Hole(start, end, since, prev.last_request, prev.attempts))
+    def _beyond(self, dec: Decoded, starts: np.ndarray, ends: np.ndarray, now: float, out: list[Piece]) -> bool:
+        """The lossy line's usual burst, without sorting or searching: every packet at or beyond the
+        high-water mark of the one before it (nothing old, nothing repeated, every message new). Its
+        holes are then exactly the gaps in front of its packets, appended after every open hole. Same
+        effects as the general path; False (and no effect) when it does not apply."""
+        old_high = self.high
+        gap = np.empty(len(starts), np.int64)
+        gap[0] = int(starts[0]) - old_high
+        np.subtract(starts[1:], ends[:-1], out=gap[1:])
+        if gap[0] < 0 or (len(gap) > 1 and gap[1:].min() < 0):
+            return False
+        self.high = int(ends[-1])
+        at = np.flatnonzero(gap)
+        if len(at):
+            size = int(gap.sum())
+            self.counters["gaps"] += len(at)
+            self.counters["gap_messages"] += size
+            self.hole_table.append(starts[at] - gap[at], starts[at], size, now, joins=old_high)
+            if at[-1] == len(gap) - 1:  # the last packet opened a gap: the last one that did not corroborates
+                cont = np.flatnonzero(gap == 0)
+                if len(cont):
+                    self.sure = max(self.sure, int(ends[cont[-1]]))
             else:
-                holes.append(Hole(start, end, self._now))
-        self.holes = holes
+                self.sure = max(self.sure, self.high)
+        else:
+            self.sure = max(self.sure, self.high)
+        if len(dec):
+            self.last_accepted += len(dec)
+            self.backlog.add(dec, dec.seq.astype(np.int64))
+        self._deliver_ready(out)
+        return True
 
-    _now = 0.0
+    def _deliver_ready(self, out: list[Piece]) -> None:
+        """Deliver what the buffer holds before the first hole (or everything, without holes)."""
+        ready = self.hole_table.first_start() if len(self.hole_table) else self.high
+        if ready > self.next:
+            out += self.backlog.take(ready)
+            self.next = ready
 
-    def _expire(self, now: float, out: list[Decoded]) -> None:
-        self._now = now
+    def _expire(self, now: float, out: list[Piece]) -> None:
         if self.next is None:
             return
         self._deliver_ready(out)
-        while self.holes and (len(self.pending) > self.max_buffered
-                              or (now - self.holes[0].since >= self.give_up_after
-                                  and self.holes[0].end <= self.sure)):
-            self._skip(self.holes[0], out)
-        if self.retransmit and self.session is not None:
-            for h in self.holes[: self.max_holes_requested]:
-                if h.last_request is None or now - h.last_request >= self.retry_interval:
-                    h.last_request, h.attempts = now, h.attempts + 1
-                    self.actions.append(RetransmitRequest(self.session, h.start, min(h.size, self.max_request)))
-                    self.counters["requests"] += 1
+        k = self._expired(now)
+        if k:
+            self._skip(k, out)
+        holes = self.hole_table
+        if self.retransmit and self.session is not None and len(holes):
+            m = min(len(holes), self.max_holes_requested)
+            last, attempts = holes.col("last")[:m], holes.col("attempts")[:m]
+            due = np.flatnonzero(~(now - last < self.retry_interval))  # NaN (never requested) is due
+            if len(due):
+                last[due] = now
+                attempts[due] += 1
+                st, en = holes.col("start")[due].tolist(), holes.col("end")[due].tolist()
+                for a, b in zip(st, en, strict=True):
+                    self.actions.append(RetransmitRequest(self.session, a, min(b - a, self.max_request)))
+                self.counters["requests"] += len(due)
 
-    def _skip(self, hole: Hole, out: list[Decoded]) -> None:
-        self.counters["missing"] += hole.size
-        self.given_up.append((hole.start, hole.end))
-        self.next = hole.end
+    def _expired(self, now: float) -> int:
+        """How many of the oldest holes are given up now, in order: a hole goes once it waited
+        ``give_up_after`` and the data after it is corroborated, or while the buffer is over its bound."""
+        holes = self.hole_table
+        n = len(holes)
+        if not n:
+            return 0
+        over = len(self.backlog) > self.max_buffered
+        if not over:  # the usual case: look hole by hole, a few at most (a burst's holes share a wait)
+            en, si = holes.col("end"), holes.col("since")
+            wait, sure = self.give_up_after, self.sure
+            k = 0
+            while k < n and k < 8 and now - si[k] >= wait and en[k] <= sure:
+                k += 1
+            if k < 8 or k == n:
+                return k
+        w = 16
+        while True:  # look at a growing prefix: O(holes given up), not O(holes)
+            m = min(w, n)
+            st, en = holes.col("start")[:m], holes.col("end")[:m]
+            go = (now - holes.col("since")[:m] >= self.give_up_after) & (en <= self.sure)
+            if over:  # buffered beyond hole j once the holes before it are given up
+                behind = (self.high - st) - (holes.total - np.r_[0, np.cumsum(en - st)[:-1]])
+                go |= behind > self.max_buffered
+            k = m if go.all() else int(np.argmin(go))
+            if k < m or m == n:
+                return k
+            w *= 4
+
+    def _skip(self, k: int, out: list[Piece]) -> None:
+        """Give up the ``k`` oldest holes and deliver what waited behind them."""
+        st, en, size = self.hole_table.pop(k)
+        self.counters["missing"] += size
+        self.given_up.add(st, en)
+        self.next = int(en[-1])
         self._deliver_ready(out)
 
-    def _give_up_all(self, out: list[Decoded]) -> None:
+    def _give_up_all(self, out: list[Piece]) -> None:
         """The session ends: skip its corroborated holes; what waits beyond an uncorroborated one goes."""
-        self._update_holes(self.pending.seq.astype(np.int64))
-        while self.holes and self.holes[0].end <= self.sure:
-            self._skip(self.holes[0], out)
-        self.counters["unconfirmed"] += len(self.pending)
-        self.pending, self.holes = Decoded.empty(), []
-
-
-def _compact(dec: Decoded) -> Decoded:
-    """Drop packets no message refers to (keeps the buffer's packet arrays bounded)."""
-    if len(dec.pkt_seq) == 0:
-        return dec
-    used = np.zeros(len(dec.pkt_seq), bool)
-    used[dec.pkt] = True
-    return dec if used.all() else select(dec, used)
+        holes = self.hole_table
+        if len(holes):
+            ok = holes.col("end") <= self.sure
+            k = len(ok) if ok.all() else int(np.argmin(ok))
+            if k:
+                self._skip(k, out)
+        self._deliver_ready(out)
+        self.counters["unconfirmed"] += len(self.backlog)
+        self.backlog.clear()
+        holes.clear()

@@ -5,6 +5,12 @@ Realistic mix (A 40%, D 35%, U 10%, E 5%, X 5%, rest 5%), 20-30 messages per pac
 ``--burst`` packets as a receiver hands them over; one core. Prints both rates and the ratio, then the
 fixed per-call cost: microseconds per ``decode_batch`` and per ``FeedHandler(lines=1).on_batch`` call on
 in-order bursts of 1, 4, 16 and 256 packets.
+
+``--loss 0,0.01,0.2`` instead times ``FeedHandler.on_batch`` under random packet loss (one-message
+packets, real clock, the default 2 ms window): one line at each rate, then two lines each losing
+``--ab-loss`` independently, interleaved burst by burst. Every run ends with a heartbeat, waits out the
+window and checks that exactly the messages that arrived were delivered, once, in order, and that
+``missing`` counts exactly the lost ones.
 """
 
 from __future__ import annotations
@@ -12,10 +18,14 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+
 from xdpgw.feed import FeedHandler
 from xdpgw.protocol.decode import Decoder
+from xdpgw.protocol.moldudp64 import encode_heartbeat
 from xdpgw.protocol.reference import decode_packets
 from xdpgw.protocol.synth import split_batch, synth_packets
+from xdpgw.transport.base import Batch
 
 
 def best_rate(fn, nmsg: int, repeat: int) -> float:
@@ -49,6 +59,70 @@ def per_call_us(burst_packets: int, calls: int, repeat: int) -> tuple[float, flo
     return dec_best / calls * 1e6, feed_best / calls * 1e6
 
 
+def lossy_bursts(batch: Batch, kept: np.ndarray, burst: int) -> list[Batch]:
+    """The packets ``kept`` (mask) of ``batch`` in bursts of ``burst`` packets of the original stream."""
+    out = []
+    for i in range(0, batch.count, burst):
+        sel = np.flatnonzero(kept[i : i + burst]) + i
+        out.append(Batch(batch.buf, batch.offsets[sel], batch.lengths[sel], batch.ts_ns[sel], len(sel)))
+    return out
+
+
+def run_lossy(lines: list[list[Batch]], n: int, session: bytes, lost: np.ndarray) -> dict[str, float]:
+    """Feed each line's bursts, interleaved burst by burst, through one FeedHandler; time it and check
+    what it delivered: every sequence that arrived on some line once, in order; ``missing`` the rest."""
+    feed = FeedHandler(lines=len(lines))
+    got: list[np.ndarray] = []
+    max_buffered = 0
+    t0 = time.perf_counter()
+    for k in range(len(lines[0])):
+        for line, bursts in enumerate(lines):
+            out = feed.on_batch(bursts[k], line)
+            if out is not None:
+                got.append(out.seq)
+        if k % 16 == 0:
+            max_buffered = max(max_buffered, feed.sequencer.stats()["buffered"])
+    dt = time.perf_counter() - t0
+    packets = sum(b.count for bursts in lines for b in bursts)
+    hb = Batch.from_payloads([encode_heartbeat(session, n + 1)])  # the idle feed's heartbeat
+    for line in range(len(lines)):
+        out = feed.on_batch(hb, line)
+        if out is not None:
+            got.append(out.seq)
+    time.sleep(0.01)  # the window passes
+    out = feed.poll()
+    if out is not None:
+        got.append(out.seq)
+    delivered = np.concatenate(got).astype(np.int64) if got else np.zeros(0, np.int64)
+    expected = np.flatnonzero(~lost) + 1
+    st = feed.stats()
+    ok = np.array_equal(delivered, expected) and st["missing"] == int(lost.sum())
+    return {"mpps": packets / dt / 1e6, "ns": dt / packets * 1e9, "gaps": st["gaps"], "missing": st["missing"],
+            "lost": int(lost.sum()), "max_buffered": max_buffered, "ok": ok}
+
+
+def loss_bench(rates: list[float], ab_loss: float, packets: int, burst: int, seed: int = 0) -> bool:
+    """Single line at each loss rate, then A/B with independent loss; prints one row each."""
+    batch, _ = synth_packets(packets, (1, 1), seed=1)
+    session = bytes(batch.payload(0)[:10])
+    rng = np.random.default_rng(seed)
+    print(f"one-message packets, bursts of {burst}, {packets} packets per line, real clock, 2 ms window")
+    print(f"  {'scenario':<22}{'Mpps':>7}{'ns/pkt':>8}{'gaps':>8}{'missing':>9}{'lost':>8}{'max buffered':>14}  check")
+    all_ok = True
+    scenarios = [(f"one line, loss {r:g}", [rng.random(packets) < r]) for r in rates]
+    if ab_loss:
+        scenarios.append((f"A/B, loss {ab_loss:g} each", [rng.random(packets) < ab_loss for _ in range(2)]))
+    for label, losses in scenarios:
+        for lost in losses:  # the first and last packets arrive: the feed is joined at the first sequence
+            lost[0] = lost[-1] = False  # seen, and a hole is only known once a later sequence shows it
+        both = np.logical_and.reduce(losses)
+        r = run_lossy([lossy_bursts(batch, ~lost, burst) for lost in losses], packets, session, both)
+        all_ok &= r["ok"]
+        print(f"  {label:<22}{r['mpps']:>7.2f}{r['ns']:>8.0f}{r['gaps']:>8}{r['missing']:>9}{r['lost']:>8}"
+              f"{r['max_buffered']:>14}  {'ok' if r['ok'] else 'WRONG'}")
+    return all_ok
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packets", type=int, default=20_000)
@@ -56,7 +130,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--pipeline", action="store_true", help="also time FeedHandler.on_batch end to end")
     ap.add_argument("--small-calls", type=int, default=500, help="calls per small-burst timing (0: skip)")
+    ap.add_argument("--loss", help="comma-separated loss rates: time on_batch under packet loss instead")
+    ap.add_argument("--ab-loss", type=float, default=0.05, help="with --loss: independent loss per A/B line (0: skip)")
+    ap.add_argument("--loss-packets", type=int, default=256 * 400, help="with --loss: packets per line")
     args = ap.parse_args()
+    if args.loss is not None:
+        ok = loss_bench([float(x) for x in args.loss.split(",")], args.ab_loss, args.loss_packets, args.burst)
+        raise SystemExit(0 if ok else 1)
 
     batch, codes = synth_packets(args.packets, seed=1)
     nmsg = len(codes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from xdpgw.protocol.decode import Decoded
+from xdpgw.protocol.holes import RangeLog
 from xdpgw.protocol.sequencer import Sequencer, gap_scan
 
 
@@ -19,7 +20,7 @@ class _Line:
     def __init__(self) -> None:
         self.session: bytes | None = None
         self.high: int | None = None
-        self.open: list[tuple[int, int]] = []
+        self.open = RangeLog()  # this line's holes the merged stream has not passed yet, in order
         self.c = dict.fromkeys(("packets", "messages", "first", "gaps", "gap_messages", "covered",
                                 "lost_on_both"), 0)
 
@@ -54,21 +55,28 @@ class Arbiter:
         if sess is None or not len(dec.pkt_seq):
             return
         if sess != ln.session:
-            ln.session, ln.high, ln.open = sess, None, []
+            ln.session, ln.high = sess, None
+            ln.open.clear()
         seq = self.sequencer
         # what the sequencer parked (far ahead, uncorroborated) is not this line's stream either
-        same = np.flatnonzero((dec.pkt_session == sess) & (dec.pkt_seq.astype(np.int64) <= seq.high + seq.max_jump))
-        if not len(same):
-            return
-        starts = dec.pkt_seq[same].astype(np.int64)
-        ends = starts + dec.pkt_nmsg[same].astype(np.int64)
+        starts = dec.pkt_seq.astype(np.int64)
+        limit = seq.high + seq.max_jump
+        if seq.last_session == sess and int(starts.max()) <= limit:  # the usual case: all of it
+            ends = starts + dec.pkt_nmsg
+        else:
+            same = np.flatnonzero((dec.pkt_session == sess) & (starts <= limit))
+            if not len(same):
+                return
+            starts = starts[same]
+            ends = starts + dec.pkt_nmsg[same]
         if ln.high is None:
             ln.high = int(starts[0])
         _, ln.high, gap = gap_scan(starts, ends, ln.high)
-        for i in np.flatnonzero(gap).tolist():  # one iteration per hole on this line
-            ln.open.append((int(starts[i] - gap[i]), int(starts[i])))
-            ln.c["gaps"] += 1
-            ln.c["gap_messages"] += int(gap[i])
+        at = np.flatnonzero(gap)
+        if len(at):  # each starts at or beyond the line's high-water mark: in order after the open ones
+            ln.open.add(starts[at] - gap[at], starts[at])
+            ln.c["gaps"] += len(at)
+            ln.c["gap_messages"] += int(gap[at].sum())
 
     def poll(self, now: float) -> Decoded:
         out = self.sequencer.poll(now)
@@ -81,17 +89,14 @@ class Arbiter:
         if seq.next is None:
             return
         for ln in self.lines:
-            if not ln.open or ln.session != seq.session:
+            if not len(ln.open) or ln.session != seq.session:
                 continue
-            keep = []
-            for a, b in ln.open:
-                if b > seq.next:
-                    keep.append((a, b))
-                    continue
-                lost = sum(max(0, min(b, gb) - max(a, ga)) for ga, gb in seq.given_up)
+            k = ln.open.passed(seq.next)
+            if k:
+                a, b = ln.open.pop(k)
+                lost = seq.given_up.overlap(a, b)
                 ln.c["lost_on_both"] += lost
-                ln.c["covered"] += (b - a) - lost
-            ln.open = keep
+                ln.c["covered"] += int(b.sum() - a.sum()) - lost
 
     def stats(self) -> list[dict[str, float]]:
         total = sum(ln.c["first"] for ln in self.lines) or 1

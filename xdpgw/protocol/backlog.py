@@ -19,7 +19,8 @@ class Backlog:
     """Buffered messages by part; ``len()`` is the number of messages."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[int, int, Decoded, np.ndarray, int]] = []  # (lowest seq left, tick, part, seq, offset)
+        # (lowest sequence left, tick, part, its messages to keep or None for all, their sequences, offset)
+        self._heap: list[tuple[int, int, Decoded, np.ndarray | None, np.ndarray, int]] = []
         self._tick = 0
         self.count = 0
 
@@ -30,33 +31,37 @@ class Backlog:
     def parts(self) -> int:
         return len(self._heap)
 
-    def add(self, part: Decoded, seq: np.ndarray) -> None:
-        """Buffer ``part``, whose sequences are ``seq`` (int64, increasing, none buffered already)."""
+    def add(self, part: Decoded, seq: np.ndarray, sel: np.ndarray | None = None) -> None:
+        """Buffer the messages ``sel`` (indices; None: all) of ``part``, whose sequences are ``seq`` (int64,
+        increasing, none buffered already). Nothing is copied until they are taken."""
         if len(seq):
-            heapq.heappush(self._heap, (int(seq[0]), self._tick, part, seq, 0))
+            heapq.heappush(self._heap, (int(seq[0]), self._tick, part, sel, seq, 0))
             self._tick += 1
             self.count += len(seq)
 
-    def take(self, below: int) -> list[tuple[Decoded, slice | None]]:
+    def take(self, below: int) -> list[tuple[Decoded, slice | np.ndarray | None]]:
         """Remove every message with a sequence below ``below``; returns them in sequence order as
-        pieces ``(part, slice of it or None for all of it)``, for one :func:`gather` by the caller."""
+        pieces ``(part, slice or indices of it, or None for all of it)``, for one :func:`gather`."""
         heap = self._heap
-        got: list[tuple[Decoded, slice | None]] = []
+        got: list[tuple[Decoded, slice | np.ndarray | None]] = []
         spans: list[tuple[int, int]] = []
         while heap and heap[0][0] < below:
-            lo, tick, part, seq, off = heapq.heappop(heap)
+            lo, tick, part, sel, seq, off = heapq.heappop(heap)
             n = len(seq)
             end = n if seq[-1] < below else int(seq.searchsorted(below))
-            got.append((part, None if off == 0 and end == n else slice(off, end)))
+            if sel is not None:
+                got.append((part, sel[off:end]))
+            else:
+                got.append((part, None if off == 0 and end == n else slice(off, end)))
             spans.append((lo, int(seq[end - 1])))
             self.count -= end - off
             if end < n:
-                heapq.heappush(heap, (int(seq[end]), tick, part, seq, end))
+                heapq.heappush(heap, (int(seq[end]), tick, part, sel, seq, end))
         if len(got) > 1 and any(spans[k][1] > spans[k + 1][0] for k in range(len(spans) - 1)):
             # parts interleave (another line or a late packet filled holes): one gather, sorted
             picks = [p for _, p in got]
             seq = np.concatenate([d.seq if p is None else d.seq[p] for d, p in got])
-            got = [(gather([d for d, _ in got], picks, order=np.argsort(seq, kind="stable")), None)]
+            got = [(gather([d for d, _ in got], picks, order=seq.argsort(kind="stable"), clean=True), None)]
         return got
 
     def clear(self) -> None:

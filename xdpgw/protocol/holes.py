@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 _I64 = np.dtype(np.int64)
+_NONE = {k: np.zeros(0) for k in ("start", "end", "since", "last", "attempts")}
 
 
 @dataclass(slots=True)
@@ -175,21 +176,36 @@ class HoleTable(_Columns):
         if not len(seqs):
             return
         st, en = self.col("start"), self.col("end")
-        h = np.searchsorted(st, seqs, "right") - 1
+        n = len(seqs)
         # runs of consecutive arrivals; a run never spans two holes (holes are never adjacent)
-        cut = np.flatnonzero(np.diff(seqs) != 1) + 1
-        ra, rb, rh = seqs[np.r_[0, cut]], seqs[np.r_[cut - 1, len(seqs) - 1]] + 1, h[np.r_[0, cut]]
-        nr = len(ra)
+        brk = np.flatnonzero(seqs[1:] != seqs[:-1] + 1)
+        nr = len(brk) + 1
+        first_i, last_i = np.empty(nr, np.int64), np.empty(nr, np.int64)
+        first_i[0], first_i[1:] = 0, brk + 1
+        last_i[:-1], last_i[-1] = brk, n - 1
+        ra, rb = seqs[first_i], seqs[last_i] + 1
+        rh = st.searchsorted(ra, "right") - 1  # the hole of each run
+        if (ra == st[rh]).all() and (rb == en[rh]).all():  # every run fills its hole whole (e.g. the other line)
+            self.total -= n
+            i, j = int(rh[0]), int(rh[-1]) + 1
+            if j - i == nr:
+                self._replace(i, j, _NONE)
+            else:
+                stay = np.ones(j - i, bool)
+                stay[rh - i] = False
+                self._replace(i, j, {k: self.col(k)[i:j][stay] for k in self._DTYPES})
+            return
         first = np.ones(nr, bool)
-        first[1:] = rh[1:] != rh[:-1]
+        np.not_equal(rh[1:], rh[:-1], out=first[1:])
         last = np.ones(nr, bool)
         last[:-1] = first[1:]
         touched = rh[first]
-        rank = np.cumsum(first) - 1  # touched hole number of each run
         nt = len(touched)
-        # pieces per touched hole: before each run, then after its last run
-        pos_pre = np.arange(nr) + rank
-        pos_tail = np.flatnonzero(last) + np.arange(nt) + 1
+        # pieces, hole by hole: one before each run, one after the hole's last run
+        pos_pre = first.cumsum()
+        pos_pre += np.arange(-1, nr - 1)
+        pos_tail = np.flatnonzero(last)
+        pos_tail += np.arange(1, nt + 1)
         ps, pe = np.empty(nr + nt, np.int64), np.empty(nr + nt, np.int64)
         prev_end = np.empty(nr, np.int64)
         prev_end[0] = 0
@@ -204,18 +220,21 @@ class HoleTable(_Columns):
         src[pos_pre] = rh
         src[pos_tail] = touched
         keep = pe > ps
-        ps, pe, since, src = ps[keep], pe[keep], since[keep], src[keep]
+        if not keep.all():
+            ps, pe, since, src = ps[keep], pe[keep], since[keep], src[keep]
         lastreq, attempts = self.col("last")[src], self.col("attempts")[src]
         if fresh_from is not None:
             fresh = ps >= fresh_from
             lastreq[fresh], attempts[fresh] = np.nan, 0
-        self.total -= len(seqs)
+        self.total -= n
         i, j = int(touched[0]), int(touched[-1]) + 1
         new = {"start": ps, "end": pe, "since": since, "last": lastreq, "attempts": attempts}
         if j - i > nt:  # untouched holes between the touched ones stay, in order
-            stay = np.setdiff1d(np.arange(i, j), touched, assume_unique=True)
-            order = np.argsort(np.r_[ps, st[stay]], kind="stable")
-            new = {k: np.r_[v, self.col(k)[stay]][order] for k, v in new.items()}
+            stay = np.ones(j - i, bool)
+            stay[touched - i] = False
+            stay = np.flatnonzero(stay) + i
+            order = np.concatenate((ps, st[stay])).argsort(kind="stable")
+            new = {k: np.concatenate((v, self.col(k)[stay]))[order] for k, v in new.items()}
         self._replace(i, j, new)
 
     def pop(self, k: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -273,14 +292,18 @@ class RangeLog(_Columns):
         return (h >= 0) & (seqs < self.col("end")[np.maximum(h, 0)])
 
     def overlap(self, starts: np.ndarray, ends: np.ndarray) -> int:
-        """How many sequences of the disjoint ranges ``[starts, ends)`` these ranges cover, in total."""
+        """How many sequences of the disjoint ranges ``[starts, ends)`` (in order) these ranges cover."""
         if not len(self) or not len(starts):
             return 0
         st, en = self.col("start"), self.col("end")
-        i0 = int(np.searchsorted(en, starts.min(), "right"))  # ranges wholly below do not count
-        st, en = st[i0:], en[i0:]
-        if not len(st):
-            return 0
+        i0 = int(en.searchsorted(starts[0], "right"))  # ranges wholly below do not count
+        i1 = int(st.searchsorted(ends[-1]))  # nor wholly above
+        if i1 - i0 <= 4:  # the usual case: a few, one by one
+            lost = 0
+            for ga, gb in zip(st[i0:i1].tolist(), en[i0:i1].tolist(), strict=True):
+                lost += int(np.maximum(np.minimum(ends, gb) - np.maximum(starts, ga), 0).sum())
+            return lost
+        st, en = st[i0:i1], en[i0:i1]
         cum = np.zeros(len(st) + 1, np.int64)
         np.cumsum(en - st, out=cum[1:])
 

@@ -41,7 +41,7 @@ from xdpgw.protocol.screen import screen, select
 
 __all__ = ["Candidate", "Hole", "Sequencer", "gap_scan"]
 
-Piece = tuple[Decoded, "slice | None"]  # messages to deliver: a burst, or a range of one (see Backlog.take)
+Piece = tuple[Decoded, "slice | np.ndarray | None"]  # to deliver: a burst, or some of it (see Backlog.take)
 
 
 @dataclass(slots=True)
@@ -58,13 +58,17 @@ def gap_scan(starts: np.ndarray, ends: np.ndarray, high: int) -> tuple[np.ndarra
 
     ``starts``/``ends`` are each packet's first and next-expected sequence (equal for heartbeats).
     """
-    ends = ends.astype(np.int64)
+    starts, ends = starts.astype(np.int64, copy=False), ends.astype(np.int64, copy=False)
     before = np.empty(len(ends), np.int64)
     before[0] = high
     if len(ends) > 1:
+        before[1:] = ends[:-1]
+        gap = starts - before
+        if gap[0] >= 0 and gap.min() >= 0:  # packets in order, none behind another: no running maximum
+            return before, int(ends[-1]), gap
         np.maximum.accumulate(np.maximum(ends[:-1], high), out=before[1:])
         np.maximum(before[1:], high, out=before[1:])
-    gap = np.maximum(starts.astype(np.int64) - before, 0)
+    gap = np.maximum(starts - before, 0)
     return before, max(high, int(ends.max())), gap
 
 
@@ -100,6 +104,7 @@ class Sequencer:
         self.actions: list[RetransmitRequest] = []
         self.last_accepted = 0  # input messages accepted (not duplicates) by the last call
         self.last_input = Decoded.empty()  # the last call's input as screened (what it believed)
+        self.last_session: bytes | None = None  # the one session of last_input (None: several, or none)
         self.counters = dict.fromkeys(
             ("delivered", "gaps", "gap_messages", "missing", "duplicates", "late", "recovered",
              "heartbeats", "sessions", "stale_session", "end_of_session", "requests",
@@ -116,7 +121,7 @@ class Sequencer:
             self.counters["delivered"] += len(dec)
             return dec if len(dec) else Decoded.empty()
         dec, well, dropped = screen(dec)
-        self.last_input = dec
+        self.last_input, self.last_session = dec, None
         for k, v in dropped.items():
             self.counters[k] += v
         if len(dec.pkt_seq) == 0:
@@ -124,8 +129,10 @@ class Sequencer:
         out: list[Piece] = []
         sess = dec.pkt_session
         if (sess == sess[0]).all():
+            self.last_session = sess[0]
             self._route(dec, well, sess[0], now, out)
         else:  # a session change inside the burst: one run per session (a per-run loop, rare)
+            self.last_session = None
             cut = np.flatnonzero(sess[1:] != sess[:-1]) + 1
             for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, len(sess)].tolist(), strict=True):
                 run = np.zeros(len(sess), bool)
@@ -181,7 +188,7 @@ class Sequencer:
         """Everything delivered by this call as one ``Decoded`` (one gather, however many pieces)."""
         if not out:
             return Decoded.empty()
-        if len(out) == 1:
+        if len(out) == 1 and not isinstance(out[0][1], np.ndarray):
             dec, pick = out[0]
             res = dec if pick is None else dec.slice(pick.start, pick.stop)
         else:
@@ -311,31 +318,34 @@ class Sequencer:
             self.last_accepted += len(s)
             holes.fill(s, now, fresh)  # nothing buffered: at most the one hole [next, high), cut at its start
             return
+        sel = None  # the messages of dec still in the running (None: all); nothing is copied here
         old = s < nxt
         if old.any():
             late = old & self.given_up.holding(s)
-            self.counters["late"] += int(late.sum())
-            self.counters["duplicates"] += int(old.sum() - late.sum())
-            dec = dec.take(~old)
-            s = s[~old]
+            n_late = int(np.count_nonzero(late))
+            self.counters["late"] += n_late
+            self.counters["duplicates"] += int(np.count_nonzero(old)) - n_late
+            sel = np.flatnonzero(~old)
+            s = s[sel]
         if not len(s):
             self._deliver_ready(out)
             return
+        n_in = len(s)
         # accept each sequence once: its first copy in this burst, and only if it fills a hole
-        if len(s) > 1 and not (s[1:] > s[:-1]).all():
-            uniq, first = np.unique(s, return_index=True)
-        else:
-            uniq, first = s, None
-        new = holes.holding(uniq)
+        if n_in > 1 and not (s[1:] > s[:-1]).all():
+            s, first = np.unique(s, return_index=True)
+            sel = first if sel is None else sel[first]
+        new = holes.holding(s)
         if not new.all():
-            uniq, first = uniq[new], (np.flatnonzero(new) if first is None else first[new])
-        self.counters["duplicates"] += len(s) - len(uniq)
-        self.last_accepted += len(uniq)
-        if first is not None:
-            dec = dec.take(first)
-        self.counters["recovered"] += int(np.count_nonzero(uniq < before[dec.pkt]))
-        self.backlog.add(dec, uniq)
-        holes.fill(uniq, now, fresh)
+            s = s[new]
+            sel = np.flatnonzero(new) if sel is None else sel[new]
+        self.counters["duplicates"] += n_in - len(s)
+        self.last_accepted += len(s)
+        if len(s):
+            pkt = dec.pkt if sel is None else dec.pkt[sel]
+            self.counters["recovered"] += int(np.count_nonzero(s < before[pkt]))
+            self.backlog.add(dec, s, sel)
+            holes.fill(s, now, fresh)
         self._deliver_ready(out)
 
     def _corroborate(self, gap: np.ndarray, ends: np.ndarray) -> None:

@@ -32,7 +32,7 @@ class Backlog:
         return len(self._heap)
 
     def add(self, part: Decoded, seq: np.ndarray, sel: np.ndarray | None = None) -> None:
-        """Buffer the messages ``sel`` (indices; None: all) of ``part``, whose sequences are ``seq`` (int64,
+        """Buffer the messages ``sel`` (indices; None: all) of ``part``, whose sequences are ``seq`` (integers,
         increasing, none buffered already). Nothing is copied until they are taken."""
         if len(seq):
             heapq.heappush(self._heap, (int(seq[0]), self._tick, part, sel, seq, 0))

@@ -24,7 +24,12 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
   packet continues or overlaps it, or the feed gets near: one garbage sequence cannot open a huge hole
   (which would keep every later burst off the O(1) path until the feed got there).
 
-All work is on arrays; Python loops only over runs of one session and over open holes.
+Cost (a lossy line waits out its window with a backlog behind every hole; that must not slow it down):
+every burst costs O(its own size), never O(backlog). Holes are numpy columns (:class:`HoleTable`)
+that grow at the end, are given up from the front and are cut near the end; buffered messages stay in
+the bursts they came in (:class:`Backlog`) and leave as one gather of ready prefixes; a burst that is
+all beyond ``high`` (the lossy line's usual burst) skips sorting and searching (``_beyond``). All work
+is on arrays; Python loops only over runs of one session, and over a few holes at a time.
 """
 
 from __future__ import annotations
@@ -34,13 +39,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xdpgw.protocol.backlog import Backlog
-from xdpgw.protocol.decode import BurstFacts, Decoded, gather
+from xdpgw.protocol.decode import BurstFacts, Decoded, gather, one_session
 from xdpgw.protocol.holes import Hole, HoleTable, RangeLog
 from xdpgw.protocol.moldudp64 import END_OF_SESSION, MAX_COUNT, OK, RetransmitRequest
 from xdpgw.protocol.screen import screen, select
 
 __all__ = ["Candidate", "Hole", "Sequencer", "gap_scan"]
 
+_NOTHING = Decoded.empty()  # what a call that delivers nothing returns (shared: never edit it)
 Piece = tuple[Decoded, "slice | np.ndarray | None"]  # to deliver: a burst, or some of it (see Backlog.take)
 
 
@@ -119,16 +125,16 @@ class Sequencer:
         if dec.facts is not None and self.shortcuts and self._in_order(dec, dec.facts, now):
             self.last_input = dec
             self.counters["delivered"] += len(dec)
-            return dec if len(dec) else Decoded.empty()
+            return dec if len(dec) else _NOTHING
         dec, well, dropped = screen(dec)
         self.last_input, self.last_session = dec, None
         for k, v in dropped.items():
             self.counters[k] += v
         if len(dec.pkt_seq) == 0:
-            return Decoded.empty()
+            return _NOTHING
         out: list[Piece] = []
         sess = dec.pkt_session
-        if (sess == sess[0]).all():
+        if one_session(sess):
             self.last_session = sess[0]
             self._route(dec, well, sess[0], now, out)
         else:  # a session change inside the burst: one run per session (a per-run loop, rare)
@@ -187,7 +193,7 @@ class Sequencer:
     def _finish(self, out: list[Piece]) -> Decoded:
         """Everything delivered by this call as one ``Decoded`` (one gather, however many pieces)."""
         if not out:
-            return Decoded.empty()
+            return _NOTHING
         if len(out) == 1 and not isinstance(out[0][1], np.ndarray):
             dec, pick = out[0]
             res = dec if pick is None else dec.slice(pick.start, pick.stop)
@@ -385,7 +391,7 @@ class Sequencer:
             self.sure = max(self.sure, self.high)
         if len(dec):
             self.last_accepted += len(dec)
-            self.backlog.add(dec, dec.seq.astype(np.int64))
+            self.backlog.add(dec, dec.seq)  # uint64 is fine: screened sequences stay below 2**63
         self._deliver_ready(out)
         return True
 

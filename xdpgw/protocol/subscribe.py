@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from xdpgw.protocol.decode import Decoded
+from xdpgw.protocol.decode import Decoded, one_session
 
 
 def _sym(s: str | bytes) -> bytes:
@@ -92,7 +92,7 @@ class Subscription:
             self.learn(dec)
             return dec if self.all else dec.take(self.mask(dec))
         ps = dec.pkt_session
-        if (ps == ps[0]).all():
+        if one_session(ps):
             self.follow(ps[0])
             return self._filter(dec)
         ms = ps[dec.pkt]  # messages of several sessions (a session change): one part per session, in order

@@ -79,8 +79,8 @@ class Decoded:
     type: np.ndarray
     error: np.ndarray
     length: np.ndarray
-    by_type: dict[str, np.ndarray]
-    index_by_type: dict[str, np.ndarray]
+    _types: dict[str, np.ndarray] | None  # by_type (None until built from _lazy)
+    _index: dict[str, np.ndarray] | None  # index_by_type (likewise)
     pkt_session: np.ndarray
     pkt_seq: np.ndarray
     pkt_count: np.ndarray
@@ -96,6 +96,41 @@ class Decoded:
     _clean: bytes | None = field(default=None, repr=False, compare=False)  # all valid, all of this session
     _gkey: tuple[np.ndarray, list[int], np.ndarray] | None = field(default=None, repr=False, compare=False)
     _ring: tuple | None = field(default=None, repr=False, compare=False)  # where the decoder put it (Decoder)
+    _lazy: list[int] | None = field(default=None, repr=False, compare=False)  # the decoder's type table
+
+    @property
+    def by_type(self) -> dict[str, np.ndarray]:
+        if self._types is None:
+            self._build_types()
+        return self._types  # type: ignore[return-value]
+
+    @property
+    def index_by_type(self) -> dict[str, np.ndarray]:
+        if self._index is None:
+            self._build_types()
+        return self._index  # type: ignore[return-value]
+
+    def records_of(self, letter: str) -> np.ndarray | None:
+        """``by_type.get(letter)``, without making the other types' views of a decoded burst."""
+        if self._types is None and self._lazy is not None:
+            code, tab = ord(letter), self._lazy
+            for k in range(0, len(tab), 4):
+                if tab[k] == code:
+                    return np.ndarray(tab[k + 1], itch.DTYPES[letter], self._raw, tab[k + 2])
+            return None
+        return self.by_type.get(letter)
+
+    def _build_types(self) -> None:
+        """The per-type views of a decoded burst, made on first use: a burst that waits behind a hole
+        and then leaves through :func:`gather` never needs them."""
+        by_type: dict[str, np.ndarray] = {}
+        index_by_type: dict[str, np.ndarray] = {}
+        out, order, it = self._raw, self._grouped, iter(self._lazy or ())
+        for code, c, b, i in zip(it, it, it, it, strict=True):  # (code, count, byte, index) per type
+            t, dt = _BY_CODE[code]
+            by_type[t] = np.ndarray(c, dt, out, b)
+            index_by_type[t] = order[i : i + c]
+        self._types, self._index = by_type, index_by_type
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -171,7 +206,7 @@ class Decoded:
         """``(record bytes, per-message byte offset into them)``; offsets of invalid messages mean nothing."""
         if self._pack is None:
             off = np.zeros(len(self.seq), np.int64)
-            if self.by_type:
+            if self._raw is not None or self.by_type:
                 raw, grouped = self._raw, self._grouped_index()
                 if raw is None:
                     raw = np.concatenate([_as_bytes(r) for r in self.by_type.values()])
@@ -479,9 +514,7 @@ class Decoder:
         self._mcur, self._pcur = mc + m, pc + n
         info = self._info
         _, nvalid, nbytes, ntypes, first, end, simple, hb, eos, bad = info[:10].tolist()
-        by_type: dict[str, np.ndarray] = {}
-        index_by_type: dict[str, np.ndarray] = {}
-        out = order = None
+        out = order = ty = None
         rc = self._rcur
         if nvalid:
             if rc + nbytes > len(self._r):
@@ -491,12 +524,7 @@ class Decoder:
             order = self._m[5][mc : mc + nvalid]  # a valid message is a message: there is room
             self._rcur = rc + nbytes
             lib.xgw_mold_gather(self._s, pbuf, ffi.from_buffer("uint8_t[]", out), ffi.from_buffer("int32_t[]", order))
-            ty = info[_MI_TYPES : _MI_TYPES + 4 * ntypes].tolist()
-            it = iter(ty)
-            for code, c, b, i in zip(it, it, it, it, strict=True):  # (code, count, byte, index) per type
-                t, dt = _BY_CODE[code]
-                by_type[t] = np.ndarray(c, dt, out, b)
-                index_by_type[t] = order[i : i + c]
+            ty = info[_MI_TYPES : _MI_TYPES + 4 * ntypes].tolist()  # per-type views made on first use
         errors: dict[str, int] = {}
         if bad:
             counts = info[_MI_PKT_ERR : _MI_PKT_ERR + 16].tolist()
@@ -508,10 +536,10 @@ class Decoder:
         p_sess, ts = pa[0][pc:pe], pa[5][pc:pe]
         ts[:] = batch.ts_ns[:n]
         facts = BurstFacts(p_sess[0], first, end, hb, eos) if simple and not bad else None
-        dec = Decoded(ma[0][mc:me], ma[1][mc:me], ma[2][mc:me], ma[3][mc:me], ma[4][mc:me], by_type, index_by_type,
+        dec = Decoded(ma[0][mc:me], ma[1][mc:me], ma[2][mc:me], ma[3][mc:me], ma[4][mc:me], None, None,
                       p_sess, pa[1][pc:pe], pa[2][pc:pe], pa[3][pc:pe], pa[4][pc:pe], ts, errors, facts, out, order,
                       None, hb + eos)
-        dec._ring = (ma, mc, pa, pc, self._r, rc)
+        dec._ring, dec._lazy = (ma, mc, pa, pc, self._r, rc), ty
         return dec
 
 

@@ -372,15 +372,17 @@ class Sequencer:
         gap = np.empty(len(starts), np.int64)
         gap[0] = int(starts[0]) - old_high
         np.subtract(starts[1:], ends[:-1], out=gap[1:])
-        if gap[0] < 0 or (len(gap) > 1 and gap[1:].min() < 0):
-            return False
-        self.high = int(ends[-1])
         at = np.flatnonzero(gap)
         if len(at):
-            size = int(gap.sum())
+            opened = gap[at]
+            if opened.min() < 0:  # a packet behind the one before it (or behind what is known)
+                return False
+        self.high = int(ends[-1])
+        if len(at):
+            size = int(opened.sum())
             self.counters["gaps"] += len(at)
             self.counters["gap_messages"] += size
-            self.hole_table.append(starts[at] - gap[at], starts[at], size, now, joins=old_high)
+            self.hole_table.append(starts[at] - opened, starts[at], size, now, joins=old_high)
             if at[-1] == len(gap) - 1:  # the last packet opened a gap: the last one that did not corroborates
                 cont = np.flatnonzero(gap == 0)
                 if len(cont):

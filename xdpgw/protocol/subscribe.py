@@ -54,7 +54,7 @@ class Subscription:
 
     def learn(self, dec: Decoded) -> None:
         """Learn locate -> symbol from the Stock Directory messages in ``dec``."""
-        r = dec.by_type.get("R")
+        r = dec.records_of("R")
         if r is None or not len(r):
             return
         loc = r["locate"].astype(np.intp)

@@ -445,7 +445,7 @@ class Decoder:
     :func:`gather` joins consecutive ones with views instead of copies.
     """
 
-    def __init__(self, capacity: int = 1 << 14, packets: int = 4096, record_bytes: int = 1 << 19) -> None:
+    def __init__(self, capacity: int = 1 << 13, packets: int = 2048, record_bytes: int = 1 << 18) -> None:
         self._s = ffi.new("struct xgw_mold_scratch *")
         self._info = np.zeros(_MI_SIZE, np.int64)
         self._keep = [ffi.from_buffer(itch.SIZE_TABLE), ffi.from_buffer(self._info)]

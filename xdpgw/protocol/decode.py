@@ -67,11 +67,14 @@ class Decoded:
     the decoder on simple bursts (see :class:`BurstFacts`) and ``None`` on anything derived
     (``take``, ``concat``): whoever edits a ``Decoded`` in place must reset it to ``None``.
 
-    Message arrays are never edited in place (``take``/``slice``/``concat`` make new objects), so each
-    object may cache how its records lie in memory: ``_raw`` holds every valid record grouped by type
-    (ascending code, message order within a type, as the decoder's gather writes them) with ``_grouped``
-    the message of each record; ``_pack`` is ``(bytes, per-message byte offset)``. That lets ``take``
-    and ``concat`` move all records in one fancy index instead of one copy per type.
+    ``by_type``/``index_by_type`` are properties: for a decoded burst the per-type views are made on
+    first use (``records_of`` fetches one type alone). The arrays may be views of the decoder's blocks
+    (see :class:`Decoder`). Message arrays are never edited in place (``take``/``slice``/``concat``
+    make new objects), so each object may cache how its records lie in memory: ``_raw`` holds every
+    valid record grouped by type (ascending code, message order within a type, as the decoder's C
+    gather writes them) with ``_grouped`` the message of each record; ``_pack`` is ``(bytes,
+    per-message byte offset)``. That lets ``take``/``concat`` (:func:`gather`) regroup all records in
+    one C call instead of one copy per type.
     """
 
     seq: np.ndarray

@@ -18,6 +18,8 @@ EOF
 
 CONF=${XDPGW_SYSCTL_CONF:-/etc/sysctl.d/90-xdpgw.conf}
 SECTION=hugepages
+# shellcheck source=scripts/sysctl_section.sh
+. "$(dirname "$0")/sysctl_section.sh"
 KEY=vm.nr_hugepages
 PAGES=512 APPLY=0 MOUNT="" PRINT_CONF=0
 while [ $# -gt 0 ]; do
@@ -50,17 +52,7 @@ cur=$(sysctl -n "$KEY")
 # The whole new conf file: our section replaced where it stands (appended if new); stray lines that set
 # vm.nr_hugepages outside it are dropped; everything else is kept as it is.
 new_conf() {
-    local section
-    section=$(printf '%s\n' "# BEGIN xdpgw $SECTION" \
-        "# written by scripts/setup_hugepages.sh; re-run it instead of editing this section" \
-        "$KEY = $PAGES" "# END xdpgw $SECTION")
-    { [ -f "$CONF" ] && cat "$CONF"; true; } | awk -v b="# BEGIN xdpgw $SECTION" -v e="# END xdpgw $SECTION" \
-        -v sec="$section" '
-        $0 == b {skip = 1; if (!done) print sec; done = 1; next}
-        $0 == e {skip = 0; next}
-        skip || $0 ~ /^[[:space:]]*vm\.nr_hugepages[[:space:]]*=/ {next}
-        {print}
-        END {if (!done) print sec}'
+    sysctl_section_conf scripts/setup_hugepages.sh 'vm\.nr_hugepages' "$KEY = $PAGES"
 }
 if [ "$PRINT_CONF" = 1 ]; then
     new_conf
@@ -79,13 +71,7 @@ else
     CHANGE=1
 fi
 conf_text=$(new_conf)
-if [ -f "$CONF" ] && [ "$conf_text" = "$(cat "$CONF")" ]; then
-    echo "persistent: $CONF already up to date"
-    CONF_CHANGED=0
-else
-    echo "persistent: would rewrite $CONF (section '$SECTION'; see --print-conf)"
-    CONF_CHANGED=1
-fi
+sysctl_section_check "$conf_text"
 MOUNT_NEEDED=0
 if [ -n "$MOUNT" ]; then
     if [ "$(findmnt -n -o FSTYPE --target "$MOUNT" 2>/dev/null || true)" = hugetlbfs ] \
@@ -118,14 +104,7 @@ if [ "$CHANGE" = 1 ]; then
              "then update-grub" >&2
     fi
 fi
-if [ "$CONF_CHANGED" = 1 ]; then
-    mkdir -p "$(dirname "$CONF")"
-    tmp=$(mktemp "$CONF.XXXXXX")
-    printf '%s\n' "$conf_text" >"$tmp"
-    chmod 644 "$tmp"
-    mv -f "$tmp" "$CONF"
-    echo "applied: wrote $CONF"
-fi
+[ "$CONF_CHANGED" = 0 ] || sysctl_section_write "$conf_text"
 if [ "$MOUNT_NEEDED" = 1 ]; then
     mkdir -p "$MOUNT"
     mount -t hugetlbfs -o "pagesize=${size_kb}K" none "$MOUNT"

@@ -21,6 +21,8 @@ EOF
 
 CONF=${XDPGW_SYSCTL_CONF:-/etc/sysctl.d/90-xdpgw.conf}
 SECTION=tune_network
+# shellcheck source=scripts/sysctl_section.sh
+. "$(dirname "$0")/sysctl_section.sh"
 APPLY=0 NO_GRO=0 PRINT_CONF=0 IFACE=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -72,18 +74,8 @@ done
 # The whole new conf file: our section replaced where it stands (appended if new); stray lines that set
 # our keys outside it are dropped; everything else is kept as it is.
 new_conf() {
-    local keys_re section
-    keys_re=$(printf '%s|' "${KEYS[@]}" | sed 's/\./\\./g; s/|$//')
-    section=$(printf '%s\n' "# BEGIN xdpgw $SECTION" \
-        "# written by scripts/tune_network.sh; re-run it instead of editing this section" \
-        "${SECTION_LINES[@]}" "# END xdpgw $SECTION")
-    { [ -f "$CONF" ] && cat "$CONF"; true; } | awk -v b="# BEGIN xdpgw $SECTION" -v e="# END xdpgw $SECTION" \
-        -v re="^[[:space:]]*($keys_re)[[:space:]]*=" -v sec="$section" '
-        $0 == b {skip = 1; if (!done) print sec; done = 1; next}
-        $0 == e {skip = 0; next}
-        skip || $0 ~ re {next}
-        {print}
-        END {if (!done) print sec}'
+    sysctl_section_conf scripts/tune_network.sh "$(printf '%s|' "${KEYS[@]}" | sed 's/\./\\./g; s/|$//')" \
+        "${SECTION_LINES[@]}"
 }
 
 if [ "$PRINT_CONF" = 1 ]; then
@@ -92,13 +84,7 @@ if [ "$PRINT_CONF" = 1 ]; then
 fi
 
 conf_text=$(new_conf)
-if [ -f "$CONF" ] && [ "$conf_text" = "$(cat "$CONF")" ]; then
-    echo "persistent: $CONF already up to date"
-    CONF_CHANGED=0
-else
-    echo "persistent: would rewrite $CONF (section '$SECTION'; see --print-conf)"
-    CONF_CHANGED=1
-fi
+sysctl_section_check "$conf_text"
 
 # Per-interface settings (not persistent).
 IFACE_CMDS=()
@@ -160,14 +146,7 @@ for kv in "${CHANGES[@]}"; do
     sysctl -q -w "$kv"
     echo "applied: sysctl -w $kv"
 done
-if [ "$CONF_CHANGED" = 1 ]; then
-    mkdir -p "$(dirname "$CONF")"
-    tmp=$(mktemp "$CONF.XXXXXX")
-    printf '%s\n' "$conf_text" >"$tmp"
-    chmod 644 "$tmp"
-    mv -f "$tmp" "$CONF"
-    echo "applied: wrote $CONF"
-fi
+[ "$CONF_CHANGED" = 0 ] || sysctl_section_write "$conf_text"
 for cmd in "${IFACE_CMDS[@]}"; do
     $cmd
     echo "applied: $cmd (not persistent: re-run after reboot, e.g. from a udev rule or ifupdown post-up)"

@@ -153,7 +153,6 @@ def run_soak(args: argparse.Namespace) -> int:
     from xdpgw.errors import GatewayError
     from xdpgw.feed import FeedHandler
     from xdpgw.lab import Lab, in_netns
-    from xdpgw.netdev import interface
     from xdpgw.transport.xdp import XdpReceiver
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -162,10 +161,7 @@ def run_soak(args: argparse.Namespace) -> int:
     rx = None
     try:
         lab.up()
-        with in_netns(lab.rx_ns):
-            rx_mac = interface(lab.rx_if).mac
-        with in_netns(lab.tx_ns):
-            tx_mac = interface(lab.tx_if).mac
+        tx_mac, rx_mac = lab.macs()
         _neigh(lab.tx_ns, lab.rx_ip, rx_mac, lab.tx_if)  # no ARP-queue drops on the first burst
         _neigh(lab.rx_ns, lab.tx_ip, tx_mac, lab.rx_if)
         # veth leaves UDP checksums to "offload" (a partial sum on the wire) and the consumer checks them:

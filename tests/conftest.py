@@ -89,10 +89,7 @@ def lab2() -> Iterator[Lab]:
 
 
 def rx_mac(lab: Lab) -> str:
-    from xdpgw.netdev import interface
-
-    with in_netns(lab.rx_ns):
-        return interface(lab.rx_if).mac
+    return lab.macs()[1]
 
 
 def feed_frames(lab: Lab, payloads: list[bytes], dport: int = 9001, sport: int = 40000, v6: bool = False,

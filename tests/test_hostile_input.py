@@ -57,16 +57,11 @@ def _quiet(lab: Lab, tx_mac: str) -> None:
 @pytest.fixture(scope="module", params=MODES)
 def rig(request) -> Iterator[Rig]:
     require_xdp()
-    from xdpgw.netdev import interface
-
     lab = Lab("xh" + secrets.token_hex(3), queues=1)
     rx = None
     try:
         lab.up()
-        with in_netns(lab.rx_ns):
-            rx_mac = interface(lab.rx_if).mac
-        with in_netns(lab.tx_ns):
-            tx_mac = interface(lab.tx_if).mac
+        tx_mac, rx_mac = lab.macs()
         _quiet(lab, tx_mac)
         with in_netns(lab.rx_ns):
             from xdpgw.transport.xdp import XdpReceiver

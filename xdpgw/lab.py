@@ -48,6 +48,15 @@ class Lab:
     def rx_if(self) -> str:
         return f"{self.name}-r"
 
+    def macs(self) -> tuple[str, str]:
+        """(tx MAC, rx MAC) of the veth ends, each read in its own namespace."""
+        from xdpgw.netdev import interface
+
+        with in_netns(self.tx_ns):
+            tx = interface(self.tx_if).mac
+        with in_netns(self.rx_ns):
+            return tx, interface(self.rx_if).mac
+
     def exists(self) -> bool:
         return self.tx_ns in netns.listnetns() and self.rx_ns in netns.listnetns()
 

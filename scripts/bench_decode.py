@@ -66,15 +66,6 @@ def per_call_us(burst_packets: int, calls: int, repeat: int) -> tuple[float, flo
     return dec_best / calls * 1e6, views_best / calls * 1e6, feed_best / calls * 1e6
 
 
-def lossy_bursts(batch: Batch, kept: np.ndarray, burst: int) -> list[Batch]:
-    """The packets ``kept`` (mask) of ``batch`` in bursts of ``burst`` packets of the original stream."""
-    out = []
-    for i in range(0, batch.count, burst):
-        sel = np.flatnonzero(kept[i : i + burst]) + i
-        out.append(Batch(batch.buf, batch.offsets[sel], batch.lengths[sel], batch.ts_ns[sel], len(sel)))
-    return out
-
-
 def run_lossy(lines: list[list[Batch]], n: int, session: bytes, lost: np.ndarray) -> dict[str, float]:
     """Feed each line's bursts, interleaved burst by burst, through one FeedHandler; time it and check
     what it delivered: every sequence that arrived on some line once, in order; ``missing`` the rest."""
@@ -123,7 +114,7 @@ def loss_bench(rates: list[float], ab_loss: float, packets: int, burst: int, see
         for lost in losses:  # the first and last packets arrive: the feed is joined at the first sequence
             lost[0] = lost[-1] = False  # seen, and a hole is only known once a later sequence shows it
         both = np.logical_and.reduce(losses)
-        r = run_lossy([lossy_bursts(batch, ~lost, burst) for lost in losses], packets, session, both)
+        r = run_lossy([split_batch(batch, burst, ~lost) for lost in losses], packets, session, both)
         all_ok &= r["ok"]
         print(f"  {label:<22}{r['mpps']:>7.2f}{r['ns']:>8.0f}{r['gaps']:>8}{r['missing']:>9}{r['lost']:>8}"
               f"{r['max_buffered']:>14}  {'ok' if r['ok'] else 'WRONG'}")

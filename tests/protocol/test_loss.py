@@ -20,7 +20,7 @@ from xdpgw.protocol.decode import Decoded, Decoder, decode_payloads, gather
 from xdpgw.protocol.holes import HoleTable, RangeLog
 from xdpgw.protocol.moldudp64 import encode_heartbeat, encode_packet
 from xdpgw.protocol.sequencer import Sequencer
-from xdpgw.protocol.synth import synth_packets
+from xdpgw.protocol.synth import split_batch, synth_packets
 from xdpgw.transport.base import Batch
 
 SESSION = b"SESSION001"
@@ -35,15 +35,6 @@ def feed_packets(n: int, per_packet: tuple[int, int] = (1, 1), seed: int = 1) ->
     batch, _ = synth_packets(n, per_packet, seed=seed)
     dec = Decoder().decode(batch)
     return batch, dec.pkt_seq.astype(np.int64)
-
-
-def bursts_of(batch: Batch, kept: np.ndarray, size: int) -> list[Batch]:
-    """The kept packets, in bursts of ``size`` packets of the original stream (as a lossy receiver)."""
-    out = []
-    for i in range(0, batch.count, size):
-        sel = np.flatnonzero(kept[i : i + size]) + i
-        out.append(Batch(batch.buf, batch.offsets[sel], batch.lengths[sel], batch.ts_ns[sel], len(sel)))
-    return out
 
 
 def loss_mask(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
@@ -90,7 +81,7 @@ def test_one_line_delivers_exactly_what_arrived_in_order(rate, per_packet, seed)
     lost = loss_mask(np.random.default_rng(seed), batch.count, rate)
     clock = [0.0]
     feed = FeedHandler(lines=1, clock=lambda: clock[0])
-    got, _ = run(feed, [bursts_of(batch, ~lost, 64)], clock, 0.0005)
+    got, _ = run(feed, [split_batch(batch, 64, ~lost)], clock, 0.0005)
     expected = messages(batch, ~lost)
     assert np.array_equal(got, expected)
     st_ = feed.stats()
@@ -105,7 +96,7 @@ def test_ab_lines_with_independent_loss_deliver_each_message_once_in_order(seed)
     lost_a, lost_b = loss_mask(rng, batch.count, 0.05), loss_mask(rng, batch.count, 0.05)
     clock = [0.0]
     feed = FeedHandler(lines=2, clock=lambda: clock[0])
-    got, _ = run(feed, [bursts_of(batch, ~lost_a, 64), bursts_of(batch, ~lost_b, 64)], clock, 0.0005)
+    got, _ = run(feed, [split_batch(batch, 64, ~lost_a), split_batch(batch, 64, ~lost_b)], clock, 0.0005)
     both = lost_a & lost_b
     assert np.array_equal(got, messages(batch, ~both))
     st_ = feed.stats()
@@ -122,7 +113,7 @@ def test_line_b_lagging_by_many_bursts_fills_the_holes_of_line_a_within_the_wind
     batch, _ = feed_packets(2048, (1, 2), seed=9)
     rng = np.random.default_rng(9)
     lost_a, lost_b = loss_mask(rng, batch.count, 0.1), loss_mask(rng, batch.count, 0.1)
-    a, b = bursts_of(batch, ~lost_a, 32), bursts_of(batch, ~lost_b, 32)
+    a, b = split_batch(batch, 32, ~lost_a), split_batch(batch, 32, ~lost_b)
     lag = 8
     empty = Batch.empty()
     clock = [0.0]
@@ -175,7 +166,7 @@ def test_lossy_shortcut_equals_general_path(seed):
     batch, _ = feed_packets(1500, (1, 3), seed=seed)
     rng = np.random.default_rng(seed)
     lost = rng.random(batch.count) < (0.02, 0.3)[seed % 2]
-    bursts = bursts_of(batch, ~lost, 16)
+    bursts = split_batch(batch, 16, ~lost)
     decoder = Decoder()
     fast, slow = Sequencer(give_up_after=0.005), Sequencer(give_up_after=0.005)
     slow.shortcuts = False
@@ -212,7 +203,7 @@ def test_buffer_stays_within_the_window_and_work_stays_linear(monkeypatch, lines
     rng = np.random.default_rng(3)
     masks = [loss_mask(rng, n, (0.02, 0.1)[lines - 1]) for _ in range(lines)]
     decoder = Decoder()
-    decoded = [[decoder.decode(b) for b in bursts_of(batch, ~m, size)] for m in masks]  # decoding not counted
+    decoded = [[decoder.decode(b) for b in split_batch(batch, size, ~m)] for m in masks]  # decoding not counted
     fed = sum(len(d) for line in decoded for d in line)
     clock = [0.0]
     feed = FeedHandler(lines=lines, clock=lambda: clock[0], arbitration_window=window * 1e-3)

@@ -92,6 +92,15 @@ def synth_packets(n_packets: int, msgs_per_packet: tuple[int, int] = (20, 30), f
     return batch, codes
 
 
-def split_batch(batch: Batch, size: int) -> list[Batch]:
-    """Bursts of at most ``size`` packets sharing ``batch.buf`` (as a receiver would hand them over)."""
-    return [batch.slice(i, i + size) for i in range(0, batch.count, size)]
+def split_batch(batch: Batch, size: int, kept: np.ndarray | None = None) -> list[Batch]:
+    """Bursts of at most ``size`` packets sharing ``batch.buf`` (as a receiver would hand them over).
+
+    ``kept`` (a mask over the packets): only those, each burst still covering ``size`` packets of the
+    original stream (as a lossy receiver hands them over; a burst may be empty)."""
+    if kept is None:
+        return [batch.slice(i, i + size) for i in range(0, batch.count, size)]
+    out = []
+    for i in range(0, batch.count, size):
+        sel = np.flatnonzero(kept[i : i + size]) + i
+        out.append(Batch(batch.buf, batch.offsets[sel], batch.lengths[sel], batch.ts_ns[sel], len(sel)))
+    return out

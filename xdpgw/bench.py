@@ -15,14 +15,12 @@ Per transport, a burst: the base rate, then 100× it for 100 ms, then the base r
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -258,19 +256,10 @@ def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -
     return rows, burst, hists
 
 
-@contextlib.contextmanager
-def _on_cpu(cpu: int) -> Iterator[None]:
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
 def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *a: None) -> dict:
     """The whole bench on a fresh lab (removed afterwards, also on errors); the result as a dict."""
     from xdpgw.bpf import require_root
+    from xdpgw.tuning import on_cpu
 
     require_root()
     cpus = sorted(os.sched_getaffinity(0))
@@ -289,7 +278,7 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
                        check=True, capture_output=True)
         gen = BlasterProcess(lab, gen_cpu, msgs)
         rows, bursts, cdfs = [], [], {}
-        with _on_cpu(consumer_cpu):
+        with on_cpu(consumer_cpu):
             for kind in transports:
                 r, b, h = bench_transport(kind, lab, gen, plan, say)
                 rows += r

@@ -11,19 +11,18 @@ the kernel silently drops what is transmitted; the peer's receive work runs on t
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from xdpgw.errors import GatewayError
 from xdpgw.protocol.synth import synth_packets
 from xdpgw.transport.xdp_send import Route, header_template, resolve_route
+from xdpgw.tuning import on_cpu
 
 BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "blast.c"
 PROG_NAME = "xgw_blast"
@@ -149,21 +148,6 @@ class Blaster:
             self._anchor_fd = fd
         return True
 
-    @contextlib.contextmanager
-    def _on_cpu(self, cpu: int | None) -> Iterator[None]:
-        if cpu is None:
-            yield
-            return
-        before = os.sched_getaffinity(0)
-        try:
-            os.sched_setaffinity(0, {cpu})
-        except (OSError, ValueError) as exc:
-            raise GatewayError(f"cannot pin the blaster to CPU {cpu} ({exc})", f"pick one of {sorted(before)}") from exc
-        try:
-            yield
-        finally:
-            os.sched_setaffinity(0, before)
-
     def run(self, packets: int, chunk: int = 1 << 20, duration: float | None = None,
             cpu: int | None = None) -> dict:
         """Send ``packets`` frames (fewer if ``duration`` s pass or Ctrl-C) at full speed, in BPF_PROG_RUN
@@ -174,7 +158,7 @@ class Blaster:
         retval = ffi.new("uint32_t *")
         first_seq, frames0, dropped0 = self._start()
         interrupted = False
-        with self._on_cpu(cpu):
+        with on_cpu(cpu):
             t0 = time.perf_counter()
             try:
                 left = packets
@@ -209,7 +193,7 @@ class Blaster:
         step = max(1, round(pps * 0.05))  # return to Python every 50 ms: Ctrl-C stays responsive
         first_seq, frames0, dropped0 = self._start()
         interrupted = False
-        with self._on_cpu(cpu):
+        with on_cpu(cpu):
             t0 = time.perf_counter()
             start_ns = time.monotonic_ns()
             try:

@@ -7,12 +7,14 @@ user asked for explicitly (``pin_cpu``, ``set_fifo``) raise `GatewayError` with 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
 import os
 import resource
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from xdpgw.errors import GatewayError
@@ -47,6 +49,20 @@ def pin_cpu(cpu: int) -> Tuned:
     except (OSError, ValueError, OverflowError) as e:
         raise GatewayError(f"cannot pin to CPU {cpu} ({e})", _cpu_fix(before)) from e
     return Tuned("pin_cpu", True, f"pinned to CPU {cpu} (was {_cpulist(before)})")
+
+
+@contextlib.contextmanager
+def on_cpu(cpu: int | None) -> Iterator[None]:
+    """The block runs pinned to ``cpu`` (None: unchanged); the previous affinity comes back after it."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    pin_cpu(cpu)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def check_cpus(cpus: list[int]) -> None:

@@ -4,7 +4,8 @@ On a veth lab made on the spot, the generator for every row is `xdpgw blast` (BP
 real MoldUDP64/ITCH, gap-free, each frame stamped with its send time), run by a separate process in the
 tx namespace on its own CPU. The consumer is the real pipeline, in this process on the other CPU:
 receiver → :class:`~xdpgw.gateway.Gateway` → :class:`~xdpgw.feed.FeedHandler` (decoding, sequencing) →
-a handler that notes, for every delivered message, kernel-receive → handler and send → handler.
+a handler that notes send → handler for every delivered message; kernel-receive → handler is the
+Gateway's own per-packet histogram.
 
 Per transport and frame size:
   throughput  the blaster at full speed → offered and received packets/s, loss, consumer ns/packet
@@ -136,20 +137,17 @@ class BlasterProcess:
 
 
 # --- the consumer side ------------------------------------------------------------------------------------
-class LatencyProbe:
-    """The bench's handler: for every delivered message, kernel-receive → now (CLOCK_MONOTONIC) and
-    send → now (its ITCH timestamp: CLOCK_REALTIME ns since midnight, stamped by the blaster)."""
+class SendLatencyProbe:
+    """The bench's handler: send → now for every delivered message (its ITCH timestamp, CLOCK_REALTIME ns
+    since midnight, stamped by the blaster). Kernel receive → handler is the Gateway's own histogram."""
 
     def __init__(self) -> None:
-        self.rx, self.send = LatencyHistogram(), LatencyHistogram()
+        self.send = LatencyHistogram()
 
     def __call__(self, dec) -> None:
         from xdpgw.protocol.itch import timestamps
 
-        mono, real = time.clock_gettime_ns(time.CLOCK_MONOTONIC), time.time_ns() % NS_PER_DAY
-        if not len(dec):
-            return
-        self.rx.record_since(mono, dec.pkt_ts_ns[dec.pkt])
+        real = time.time_ns() % NS_PER_DAY
         for recs in dec.by_type.values():
             self.send.record_since(real, timestamps(recs))  # (a run across midnight counts as rejected)
 
@@ -169,11 +167,11 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
               limit: float = 60.0) -> dict:
     """Start ``cmd`` on the generator and consume until it is done and the stream has drained.
 
-    ``probe``: the handler notes every message's latency (else no handler: the throughput phases
-    measure the pipeline itself, decoding included)."""
+    ``probe``: a handler notes every message's send → handler latency (else no handler: the throughput
+    phases measure the pipeline itself, decoding included)."""
     from xdpgw.gateway import Gateway
 
-    lp = LatencyProbe()
+    lp = SendLatencyProbe()
     state: dict = {"report": None, "deadline": time.monotonic() + limit, "packets": 0, "last": 0.0}
 
     def tick(gw: Gateway) -> None:
@@ -198,7 +196,6 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
     report = state["report"] or gen.reply(timeout=30)
     stats1, feed1 = rx.stats(), feed.stats()
     active = max(state["last"] - t0, report["seconds"], 1e-9)
-    rx_lat, send_lat = lp.rx, lp.send
     return {
         "offered": report["packets"], "offered_pps": report["pps"], "gen": report,
         "received": summary["packets"], "received_pps": summary["packets"] / active,
@@ -207,7 +204,7 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
         "msgs_per_s": (feed1["messages"] - feed0["messages"]) / active,
         "missing": feed1["missing"] - feed0["missing"], "gaps": feed1["gaps"] - feed0["gaps"],
         "drops": stats1.get("drops", 0) - stats0.get("drops", 0),
-        "rx_latency": rx_lat, "send_latency": send_lat,
+        "rx_latency": gw.latency, "send_latency": lp.send,
     }
 
 

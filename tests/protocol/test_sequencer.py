@@ -134,7 +134,8 @@ def test_many_shuffled_packets_deliver_each_sequence_once_in_order():
 def test_new_session_expects_sequence_one():
     sq = Sequencer()
     feed(sq, [pkt(50, 1, "DAY1"), pkt(51, 1, "DAY1")])
-    assert feed(sq, [pkt(3, 1, "DAY2"), pkt(4, 1, "DAY2")]) == [3, 4]
+    # DAY1 went silent (no end-of-session seen): after session_timeout DAY2 takes over
+    assert feed(sq, [pkt(3, 1, "DAY2"), pkt(4, 1, "DAY2")], now=sq.session_timeout + 1) == [3, 4]
     assert sq.stats()["gaps"] == 1 and sq.stats()["missing"] == 2
 
 

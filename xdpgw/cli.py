@@ -194,6 +194,10 @@ def _run_workers(pool, *, detach: Callable[[], None], on_tick: Callable, count, 
 
 
 def _report(summary: dict, as_json: bool) -> None:
+    from xdpgw.summary import held_note
+
+    if note := held_note(summary):
+        click.echo(f"xdpgw: {note}", err=True)
     if as_json:
         click.echo(json.dumps(summary, default=str))
         return
@@ -292,8 +296,9 @@ def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, al
                     "queues": queues, "started": started, "updated": time.time(), "stats": stats,
                 })
 
-            def tick(_gw) -> None:
-                save_state(pool.stats() if pool else {str(r.queue): r.stats() for r in receivers})
+            def tick(gw) -> None:
+                held = {"held": gw.feed.stats()["held"]} if gw is not None and gw.feed is not None else {}
+                save_state(pool.stats() if pool else {str(r.queue): {**r.stats(), **held} for r in receivers})
 
             tick(None)
             if not run["quiet"]:
@@ -430,6 +435,9 @@ def _format_status(r: dict) -> str:
                 f"{st.get('xdp_rx_dropped')} rx_ring_full {st.get('xdp_rx_ring_full')} fill_ring_empty "
                 f"{st.get('xdp_rx_fill_ring_empty_descs')} invalid_descs {st.get('xdp_rx_invalid_descs')}"
             )
+            if held := st.get("held"):
+                lines.append(f"  queue {q}: held {sum(held.values())} messages ("
+                             + ", ".join(f"{k} {v}" for k, v in held.items()) + ")")
     for q, cnt in (r.get("bpf_counters_by_queue") or {}).items():
         lines.append(f"  queue {q} bpf: " + " ".join(f"{k} {v}" for k, v in cnt.items()))
     return "\n".join(lines)

@@ -195,6 +195,8 @@ def status_text(summary: Mapping, pps: float, queue_pps: Mapping[int, float] | N
         errs = sum((summary.get("decode_errors") or {}).values())
         if errs:
             parts.append(f"decode errors {errs}")
+        if held := summary.get("held"):
+            parts.append(f"held {sum(held.values())} (" + ", ".join(f"{k} {v}" for k, v in held.items()) + ")")
     if summary.get("handler_errors"):
         parts.append(f"handler errors {summary['handler_errors']}")
     return " | ".join(parts)

@@ -65,6 +65,24 @@ FEED_FIELDS = tuple(FeedStats.__annotations__)
 BPF_NOT_DROPS = ("seen", "redirected", "passed", "no_meta")
 
 
+#: What releases messages held for each reason (the exit report says it).
+RELEASED_BY = {
+    "behind_hole": "the hole before them being filled (other line, retransmission) or given up",
+    "parked_far_ahead": "another packet of the session continuing them, or the feed reaching them",
+    "unconfirmed_session": "their session proving itself (two chained packets) after ours ends or goes silent",
+}
+
+
+def held_note(s: FeedStats) -> str | None:
+    """One line on what is still held (None when nothing is): how many, why, what would release it."""
+    held = {k: v for k, v in (s.get("held") or {}).items() if v}
+    if not held:
+        return None
+    why = "; ".join(f"{v} {k.replace('_', ' ')} (released by {RELEASED_BY.get(k, '?')})" for k, v in held.items())
+    return (f"{sum(held.values())} received message(s) were still held at exit, not delivered: {why}; "
+            "run longer, or see `held` in --json")
+
+
 def accounted(s: FeedStats) -> int:
     """``messages + filtered + duplicates + rejected + held``: equals ``received`` (see the module doc)."""
     return (s["messages"] + s["filtered"] + s["duplicates"] + sum(s["rejected"].values())

@@ -230,7 +230,8 @@ class QueueWorkers:
 
     def stats(self) -> dict[str, dict]:
         """Per-queue receiver counters plus the worker's pid and packet rate (for the state file)."""
-        return {str(w.queue): {**w.snapshot["stats"], "pid": w.pid, "pps": round(w.pps, 1)}
+        return {str(w.queue): {**w.snapshot["stats"], "pid": w.pid, "pps": round(w.pps, 1),
+                               **({"held": w.snapshot["summary"]["held"]} if "held" in w.snapshot["summary"] else {})}
                 for w in self.workers if w.snapshot}
 
     def summary(self) -> dict:

@@ -334,9 +334,10 @@ class Sequencer:
             proven = [(s, c) for s, c in proven if self.ended or c.last > last]
             if not proven:
                 return
-        session, c = max(proven, key=lambda sc: (sc[1].chain, -sc[1].first))
-        if not following and len(cands) > 1 and now - c.first < self.prove_for:
-            return  # sessions compete at start-up: the real feed keeps chaining, a stray one stops
+        session, c = max(proven, key=lambda sc: (not sc[1].ended, sc[1].chain, -sc[1].first))
+        live = sum(not o.ended for o in cands.values())
+        if not following and ((c.ended and live) or (live > 1 and now - c.first < self.prove_for)):
+            return  # at start-up a live session beats an ended one; live ones compete: the real feed keeps chaining
         del cands[session]
         self._adopt(session, c, now, out)
 

@@ -267,6 +267,7 @@ class Sequencer:
             self.rejected["stale_session"] += len(dec)
         else:
             self._candidate(dec, well, session, now)
+            self._decide(now, out)  # now, before later runs of this burst: the order of arrival counts
 
     def _candidate(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float) -> None:
         """Hold a run of a session not followed, and note what it proves (see ``_decide``)."""

@@ -297,8 +297,12 @@ def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, al
                 })
 
             def tick(gw) -> None:
-                held = {"held": gw.feed.stats()["held"]} if gw is not None and gw.feed is not None else {}
-                save_state(pool.stats() if pool else {str(r.queue): {**r.stats(), **held} for r in receivers})
+                if pool is not None:
+                    save_state(pool.stats())
+                    return
+                feed = gw.feed if gw is not None else None
+                held = {"held": feed.stats()["held"]} if feed is not None else {}
+                save_state({str(r.queue): {**r.stats(), **held} for r in receivers})
 
             tick(None)
             if not run["quiet"]:

@@ -1,7 +1,7 @@
 """Hostile input against the real XDP program (drv and skb mode on the veth lab) and the feed decoder.
 
 Every frame class is injected raw on the tx veth; the BPF counters must move exactly as
-``bpf/xdpgw_rx.c`` says, nothing may crash, and a valid burst sent afterwards must still arrive
+``xdpgw/bpf_programs/xdpgw_rx.c`` says, nothing may crash, and a valid burst sent afterwards must still arrive
 byte-identical (no ring stall). The decoder is fuzzed with hypothesis: it never raises and its error
 counters account for every bad packet and message.
 """

@@ -29,7 +29,8 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
 
 def test_wheel_installed_elsewhere_attaches(lab, tmp_path):
     pip = [sys.executable, "-m", "pip"]
-    run([*pip, "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)])
+    built = run([*pip, "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)])
+    assert "Warning" not in built.stderr.replace("WARNING: Location", ""), built.stderr  # e.g. license deprecation
     (wheel,) = (tmp_path / "dist").glob("xdpgw-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {"xdpgw/bpf_programs/xdpgw_rx.c", "xdpgw/bpf_programs/blast.c"} <= set(names), names

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from xdpgw.errors import GatewayError, friendly
+
+#: Where results go by default: a folder git ignores (.gitignore: bench-out/), made on demand.
+DEFAULT_OUT = "bench-out/xdpgw-bench"
 
 
 @click.command()
@@ -14,7 +18,8 @@ from xdpgw.errors import GatewayError, friendly
 @click.option("--transports", default="socket,xdp-skb,xdp-drv", show_default=True,
               help="Comma-separated subset of socket, xdp-skb, xdp-drv (the socket row is the ratios' base).")
 @click.option("--latency-pps", type=float, default=100_000.0, show_default=True, help="Rate of the latency phase.")
-@click.option("--out", default="xdpgw-bench", show_default=True, help="Write OUT.json and OUT.png.")
+@click.option("--out", default=DEFAULT_OUT, show_default=True,
+              help="Write OUT.json and OUT.png (the default folder, bench-out/, is ignored by git).")
 @click.option("--no-png", is_flag=True, help="Skip the PNG (no matplotlib needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON (stdout) instead of the table.")
 @friendly
@@ -31,6 +36,7 @@ def bench(quick, transports, latency_pps, out, no_png, as_json) -> None:
     plan = replace(Plan.quick() if quick else Plan(), latency_pps=latency_pps)
     res = run_bench(plan, kinds, say=lambda *a: print("bench:", *a, file=sys.stderr, flush=True))
     text = to_json(res)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{out}.json", "w") as f:
         f.write(text + "\n")
     written = [f"{out}.json"]

@@ -16,6 +16,7 @@ from typing import TextIO
 import numpy as np
 
 from xdpgw.latency import LatencyHistogram
+from xdpgw.summary import Summary
 from xdpgw.transport.base import Batch, Receiver
 
 Handler = Callable[[object], None]
@@ -71,7 +72,7 @@ class Gateway:
         self._stop = True
 
     # --- the hot loop -------------------------------------------------------------------------
-    def run(self, count: int | None = None, duration: float | None = None, idle_timeout: float = 0.0) -> dict:
+    def run(self, count: int | None = None, duration: float | None = None, idle_timeout: float = 0.0) -> Summary:
         """Consume until ``count`` packets, ``duration`` seconds, or ``stop()``. Returns ``summary()``."""
         t = self.totals = Totals()
         deadline = t.started + duration if duration else None
@@ -146,12 +147,13 @@ class Gateway:
         if self.status is not None:
             write_status(self.status, status_text(self.summary(), pps))
 
-    def summary(self) -> dict:
+    def summary(self) -> Summary:
+        """The one summary (see xdpgw/summary.py): this loop's traffic fields, the feed's with a decoder."""
         t = self.totals
         duration = max(time.monotonic() - t.started, 1e-9)
         first = self.receivers[0].describe()
         st = self.stats()
-        out: dict = {
+        out: Summary = {
             "transport": first.get("transport"),
             "mode": first.get("mode"),
             "iface": first.get("iface"),

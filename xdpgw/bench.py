@@ -134,6 +134,9 @@ class BlasterProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):  # no ResourceWarning at exit
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
 
 # --- the consumer side ------------------------------------------------------------------------------------

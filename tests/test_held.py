@@ -63,3 +63,11 @@ def test_a_far_jump_the_session_continues_is_delivered_as_one_gap(lab):
     assert summary["messages"] == 39 and summary["gaps"] == 1 and summary["missing"] == JUMP - 2
     assert summary["held"] == {} and accounted(summary) == summary["received"] == 39
     assert "held at exit" not in err
+
+
+def test_the_status_line_shows_what_is_held_only_when_something_is():
+    from xdpgw.gateway import status_text
+
+    base = {"transport": "xdp", "packets": 2, "bytes": 100, "drops": 0, "messages": 1, "gaps": 0}
+    assert "held" not in status_text({**base, "held": {}}, 1.0)
+    assert "held 38 (parked_far_ahead 38)" in status_text({**base, "held": {"parked_far_ahead": 38}}, 1.0)

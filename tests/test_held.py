@@ -54,7 +54,7 @@ def test_a_far_jump_nothing_continues_is_held_and_reported(lab, transport):
 
 
 def test_a_far_jump_the_session_continues_is_delivered_as_one_gap(lab):
-    proc = gwproc.start(lab, "skb", "--protocol", "moldudp64")
+    proc = gwproc.start(lab, "socket", "--protocol", "moldudp64")
     try:
         send_frames(lab, feed_frames(lab, capture() + [encode_heartbeat(SESSION, JUMP + 38)] * 2))
         gwproc.wait_for(lab, lambda m: gwproc.value(m, "xdpgw_messages_total", type="A") == 39)

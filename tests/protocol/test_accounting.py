@@ -46,7 +46,7 @@ def packet(draw: st.DrawFn) -> bytes:
     return bytes(p)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.lists(packet(), min_size=1, max_size=8), st.integers(0, 1),
                           st.sampled_from([0.0, 0.001, 0.01, 0.5, 2.0])), min_size=1, max_size=25),
        st.booleans(), st.integers(1, 2))

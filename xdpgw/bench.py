@@ -265,7 +265,7 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
                            "run it on a machine (or cgroup) with at least 2 CPUs")
     consumer_cpu, gen_cpu = cpus[0], cpus[-1]
     msgs = {"small": SIZES["small"], "1KB": frame_msgs(1024)}
-    lab = Lab("xgwbench", queues=1)
+    lab = Lab.unique("xgb", queues=1)  # a name of its own: two benches never tear down each other's lab
     say(f"lab up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")
     lab.up()
     gen = None

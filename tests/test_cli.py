@@ -163,6 +163,7 @@ def test_missing_headers_message(monkeypatch):
 
 
 def test_pcap_of_bypassed_frames_and_metrics(lab, tmp_path):
+    import urllib.error
     import urllib.request
 
     from scapy.utils import rdpcap
@@ -171,8 +172,11 @@ def test_pcap_of_bypassed_frames_and_metrics(lab, tmp_path):
     port = 19000 + os.getpid() % 1000
 
     def scrape() -> str:
-        with in_netns(lab.rx_ns):
-            return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        try:
+            with in_netns(lab.rx_ns):
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        except urllib.error.URLError:  # not serving yet
+            return ""
 
     frames = feed_frames(lab, [b"cap-%02d" % i + bytes(i) for i in range(21)])
     with attach(lab, "--count", "21", "--pcap", str(pcap), "--metrics-port", str(port), "--duration", "60") as gw:
@@ -186,3 +190,18 @@ def test_pcap_of_bypassed_frames_and_metrics(lab, tmp_path):
     assert [bytes(p) for p in got] == frames
     now = time.time()
     assert all(abs(float(p.time) - now) < 600 for p in got), "pcap stamps are not wall-clock time"
+
+
+def test_pcap_sampling_and_rotation_keep_exactly_every_nth_frame(lab, tmp_path):
+    from scapy.utils import rdpcap
+
+    pcap = tmp_path / "s.pcap"
+    frames = feed_frames(lab, [b"s-%03d" % i for i in range(60)])
+    with attach(lab, "--pcap", str(pcap), "--pcap-sample", "3", "--pcap-max-mb", "0.0005", "--count", "60",
+                "--duration", "60", "--json") as gw:
+        send_frames(lab, frames)
+        assert summary_of(gw)["packets"] == 60
+    files = [tmp_path / n for n in ("s.pcap.2", "s.pcap.1", "s.pcap")]  # oldest first
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in files)
+    assert all(f.stat().st_size <= 500 for f in files)  # --pcap-max-mb 0.0005: 500 bytes a file
+    assert [bytes(p) for f in files for p in rdpcap(str(f))] == frames[::3]  # 1 in 3, none lost to rotation

@@ -250,3 +250,36 @@ def test_consumer_in_its_own_pid_namespace(lab):
             proc.kill()
             proc.wait(5)
         ksock.close()
+
+
+def test_death_notice_off_leaves_a_dead_consumer_to_the_kernel_socket_close(lab, monkeypatch):
+    """XDPGW_DEATH_NOTICE=0: no hook, a note that says what that costs; after kill -9 the program is never
+    told (no dead queue, nothing counted consumer_gone), and the feed reaches the kernel again once the
+    kernel has closed the dead process's socket."""
+    monkeypatch.setenv("XDPGW_DEATH_NOTICE", "0")
+    ksock = kernel_udp_socket(lab, 9001)
+    from xdpgw.bpf import XdpProgram
+
+    with in_netns(lab.rx_ns):
+        prog = XdpProgram(lab.rx_if, [9001], mode="drv").attach()
+    p = None
+    try:
+        assert not prog.death_notice
+        assert any("death notice off (XDPGW_DEATH_NOTICE=0)" in n for n in prog.notes), prog.notes
+        p, conn = start_consumer(lab, prog)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(10)
+        assert p.exitcode is not None and prog.dead_queues() == []
+
+        def reaches_the_kernel() -> bool:
+            send_frames(lab, feed_frames(lab, [b"after"]))
+            return drain_socket(ksock, 1, timeout=0.1) == [b"after"]
+
+        wait_for(reaches_the_kernel, 10, "the feed to reach the kernel after the dead socket closed")
+        c = prog.counters()[0]
+        assert c["consumer_gone"] == 0 and c["no_socket"] >= 1, c
+    finally:
+        if p is not None and p.is_alive():
+            p.kill()
+        prog.close()
+        ksock.close()

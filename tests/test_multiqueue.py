@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import urllib.error
 import urllib.request
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.helpers import (
     one_line_error,
     require,
     run_xdpgw,
+    send_to_queue,
     send_to_queues,
     status_of,
     wait_for,
@@ -83,8 +85,11 @@ def test_sigterm_reports_detaches_and_gives_the_feed_back_to_the_kernel(lab4):
         send_to_queues(lab4, {0: 3, 1: 4})
 
         def scrape() -> str | None:  # workers send snapshots, the parent publishes them, once a second
-            with in_netns(lab4.rx_ns):
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            try:
+                with in_netns(lab4.rx_ns):
+                    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except urllib.error.URLError:  # not serving yet: the server starts just after the workers
+                return None
             return body if "xdpgw_packets_total 7.0" in body else None
 
         body = wait_for(scrape, 15, "/metrics to count 7 packets")
@@ -143,6 +148,52 @@ def test_a_worker_that_cannot_start_stops_everything_with_its_error(lab4):
     one_line_error(res, "queue 4 is out of range", "consumer of queue 4", "--queue 0..3")
     assert attached(lab4) is None
     assert f"attach {lab4.rx_if}" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.xdp
+def test_several_queues_decode_their_own_sessions_and_write_their_own_pcaps(lab2, tmp_path):
+    """--queue 0-1 --protocol: each worker sequences its own queue's session; --pcap: PATH-qN.pcap each."""
+    from scapy.layers.inet import UDP
+    from scapy.utils import rdpcap
+
+    from xdpgw.protocol import itch
+    from xdpgw.protocol.moldudp64 import encode_packet
+
+    n = {0: 6, 1: 9}
+    payloads = {q: [encode_packet(f"QUEUE{q}SESS", s, [itch.encode_message("D", locate=1, order_ref=s)] * 2)
+                    for s in range(1, 2 * n[q] + 1, 2)] for q in n}
+    pcap = tmp_path / "cap.pcap"
+    with attach(lab2, "--queue", "0-1", "--mode", "drv", "--protocol", "moldudp64", "--pcap", str(pcap), "--json",
+                "--count", str(sum(n.values())), "--duration", "60", queues=2) as gw:
+        for q, pays in payloads.items():
+            send_to_queue(lab2, q, pays)
+        rc, out, err = gw.finish()
+    assert rc == 0, err
+    summary = json.loads(out)
+    per_q = summary["queues"]
+    assert {q: per_q[str(q)]["messages"] for q in n} == {q: 2 * k for q, k in n.items()}, per_q
+    assert summary["messages"] == 2 * sum(n.values()) and summary["gaps"] == 0 and summary["missing"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cap-q0.pcap", "cap-q1.pcap"]
+    for q, pays in payloads.items():
+        assert [bytes(f[UDP].payload) for f in rdpcap(str(tmp_path / f"cap-q{q}.pcap"))] == pays
+    assert attached(lab2) is None
+
+
+@pytest.mark.xdp
+def test_ctrl_c_stops_every_queue_and_reports(lab2):
+    """SIGINT to the process group (a terminal's Ctrl-C): the workers ignore it, the parent detaches, stops
+    them, reports and exits 0."""
+    with attach(lab2, "--queue", "0-1", "--mode", "drv", "--json", "--duration", "60", queues=2) as gw:
+        pids = worker_pids(lab2)
+        send_to_queues(lab2, {0: 2, 1: 3})
+        gw.wait_stats(lambda st: (st["0"]["packets"], st["1"]["packets"]) == (2, 3), "both queues' packets")
+        gw.signal(signal.SIGINT, group=True)
+        rc, out, err = gw.finish()
+        assert rc == 0, err
+        assert wait_gone(pids.values()) == []
+    summary = json.loads(out)
+    assert summary["packets"] == 5 and {q: s["packets"] for q, s in summary["queues"].items()} == {"0": 2, "1": 3}
+    assert attached(lab2) is None
 
 
 # --- pure logic ------------------------------------------------------------------------------------

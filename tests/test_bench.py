@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from pyroute2 import netns
 
 from tests.helpers import run_xdpgw
 from xdpgw.bench import Plan, add_ratios, format_table, frame_msgs
+from xdpgw.lab import Lab
 
 LAT = {"p50": 2000, "p90": 3000, "p99": 10000, "p999": 20000, "max": 50000, "count": 10}
 
@@ -42,13 +42,12 @@ def test_the_1kb_row_uses_frames_of_about_1kb():
 @pytest.mark.xdp
 def test_the_bench_command_fills_every_field_writes_its_files_and_leaves_no_lab(tmp_path):
     """`xdpgw bench --quick` (the one bench run of the suite), socket and XDP drv rows."""
-    before = set(netns.listnetns())
     out = tmp_path / "b"
     p = run_xdpgw(None, "bench", "--quick", "--transports", "socket,xdp-drv", "--latency-pps", "20000",
                   "--out", str(out), "--json", timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert set(netns.listnetns()) <= before, "the bench left its lab behind"
     res = json.loads(p.stdout)
+    assert res["lab"].startswith("xgb") and not Lab(res["lab"]).exists(), "the bench left its lab behind"
     assert res == json.loads((tmp_path / "b.json").read_text())
     assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = res["rows"]

@@ -102,12 +102,12 @@ def test_status_and_detach_from_another_process(lab):
 
 
 def test_errors_are_one_line_and_leave_nothing_attached(lab):
-    one_line_error(run_xdpgw(lab.rx_ns, "attach", "nosuch0", "--count", "1"), "not found", "ip -br link")
-    one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--queue", "3", "--count", "1"),
+    one_line_error(run_xdpgw(lab.rx_ns, "attach", "nosuch0", "--count", "1", "--duration", "20"), "not found", "ip -br link")
+    one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--queue", "3", "--count", "1", "--duration", "20"),
                    "out of range", "--queue 0..0")
-    one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--port", "0", "--count", "1"), "port")
+    one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--port", "0", "--count", "1", "--duration", "20"), "port")
     assert attached(lab) is None
-    nobody = subprocess.run(as_nobody([sys.executable, "-m", "xdpgw", "attach", "lo", "--count", "1"]),
+    nobody = subprocess.run(as_nobody([sys.executable, "-m", "xdpgw", "attach", "lo", "--count", "1", "--duration", "20"]),
                             capture_output=True, text=True, timeout=30, cwd=os.getcwd())
     one_line_error(nobody, "root", "sudo")
 
@@ -120,7 +120,7 @@ def test_foreign_program_is_refused_and_left_alone(lab):
         fn = other.load_func(b"someone_else", BPF.XDP)
         BPF.attach_xdp(lab.rx_if.encode(), fn, 1 << 1)
     try:
-        res = run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--count", "1")
+        res = run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--count", "1", "--duration", "20")
         one_line_error(res, "foreign", "someone_else", "--force")
         assert attached(lab).name == "someone_else"
         res = run_xdpgw(lab.rx_ns, "detach", lab.rx_if)
@@ -137,7 +137,7 @@ def test_port_taken_for_listen(lab):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("0.0.0.0", 9001))
     try:
-        one_line_error(run_xdpgw(lab.rx_ns, "listen", "--port", "9001", "--count", "1"), "9001", "ss -ulpn")
+        one_line_error(run_xdpgw(lab.rx_ns, "listen", "--port", "9001", "--count", "1", "--duration", "20"), "9001", "ss -ulpn")
     finally:
         s.close()
 

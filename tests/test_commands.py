@@ -217,11 +217,15 @@ def test_a_queue_worker_that_never_starts_times_out_and_nothing_is_left():
 
 @pytest.mark.xdp
 def test_soak_script_short_bounded_run_loses_nothing():
-    before = set(netns.listnetns())
+    lab = Lab.unique("xs", queues=1)
     p = subprocess.run([sys.executable, str(ROOT / "scripts" / "soak.py"), "--packets", "20000", "--rate", "20000",
-                        "--malformed-ratio", "0.01"], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
-    assert set(netns.listnetns()) <= before, "the soak left its lab behind"
+                        "--malformed-ratio", "0.01", "--lab", lab.name], capture_output=True, text=True, timeout=120,
+                       cwd=ROOT)
+    try:
+        assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
+        assert not lab.exists(), "the soak left its lab behind"
+    finally:
+        lab.down()
     summary, _ = json.JSONDecoder().raw_decode(p.stdout)  # the JSON report, then a one-line verdict
     assert summary["verdict"] == "PASS: zero valid messages lost" and summary["lost_messages"] == 0, summary
     assert summary["valid_messages_delivered"] == summary["valid_messages_sent"] > 0

@@ -144,7 +144,7 @@ def test_a_dead_worker_stops_everything_with_one_line(lab4):
 
 @pytest.mark.xdp
 def test_a_worker_that_cannot_start_stops_everything_with_its_error(lab4):
-    res = run_xdpgw(lab4.rx_ns, "attach", lab4.rx_if, "--queue", "2-4", "--mode", "drv", "--count", "1")
+    res = run_xdpgw(lab4.rx_ns, "attach", lab4.rx_if, "--queue", "2-4", "--mode", "drv", "--count", "1", "--duration", "20")
     one_line_error(res, "queue 4 is out of range", "consumer of queue 4", "--queue 0..3")
     assert attached(lab4) is None
     assert f"attach {lab4.rx_if}" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout

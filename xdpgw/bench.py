@@ -288,7 +288,7 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
         say("lab down")
     add_ratios(rows)
     return {"rows": rows, "burst": bursts, "plan": plan.__dict__, "cpus": {"consumer": consumer_cpu,
-            "generator": gen_cpu}, "kernel": os.uname().release, "_cdfs": cdfs}
+            "generator": gen_cpu}, "kernel": os.uname().release, "lab": lab.name, "_cdfs": cdfs}
 
 
 def add_ratios(rows: list[dict]) -> None:

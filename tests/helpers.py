@@ -294,7 +294,11 @@ class Xdpgw:
 
     def __init__(self, lab: Lab, *args: str, env: dict[str, str] | None = None) -> None:
         self.lab, self.args = lab, args
-        self.proc = subprocess.Popen(xdpgw_cmd(lab.rx_ns, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # SIGINT at its default, as from a terminal: a test run started in the background (`pytest &`) has
+        # SIGINT ignored, which its children inherit, and Python then never turns Ctrl-C into KeyboardInterrupt
+        cmd = xdpgw_cmd(lab.rx_ns, *args)
+        cmd[cmd.index(sys.executable):cmd.index(sys.executable)] = ["env", "--default-signal=INT"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, cwd=ROOT, start_new_session=True,
                                      env={**os.environ, **(env or {})})
         self.out = self.err = ""

@@ -143,6 +143,18 @@ def test_hugepages_umem_receives_the_feed(lab):
         summary = summary_of(gw)
     assert summary["packets"] == 20 and summary["drops"] == 0
     assert attached(lab) is None
+    # and which one it got: huge pages exactly when enough are free (or may be made) for the 8 MiB UMEM
+    import re
+    from pathlib import Path
+
+    from tests.helpers import open_receiver
+
+    meminfo = Path("/proc/meminfo").read_text()
+    free = int(re.search(r"HugePages_Free:\s+(\d+)", meminfo).group(1))
+    free += int(Path("/proc/sys/vm/nr_overcommit_hugepages").read_text())
+    size = int(re.search(r"Hugepagesize:\s+(\d+) kB", meminfo).group(1)) << 10
+    with open_receiver("xdp-drv", lab, hugepages=True, frames=4096, frame_size=2048) as rx:
+        assert rx.describe()["hugepages"] == (free * size >= 4096 * 2048), meminfo
 
 
 def test_the_live_status_line_shows_the_running_totals(lab):

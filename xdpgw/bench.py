@@ -268,7 +268,7 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
                            "run it on a machine (or cgroup) with at least 2 CPUs")
     consumer_cpu, gen_cpu = cpus[0], cpus[-1]
     msgs = {"small": SIZES["small"], "1KB": frame_msgs(1024)}
-    lab = Lab("xgwbench", queues=1)
+    lab = Lab.unique("xgb", queues=1)  # a name of its own: two benches never tear down each other's lab
     say(f"lab up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")
     lab.up()
     gen = None
@@ -291,7 +291,7 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
         say("lab down")
     add_ratios(rows)
     return {"rows": rows, "burst": bursts, "plan": plan.__dict__, "cpus": {"consumer": consumer_cpu,
-            "generator": gen_cpu}, "kernel": os.uname().release, "_cdfs": cdfs}
+            "generator": gen_cpu}, "kernel": os.uname().release, "lab": lab.name, "_cdfs": cdfs}
 
 
 def add_ratios(rows: list[dict]) -> None:

@@ -9,8 +9,8 @@ duplicates, reorders, heartbeats, end of session, session changes and malformed 
 import numpy as np
 import pytest
 
+from tests import builders
 from xdpgw.feed import FeedHandler
-from xdpgw.protocol import itch
 from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.decode import Decoded, decode_payloads
 from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_heartbeat, encode_packet
@@ -19,15 +19,8 @@ from xdpgw.protocol.synth import synth_packets
 from xdpgw.transport.base import Batch
 
 
-def msg(seq: int) -> bytes:
-    if seq % 4 == 0:
-        return itch.encode_message("D", locate=3, order_ref=seq)
-    return itch.encode_message("A", locate=1 + seq % 2, order_ref=seq, side="S", shares=seq, stock="AB",
-                               price=7)
-
-
 def pkt(seq: int, n: int, session: str = "FAST") -> bytes:
-    return encode_packet(session, seq, [msg(seq + i) for i in range(n)])
+    return builders.pkt(seq, n, session, kinds="DAAA")  # every fourth message a delete
 
 
 def scenario(seed: int) -> list[list[bytes]]:

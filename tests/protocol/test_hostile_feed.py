@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import builders
+from tests.builders import KINDS
 from xdpgw.feed import FeedHandler
 from xdpgw.protocol import itch
 from xdpgw.protocol.arbiter import Arbiter
@@ -21,24 +23,12 @@ from xdpgw.protocol.sequencer import Sequencer
 from xdpgw.transport.base import Batch
 
 SESSION = "HOSTILE01"
-KINDS = "ADEXUPS"  # sizes 36, 19, 31, 23, 35, 44, 12
-
-
-def msg(seq: int, kind: str | None = None) -> bytes:
-    """A message whose bytes tell its sequence (any sequence: u64 fields take it whole)."""
-    t = kind or KINDS[seq % len(KINDS)]
-    low, seq = seq & 0xFFFF, seq % (1 << 63)
-    if t == "S":
-        return itch.encode_message("S", locate=low, tracking=low, event_code="O")
-    fields = {"A": dict(order_ref=seq, side="B", shares=1, stock="AB", price=2),
-              "D": dict(order_ref=seq), "E": dict(order_ref=seq, executed_shares=1, match_number=seq),
-              "X": dict(order_ref=seq, cancelled_shares=2), "U": dict(original_order_ref=seq, new_order_ref=low),
-              "P": dict(order_ref=seq, side="S", shares=1, stock="AB", price=2, match_number=seq)}[t]
-    return itch.encode_message(t, locate=1 + seq % 5, tracking=low, **fields)
+def msg(seq: int, kind: str = KINDS) -> bytes:
+    return builders.msg(seq, kind)  # all kinds, by sequence
 
 
 def pkt(seq: int, n: int = 2, session: str = SESSION) -> bytes:
-    return encode_packet(session, seq, [msg(seq + i) for i in range(n)])
+    return builders.pkt(seq, n, session, KINDS)
 
 
 def lie(p: bytes, length: int) -> bytes:

@@ -2,14 +2,11 @@
 
 import numpy as np
 
+from tests.builders import pkt
 from xdpgw.protocol import itch
 from xdpgw.protocol.decode import decode_payloads
 from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_heartbeat, encode_packet
 from xdpgw.protocol.sequencer import Sequencer, gap_scan
-
-
-def pkt(seq: int, n: int = 1, session: str = "S1") -> bytes:
-    return encode_packet(session, seq, [itch.encode_message("D", order_ref=seq + i) for i in range(n)])
 
 
 def feed(sq: Sequencer, payloads: list[bytes], now: float = 0.0) -> list[int]:

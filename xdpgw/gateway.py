@@ -195,6 +195,10 @@ def status_text(summary: Mapping, pps: float, queue_pps: Mapping[int, float] | N
         errs = sum((summary.get("decode_errors") or {}).values())
         if errs:
             parts.append(f"decode errors {errs}")
+    if "books" in summary:  # --book
+        from xdpgw.book.live import status_part
+
+        parts.append(status_part(summary["books"]))
     if summary.get("handler_errors"):
         parts.append(f"handler errors {summary['handler_errors']}")
     return " | ".join(parts)

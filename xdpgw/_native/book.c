@@ -33,6 +33,11 @@ struct level {
     uint32_t price, count, head, tail;
 };
 
+struct hslot {
+    uint64_t ref;  /* EMPTY_REF when free */
+    uint32_t val, pad;
+};
+
 struct side {
     uint32_t *key, *lv;
     uint32_t n, cap;
@@ -55,12 +60,13 @@ struct xbk_engine {
     uint32_t ocap, ofree, olive;
     struct level *lvl;
     uint32_t lcap, lfree, llive;
-    uint64_t *hkey;
-    uint32_t *hval;
+    struct hslot *hash;
     uint64_t hmask, hcount;
     uint32_t hshift;
     char *wanted;      /* nwant symbols of 8 bytes; nwant == 0: every symbol */
     uint32_t nwant;
+    const uint8_t **ptr;  /* xbk_apply_grouped: each message's record */
+    int64_t nptr;
     uint16_t *active;  /* locates of books that have been used, in first-use order */
     uint32_t nactive;
     uint64_t messages, nbbo, ntrades, gaps;
@@ -112,16 +118,12 @@ static inline uint64_t home(const struct xbk_engine *e, uint64_t ref)
 static int hash_init(struct xbk_engine *e, uint32_t bits)
 {
     uint64_t cap = 1ull << bits;
-    uint64_t *k = malloc(cap * sizeof *k);
-    uint32_t *v = malloc(cap * sizeof *v);
-    if (!k || !v) {
-        free(k);
-        free(v);
+    struct hslot *h = malloc(cap * sizeof *h);
+    if (!h)
         return -1;
-    }
-    memset(k, 0xFF, cap * sizeof *k);
-    e->hkey = k;
-    e->hval = v;
+    for (uint64_t i = 0; i < cap; i++)
+        h[i].ref = EMPTY_REF;
+    e->hash = h;
     e->hmask = cap - 1;
     e->hshift = 64 - bits;
     e->hcount = 0;
@@ -132,9 +134,9 @@ static inline uint32_t hfind(const struct xbk_engine *e, uint64_t ref)
 {
     uint64_t i = home(e, ref);
     for (;;) {
-        uint64_t k = e->hkey[i];
+        uint64_t k = e->hash[i].ref;
         if (k == ref)
-            return e->hval[i];
+            return e->hash[i].val;
         if (k == EMPTY_REF)
             return NIL;
         i = (i + 1) & e->hmask;
@@ -144,51 +146,49 @@ static inline uint32_t hfind(const struct xbk_engine *e, uint64_t ref)
 static inline void hput(struct xbk_engine *e, uint64_t ref, uint32_t val)
 {
     uint64_t i = home(e, ref);
-    while (e->hkey[i] != EMPTY_REF)
+    while (e->hash[i].ref != EMPTY_REF)
         i = (i + 1) & e->hmask;
-    e->hkey[i] = ref;
-    e->hval[i] = val;
+    e->hash[i].ref = ref;
+    e->hash[i].val = val;
     e->hcount++;
 }
 
 static int hash_grow(struct xbk_engine *e)
 {
-    uint64_t *ok = e->hkey, oldcap = e->hmask + 1;
-    uint32_t *ov = e->hval;
+    struct hslot *old = e->hash;
+    uint64_t oldcap = e->hmask + 1, oldmask = e->hmask, count = e->hcount;
+    uint32_t oldshift = e->hshift;
     if (hash_init(e, 64 - e->hshift + 1) < 0) {
-        e->hkey = ok;
-        e->hval = ov;
+        e->hash = old, e->hmask = oldmask, e->hshift = oldshift, e->hcount = count;
         return -1;
     }
     for (uint64_t i = 0; i < oldcap; i++)
-        if (ok[i] != EMPTY_REF)
-            hput(e, ok[i], ov[i]);
-    free(ok);
-    free(ov);
+        if (old[i].ref != EMPTY_REF)
+            hput(e, old[i].ref, old[i].val);
+    free(old);
     return 0;
 }
 
 static inline void hdel(struct xbk_engine *e, uint64_t ref)
 {
     uint64_t i = home(e, ref), m = e->hmask;
-    while (e->hkey[i] != ref) {
-        if (e->hkey[i] == EMPTY_REF)
+    while (e->hash[i].ref != ref) {
+        if (e->hash[i].ref == EMPTY_REF)
             return;
         i = (i + 1) & m;
     }
     for (uint64_t j = i;;) {  /* backward shift: no tombstones, probe chains stay short */
         j = (j + 1) & m;
-        uint64_t k = e->hkey[j];
+        uint64_t k = e->hash[j].ref;
         if (k == EMPTY_REF)
             break;
         uint64_t h = home(e, k);
         if (((j - h) & m) >= ((j - i) & m)) {
-            e->hkey[i] = k;
-            e->hval[i] = e->hval[j];
+            e->hash[i] = e->hash[j];
             i = j;
         }
     }
-    e->hkey[i] = EMPTY_REF;
+    e->hash[i].ref = EMPTY_REF;
     e->hcount--;
 }
 
@@ -557,8 +557,8 @@ static void clear(struct xbk_engine *e)
         memset(b->symbol, ' ', 8);
         b->want = e->nwant == 0;
     }
-    free(e->ord), free(e->lvl), free(e->hkey), free(e->hval);
-    e->ord = NULL, e->lvl = NULL;
+    free(e->ord), free(e->lvl), free(e->hash);
+    e->ord = NULL, e->lvl = NULL, e->hash = NULL;
     e->ocap = e->olive = e->lcap = e->llive = 0;
     e->ofree = e->lfree = NIL;
     e->nactive = 0;
@@ -611,6 +611,7 @@ void xbk_free(struct xbk_engine *e)
     free(e->books);
     free(e->active);
     free(e->wanted);
+    free(e->ptr);
     free(e);
 }
 
@@ -639,17 +640,82 @@ void xbk_want(struct xbk_engine *e, const char *symbols, uint32_t n)
     }
 }
 
+/* Order messages ``AHEAD`` places on: their hash slot, then (half way) their order, are fetched into
+ * the cache while the messages before them are applied (the lookups are the cache misses). */
+#define AHEAD 8
+static inline void prefetch_ref(const struct xbk_engine *e, const uint8_t *p, int order)
+{
+    uint8_t t = p[0];
+    if (t == 'E' || t == 'D' || t == 'X' || t == 'U' || t == 'C') {
+        uint64_t ref = be64(p + 11);
+        if (!order) {
+            __builtin_prefetch(&e->hash[home(e, ref)]);
+        } else {
+            uint32_t oi = hfind(e, ref);
+            if (oi != NIL)
+                __builtin_prefetch(&e->ord[oi]);
+        }
+    }
+}
+
+/* Messages ``p[i]`` (types ``type[i]``, NULL: read from the message) in order, with prefetching. */
+static void apply_run(struct xbk_engine *e, const uint8_t *const *p, const uint8_t *type, const uint8_t *err,
+                      const uint64_t *seq, uint64_t seq0, int64_t n, struct xbk_out *out)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (i + AHEAD < n && !(err && err[i + AHEAD]))
+            prefetch_ref(e, p[i + AHEAD], 0);
+        if (i + AHEAD / 2 < n && !(err && err[i + AHEAD / 2]))
+            prefetch_ref(e, p[i + AHEAD / 2], 1);
+        if (err && err[i])
+            continue;
+        apply_one(e, p[i], type ? type[i] : p[i][0], seq ? seq[i] : seq0 + (uint64_t)i, out);
+    }
+}
+
+#define RUN 512
+
 int64_t xbk_apply(struct xbk_engine *e, const uint8_t *raw, const int64_t *off, const uint8_t *type,
                   const uint8_t *err, const uint64_t *seq, int64_t n, struct xbk_out *out)
 {
+    const uint8_t *p[RUN];
     out->nbbo = out->ntrades = out->bad = 0;
     if (n > out->cap)
         n = out->cap;
-    for (int64_t i = 0; i < n; i++) {
-        if (err && err[i])
-            continue;
-        apply_one(e, raw + off[i], type[i], seq[i], out);
+    for (int64_t a = 0; a < n; a += RUN) {
+        int64_t k = n - a < RUN ? n - a : RUN;
+        for (int64_t i = 0; i < k; i++)
+            p[i] = raw + off[a + i];
+        apply_run(e, p, type + a, err ? err + a : NULL, seq + a, 0, k, out);
     }
+    out->messages = n;
+    e->messages += (uint64_t)n;
+    e->nbbo += (uint64_t)out->nbbo;
+    e->ntrades += (uint64_t)out->ntrades;
+    return n;
+}
+
+int64_t xbk_apply_grouped(struct xbk_engine *e, const uint8_t *raw, const int32_t *grouped, int64_t nvalid,
+                          const uint8_t *type, const uint8_t *err, const uint64_t *seq, int64_t n,
+                          struct xbk_out *out)
+{
+    if (n > e->nptr) {
+        const uint8_t **q = realloc(e->ptr, (size_t)n * sizeof *q);
+        if (!q)
+            return -1;
+        e->ptr = q;
+        e->nptr = n;
+    }
+    const uint8_t *at = raw;
+    for (int64_t k = 0; k < nvalid; k++) {  /* record k (type groups, message order within) is message grouped[k] */
+        int32_t i = grouped[k];
+        e->ptr[i] = at;
+        at += e->sizes[type[i]];
+    }
+    out->nbbo = out->ntrades = out->bad = 0;
+    if (n > out->cap)
+        n = out->cap;
+    apply_run(e, e->ptr, type, err, seq, 0, n, out);
     out->messages = n;
     e->messages += (uint64_t)n;
     e->nbbo += (uint64_t)out->nbbo;
@@ -661,22 +727,29 @@ int64_t xbk_apply_stream(struct xbk_engine *e, const uint8_t *buf, int64_t len, 
                          struct xbk_out *out)
 {
     int64_t pos = 0, m = 0, bad = 0;
+    const uint8_t *p[RUN];
+    uint8_t err[RUN];
     out->nbbo = out->ntrades = 0;
-    while (pos + 2 <= len && m < out->cap) {
-        uint32_t l = be16(buf + pos);
-        if (l == 0) {  /* end-of-session marker of a daily file */
-            pos += 2;
-            continue;
+    for (;;) {  /* frame up to RUN messages, then apply them (with prefetching) */
+        int64_t k = 0;
+        while (k < RUN && pos + 2 <= len && m + k < out->cap) {
+            uint32_t l = be16(buf + pos);
+            if (l == 0) {  /* end-of-session marker of a daily file */
+                pos += 2;
+                continue;
+            }
+            if (pos + 2 + l > len)
+                break;
+            p[k] = buf + pos + 2;
+            err[k] = e->sizes[p[k][0]] != l;
+            bad += err[k];
+            k++;
+            pos += 2 + l;
         }
-        if (pos + 2 + l > len)
+        if (!k)
             break;
-        const uint8_t *p = buf + pos + 2;
-        if (e->sizes[p[0]] != l)
-            bad++;
-        else
-            apply_one(e, p, p[0], first_seq + (uint64_t)m, out);
-        m++;
-        pos += 2 + l;
+        apply_run(e, p, NULL, err, NULL, first_seq + (uint64_t)m, k, out);
+        m += k;
     }
     out->messages = m;
     out->bad = bad;

@@ -93,6 +93,9 @@ void xbk_reset(struct xbk_engine *e);
 void xbk_want(struct xbk_engine *e, const char *symbols, uint32_t n);
 int64_t xbk_apply(struct xbk_engine *e, const uint8_t *raw, const int64_t *off, const uint8_t *type,
                   const uint8_t *err, const uint64_t *seq, int64_t n, struct xbk_out *out);
+int64_t xbk_apply_grouped(struct xbk_engine *e, const uint8_t *raw, const int32_t *grouped, int64_t nvalid,
+                          const uint8_t *type, const uint8_t *err, const uint64_t *seq, int64_t n,
+                          struct xbk_out *out);
 int64_t xbk_apply_stream(struct xbk_engine *e, const uint8_t *buf, int64_t len, uint64_t first_seq,
                          struct xbk_out *out);
 void xbk_gap(struct xbk_engine *e);

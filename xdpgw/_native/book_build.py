@@ -16,7 +16,7 @@ ffibuilder.set_source(
     "xdpgw._native._book",
     '#include "book.c"\n',
     include_dirs=[str(HERE)],
-    extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
+    extra_compile_args=["-O3", "-Wall", "-Wno-unused-function"],
     depends=[str(HERE / "book.h"), str(HERE / "book.c")],
 )
 

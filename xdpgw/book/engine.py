@@ -74,12 +74,21 @@ class Books:
         if n > self._cap:
             self._grow(max(n, 2 * self._cap))
         if n:
-            raw, off = dec.packing()
             c = np.ascontiguousarray
-            off, typ, err, seq = c(off, np.int64), c(dec.type), c(dec.error), c(dec.seq, np.uint64)
-            lib.xbk_apply(self._e, ffi.from_buffer("uint8_t[]", raw), ffi.from_buffer("int64_t[]", off),
-                          ffi.from_buffer("uint8_t[]", typ), ffi.from_buffer("uint8_t[]", err),
-                          ffi.from_buffer("uint64_t[]", seq), n, self._out)
+            typ, err, seq = c(dec.type), c(dec.error), c(dec.seq, np.uint64)
+            ptyp, perr, pseq = (ffi.from_buffer("uint8_t[]", typ), ffi.from_buffer("uint8_t[]", err),
+                                ffi.from_buffer("uint64_t[]", seq))
+            raw, grouped = dec._raw, dec._grouped
+            if dec._pack is None and raw is not None and grouped is not None:  # the decoder's own layout
+                grouped = c(grouped, np.int32)
+                if lib.xbk_apply_grouped(self._e, ffi.from_buffer("uint8_t[]", raw),
+                                         ffi.from_buffer("int32_t[]", grouped), len(grouped), ptyp, perr, pseq, n,
+                                         self._out) < 0:
+                    raise GatewayError("out of memory applying a burst to the books", "free memory and retry")
+            else:
+                raw, off = dec.packing()
+                lib.xbk_apply(self._e, ffi.from_buffer("uint8_t[]", raw),
+                              ffi.from_buffer("int64_t[]", c(off, np.int64)), ptyp, perr, pseq, n, self._out)
         return self._update()
 
     def apply_stream(self, buf: bytes | np.ndarray, first_seq: int = 1) -> tuple[int, int, BookUpdate]:

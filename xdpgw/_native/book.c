@@ -640,20 +640,48 @@ void xbk_want(struct xbk_engine *e, const char *symbols, uint32_t n)
     }
 }
 
-/* Order messages ``AHEAD`` places on: their hash slot, then (half way) their order, are fetched into
- * the cache while the messages before them are applied (the lookups are the cache misses). */
-#define AHEAD 8
-static inline void prefetch_ref(const struct xbk_engine *e, const uint8_t *p, int order)
+/* The messages ahead are fetched into the cache in three steps while the ones before them are applied
+ * (the lookups are the cache misses): AHEAD places on, the hash slot and the book; AHEAD/2 on, the
+ * order (its slot is cached now) or the end of the side an add joins; AHEAD/4 on, the order's level
+ * and the end of its side. */
+#define AHEAD 16
+static inline void prefetch_side(const struct book *b, int ask)
+{
+    const struct side *s = &b->s[ask];
+    if (s->n) {
+        __builtin_prefetch(&s->key[s->n - 1]);
+        __builtin_prefetch(&s->lv[s->n - 1]);
+    }
+}
+
+static inline void prefetch_msg(const struct xbk_engine *e, const uint8_t *p, int step)
 {
     uint8_t t = p[0];
-    if (t == 'E' || t == 'D' || t == 'X' || t == 'U' || t == 'C') {
+    if (t == 'A' || t == 'F') {  /* a new reference: its slot is probed (live already?) then filled */
+        const struct book *b = &e->books[be16(p + 1)];
+        if (step == 0) {
+            __builtin_prefetch(&e->hash[home(e, be64(p + 11))]);
+            __builtin_prefetch(b);
+        } else if (step == 1) {
+            prefetch_side(b, p[19] == 'S');
+        }
+    } else if (t == 'E' || t == 'D' || t == 'X' || t == 'U' || t == 'C') {
         uint64_t ref = be64(p + 11);
-        if (!order) {
+        if (step == 0) {
             __builtin_prefetch(&e->hash[home(e, ref)]);
+            if (t == 'U')
+                __builtin_prefetch(&e->hash[home(e, be64(p + 19))]);
+            return;
+        }
+        uint32_t oi = hfind(e, ref);
+        if (oi == NIL)
+            return;
+        if (step == 1) {
+            __builtin_prefetch(&e->ord[oi]);
         } else {
-            uint32_t oi = hfind(e, ref);
-            if (oi != NIL)
-                __builtin_prefetch(&e->ord[oi]);
+            const struct order *o = &e->ord[oi];
+            __builtin_prefetch(&e->lvl[o->level]);
+            prefetch_side(&e->books[o->locate], o->ask);
         }
     }
 }
@@ -664,9 +692,11 @@ static void apply_run(struct xbk_engine *e, const uint8_t *const *p, const uint8
 {
     for (int64_t i = 0; i < n; i++) {
         if (i + AHEAD < n && !(err && err[i + AHEAD]))
-            prefetch_ref(e, p[i + AHEAD], 0);
+            prefetch_msg(e, p[i + AHEAD], 0);
         if (i + AHEAD / 2 < n && !(err && err[i + AHEAD / 2]))
-            prefetch_ref(e, p[i + AHEAD / 2], 1);
+            prefetch_msg(e, p[i + AHEAD / 2], 1);
+        if (i + AHEAD / 4 < n && !(err && err[i + AHEAD / 4]))
+            prefetch_msg(e, p[i + AHEAD / 4], 2);
         if (err && err[i])
             continue;
         apply_one(e, p[i], type ? type[i] : p[i][0], seq ? seq[i] : seq0 + (uint64_t)i, out);

@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from xdpgw._native._book import ffi, lib
 
+from xdpgw._native._book import ffi, lib
 from xdpgw.book.records import BBO, ERRORS, LEVEL, ORDER, STALE, TOP, TRADE, flag_names
 from xdpgw.errors import GatewayError
 from xdpgw.protocol import itch

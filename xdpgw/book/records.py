@@ -7,6 +7,7 @@ an output buffer the C fills is a record array without copying.
 from __future__ import annotations
 
 import numpy as np
+
 from xdpgw._native._book import ffi, lib
 
 _FIELDS = {

@@ -11,6 +11,7 @@
  * changes nothing, an execution or cancel larger than the order removes it, an add onto a live
  * reference replaces it, an add with zero shares or price is rejected.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,31 +82,37 @@ static inline uint64_t be64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); re
 static inline uint64_t ts48(const uint8_t *p) { return ((uint64_t)be16(p + 5) << 32) | be32(p + 7); }
 
 /* --- pools ------------------------------------------------------------------------------------ */
+/* Double a pool of ``size``-byte items whose free list runs through the u32 at ``link``. */
+static void *grow_pool(void *pool, uint32_t *cap, uint32_t *free_head, size_t size, size_t link)
+{
+    uint32_t n = *cap ? *cap * 2 : 1024;
+    uint8_t *p = realloc(pool, (size_t)n * size);
+    if (!p)
+        return NULL;
+    for (uint32_t i = *cap; i < n; i++) {
+        uint32_t next = i + 1 < n ? i + 1 : *free_head;
+        memcpy(p + (size_t)i * size + link, &next, sizeof next);
+    }
+    *free_head = *cap;
+    *cap = n;
+    return p;
+}
+
 static int grow_orders(struct xbk_engine *e)
 {
-    uint32_t cap = e->ocap ? e->ocap * 2 : 1024;
-    struct order *o = realloc(e->ord, (size_t)cap * sizeof *o);
-    if (!o)
+    void *p = grow_pool(e->ord, &e->ocap, &e->ofree, sizeof *e->ord, offsetof(struct order, next));
+    if (!p)
         return -1;
-    for (uint32_t i = e->ocap; i < cap; i++)
-        o[i].next = i + 1 < cap ? i + 1 : e->ofree;
-    e->ofree = e->ocap;
-    e->ord = o;
-    e->ocap = cap;
+    e->ord = p;
     return 0;
 }
 
 static int grow_levels(struct xbk_engine *e)
 {
-    uint32_t cap = e->lcap ? e->lcap * 2 : 1024;
-    struct level *l = realloc(e->lvl, (size_t)cap * sizeof *l);
-    if (!l)
+    void *p = grow_pool(e->lvl, &e->lcap, &e->lfree, sizeof *e->lvl, offsetof(struct level, head));
+    if (!p)
         return -1;
-    for (uint32_t i = e->lcap; i < cap; i++)
-        l[i].head = i + 1 < cap ? i + 1 : e->lfree;
-    e->lfree = e->lcap;
-    e->lvl = l;
-    e->lcap = cap;
+    e->lvl = p;
     return 0;
 }
 
@@ -424,32 +431,16 @@ static void add_checked(struct xbk_engine *e, uint16_t loc, uint64_t ref, int as
     add_order(e, loc, ref, ask, shares, price);
 }
 
-static inline void apply_one(struct xbk_engine *e, const uint8_t *p, uint8_t t, uint64_t seq, struct xbk_out *out)
+/* E, C, X, D or U on the live order ``oi``. */
+static inline void modify(struct xbk_engine *e, uint8_t t, const uint8_t *p, uint32_t oi, uint64_t seq,
+                          struct xbk_out *out)
 {
-    uint16_t loc = be16(p + 1);
-    struct book *b = &e->books[loc];
-    uint32_t oi;
+    struct order *o = &e->ord[oi];
+    uint16_t oloc = o->locate;
+    uint32_t n = be32(p + 19);
     switch (t) {
-    case 'A':
-    case 'F':
-        if (!b->want)
-            return;
-        activate(e, loc);
-        add_checked(e, loc, be64(p + 11), p[19] == 'S', be32(p + 20), be32(p + 32), p, seq, out);
-        check_top(e, loc, p, seq, out);
-        return;
     case 'E':
-    case 'C': {
-        if (!b->want)
-            return;
-        oi = hfind(e, be64(p + 11));
-        if (oi == NIL) {
-            unknown_order(e, loc);
-            return;
-        }
-        struct order *o = &e->ord[oi];
-        uint16_t oloc = o->locate;
-        uint32_t n = be32(p + 19);
+    case 'C':
         if (n > o->shares)
             error(e, &e->books[oloc], XBK_ERR_OVERSIZED_EXECUTION, XBK_FLAG_OVERSIZED_EXECUTION);
         if (t == 'E' || p[31] == 'Y') {
@@ -461,51 +452,49 @@ static inline void apply_one(struct xbk_engine *e, const uint8_t *p, uint8_t t, 
             r->side = o->ask ? 'S' : 'B';
         }
         reduce(e, oi, n);
-        check_top(e, oloc, p, seq, out);
-        return;
-    }
-    case 'X': {
-        if (!b->want)
-            return;
-        oi = hfind(e, be64(p + 11));
-        if (oi == NIL) {
-            unknown_order(e, loc);
-            return;
-        }
-        uint16_t oloc = e->ord[oi].locate;
-        uint32_t n = be32(p + 19);
-        if (n > e->ord[oi].shares)
+        break;
+    case 'X':
+        if (n > o->shares)
             error(e, &e->books[oloc], XBK_ERR_OVERSIZED_CANCEL, XBK_FLAG_OVERSIZED_CANCEL);
         reduce(e, oi, n);
-        check_top(e, oloc, p, seq, out);
-        return;
+        break;
+    case 'D':
+        remove_order(e, oi);
+        break;
+    default: { /* U: the old order leaves, the new one joins the back of its level */
+        int ask = o->ask;
+        remove_order(e, oi);
+        add_checked(e, oloc, be64(p + 19), ask, be32(p + 27), be32(p + 31), p, seq, out);
     }
-    case 'D': {
+    }
+    check_top(e, oloc, p, seq, out);
+}
+
+static inline void apply_one(struct xbk_engine *e, const uint8_t *p, uint8_t t, uint64_t seq, struct xbk_out *out)
+{
+    uint16_t loc = be16(p + 1);
+    struct book *b = &e->books[loc];
+    switch (t) {
+    case 'A':
+    case 'F':
         if (!b->want)
             return;
-        oi = hfind(e, be64(p + 11));
-        if (oi == NIL) {
-            unknown_order(e, loc);
-            return;
-        }
-        uint16_t oloc = e->ord[oi].locate;
-        remove_order(e, oi);
-        check_top(e, oloc, p, seq, out);
+        activate(e, loc);
+        add_checked(e, loc, be64(p + 11), p[19] == 'S', be32(p + 20), be32(p + 32), p, seq, out);
+        check_top(e, loc, p, seq, out);
         return;
-    }
+    case 'E':
+    case 'C':
+    case 'X':
+    case 'D':
     case 'U': {
         if (!b->want)
             return;
-        oi = hfind(e, be64(p + 11));
-        if (oi == NIL) {
+        uint32_t oi = hfind(e, be64(p + 11));
+        if (oi == NIL)
             unknown_order(e, loc);
-            return;
-        }
-        uint16_t oloc = e->ord[oi].locate;
-        int ask = e->ord[oi].ask;
-        remove_order(e, oi);
-        add_checked(e, oloc, be64(p + 19), ask, be32(p + 27), be32(p + 31), p, seq, out);
-        check_top(e, oloc, p, seq, out);
+        else
+            modify(e, t, p, oi, seq, out);
         return;
     }
     case 'P':

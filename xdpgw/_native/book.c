@@ -823,32 +823,38 @@ int64_t xbk_orders(struct xbk_engine *e, uint16_t locate, struct xbk_order *out,
     return k;
 }
 
+static void fill_top(const struct xbk_engine *e, uint16_t loc, struct xbk_top *t)
+{
+    const struct book *b = &e->books[loc];
+    memset(t, 0, sizeof *t);
+    if (b->s[0].n) {
+        const struct level *l = &e->lvl[b->s[0].lv[b->s[0].n - 1]];
+        t->bid_size = l->shares, t->bid_price = l->price, t->bid_count = l->count;
+    }
+    if (b->s[1].n) {
+        const struct level *l = &e->lvl[b->s[1].lv[b->s[1].n - 1]];
+        t->ask_size = l->shares, t->ask_price = l->price, t->ask_count = l->count;
+    }
+    t->orders = b->orders;
+    t->levels = b->s[0].n + b->s[1].n;
+    t->locate = loc;
+    t->flags = b->flags | (e->suspect ? XBK_FLAG_STALE : 0);
+    t->state = b->state;
+    memcpy(t->symbol, b->symbol, 8);
+}
+
 int64_t xbk_tops(struct xbk_engine *e, struct xbk_top *out, int64_t max)
 {
     int64_t k = 0;
-    for (uint32_t i = 0; i < e->nactive && k < max; i++) {
-        uint16_t loc = e->active[i];
-        const struct book *b = &e->books[loc];
-        if (!b->want)
-            continue;
-        struct xbk_top *t = &out[k++];
-        memset(t, 0, sizeof *t);
-        if (b->s[0].n) {
-            const struct level *l = &e->lvl[b->s[0].lv[b->s[0].n - 1]];
-            t->bid_size = l->shares, t->bid_price = l->price, t->bid_count = l->count;
-        }
-        if (b->s[1].n) {
-            const struct level *l = &e->lvl[b->s[1].lv[b->s[1].n - 1]];
-            t->ask_size = l->shares, t->ask_price = l->price, t->ask_count = l->count;
-        }
-        t->orders = b->orders;
-        t->levels = b->s[0].n + b->s[1].n;
-        t->locate = loc;
-        t->flags = b->flags | (e->suspect ? XBK_FLAG_STALE : 0);
-        t->state = b->state;
-        memcpy(t->symbol, b->symbol, 8);
-    }
+    for (uint32_t i = 0; i < e->nactive && k < max; i++)
+        if (e->books[e->active[i]].want)
+            fill_top(e, e->active[i], &out[k++]);
     return k;
+}
+
+void xbk_top(struct xbk_engine *e, uint16_t locate, struct xbk_top *out)
+{
+    fill_top(e, locate, out);
 }
 
 void xbk_stats(struct xbk_engine *e, struct xbk_stats *out)

@@ -103,4 +103,5 @@ int32_t xbk_locate(struct xbk_engine *e, const char *symbol);
 int32_t xbk_depth(struct xbk_engine *e, uint16_t locate, int32_t ask, struct xbk_level *out, int32_t max);
 int64_t xbk_orders(struct xbk_engine *e, uint16_t locate, struct xbk_order *out, int64_t max);
 int64_t xbk_tops(struct xbk_engine *e, struct xbk_top *out, int64_t max);
+void xbk_top(struct xbk_engine *e, uint16_t locate, struct xbk_top *out);
 void xbk_stats(struct xbk_engine *e, struct xbk_stats *out);

@@ -55,6 +55,9 @@ class Books:
         self._grow(burst)
         self._stats = ffi.new("struct xbk_stats *")
         self.bad_frames = 0
+        self._locates: dict[str, int] = {}
+        self._top = np.zeros(1, TOP)
+        self._top_c = ffi.cast("struct xbk_top *", ffi.from_buffer(self._top))
         self.symbols = sorted({_sym(s) for s in symbols}) if symbols else None
         if self.symbols:
             self._want = b"".join(self.symbols)
@@ -114,11 +117,18 @@ class Books:
     def reset(self) -> None:
         """Forget every book and order (a new session: locates and references start over)."""
         lib.xbk_reset(self._e)
+        self._locates.clear()
 
     # --- queries ---------------------------------------------------------------------------------
     def locate(self, symbol: str) -> int:
+        """The stock locate of ``symbol`` (learnt from its R message; remembered for the session)."""
+        loc = self._locates.get(symbol)
+        if loc is not None:
+            return loc
         loc = lib.xbk_locate(self._e, _sym(symbol))
-        if loc < 0:
+        if loc >= 0:
+            self._locates[symbol] = loc
+        else:
             raise KeyError(f"no book for {symbol!r}: its Stock Directory (R) message has not been seen"
                            + (" or it is not subscribed" if self.symbols else ""))
         return loc
@@ -143,16 +153,14 @@ class Books:
 
     def tops(self) -> np.ndarray:
         """The top of every book seen (TOP records, in first-seen order)."""
-        arr = np.zeros(1 << 16, TOP)
+        arr = np.zeros(max(len(self), 1), TOP)
         k = lib.xbk_tops(self._e, ffi.cast("struct xbk_top *", ffi.from_buffer(arr)), len(arr))
         return arr[:k]
 
     def top(self, locate: int) -> np.void:
-        tops = self.tops()
-        hit = tops[tops["locate"] == locate]
-        if not len(hit):
-            raise KeyError(f"no book for stock locate {locate}")
-        return hit[0]
+        """The top of the book of ``locate`` (a TOP record)."""
+        lib.xbk_top(self._e, locate, self._top_c)
+        return self._top[0].copy()
 
     def bbo(self, symbol: str) -> dict[str, Any]:
         """Best bid and offer of ``symbol`` (prices as Decimal, an empty side as None)."""

@@ -158,7 +158,7 @@ def read_pcap(path: str | Path, books: Books, symbols: Iterable[str] | None = No
         now[0] = float(cap.ts_ns[b - 1]) / 1e9
         take(feed.on_batch(cap.batch(a, b)))
         if progress is not None:
-            progress.update(int(cap.offsets[b - 1]), int(books.raw_stats().messages))
+            progress.update(int(cap.offsets[b - 1]), feed.feed.delivered)
     now[0] += 3600.0  # the capture is over: whatever still waits behind a hole is given up
     take(feed.poll())
     run.seconds = time.perf_counter() - t0

@@ -119,3 +119,16 @@ def test_book_feed_marks_stale_on_a_given_up_gap_and_restarts_on_a_new_session()
 def test_unknown_symbol_query_says_why():
     with pytest.raises(KeyError, match="Stock Directory"):
         Books().bbo("NOPE")
+
+
+def test_any_decoded_layout_gives_the_same_books():
+    """A decoder burst (grouped records), a slice (packed records) and a take (regrouped) apply alike."""
+    from xdpgw.protocol.decode import decode_payloads
+    from xdpgw.protocol.flow import order_flow, packets
+
+    dec = decode_payloads(packets(order_flow(4_000, n_symbols=20, seed=3)))
+    whole = Books().apply(dec).bbo.copy()
+    b = Books()
+    k = len(dec) // 3
+    parts = [b.apply(dec.slice(0, k)).bbo.copy(), b.apply(dec.take(np.arange(k, len(dec)))).bbo.copy()]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)

@@ -61,7 +61,7 @@ fi
 # Rebuild only when what the build reads has changed.
 stamp=$(cat pyproject.toml setup.py cffi_build.py csrc/*.c xdpgw/_native/book* | sha256sum | cut -c1-16)
 if [ "$(cat "$VENV/.xdpgw-stamp" 2>/dev/null)" != "$stamp" ] || ! "$VENV/bin/python" -c 'import xdpgw._xsk, xdpgw._native._book' 2>/dev/null; then
-    say "pip install -e .[test] (builds the cffi extension xdpgw._xsk)"
+    say "pip install -e .[test] (builds the cffi extensions xdpgw._xsk and xdpgw._native._book)"
     "$VENV/bin/pip" install -q -e ".[test,plot,metrics]" \
         || die "pip install -e . failed: read the compiler output above (is libxdp-dev installed?)"
     echo "$stamp" > "$VENV/.xdpgw-stamp"

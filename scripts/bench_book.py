@@ -81,6 +81,32 @@ def itchcpp(raw: bytes, symbols: list[str]) -> object:
     return m
 
 
+def bursts_of(flow, size: int, count: int = 400) -> list[Batch]:
+    """``count`` consecutive bursts of ``size`` 25-message packets from the start of the day."""
+    pk = packets(flow, per_packet=25)[: size * count]
+    return [Batch.from_payloads(pk[i : i + size]) for i in range(0, len(pk), size)]
+
+
+def per_call(bursts: list[Batch], size: int) -> tuple[float, float]:
+    """Best-of-3 CPU microseconds per ``on_batch``: the feed handler alone, then with books on top."""
+    from xdpgw.book.live import BookFeed
+    from xdpgw.feed import FeedHandler
+
+    out = []
+    for book in (False, True):
+        best_us = float("inf")
+        for _ in range(3):
+            feed = FeedHandler(lines=1)
+            if book:
+                feed = BookFeed(feed)
+            c0 = time.thread_time()
+            for b in bursts:
+                feed.on_batch(b)
+            best_us = min(best_us, (time.thread_time() - c0) / len(bursts) * 1e6)
+        out.append(best_us)
+    return out[0], out[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=3_000_000)
@@ -136,6 +162,12 @@ def main() -> None:
         print(f"{name:<10} {what:<44} {w:>7.3f} {n / w / 1e6:>9.2f} {bw / w:>5.2f}x {c:>7.3f} {n / c / 1e6:>9.2f} "
               f"{bc / c:>5.2f}x {nb if nb is not None else '-':>9}")
     print("ratio: to itch-book with its bbo table (higher is faster); CPU: this thread's CPU time", file=sys.stderr)
+    print()
+    print("added latency of --book: microseconds per FeedHandler.on_batch call, in-order bursts (CPU time)")
+    print(f"{'packets/burst':>13} {'msgs':>6} {'feed':>8} {'feed+book':>10} {'added':>7}")
+    for size in (1, 16, 256):
+        feed_us, book_us = per_call(bursts_of(flow, size), size)
+        print(f"{size:>13} {size * 25:>6} {feed_us:>8.1f} {book_us:>10.1f} {book_us - feed_us:>7.1f}")
     if a.json:
         print(json.dumps([{"engine": r[0], "what": r[1], "wall_s": r[2][0], "cpu_s": r[2][1], "messages": n,
                            "bbo_rows": r[3]} for r in rows]))

@@ -132,3 +132,4 @@ def test_any_decoded_layout_gives_the_same_books():
     k = len(dec) // 3
     parts = [b.apply(dec.slice(0, k)).bbo.copy(), b.apply(dec.take(np.arange(k, len(dec)))).bbo.copy()]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert len(b.apply(dec.slice(0, 0))) == 0  # nothing applied, nothing reported

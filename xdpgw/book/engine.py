@@ -76,6 +76,7 @@ class Books:
         n = len(dec)
         if n > self._cap:
             self._grow(max(n, 2 * self._cap))
+        self._out.nbbo = self._out.ntrades = 0
         if n:
             c = np.ascontiguousarray
             typ, err, seq = c(dec.type), c(dec.error), c(dec.seq, np.uint64)

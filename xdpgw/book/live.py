@@ -89,6 +89,8 @@ class BookFeed:
         self.close()
 
     def __getattr__(self, name: str) -> Any:  # sequencer, subscription, detail(), ... of the feed handler
+        if name == "feed":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.feed, name)
 
 

@@ -87,6 +87,8 @@ def run_options(fn: Callable) -> Callable:
         click.option("--protocol", default=None, help="Decode the feed: moldudp64 (default: count packets)."),
         click.option("--symbols", default=None, help="With --protocol: deliver only these symbols (AAPL,MSFT)."),
         click.option("--retransmit", default=None, help="With --protocol: re-request server HOST:PORT."),
+        click.option("--book", is_flag=True,
+                     help="With --protocol: order books (L3/L2/BBO); handlers get BBO and trade records."),
         click.option("--handler", "handler_specs", multiple=True, help="module:function called per batch."),
         click.option("--cpu", default=None,
                      help="Pin the consumer to this CPU; several queues: one CPU each, in queue order (0,1 or 2-3)."),
@@ -116,13 +118,19 @@ def _tune(cpu: int | None, fifo: int | None, mlock: bool, quiet: bool) -> None:
 
 
 def _gateway(receivers, *, protocol, symbols, retransmit, handler_specs, line_b, status, on_tick=None,
-             line_b_port=None, taps=()):
+             line_b_port=None, taps=(), book=False):
     """The consumer loop over ``receivers`` with its feed decoder and handlers (one per process)."""
     from xdpgw.gateway import Gateway
 
     if line_b is not None and protocol is None:
         raise GatewayError("--line-b needs decoding to arbitrate", "add --protocol moldudp64")
     feed = make_feed(protocol, symbols, retransmit, lines=2 if line_b is not None else 1)
+    if book:
+        if feed is None:
+            raise GatewayError("--book needs decoding", "add --protocol moldudp64")
+        from xdpgw.book.live import BookFeed
+
+        feed = BookFeed(feed)
     handlers = [load_handler(s) for s in handler_specs]
     return Gateway(receivers, handlers, feed=feed, status=status, on_tick=on_tick, line_b_port=line_b_port,
                    taps=taps)
@@ -348,7 +356,8 @@ def _queue_consumer(iface: str, prog, cpu_of: dict[int, int | None], receiver_op
                                                     max_bytes=int(max_mb * 1e6), sample=sample))
             taps.append(pcap_tap(writer))
         return _gateway([rx], protocol=run["protocol"], symbols=run["symbols"], retransmit=run["retransmit"],
-                        handler_specs=run["handler_specs"], line_b=None, status=None, taps=taps)
+                        handler_specs=run["handler_specs"], line_b=None, status=None, taps=taps,
+                        book=run.get("book", False))
 
     return consumer
 
@@ -517,9 +526,10 @@ def lab_down(name) -> None:
 
 def _register_send_commands() -> None:
     from xdpgw.cli_bench import bench
+    from xdpgw.cli_book import book
     from xdpgw.cli_send import blast, replay, send
 
-    for cmd in (send, replay, blast, bench):
+    for cmd in (send, replay, blast, bench, book):
         main.add_command(cmd)
 
 

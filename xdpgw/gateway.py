@@ -199,6 +199,10 @@ def status_text(summary: Mapping, pps: float, queue_pps: Mapping[int, float] | N
             parts.append(f"decode errors {errs}")
         if held := summary.get("held"):
             parts.append(f"held {sum(held.values())} (" + ", ".join(f"{k} {v}" for k, v in held.items()) + ")")
+    if "books" in summary:  # --book
+        from xdpgw.book.live import status_part
+
+        parts.append(status_part(summary["books"]))
     if summary.get("handler_errors"):
         parts.append(f"handler errors {summary['handler_errors']}")
     return " | ".join(parts)

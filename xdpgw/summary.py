@@ -14,7 +14,7 @@ Feed accounting: every message taken in (``received``) is, at any moment, exactl
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class FeedStats(TypedDict):
@@ -32,6 +32,7 @@ class FeedStats(TypedDict):
     rejected: dict[str, int]  # messages never to be delivered, by cause (sequencer.REJECT_CAUSES), non-zero only
     held: dict[str, int]  # messages still waiting, by reason (sequencer.HELD_REASONS), non-zero only
     lines: NotRequired[list[dict[str, float]]]  # A/B: per-line counters (Arbiter.stats)
+    books: NotRequired[dict[str, Any]]  # --book: xdpgw.book.live.BookFeed.stats (Books.summary + bbo_per_s)
 
 
 class Summary(FeedStats, total=False):

@@ -13,6 +13,7 @@ that already holds the SoupBinTCP header, so the frame goes to the socket as it 
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 import struct
 from dataclasses import dataclass
@@ -285,7 +286,8 @@ OUTBOUND_TYPES: dict[bytes, type[_Message]] = {
 class _Layout:
     struct: struct.Struct  # type byte + fixed fields (+ AppendageLength)
     names: tuple[str, ...]
-    widths: tuple[int, ...]  # alpha width per field, 0 for integers
+    alpha: tuple[tuple[int, int], ...]  # (field index, width) of the alpha fields
+    get: operator.attrgetter  # all fixed fields of a message at once
     appendage: bool
 
     @property
@@ -299,9 +301,9 @@ def _layout(cls: type[_Message]) -> _Layout:
     names = tuple(f.name for f in dataclasses.fields(cls) if f.name != "appendage")
     if len(names) != len(parts):
         raise AssertionError(f"{cls.__name__}: {len(names)} fields, {len(parts)} formats")
-    widths = tuple(int(p[:-1] or 1) if p.endswith("s") else 0 for p in parts)
-    return _Layout(struct.Struct(">c" + cls.FORMAT + ("H" if cls.HAS_APPENDAGE else "")), names, widths,
-                   cls.HAS_APPENDAGE)
+    alpha = tuple((i, int(p[:-1] or 1)) for i, p in enumerate(parts) if p.endswith("s"))
+    return _Layout(struct.Struct(">c" + cls.FORMAT + ("H" if cls.HAS_APPENDAGE else "")), names, alpha,
+                   operator.attrgetter(*names), cls.HAS_APPENDAGE)
 
 
 LAYOUTS: dict[type[_Message], _Layout] = {c: _layout(c) for c in (*INBOUND_TYPES.values(), *OUTBOUND_TYPES.values())}
@@ -310,18 +312,13 @@ LAYOUTS: dict[type[_Message], _Layout] = {c: _layout(c) for c in (*INBOUND_TYPES
 def encode(msg: _Message) -> bytes:
     """The OUCH message (type byte first), as it goes inside a SoupBinTCP packet."""
     lay = LAYOUTS[type(msg)]
-    values: list = [msg.TYPE]
-    for name, width in zip(lay.names, lay.widths, strict=True):
-        v = getattr(msg, name)
-        values.append(_alpha(v, width) if width else v)
-    if lay.appendage:
-        values.append(len(msg.appendage))
-        try:
-            return lay.struct.pack(*values) + msg.appendage
-        except struct.error as exc:
-            raise OuchError(f"{type(msg).__name__}: {exc}") from None
+    values = list(lay.get(msg))
+    for i, width in lay.alpha:
+        values[i] = _alpha(values[i], width)
     try:
-        return lay.struct.pack(*values)
+        if lay.appendage:
+            return lay.struct.pack(msg.TYPE, *values, len(msg.appendage)) + msg.appendage
+        return lay.struct.pack(msg.TYPE, *values)
     except struct.error as exc:
         raise OuchError(f"{type(msg).__name__}: {exc}") from None
 
@@ -338,10 +335,12 @@ def decode(payload: bytes | memoryview, inbound: bool) -> _Message:
     lay = LAYOUTS[cls]
     if len(payload) < lay.length:
         raise OuchError(f"{cls.__name__} of {len(payload)} bytes, needs {lay.length}")
-    fields = lay.struct.unpack_from(payload)
-    args = [_text(v) if w else v for v, w in zip(fields[1:], lay.widths, strict=False)]
+    args = list(lay.struct.unpack_from(payload))
+    del args[0]
+    for i, _ in lay.alpha:
+        args[i] = args[i].decode("ascii", "replace").rstrip(" \x00")
     if lay.appendage:
-        size = fields[-1]
+        size = args.pop()
         if len(payload) != lay.length + size:
             raise OuchError(f"{cls.__name__}: {len(payload)} bytes, appendage length says {lay.length + size}")
         args.append(bytes(payload[lay.length:]))

@@ -81,6 +81,21 @@ def test_orders_fills_cancel_replace_mass_cancel(venue):
     c.close()  # idempotent
 
 
+def test_send_batch_one_write(venue):
+    c = connector(venue.port)
+    try:
+        c.connect(5)
+        orders = [Order(f"K{i}", "CROSS", Side.BUY, 10, 1_000_000 + i) for i in range(50)]
+        c.send_batch(orders)
+        evs = collect(c, lambda e: len(of(e, Filled)) == 50)
+        assert [e.cl_ord_id for e in of(evs, Accepted)] == [o.cl_ord_id for o in orders]
+        with pytest.raises(GatewayError, match="nothing was sent"):
+            c.send_batch([Order("K50", "CROSS", Side.BUY, 1, 1), Order("K0", "CROSS", Side.BUY, 1, 1)])
+        assert c.stats()["sent"] == 50 and c.next_user_ref_num == 51
+    finally:
+        c.close()
+
+
 def test_venue_rejects_with_reasons(venue):
     venue.call(lambda s: setattr(s.exchange, "symbols", {"AAPL"}))
     c = connector(venue.port)

@@ -107,3 +107,15 @@ def test_reason_texts():
     assert m.reject_text(0x06) == "0x06 fat finger"
     assert m.reject_text(0x99) == "0x99"
     assert m.cancel_text("I") == "I immediate or cancel"
+
+
+def test_batch_frames_equal_single_frames():
+    enc = m.EnterOrderEncoder(m.encode_appendage(firm="LIME"))
+    orders = [Order(f"ID{i}", ("AAPL", "MSFT", "CVLT")[i % 3], list(Side)[i % 4], 1 + i, 10_000 * i, list(Tif)[i % 5])
+              for i in range(100)]
+    singles = b"".join(bytes(enc.frame(o, 500 + i)) for i, o in enumerate(orders))
+    assert bytes(enc.frames(orders, 500)) == singles
+    assert bytes(enc.frames(orders[:3], 500)) == singles[:3 * enc.size]  # a smaller batch after a big one
+    msgs = [m.decode(singles[i * enc.size + 3:(i + 1) * enc.size], inbound=True) for i in range(100)]
+    assert [(x.user_ref_num, x.cl_ord_id, x.side, x.time_in_force) for x in msgs] == [
+        (500 + i, o.cl_ord_id, o.side.value, o.tif.value) for i, o in enumerate(orders)]

@@ -16,6 +16,7 @@ import dataclasses
 import operator
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -444,30 +445,54 @@ _TIFS = {t: t.value.encode() for t in Tif}
 
 
 class EnterOrderEncoder:
-    """Enter Order frames (SoupBinTCP header included) packed into one preallocated buffer.
+    """Enter Order frames (SoupBinTCP header included) packed into preallocated buffers.
 
-    ``frame(order, user_ref_num)`` returns a memoryview of the buffer valid until the next call;
-    a constant appendage (e.g. the firm) sits after the fixed part once for all orders.
+    ``frame(order, user_ref_num)`` returns a memoryview of one frame, valid until the next call;
+    ``frames(orders, first_ref)`` packs a whole batch back to back (UserRefNums ``first_ref`` on) for
+    one ``send``. A constant appendage (e.g. the firm) is written once per buffer slot.
     """
 
-    __slots__ = ("_buf", "_view", "_size", "_symbols", "_display", "_capacity", "_fixed_tail")
+    __slots__ = ("_buf", "_view", "_size", "_symbols", "_display", "_capacity", "_appendage", "_batch",
+                 "_batch_view")
 
     def __init__(self, appendage: bytes = b"", display: str = "Y", capacity: str = "A") -> None:
         self._size = _SOUP_U_ENTER.size + len(appendage)
+        self._appendage = appendage
         self._buf = bytearray(self._size)
         self._buf[_SOUP_U_ENTER.size:] = appendage
         self._view = memoryview(self._buf)
+        self._batch = bytearray()
+        self._batch_view = memoryview(self._batch)
         self._symbols: dict[str, bytes] = {}
         self._display = display.encode()
         self._capacity = capacity.encode()
-        self._fixed_tail = len(appendage)
+
+    @property
+    def size(self) -> int:
+        """Bytes per frame."""
+        return self._size
+
+    def _symbol(self, symbol: str) -> bytes:
+        sym = self._symbols.get(symbol)
+        if sym is None:
+            sym = self._symbols[symbol] = _alpha(symbol, 8)
+        return sym
 
     def frame(self, order: Order, user_ref_num: int) -> memoryview:
-        sym = self._symbols.get(order.symbol)
-        if sym is None:
-            sym = self._symbols[order.symbol] = _alpha(order.symbol, 8)
         _SOUP_U_ENTER.pack_into(
-            self._buf, 0, self._size - 2, b"U", b"O", user_ref_num, _SIDES[order.side], order.qty, sym,
-            order.price, _TIFS[order.tif], self._display, self._capacity, b"N", b"N",
-            order.cl_ord_id.encode().ljust(14), self._fixed_tail)
+            self._buf, 0, self._size - 2, b"U", b"O", user_ref_num, _SIDES[order.side], order.qty,
+            self._symbol(order.symbol), order.price, _TIFS[order.tif], self._display, self._capacity, b"N", b"N",
+            order.cl_ord_id.encode().ljust(14), len(self._appendage))
         return self._view
+
+    def frames(self, orders: Sequence[Order], first_ref: int) -> memoryview:
+        size, n = self._size, len(orders)
+        if len(self._batch) < size * n:
+            self._batch = bytearray((bytes(_SOUP_U_ENTER.size) + self._appendage) * max(n, 64))
+            self._batch_view = memoryview(self._batch)
+        buf, pack, tail = self._batch, _SOUP_U_ENTER.pack_into, len(self._appendage)
+        head, disp, cap, sides, tifs, sym = size - 2, self._display, self._capacity, _SIDES, _TIFS, self._symbol
+        for i, o in enumerate(orders):
+            pack(buf, i * size, head, b"U", b"O", first_ref + i, sides[o.side], o.qty, sym(o.symbol), o.price,
+                 tifs[o.tif], disp, cap, b"N", b"N", o.cl_ord_id.encode().ljust(14), tail)
+        return self._batch_view[:size * n]

@@ -96,6 +96,19 @@ def test_send_batch_one_write(venue):
         c.close()
 
 
+def test_tx_software_timestamps(venue):
+    c = connect_url(f"ouch://127.0.0.1:{venue.port}?user=U1&tx_stamps=1")
+    try:
+        c.connect(5)
+        sends = [c.send(Order(f"T{i}", "MSFT", Side.BUY, 1, 1 + i)) for i in range(5)]
+        stamps: dict[int, int] = {}
+        wait(lambda: set(sends) <= set(stamps), step=lambda: (c.poll(0.01), stamps.update(c.tx_stamps())))
+        assert all(stamps[t] >= t for t in sends)  # the kernel stamps after we hand the bytes over
+        assert c.stats()["tx_stamps"] >= 5 and c.stats()["tx_stamp_errors"] == 0
+    finally:
+        c.close()
+
+
 def test_venue_rejects_with_reasons(venue):
     venue.call(lambda s: setattr(s.exchange, "symbols", {"AAPL"}))
     c = connector(venue.port)

@@ -24,11 +24,7 @@ from xdpgw.orders.venue import (
     connect_url,
 )
 
-from .conftest import collect, connector, wait
-
-
-def of(events, kind, cid=None):
-    return [e for e in events if isinstance(e, kind) and (cid is None or getattr(e, "cl_ord_id", None) == cid)]
+from .conftest import collect, connector, of, wait
 
 
 def test_url_gives_an_ouch_connector(venue):

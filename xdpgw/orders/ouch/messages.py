@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from xdpgw.orders.model import Order, Side, Tif
+from xdpgw.orders.ouch.soupbin import alpha
 
 
 class OuchError(ValueError):
@@ -28,10 +29,7 @@ class OuchError(ValueError):
 
 
 def _alpha(value: str, width: int) -> bytes:
-    raw = value.encode("ascii")
-    if len(raw) > width:
-        raise OuchError(f"{value!r} is longer than its {width}-character field")
-    return raw.ljust(width, b" ")
+    return alpha(value, width, OuchError)
 
 
 def _text(raw: bytes) -> str:

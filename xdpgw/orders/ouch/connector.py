@@ -58,6 +58,7 @@ _SO_EE_ORIGIN_TIMESTAMPING = 4
 _TIMESPEC3 = struct.Struct("=qqqqqq")
 _CANCEL = struct.Struct(">HccII")  # SoupBinTCP length + 'U' + Cancel Order
 _RECV_SIZE = 1 << 16
+_ACCEPTED, _EXECUTED, _CANCELED = m.ACCEPTED_FIELDS, m.EXECUTED_FIELDS, m.CANCELED_FIELDS
 
 
 @dataclass(slots=True)
@@ -579,7 +580,35 @@ class OuchConnector:
                                          f"{ev.sequence}, asked for {self._soup.requested}", ts))
 
     def _apply(self, payload: bytes, ts: int) -> None:
-        """One sequenced OUCH message → at most one event."""
+        """One sequenced OUCH message → at most one event (acks, fills and cancels by a fast path)."""
+        kind, n = payload[0], len(payload)
+        if kind == 0x45 and n >= 36:  # E Order Executed
+            ref, qty, price, flag, match, app = _EXECUTED.unpack_from(payload)
+            if n == 36 + app:
+                cid = self._cid(ref)
+                if cid:
+                    self._events.append(Filled(cid, qty, price, str(match), flag.decode("ascii", "replace"), ts))
+                return
+        elif kind == 0x41 and n >= 64:  # A Order Accepted
+            ref, qty, price, order_ref, raw, app = _ACCEPTED.unpack_from(payload)
+            if n == 64 + app:
+                cid = raw.decode("ascii", "replace").rstrip(" \x00") or self._refs.get(ref)
+                if cid:
+                    self._learn(ref, cid)
+                    self._events.append(Accepted(cid, str(order_ref), qty, price, ts))
+                else:
+                    self._stats["unknown_refs"] += 1
+                return
+        elif kind == 0x43 and n == 18:  # C Order Canceled
+            ref, qty, reason = _CANCELED.unpack_from(payload)
+            cid = self._cid(ref)
+            if cid:
+                self._events.append(Expired(cid, ts) if reason == b"T" else
+                                    Cancelled(cid, qty, m.cancel_text(reason.decode("ascii", "replace")), ts))
+            return
+        self._apply_slow(payload, ts)
+
+    def _apply_slow(self, payload: bytes, ts: int) -> None:
         try:
             msg = m.decode(payload, inbound=False)
         except m.OuchError:

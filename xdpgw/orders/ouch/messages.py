@@ -288,11 +288,7 @@ class _Layout:
     alpha: tuple[tuple[int, int], ...]  # (field index, width) of the alpha fields
     get: operator.attrgetter  # all fixed fields of a message at once
     appendage: bool
-
-    @property
-    def length(self) -> int:
-        """Fixed length, type byte included (the doc's "length" column)."""
-        return self.struct.size
+    length: int  # fixed length, type byte included (the doc's "length" column)
 
 
 def _layout(cls: type[_Message]) -> _Layout:
@@ -302,7 +298,8 @@ def _layout(cls: type[_Message]) -> _Layout:
         raise AssertionError(f"{cls.__name__}: {len(names)} fields, {len(parts)} formats")
     alpha = tuple((i, int(p[:-1] or 1)) for i, p in enumerate(parts) if p.endswith("s"))
     return _Layout(struct.Struct(">c" + cls.FORMAT + ("H" if cls.HAS_APPENDAGE else "")), names, alpha,
-                   operator.attrgetter(*names), cls.HAS_APPENDAGE)
+                   operator.attrgetter(*names), cls.HAS_APPENDAGE,
+                   struct.calcsize(">c" + cls.FORMAT + ("H" if cls.HAS_APPENDAGE else "")))
 
 
 LAYOUTS: dict[type[_Message], _Layout] = {c: _layout(c) for c in (*INBOUND_TYPES.values(), *OUTBOUND_TYPES.values())}
@@ -346,6 +343,13 @@ def decode(payload: bytes | memoryview, inbound: bool) -> _Message:
     elif len(payload) != lay.length:
         raise OuchError(f"{cls.__name__} of {len(payload)} bytes, expected {lay.length}")
     return cls(*args)
+
+
+# The connector's fast path for the frequent exchange messages: only the fields an event needs, read
+# straight from the bytes (no dataclass); a length that disagrees falls back to ``decode``.
+ACCEPTED_FIELDS = struct.Struct(">9xIxI8xQ2xQ4x14sH")  # ref, qty, price, order ref, ClOrdID, appendage length
+EXECUTED_FIELDS = struct.Struct(">9xIIQcQH")  # ref, qty, price, liquidity flag, match number, appendage length
+CANCELED_FIELDS = struct.Struct(">9xIIc")  # ref, qty (a decrement), reason
 
 
 # --- appendage ("optional fields") ---------------------------------------------------------------

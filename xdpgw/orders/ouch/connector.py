@@ -587,12 +587,12 @@ class OuchConnector:
             if n == 36 + app:
                 cid = self._cid(ref)
                 if cid:
-                    self._events.append(Filled(cid, qty, price, str(match), flag.decode("ascii", "replace"), ts))
+                    self._events.append(Filled(cid, qty, price, str(match), flag.decode("latin-1"), ts))
                 return
         elif kind == 0x41 and n >= 64:  # A Order Accepted
             ref, qty, price, order_ref, raw, app = _ACCEPTED.unpack_from(payload)
             if n == 64 + app:
-                cid = raw.decode("ascii", "replace").rstrip(" \x00") or self._refs.get(ref)
+                cid = raw.decode("latin-1").rstrip(" \x00") or self._refs.get(ref)
                 if cid:
                     self._learn(ref, cid)
                     self._events.append(Accepted(cid, str(order_ref), qty, price, ts))
@@ -604,7 +604,7 @@ class OuchConnector:
             cid = self._cid(ref)
             if cid:
                 self._events.append(Expired(cid, ts) if reason == b"T" else
-                                    Cancelled(cid, qty, m.cancel_text(reason.decode("ascii", "replace")), ts))
+                                    Cancelled(cid, qty, m.cancel_text(reason.decode("latin-1")), ts))
             return
         self._apply_slow(payload, ts)
 

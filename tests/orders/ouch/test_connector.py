@@ -72,8 +72,9 @@ def test_orders_fills_cancel_replace_mass_cancel(venue):
         assert (s["sent"], s["cancels"], s["replaces"], s["mass_cancels"]) == (4, 2, 1, 1)
         assert s["malformed"] == s["unknown_refs"] == 0
     finally:
-        c.close()
+        c.close()  # Logout Request: the venue lets the session go at once
     assert not c.connected
+    wait(lambda: "U1" not in venue.call(lambda s: s.connected_users()))
     c.close()  # idempotent
 
 
@@ -133,6 +134,20 @@ def test_login_refused_is_a_clear_error():
             c.connect(5)
     finally:
         server.stop()
+
+
+def test_refused_on_reconnect_stops_reconnecting(venue):
+    c = connector(venue.port, reconnect_delay=0.01)
+    try:
+        c.connect(5)
+        venue.call(lambda s: setattr(s, "users", {"U1": "changed"}))
+        venue.call(lambda s: s.drop("U1"))
+        evs = collect(c, lambda e: [x for x in of(e, SessionEvent) if x.kind == "rejected"])
+        assert [x.kind for x in of(evs, SessionEvent)] == ["connected", "disconnected", "rejected"]
+        assert "not authorized" in of(evs, SessionEvent)[-1].detail
+        assert c.poll(0.2) == [] and not c.connected
+    finally:
+        c.close()
 
 
 def test_no_venue_is_a_clear_error():

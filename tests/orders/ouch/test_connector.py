@@ -24,7 +24,7 @@ from xdpgw.orders.venue import (
     connect_url,
 )
 
-from .conftest import collect, connector, of, wait
+from .conftest import collect, connector, of, raw_venue, wait
 
 
 def test_url_gives_an_ouch_connector(venue):
@@ -254,46 +254,22 @@ def test_heartbeats_keep_an_idle_session_alive(venue):
         c.close()
 
 
-def silent_server(ready: threading.Event, stop: threading.Event, port_box: list) -> None:
-    """Accepts one login and then says nothing at all (a hung venue)."""
-    with socket.socket() as lst:
-        lst.bind(("127.0.0.1", 0))
-        lst.listen(4)
-        port_box.append(lst.getsockname()[1])
-        ready.set()
-        lst.settimeout(5)
-        conns = []
-        try:
-            while not stop.is_set():
-                try:
-                    conn, _ = lst.accept()
-                except TimeoutError:
-                    continue
-                conns.append(conn)
-                conn.recv(1024)
-                conn.sendall(sb.encode_login_accepted("MUTE", 1))
-        finally:
-            for conn in conns:
-                conn.close()
-
-
 def test_dead_peer_is_detected_and_reconnected():
-    ready, stop, box = threading.Event(), threading.Event(), []
-    t = threading.Thread(target=silent_server, args=(ready, stop, box))
-    t.start()
-    try:
-        ready.wait(5)
-        c = OuchConnector("mute", "127.0.0.1", box[0], user="U1", heartbeat_interval=0.05, timeout=0.3,
+    def mute(conn, stop):  # logs the client in, then says nothing at all (a hung venue)
+        conn.recv(1024)
+        conn.sendall(sb.encode_login_accepted("MUTE", 1))
+
+    with raw_venue(mute) as port:
+        c = OuchConnector("mute", "127.0.0.1", port, user="U1", heartbeat_interval=0.05, timeout=0.3,
                           reconnect_delay=0.01)
-        c.connect(5)
-        evs = collect(c, lambda e: [x.kind for x in e if isinstance(x, SessionEvent)][-2:] == ["disconnected", "connected"])
-        assert [e.kind for e in evs] == ["connected", "disconnected", "connected"]
-        assert "dead peer" in evs[1].detail
-        assert c.stats()["reconnects"] == 1
-        c.close()
-    finally:
-        stop.set()
-        t.join(10)
+        try:
+            c.connect(5)
+            evs = collect(c, lambda e: [x.kind for x in of(e, SessionEvent)][-2:] == ["disconnected", "connected"])
+            assert [e.kind for e in evs] == ["connected", "disconnected", "connected"]
+            assert "dead peer" in evs[1].detail
+            assert c.stats()["reconnects"] == 1
+        finally:
+            c.close()
 
 
 def test_end_of_session(venue):
@@ -337,43 +313,35 @@ def test_cli_venue_serves_and_ends_the_session():
 def test_requests_stuck_in_the_outbox_are_reported_when_the_link_breaks():
     """A venue that stops reading: the kernel buffers fill, the rest waits in our outbox; when the
     connection breaks, what never left is reported (Rejected / CancelRejected), never silently lost."""
-    ready, go, box = threading.Event(), threading.Event(), []
+    go = threading.Event()
 
-    def deaf_venue():
-        with socket.socket() as lst:
-            lst.bind(("127.0.0.1", 0))
-            lst.listen(1)
-            box.append(lst.getsockname()[1])
-            ready.set()
-            conn, _ = lst.accept()
-            with conn:
-                conn.recv(49)
-                conn.sendall(sb.encode_login_accepted("DEAF", 1))
-                go.wait(10)  # reads nothing more, then closes with unread data: a reset
+    def deaf(conn, stop):
+        conn.recv(49)
+        conn.sendall(sb.encode_login_accepted("DEAF", 1))
+        go.wait(10)  # reads nothing more, then closes with unread data: a reset
+        conn.close()
 
-    t = threading.Thread(target=deaf_venue)
-    t.start()
-    try:
-        ready.wait(5)
-        c = OuchConnector("deaf", "127.0.0.1", box[0], user="U1", reconnect=False)
-        c.connect(5)
-        c.send(Order("FIRST", "MSFT", Side.BUY, 1, 1))
-        orders = [Order(f"B{i}", "MSFT", Side.BUY, 1, 1) for i in range(100_000)]
-        for i in range(0, len(orders), 10_000):
-            c.send_batch(orders[i:i + 10_000])
-        c.cancel("FIRST")
-        go.set()
-        def down(events):
-            return [x for x in of(events, SessionEvent) if x.kind == "disconnected"]
+    with raw_venue(deaf) as port:
+        c = OuchConnector("deaf", "127.0.0.1", port, user="U1", reconnect=False)
+        try:
+            c.connect(5)
+            c.send(Order("FIRST", "MSFT", Side.BUY, 1, 1))
+            orders = [Order(f"B{i}", "MSFT", Side.BUY, 1, 1) for i in range(100_000)]
+            for i in range(0, len(orders), 10_000):
+                c.send_batch(orders[i:i + 10_000])
+            c.cancel("FIRST")
+            go.set()
 
-        evs = collect(c, down, timeout=10)
-        rejected = {e.cl_ord_id for e in of(evs, Rejected)}
-        assert rejected and all("not sent" in e.reason for e in of(evs, Rejected))
-        assert [e.cl_ord_id for e in of(evs, CancelRejected)] == ["FIRST"]
-        assert "not sent" in down(evs)[0].detail
-        assert all(c.user_ref_num(cid) is None for cid in rejected)  # forgotten: may be sent again
-        assert c.user_ref_num("FIRST") == 1 and c.stats()["unsent"] >= 2
-        c.close()
-    finally:
-        go.set()
-        t.join(10)
+            def down(events):
+                return [x for x in of(events, SessionEvent) if x.kind == "disconnected"]
+
+            evs = collect(c, down, timeout=10)
+            rejected = {e.cl_ord_id for e in of(evs, Rejected)}
+            assert rejected and all("not sent" in e.reason for e in of(evs, Rejected))
+            assert [e.cl_ord_id for e in of(evs, CancelRejected)] == ["FIRST"]
+            assert "not sent" in down(evs)[0].detail
+            assert all(c.user_ref_num(cid) is None for cid in rejected)  # forgotten: may be sent again
+            assert c.user_ref_num("FIRST") == 1 and c.stats()["unsent"] >= 2
+        finally:
+            go.set()
+            c.close()

@@ -242,14 +242,15 @@ def test_fresh_connector_learns_the_day_by_replay(venue):
 
 
 def test_heartbeats_keep_an_idle_session_alive(venue):
-    venue.call(lambda s: setattr(s, "timeout", 0.6))  # the venue drops a client silent for 0.6 s
-    c = connector(venue.port, heartbeat_interval=0.1, timeout=0.6)
+    venue.call(lambda s: setattr(s, "timeout", 1.0))  # the venue drops a client silent for 1 s
+    c = connector(venue.port, heartbeat_interval=0.1, timeout=1.0)
     try:
         c.connect(5)
-        wait(lambda: c.stats()["heartbeats_received"] >= 5 and c.stats()["heartbeats_sent"] >= 10,
-             timeout=10, step=lambda: c.poll(0.05))
+        # idle for longer than either side's timeout (8 venue heartbeats, 0.2 s apart)
+        wait(lambda: c.stats()["heartbeats_received"] >= 8 and c.stats()["heartbeats_sent"] >= 15,
+             timeout=20, step=lambda: c.poll(0.05))
         assert c.connected and c.stats()["disconnects"] == 0
-        assert venue.call(lambda s: s.counts["heartbeats_received"]) >= 5
+        wait(lambda: venue.call(lambda s: s.counts["heartbeats_received"]) >= 15)
     finally:
         c.close()
 

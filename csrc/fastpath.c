@@ -61,10 +61,13 @@ void xgw_trace_burst(struct xgw_fast *f, const uint64_t *ts, uint32_t n, int64_t
     f->trace_n++;
 }
 
-void xgw_trace_done(struct xgw_fast *f, int64_t t_done)
+void xgw_trace_done(struct xgw_fast *f, int64_t t_done, int64_t flags)
 {
-    if (f->trace && f->trace_n)
-        f->trace[((f->trace_n - 1) % f->trace_cap) * XGW_TRACE_COLS + XGW_TR_DONE] = t_done;
+    if (!f->trace || !f->trace_n)
+        return;
+    int64_t *e = f->trace + ((f->trace_n - 1) % f->trace_cap) * XGW_TRACE_COLS;
+    e[XGW_TR_DONE] = t_done;
+    e[XGW_TR_FLAGS] |= flags << 32;
 }
 
 static int xgw_fast_symbol(const struct xgw_fast *f, const uint8_t *stock)
@@ -84,10 +87,12 @@ int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *of
     const uint8_t *sizes = f->sizes;
     uint64_t expect = f->next;
     uint32_t m = 0, hb = 0;
+    int64_t in_bytes = 0;
     /* 1. validate the whole burst before touching anything */
     for (uint32_t i = 0; i < npkts; i++) {
         const uint8_t *p = buf + offs[i];
         uint32_t len = lens[i];
+        in_bytes += len;
         if (len < XGW_MOLD_HDR || memcmp(p, f->session, 10) || xgw_be64(p + 10) != expect)
             return XGW_FAST_DEFER;
         uint16_t count = xgw_be16(p + 18);
@@ -180,6 +185,7 @@ int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *of
         f->p_ts[i] = ts ? ts[i] : 0;
     }
     f->npkts = npkts, f->nmsgs = m, f->nkept = kept, f->ntypes = ntypes, f->nbytes = nbytes;
+    f->in_bytes = in_bytes;
     if (expect != f->next)
         f->armed = 1u << line; /* the front moved: the other line is behind it now */
     f->next = expect;

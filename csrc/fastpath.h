@@ -71,7 +71,7 @@ struct xgw_fast {
     int64_t *scratch_off;      /* [cap_msgs] message offsets in the batch buffer */
     /* --- the last burst ---------------------------------------------------------------------- */
     uint32_t npkts, nmsgs, nkept, ntypes;
-    int64_t nbytes;
+    int64_t nbytes, in_bytes;  /* record bytes kept; payload bytes received */
     /* --- pending counters (Python adds them to its own and zeroes them) ------------------------ */
     uint64_t delivered, heartbeats, kept, bursts;
     double last_heard;
@@ -87,5 +87,5 @@ int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *of
 void xgw_latency_since(struct xgw_latency_acc *acc, int64_t now, const uint64_t *ts, uint32_t n);
 void xgw_trace_burst(struct xgw_fast *f, const uint64_t *ts, uint32_t n, int64_t t_poll, int64_t t_decode,
                      int64_t t_ready, int64_t flags);
-void xgw_trace_done(struct xgw_fast *f, int64_t t_done);
+void xgw_trace_done(struct xgw_fast *f, int64_t t_done, int64_t flags);
 int64_t xgw_mono_ns(void);

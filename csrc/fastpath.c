@@ -207,3 +207,20 @@ int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *of
         xgw_trace_burst(f, ts, npkts, t_poll, t_decode, t_ready ? t_ready : xgw_mono_ns(), kept);
     return (int32_t)kept;
 }
+
+int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, struct xgw_latency_acc *acc)
+{
+    int64_t offs[256], total = 0;
+    uint32_t lens[256];
+    uint64_t ts[256];
+    while (xgw_mono_ns() < until_ns) {
+        int n = xgw_rx_burst(s, 256, offs, lens, ts, NULL, spin_ns);
+        if (n < 0)
+            return n;
+        if (n) {
+            xgw_latency_since(acc, xgw_mono_ns(), ts, (uint32_t)n);
+            total += n;
+        }
+    }
+    return total;
+}

@@ -89,3 +89,9 @@ void xgw_trace_burst(struct xgw_fast *f, const uint64_t *ts, uint32_t n, int64_t
                      int64_t t_ready, int64_t flags);
 void xgw_trace_done(struct xgw_fast *f, int64_t t_done, int64_t flags);
 int64_t xgw_mono_ns(void);
+
+/* The reference for latency benchmarks: a bare C consumer loop on an AF_XDP socket (csrc/xsk.c) that
+ * only receives (busy-polling spin_ns per call, as XdpReceiver) and stamps (kernel receive -> seen)
+ * into acc until CLOCK_MONOTONIC reaches until_ns. Returns the packets received. */
+struct xgw_xsk;
+int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, struct xgw_latency_acc *acc);

@@ -71,6 +71,7 @@ class Gateway:
         self.fast = None  # the feed's FastPath, when the loop uses it
         self._acc = None  # (struct xgw_latency_acc, keep-alive) while the fast path stamps into self.latency
         self._gc_ran = self._ticked = False  # for the flight recorder's flags
+        gc.collect()  # start-up garbage goes now, before traffic; run() freezes what is left
 
     def stop(self) -> None:
         self._stop = True
@@ -95,8 +96,7 @@ class Gateway:
         trace = self.fast.trace is not None if self.fast is not None else False
         perf = time.perf_counter_ns
         gc_was = gc.isenabled()
-        gc.collect()
-        gc.freeze()  # what start-up made is never scanned again
+        gc.freeze()  # what start-up made is never scanned again (collected in __init__: not with traffic waiting)
         gc.disable()  # collections run when idle (idle_gc), never in the middle of a burst
         try:
             while not self._stop:

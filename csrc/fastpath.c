@@ -58,6 +58,9 @@ void xgw_trace_burst(struct xgw_fast *f, const uint64_t *ts, uint32_t n, int64_t
     e[XGW_TR_DONE] = t_ready;
     e[XGW_TR_PACKETS] = n;
     e[XGW_TR_FLAGS] = flags;
+    struct timespec c;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c);
+    e[XGW_TR_CPU] = (int64_t)c.tv_sec * 1000000000 + c.tv_nsec;
     f->trace_n++;
 }
 

@@ -18,7 +18,7 @@
 
 enum {
     XGW_FAST_DEFER = -1,   /* not the common case: nothing was touched, use the general path */
-    XGW_TRACE_COLS = 8,    /* int64 per flight-recorder entry, see XGW_TR_* */
+    XGW_TRACE_COLS = 9,    /* int64 per flight-recorder entry, see XGW_TR_* */
     XGW_TR_RX_FIRST = 0,   /* kernel receive stamp of the burst's oldest packet (0: none) */
     XGW_TR_RX_LAST = 1,    /* ... of its newest packet */
     XGW_TR_POLL = 2,       /* the consumer started the receive call (CLOCK_MONOTONIC ns) */
@@ -27,6 +27,7 @@ enum {
     XGW_TR_DONE = 5,       /* handlers returned */
     XGW_TR_PACKETS = 6,    /* packets in the burst */
     XGW_TR_FLAGS = 7,      /* messages delivered | XGW_TRF_* << 32 */
+    XGW_TR_CPU = 8,        /* the consumer thread's CPU time at READY (wall - CPU: time it was not running) */
     XGW_TRF_SLOW = 1,      /* the general path ran */
     XGW_TRF_GC = 2,        /* a garbage collection ran since the previous entry */
     XGW_TRF_TICK = 4,      /* status/state/metrics work ran since the previous entry */

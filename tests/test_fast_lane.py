@@ -63,11 +63,12 @@ def test_fast_lane_delivers_what_the_general_path_delivers():
 def test_flight_recorder_splits_a_tail_into_kernel_and_ours():
     us = 1000
     rows = np.array([
-        # rx_first, rx_last, poll, decode, ready, done, packets, flags
-        [0, 0, 1000 * us, 1001 * us, 1002 * us, 1500 * us, 1, 1],  # a long handler ...
-        [1010 * us, 1010 * us, 1500 * us, 1501 * us, 1502 * us, 1503 * us, 1, 1],  # ... delays the next packet
-        [2000 * us, 2000 * us, 1900 * us, 2300 * us, 2301 * us, 2302 * us, 1, 1],  # the kernel took 300 µs
+        # rx_first, rx_last, poll, decode, ready, done, packets, flags, thread CPU time at ready
+        [0, 0, 1000 * us, 1001 * us, 1002 * us, 1500 * us, 1, 1, 0],  # a long handler ...
+        [1010 * us, 1010 * us, 1500 * us, 1501 * us, 1502 * us, 1503 * us, 1, 1, 500 * us],  # ... delays this
+        [2000 * us, 2000 * us, 1900 * us, 2300 * us, 2301 * us, 2302 * us, 1, 1, 600 * us],  # 300 µs: kernel ...
     ], np.int64)
     rep = flight.explain(rows)
     assert rep["tails"] == 2
     assert rep["by_main_part"] == {"kernel": 1, "ours_previous": 1, "ours_between": 0, "ours_burst": 0}
+    assert rep["descheduled"] == 1  # ... or rather: the consumer ran 100 of the 799 µs since the last burst

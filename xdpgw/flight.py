@@ -11,6 +11,10 @@ oldest packet waited more than 100 µs (kernel receive → handlers start) into 
 - ``ours_previous``: the packet arrived while the previous burst was being handled;
 - ``ours_between``: it arrived between bursts (loop, status/state/metrics tick, GC, idle policy);
 - ``ours_burst``: decoding, sequencing and filtering this burst (``slow``: the general path).
+
+Each part may include time the consumer was not running at all (another process had its CPU: a
+loaded machine): ``off_cpu`` is the wall time minus the consumer thread's CPU time between the
+previous burst and this one, and a tail whose wait is mostly that is counted as ``descheduled``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 
 from xdpgw._xsk import lib
 
-COLUMNS = ("rx_first", "rx_last", "poll", "decode", "ready", "done", "packets", "flags")
+COLUMNS = ("rx_first", "rx_last", "poll", "decode", "ready", "done", "packets", "flags", "cpu")
 PARTS = ("kernel", "ours_previous", "ours_between", "ours_burst")
 
 
@@ -54,9 +58,12 @@ def explain(tr: np.ndarray, threshold_ns: int = 100_000) -> dict:
     parts = np.stack([kernel, ours_prev, ours_between, ours_burst], axis=1)[tail]
     flags = (cur[tail, 7] >> 32).astype(np.int64)
     main = parts.argmax(axis=1) if len(parts) else np.zeros(0, int)
+    off_cpu = np.maximum((ready - prev[:, 4]) - (cur[:, 8] - prev[:, 8]), 0)[tail]
+    desched = off_cpu * 2 >= wait[tail]
     out: dict = {"bursts": int(len(tr)), "tails": int(tail.sum()), "threshold_us": threshold_ns / 1e3,
                  "worst_us": round(float(wait[tail].max()) / 1e3, 1) if tail.any() else 0.0,
                  "by_main_part": {p: int((main == i).sum()) for i, p in enumerate(PARTS)},
+                 "descheduled": int(desched.sum()), "off_cpu_us": round(float(off_cpu.sum()) / 1e3, 1),
                  "part_totals_us": {p: round(float(parts[:, i].sum()) / 1e3, 1) for i, p in enumerate(PARTS)},
                  "with_flags": {"slow": int((flags & lib.XGW_TRF_SLOW).astype(bool).sum()),
                                 "gc": int((flags & lib.XGW_TRF_GC).astype(bool).sum()),
@@ -64,6 +71,7 @@ def explain(tr: np.ndarray, threshold_ns: int = 100_000) -> dict:
     worst = np.argsort(-wait[tail])[:10]
     out["worst"] = [{"wait_us": round(float(wait[tail][i]) / 1e3, 1),
                      **{p: round(float(parts[i, j]) / 1e3, 1) for j, p in enumerate(PARTS)},
+                     "off_cpu": round(float(off_cpu[i]) / 1e3, 1),
                      "flags": int(flags[i])} for i in worst.tolist()]
     return out
 
@@ -83,5 +91,6 @@ def text(report: dict) -> str:
     tot = ", ".join(f"{k} {v} µs" for k, v in report["part_totals_us"].items())
     fl = ", ".join(f"{k} {v}" for k, v in report["with_flags"].items())
     return (f"flight recorder: {report['bursts']} bursts, {report['tails']} waited over "
-            f"{report['threshold_us']:g} µs (worst {report['worst_us']} µs); mostly: {by}; time: {tot}; "
+            f"{report['threshold_us']:g} µs (worst {report['worst_us']} µs); {report['descheduled']} of them mostly "
+            f"off CPU (another process ran); largest part: {by}; time: {tot}, off CPU {report['off_cpu_us']} µs; "
             f"flags: {fl}")

@@ -66,3 +66,24 @@ def test_a_short_bench_fills_every_field_and_leaves_no_lab(tmp_path):
 
     png = plot(res, str(tmp_path / "b.png"))
     assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.xdp
+def test_a_short_latency_bench_has_every_row_and_ratios_to_the_bare_loop(tmp_path):
+    require_xdp()
+    from xdpgw.bench import format_latency_table, pipeline_cost, plot_latency, run_latency_bench
+
+    rows = (("bare C loop", "xdp-drv"), ("decoding", "xdp-drv"), ("decoding", "socket"))
+    res = run_latency_bench(0.1, rows=rows, rates=(10_000.0,))
+    assert not Lab("xgwlat").exists()
+    got = res["latency_rows"]
+    assert [(r["pipeline"], r["transport"], r["size"]) for r in got] == [
+        (p, t, s) for p, t in rows for s in ("1", "25")]
+    for r in got:
+        assert r["received"] > 0 and r["latency_ns"]["count"] > 0 and r["p50_x_ref"] > 0
+        assert r["pipeline"] == "bare C loop" or r["delivered"] > 0
+    assert all(r["p50_x_ref"] == 1.0 for r in got if r["pipeline"] == "bare C loop")
+    assert "bare C loop" in format_latency_table(res) and len(res["load_1min"]) == 2
+    assert Path(plot_latency(res, str(tmp_path / "l.png"))).read_bytes()[:4] == b"\x89PNG"
+    cost = pipeline_cost(calls=200)
+    assert {(c["path"], c["msgs"]) for c in cost} == {(p, m) for p in ("C fast path", "general path") for m in (1, 25)}

@@ -261,6 +261,7 @@ def latency_acc(h: LatencyHistogram) -> tuple:
     from xdpgw._xsk import ffi
 
     acc = ffi.new("struct xgw_latency_acc *")
+    h.counts += 0  # touch every page of the buckets now, not on the first value that lands there
     counts = ffi.from_buffer("int64_t[]", h.counts)
     acc.counts, acc.ncounts, acc.highest, acc.sub_bits = counts, len(h.counts), h.highest, h._sub_bits
     return acc, counts

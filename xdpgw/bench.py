@@ -16,6 +16,7 @@ Per transport, a burst: the base rate, then 100× it for 100 ms, then the base r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -255,8 +256,10 @@ def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -
     return rows, burst, hists
 
 
-def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *a: None) -> dict:
-    """The whole bench on a fresh lab (removed afterwards, also on errors); the result as a dict."""
+@contextlib.contextmanager
+def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
+    """A fresh veth lab with the generator running on one CPU and this process pinned to another (both
+    removed afterwards, also on errors): yields ``(lab, generator, {"consumer": cpu, "generator": cpu})``."""
     from xdpgw.bpf import require_root
     from xdpgw.tuning import on_cpu
 
@@ -266,8 +269,7 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
         raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
                            "run it on a machine (or cgroup) with at least 2 CPUs")
     consumer_cpu, gen_cpu = cpus[0], cpus[-1]
-    msgs = {"small": SIZES["small"], "1KB": frame_msgs(1024)}
-    lab = Lab("xgwbench", queues=1)
+    lab = Lab(name, queues=1)
     say(f"lab up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")
     lab.up()
     gen = None
@@ -276,21 +278,27 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
         subprocess.run(["ip", "netns", "exec", lab.rx_ns, "ethtool", "-K", lab.rx_if, "gro", "on"],
                        check=True, capture_output=True)
         gen = BlasterProcess(lab, gen_cpu, msgs)
-        rows, bursts, cdfs = [], [], {}
         with on_cpu(consumer_cpu):
-            for kind in transports:
-                r, b, h = bench_transport(kind, lab, gen, plan, say)
-                rows += r
-                bursts.append(b)
-                cdfs[kind] = h
+            yield lab, gen, {"consumer": consumer_cpu, "generator": gen_cpu}
     finally:
         if gen is not None:
             gen.close()
         lab.down()
         say("lab down")
+
+
+def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *a: None) -> dict:
+    """The whole bench on a fresh lab (removed afterwards, also on errors); the result as a dict."""
+    rows, bursts, cdfs = [], [], {}
+    with bench_lab("xgwbench", {"small": SIZES["small"], "1KB": frame_msgs(1024)}, say) as (lab, gen, cpus):
+        for kind in transports:
+            r, b, h = bench_transport(kind, lab, gen, plan, say)
+            rows += r
+            bursts.append(b)
+            cdfs[kind] = h
     add_ratios(rows)
-    return {"rows": rows, "burst": bursts, "plan": plan.__dict__, "cpus": {"consumer": consumer_cpu,
-            "generator": gen_cpu}, "kernel": os.uname().release, "_cdfs": cdfs}
+    return {"rows": rows, "burst": bursts, "plan": plan.__dict__, "cpus": cpus, "kernel": os.uname().release,
+            "_cdfs": cdfs}
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -436,45 +444,24 @@ def latency_phase(what: str, rx, gen: BlasterProcess, size: str, pps: float, sec
 
 def run_latency_bench(seconds: float = 1.0, rows=LAT_ROWS, rates=LAT_RATES, say=lambda *a: None) -> dict:
     """The latency table on a fresh lab: every row × rate × frame size, ratios to the bare C loop."""
-    from xdpgw.bpf import require_root
-    from xdpgw.tuning import on_cpu
-
-    require_root()
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
-                           "run it on a machine (or cgroup) with at least 2 CPUs")
-    consumer_cpu, gen_cpu = cpus[0], cpus[-1]
-    lab = Lab("xgwlat", queues=1)
-    lab.up()
-    gen = None
     out: list[dict] = []
     load = [os.getloadavg()[0]]
-    try:
-        subprocess.run(["ip", "netns", "exec", lab.rx_ns, "ethtool", "-K", lab.rx_if, "gro", "on"],
-                       check=True, capture_output=True)
-        gen = BlasterProcess(lab, gen_cpu, LAT_MSGS)
-        with on_cpu(consumer_cpu):
-            for what, kind in rows:
-                with open_receiver(kind, lab) as rx:
-                    for size in LAT_MSGS:
-                        for pps in rates:
-                            say(f"{what} {kind}: {size} msg/frame at {pps / 1e3:g} kpps for {seconds:g} s")
-                            r = latency_phase(what, rx, gen, size, pps, seconds)
-                            r["transport"] = kind
-                            out.append(r)
-    finally:
-        if gen is not None:
-            gen.close()
-        lab.down()
+    with bench_lab("xgwlat", LAT_MSGS, say) as (lab, gen, cpus):
+        for what, kind in rows:
+            with open_receiver(kind, lab) as rx:
+                for size in LAT_MSGS:
+                    for pps in rates:
+                        say(f"{what} {kind}: {size} msg/frame at {pps / 1e3:g} kpps for {seconds:g} s")
+                        r = latency_phase(what, rx, gen, size, pps, seconds)
+                        r["transport"] = kind
+                        out.append(r)
     load.append(os.getloadavg()[0])
     ref = {(r["size"], r["pps"]): r for r in out if r["pipeline"] == "bare C loop"}
     for r in out:
         b = ref.get((r["size"], r["pps"]))
         r["p50_x_ref"] = round(r["latency_ns"]["p50"] / b["latency_ns"]["p50"], 2) if b and b["latency_ns"]["p50"] else None
         r["p99_x_ref"] = round(r["latency_ns"]["p99"] / b["latency_ns"]["p99"], 2) if b and b["latency_ns"]["p99"] else None
-    return {"latency_rows": out, "seconds": seconds, "load_1min": load, "kernel": os.uname().release,
-            "cpus": {"consumer": consumer_cpu, "generator": gen_cpu}}
+    return {"latency_rows": out, "seconds": seconds, "load_1min": load, "kernel": os.uname().release, "cpus": cpus}
 
 
 def format_latency_table(res: dict) -> str:

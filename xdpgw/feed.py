@@ -117,7 +117,10 @@ class FeedHandler:
         fast = self.fast
         if fast is None or not fast.s.armed & 1:
             return DEFER
-        return fast.run(buf, offs, lens, ts, n, self.clock(), t_poll)
+        k = fast.run(buf, offs, lens, ts, n, self.clock(), t_poll)
+        if k == DEFER:
+            fast.sync()  # on_batch goes straight to the general path (and re-arms after it)
+        return k
 
     def on_batch(self, batch: Batch, line: int = 0) -> Decoded | None:
         """Decode one burst from ``line`` and return the messages to deliver now, in sequence order."""

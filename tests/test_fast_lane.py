@@ -52,6 +52,7 @@ def test_fast_lane_delivers_what_the_general_path_delivers():
     for k in ("packets", "bytes", "messages", "gaps", "missing", "duplicates"):
         assert s_fast[k] == s_slow[k], k
     assert s_fast["latency_ns"]["count"] == s_slow["latency_ns"]["count"] == len(packets)
+    assert 0 < s_fast["fast_path_packets"] < len(packets) and s_slow["fast_path_packets"] == 0
     tr = flight.entries(gw.fast)
     assert len(tr) == 16 and (tr[:, 6] > 0).all()  # the ring kept the newest bursts (40 in all)
     slow_bursts = (tr[:, 7] >> 32) & 1

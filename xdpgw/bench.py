@@ -206,7 +206,7 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
         "msgs_per_s": (feed1.get("messages", 0) - feed0.get("messages", 0)) / active,
         "missing": feed1.get("missing", 0) - feed0.get("missing", 0), "gaps": feed1.get("gaps", 0) - feed0.get("gaps", 0),
         "drops": stats1.get("drops", 0) - stats0.get("drops", 0),
-        "rx_latency": gw.latency, "send_latency": lp.send,
+        "rx_latency": gw.latency, "send_latency": lp.send, "fast_path_packets": summary.get("fast_path_packets", 0),
     }
 
 
@@ -430,7 +430,8 @@ def latency_phase(what: str, rx, gen: BlasterProcess, size: str, pps: float, sec
         got = lib.xgw_bare_consume(rx._xsk, lib.xgw_mono_ns() + int((seconds + 0.3) * 1e9), rx.spin_ns, acc[0])
         fold_latency(acc, h)
         report = gen.reply(timeout=30)
-        res = {"offered": report["packets"], "received": int(got), "rx_latency": h, "delivered": 0}
+        res = {"offered": report["packets"], "received": int(got), "rx_latency": h, "delivered": 0,
+               "fast_path_packets": 0}
     else:
         feed = None
         if what == "decoding":  # decoding, sequencing and a subscription (by locate: every message kept)
@@ -439,7 +440,8 @@ def latency_phase(what: str, rx, gen: BlasterProcess, size: str, pps: float, sec
         res = run_phase(rx, feed, gen, cmd, handlers=[handler])
         res["delivered"] = handler.items
     return {"pipeline": what, "size": size, "pps": pps, "offered": res["offered"], "received": res["received"],
-            "delivered": res["delivered"], "latency_ns": _lat(res["rx_latency"]), "_hist": res["rx_latency"]}
+            "delivered": res["delivered"], "fast_path_packets": res["fast_path_packets"],
+            "latency_ns": _lat(res["rx_latency"]), "_hist": res["rx_latency"]}
 
 
 def run_latency_bench(seconds: float = 1.0, rows=LAT_ROWS, rates=LAT_RATES, say=lambda *a: None) -> dict:
@@ -468,7 +470,7 @@ def format_latency_table(res: dict) -> str:
     def us(v: float) -> str:
         return f"{v / 1e3:.1f}"
 
-    head = (f"{'pipeline':12} {'transport':9} {'msgs':>4} {'kpps':>5} {'recv':>7} | {'p50 µs':>7} {'p90':>6} "
+    head = (f"{'pipeline':12} {'transport':9} {'msgs':>4} {'kpps':>5} {'recv':>7} {'fast%':>5} | {'p50 µs':>7} {'p90':>6} "
             f"{'p99':>6} {'p99.9':>7} {'max':>8} | {'p50 x ref':>9} {'p99 x ref':>9}")
     load = res["load_1min"]
     out = [f"xdpgw bench --latency: kernel {res['kernel']}, consumer CPU {res['cpus']['consumer']}, generator CPU "
@@ -476,7 +478,8 @@ def format_latency_table(res: dict) -> str:
            "kernel receive stamp → handler (bare C loop: → seen)", head, "-" * len(head)]
     for r in res["latency_rows"]:
         lat = r["latency_ns"]
-        out.append(f"{r['pipeline']:12} {r['transport']:9} {r['size']:>4} {r['pps'] / 1e3:>5g} {r['received']:>7} | "
+        fast = 100.0 * r["fast_path_packets"] / r["received"] if r["received"] else 0.0
+        out.append(f"{r['pipeline']:12} {r['transport']:9} {r['size']:>4} {r['pps'] / 1e3:>5g} {r['received']:>7} {fast:>5.1f} | "
                    f"{us(lat['p50']):>7} {us(lat['p90']):>6} {us(lat['p99']):>6} {us(lat['p999']):>7} "
                    f"{us(lat['max']):>8} | {r['p50_x_ref'] or 0:>9.2f} {r['p99_x_ref'] or 0:>9.2f}")
     return "\n".join(out)

@@ -29,6 +29,7 @@ class Totals:
     bytes: int = 0
     handler_errors: int = 0
     busy_ns: int = 0  # time spent on bursts that carried packets (receive + decode + handlers)
+    fast_packets: int = 0  # packets the feed's C fast path took (the rest: the general path)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -160,6 +161,7 @@ class Gateway:
         if k >= 0:
             t = self.totals
             t.packets += n
+            t.fast_packets += n
             t.bytes += self.fast.s.in_bytes
             if k:
                 self._deliver(self.fast.out)
@@ -245,6 +247,7 @@ class Gateway:
             "receiver": {k: v for k, v in st.items() if not k.startswith(("xdp_", "bpf_"))},
             "handler_errors": t.handler_errors,
             "ns_per_packet": round(t.busy_ns / t.packets, 1) if t.packets else None,
+            "fast_path_packets": t.fast_packets,
         }
         if len(self.latency):
             out["latency_ns"] = {k: v for k, v in self.latency.percentiles().items()}

@@ -227,3 +227,14 @@ int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, s
     }
     return total;
 }
+
+int32_t xgw_fast_rx_xdp(struct xgw_fast *f, struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
+                        uint64_t *ts, uint16_t *hdr, int64_t spin_ns, int64_t t_poll)
+{
+    int n = xgw_rx_burst(s, max, offs, lens, ts, hdr, spin_ns);
+    f->result = XGW_FAST_DEFER;
+    if (n > 0)
+        f->result = xgw_fast_burst(f, (const uint8_t *)xgw_xsk_area(s), offs, lens, ts, (uint32_t)n, 0,
+                                   (double)xgw_mono_ns() * 1e-9, t_poll);
+    return n;
+}

@@ -73,6 +73,7 @@ struct xgw_fast {
     /* --- the last burst ---------------------------------------------------------------------- */
     uint32_t npkts, nmsgs, nkept, ntypes;
     int64_t nbytes, in_bytes;  /* record bytes kept; payload bytes received */
+    int32_t result;            /* xgw_fast_rx_xdp: what xgw_fast_burst returned for the burst */
     /* --- pending counters (Python adds them to its own and zeroes them) ------------------------ */
     uint64_t delivered, heartbeats, kept, bursts;
     double last_heard;
@@ -95,4 +96,9 @@ int64_t xgw_mono_ns(void);
  * only receives (busy-polling spin_ns per call, as XdpReceiver) and stamps (kernel receive -> seen)
  * into acc until CLOCK_MONOTONIC reaches until_ns. Returns the packets received. */
 struct xgw_xsk;
+/* Receive a burst from an AF_XDP socket (xgw_rx_burst) and run the fast path on it, in one call: returns
+ * the packets received (< 0: a receive error) and leaves xgw_fast_burst's answer in f->result (last_heard:
+ * CLOCK_MONOTONIC seconds, the FeedHandler's default clock). */
+int32_t xgw_fast_rx_xdp(struct xgw_fast *f, struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
+                        uint64_t *ts, uint16_t *hdr, int64_t spin_ns, int64_t t_poll);
 int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, struct xgw_latency_acc *acc);

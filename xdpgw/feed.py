@@ -117,10 +117,7 @@ class FeedHandler:
         fast = self.fast
         if fast is None or not fast.s.armed & 1:
             return DEFER
-        k = fast.run(buf, offs, lens, ts, n, self.clock(), t_poll)
-        if k == DEFER:
-            fast.sync()  # on_batch goes straight to the general path (and re-arms after it)
-        return k
+        return fast.run(buf, offs, lens, ts, n, self.clock(), t_poll)  # DEFER: synced, on_batch goes general
 
     def on_batch(self, batch: Batch, line: int = 0) -> Decoded | None:
         """Decode one burst from ``line`` and return the messages to deliver now, in sequence order."""

@@ -95,6 +95,11 @@ class Gateway:
         poll = getattr(self.feed, "poll", None)
         fast = self._fast_lane()
         trace = self.fast.trace is not None if self.fast is not None else False
+        if fast is not None:
+            on_burst, (buf, offs, lens, ts) = fast
+            fs, took = self.fast.s, self.fast.took
+            one_call = (wait == 0 and hasattr(receivers[0], "recv_fast")
+                        and getattr(self.feed, "clock", None) is time.monotonic)
         perf = time.perf_counter_ns
         gc_was = gc.isenabled()
         gc.freeze()  # what start-up made is never scanned again (collected in __init__: not with traffic waiting)
@@ -106,10 +111,15 @@ class Gateway:
                     t_recv = perf()
                     if fast is not None:
                         m = burst if count is None else min(burst, count - t.packets)
-                        n = rx.recv_raw(m, wait)
+                        if one_call:  # receive + fast path in one C call
+                            n = rx.recv_fast(fs, m, t_recv)
+                            k = took(fs.result) if n else 0
+                        else:
+                            n = rx.recv_raw(m, wait)
+                            k = on_burst(buf, offs, lens, ts, n, t_recv) if n else 0
                         if n:
                             idle = False
-                            self._fast_burst(rx, n, t_recv, fast)
+                            self._fast_burst(rx, n, k, t_recv)
                             t.busy_ns += perf() - t_recv
                         continue
                     batch = rx.recv_batch(burst, timeout=wait)
@@ -155,9 +165,8 @@ class Gateway:
         self.fast.s.latency = self._acc[0]
         return self.feed.on_burst, rx.c_arrays
 
-    def _fast_burst(self, rx: Receiver, n: int, t_recv: int, fast: tuple) -> None:
-        on_burst, (buf, offs, lens, ts) = fast
-        k = on_burst(buf, offs, lens, ts, n, t_recv)
+    def _fast_burst(self, rx: Receiver, n: int, k: int, t_recv: int) -> None:
+        """After the fast path's answer ``k`` for a burst of ``n`` packets: deliver, or take the general path."""
         if k >= 0:
             t = self.totals
             t.packets += n

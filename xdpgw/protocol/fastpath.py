@@ -140,11 +140,17 @@ class FastPath:
     def run(self, buf: Any, offs: Any, lens: Any, ts: Any, n: int, now: float, t_poll: int = 0,
             line: int = 0) -> int:
         """One burst given as C pointers (see ``Receiver.c_arrays``): delivered messages, or ``DEFER``."""
-        k = lib.xgw_fast_burst(self.s, buf, offs, lens, ts, n, line, now, t_poll)
+        return self.took(lib.xgw_fast_burst(self.s, buf, offs, lens, ts, n, line, now, t_poll))
+
+    def took(self, k: int) -> int:
+        """After a C call: ``k`` messages are in ``out`` (its cached views are stale), or, on ``DEFER``,
+        the state goes back to the sequencer (sync) for the general path."""
         if k >= 0:
             out = self.out
             out.n = k
             out._types = out._index = out._pack = out._gkey = None
+        else:
+            self.sync()
         return k
 
     def run_batch(self, batch: Any, now: float, line: int = 0) -> int:

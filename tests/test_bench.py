@@ -46,7 +46,7 @@ def test_a_short_bench_fills_every_field_and_leaves_no_lab(tmp_path):
     plan = Plan(throughput_s=0.2, latency_s=0.1, latency_pps=20_000, burst_base_pps=5_000, burst_factor=20,
                 burst_s=0.05, calm_s=0.05)
     res = run_bench(plan, ("socket", "xdp-drv"))
-    assert not Lab("xgwbench").exists()
+    assert res["lab"].startswith("xgwbench") and not Lab(res["lab"]).exists()
     rows = res["rows"]
     assert [(r["transport"], r["size"]) for r in rows] == [
         ("socket", "small"), ("socket", "1KB"), ("xdp-drv", "small"), ("xdp-drv", "1KB")]
@@ -75,7 +75,7 @@ def test_a_short_latency_bench_has_every_row_and_ratios_to_the_bare_loop(tmp_pat
 
     rows = (("bare C loop", "xdp-drv"), ("decoding", "xdp-drv"), ("decoding", "socket"))
     res = run_latency_bench(0.1, rows=rows, rates=(10_000.0,))
-    assert not Lab("xgwlat").exists()
+    assert res["lab"].startswith("xgwlat") and not Lab(res["lab"]).exists()
     got = res["latency_rows"]
     assert [(r["pipeline"], r["transport"], r["size"]) for r in got] == [
         (p, t, s) for p, t in rows for s in ("1", "25")]

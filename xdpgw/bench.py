@@ -259,7 +259,8 @@ def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -
 @contextlib.contextmanager
 def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
     """A fresh veth lab with the generator running on one CPU and this process pinned to another (both
-    removed afterwards, also on errors): yields ``(lab, generator, {"consumer": cpu, "generator": cpu})``."""
+    removed afterwards, also on errors): yields ``(lab, generator, {"consumer": cpu, "generator": cpu})``.
+    The lab's name ends in this process's id: two benches on one machine never share (or remove) a lab."""
     from xdpgw.bpf import require_root
     from xdpgw.tuning import on_cpu
 
@@ -269,8 +270,8 @@ def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
         raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
                            "run it on a machine (or cgroup) with at least 2 CPUs")
     consumer_cpu, gen_cpu = cpus[0], cpus[-1]
-    lab = Lab(name, queues=1)
-    say(f"lab up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")
+    lab = Lab(f"{name}{os.getpid() % 100_000}", queues=1)  # interface names: at most 15 characters
+    say(f"lab {lab.name} up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")
     lab.up()
     gen = None
     try:
@@ -298,7 +299,7 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
             cdfs[kind] = h
     add_ratios(rows)
     return {"rows": rows, "burst": bursts, "plan": plan.__dict__, "cpus": cpus, "kernel": os.uname().release,
-            "_cdfs": cdfs}
+            "lab": lab.name, "_cdfs": cdfs}
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -463,7 +464,8 @@ def run_latency_bench(seconds: float = 1.0, rows=LAT_ROWS, rates=LAT_RATES, say=
         b = ref.get((r["size"], r["pps"]))
         r["p50_x_ref"] = round(r["latency_ns"]["p50"] / b["latency_ns"]["p50"], 2) if b and b["latency_ns"]["p50"] else None
         r["p99_x_ref"] = round(r["latency_ns"]["p99"] / b["latency_ns"]["p99"], 2) if b and b["latency_ns"]["p99"] else None
-    return {"latency_rows": out, "seconds": seconds, "load_1min": load, "kernel": os.uname().release, "cpus": cpus}
+    return {"latency_rows": out, "seconds": seconds, "load_1min": load, "kernel": os.uname().release, "cpus": cpus,
+            "lab": lab.name}
 
 
 def format_latency_table(res: dict) -> str:

@@ -2,4 +2,4 @@
 
 from setuptools import setup
 
-setup(cffi_modules=["cffi_build.py:ffibuilder"])
+setup(cffi_modules=["cffi_build.py:ffibuilder", "xdpgw/_native/book_build.py:ffibuilder"])

@@ -157,7 +157,7 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("bench_failover: needs root: sudo .venv/bin/python scripts/bench_failover.py")
     cpus = sorted(os.sched_getaffinity(0))
-    lab = Lab("xgwfail", queues=1).up()
+    lab = Lab.unique("xgf", queues=1).up()
     results = {}
     try:
         configs = {"death_notice": (True, None), "no_notice": (False, None),

@@ -96,7 +96,7 @@ def main() -> None:
         sys.exit("bench_rx: needs root (XDP, namespaces): sudo .venv/bin/python scripts/bench_rx.py")
     cpus = sorted(os.sched_getaffinity(0))
     cpu_rx, cpu_tx = cpus[0], cpus[-1]
-    lab = Lab("xgwbench", queues=1).up()
+    lab = Lab.unique("xgr", queues=1).up()
     rows = []
     try:
         for kind in ("socket", "xdp-skb", "xdp-drv"):

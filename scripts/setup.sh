@@ -59,13 +59,13 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import bcc' 2>/dev/nu
     "$VENV/bin/pip" install -q --upgrade pip
 fi
 # Rebuild only when what the build reads has changed.
-stamp=$(cat pyproject.toml setup.py cffi_build.py csrc/*.c | sha256sum | cut -c1-16)
-if [ "$(cat "$VENV/.xdpgw-stamp" 2>/dev/null)" != "$stamp" ] || ! "$VENV/bin/python" -c 'import xdpgw._xsk' 2>/dev/null; then
-    say "pip install -e .[test] (builds the cffi extension xdpgw._xsk)"
+stamp=$(cat pyproject.toml setup.py cffi_build.py csrc/*.c xdpgw/_native/book* | sha256sum | cut -c1-16)
+if [ "$(cat "$VENV/.xdpgw-stamp" 2>/dev/null)" != "$stamp" ] || ! "$VENV/bin/python" -c 'import xdpgw._xsk, xdpgw._native._book' 2>/dev/null; then
+    say "pip install -e .[test] (builds the cffi extensions xdpgw._xsk and xdpgw._native._book)"
     "$VENV/bin/pip" install -q -e ".[test,plot,metrics]" \
         || die "pip install -e . failed: read the compiler output above (is libxdp-dev installed?)"
     echo "$stamp" > "$VENV/.xdpgw-stamp"
 fi
-"$VENV/bin/python" -c 'import bcc, xdpgw._xsk' || die "the venv cannot import bcc and xdpgw._xsk: rm -rf .venv and re-run"
+"$VENV/bin/python" -c 'import bcc, xdpgw._xsk, xdpgw._native._book' || die "the venv cannot import bcc and xdpgw._xsk: rm -rf .venv and re-run"
 [ -x "$VENV/bin/xdpgw" ] || die ".venv/bin/xdpgw missing after install: rm -rf .venv and re-run"
 say "ready: $VENV/bin/xdpgw"

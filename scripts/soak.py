@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Soak: millions of MoldUDP64 packets with malformed ones mixed in, through XDP into the feed handler.
 
-On a veth lab (``xgwsoak``, one queue) an XdpReceiver + FeedHandler(lines=1) runs in this process,
+On a veth lab of its own (``xgs`` + random hex, one queue) an XdpReceiver + FeedHandler(lines=1) runs in this process,
 pinned to CPU 0; a sender process in the tx namespace, pinned to CPU 1, sends ``--packets`` packets
 with sendmmsg bursts (SocketSender), paced at ``--rate`` packets/s. A ``--malformed-ratio`` share of
 extra packets are hostile (see ``KINDS``): random bytes, truncated MoldUDP64 headers, or a copy of a real
@@ -157,7 +157,7 @@ def run_soak(args: argparse.Namespace) -> int:
 
     cpus = sorted(os.sched_getaffinity(0))
     rx_cpu, tx_cpu = cpus[0], cpus[-1]
-    lab = Lab(args.lab, queues=1)
+    lab = Lab(args.lab, queues=1) if args.lab else Lab.unique("xgs", queues=1)
     rx = None
     try:
         lab.up()
@@ -278,7 +278,7 @@ def main() -> int:
     ap.add_argument("--kinds", default=DEFAULT_KINDS,
                     help=f"hostile packet kinds, comma separated, from {', '.join(KINDS)} (see KINDS)")
     ap.add_argument("--mode", default="drv", choices=["auto", "drv", "skb"])
-    ap.add_argument("--lab", default="xgwsoak")
+    ap.add_argument("--lab", default=None, help="lab name (default: a fresh unique one)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--sender", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dest", default="10.77.0.2", help=argparse.SUPPRESS)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_xdp
-from xdpgw.bench import Plan, add_ratios, format_table, frame_msgs, run_bench, to_json
+from tests.helpers import require_xdp, run_xdpgw
+from xdpgw.bench import Plan, add_ratios, format_table, frame_msgs
 from xdpgw.lab import Lab
 
 LAT = {"p50": 2000, "p90": 3000, "p99": 10000, "p999": 20000, "max": 50000, "count": 10}
@@ -41,12 +41,16 @@ def test_the_1kb_row_uses_frames_of_about_1kb():
 
 
 @pytest.mark.xdp
-def test_a_short_bench_fills_every_field_and_leaves_no_lab(tmp_path):
-    require_xdp()
-    plan = Plan(throughput_s=0.2, latency_s=0.1, latency_pps=20_000, burst_base_pps=5_000, burst_factor=20,
-                burst_s=0.05, calm_s=0.05)
-    res = run_bench(plan, ("socket", "xdp-drv"))
-    assert res["lab"].startswith("xgwbench") and not Lab(res["lab"]).exists()
+def test_the_bench_command_fills_every_field_writes_its_files_and_leaves_no_lab(tmp_path):
+    """`xdpgw bench --quick` (the one bench run of the suite), socket and XDP drv rows."""
+    out = tmp_path / "b"
+    p = run_xdpgw(None, "bench", "--quick", "--transports", "socket,xdp-drv", "--latency-pps", "20000",
+                  "--out", str(out), "--json", timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(p.stdout)
+    assert res["lab"].startswith("xgb") and not Lab(res["lab"]).exists(), "the bench left its lab behind"
+    assert res == json.loads((tmp_path / "b.json").read_text())
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = res["rows"]
     assert [(r["transport"], r["size"]) for r in rows] == [
         ("socket", "small"), ("socket", "1KB"), ("xdp-drv", "small"), ("xdp-drv", "1KB")]
@@ -55,17 +59,12 @@ def test_a_short_bench_fills_every_field_and_leaves_no_lab(tmp_path):
         assert r["ns_per_packet"] > 0 and r["msgs_per_s"] > 0 and r["ratio_vs_socket"] > 0
         assert r["latency_ns"]["count"] > 0 and r["latency_ns"]["p50"] <= r["latency_ns"]["p99"] <= r["latency_ns"]["max"]
         assert r["send_latency_ns"]["count"] > 0
+        assert set(r["latency_ns"]) >= {"p50", "p99", "p999", "max"}
     assert rows[2]["mode"] == "drv" and rows[0]["ratio_vs_socket"] == 1.0
+    plan = res["plan"]
+    offered = plan["burst_base_pps"] * plan["calm_s"] * 2 + plan["burst_base_pps"] * plan["burst_factor"] * plan["burst_s"]
     assert [b["transport"] for b in res["burst"]] == ["socket", "xdp-drv"]
-    assert all(b["offered"] == 5_000 * 0.05 * 2 + 100_000 * 0.05 for b in res["burst"])
-    data = json.loads(to_json(res))
-    assert set(data["rows"][0]) >= {"transport", "size", "offered_pps", "received_pps", "loss_pct", "ns_per_packet",
-                                    "msgs_per_s", "latency_ns", "ratio_vs_socket"}
-    assert set(data["rows"][0]["latency_ns"]) >= {"p50", "p99", "p999", "max"}
-    from xdpgw.bench import plot
-
-    png = plot(res, str(tmp_path / "b.png"))
-    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(b["offered"] == pytest.approx(offered) for b in res["burst"]), (res["burst"], offered)
 
 
 @pytest.mark.xdp
@@ -75,7 +74,7 @@ def test_a_short_latency_bench_has_every_row_and_ratios_to_the_bare_loop(tmp_pat
 
     rows = (("bare C loop", "xdp-drv"), ("decoding", "xdp-drv"), ("decoding", "socket"))
     res = run_latency_bench(0.1, rows=rows, rates=(10_000.0,))
-    assert res["lab"].startswith("xgwlat") and not Lab(res["lab"]).exists()
+    assert res["lab"].startswith("xgl") and not Lab(res["lab"]).exists()
     got = res["latency_rows"]
     assert [(r["pipeline"], r["transport"], r["size"]) for r in got] == [
         (p, t, s) for p, t in rows for s in ("1", "25")]

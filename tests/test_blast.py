@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import require_xdp
 from xdpgw.blast import blast_frame, ipv4_checksum
 from xdpgw.errors import GatewayError
-from xdpgw.lab import Lab, in_netns
+from xdpgw.lab import in_netns
 from xdpgw.protocol.decode import decode_payloads
 from xdpgw.transport.xdp_send import Route
 
@@ -44,48 +42,43 @@ def test_template_limits_say_what_to_do():
 
 
 @pytest.mark.xdp
-def test_blast_100k_frames_gap_free_into_xdp_receiver():
-    require_xdp()
+def test_blast_100k_frames_gap_free_into_xdp_receiver(make_lab):
     from xdpgw.blast import Blaster
     from xdpgw.transport.xdp import XdpReceiver
 
-    lab = Lab("xb" + secrets.token_hex(3), queues=1)
+    lab = make_lab(1, prefix="xb")
     n, m = 100_000, 3
     cpus = sorted(os.sched_getaffinity(0))
-    try:
-        lab.up()
-        with in_netns(lab.rx_ns):
-            # The ring holds the whole blast: the test checks the stream, not how fast this thread drains it.
-            rx = XdpReceiver(lab.rx_if, 0, [PORT], mode="drv", frames=262144, rx_size=131072)
-        with rx:
-            seqs: list[np.ndarray] = []
-            stamps: list[np.ndarray] = []
-            stop = threading.Event()
+    with in_netns(lab.rx_ns):
+        # The ring holds the whole blast: the test checks the stream, not how fast this thread drains it.
+        rx = XdpReceiver(lab.rx_if, 0, [PORT], mode="drv", frames=262144, rx_size=131072)
+    with rx:
+        seqs: list[np.ndarray] = []
+        stamps: list[np.ndarray] = []
+        stop = threading.Event()
 
-            def consume() -> None:
-                if len(cpus) > 1:
-                    os.sched_setaffinity(0, {cpus[0]})  # this thread only: the blaster has the other core
-                while not stop.is_set():
-                    b = rx.recv_batch(256, timeout=0.01)
-                    if b.count:
-                        o = b.offsets[: b.count]
-                        seqs.append(b.buf[(o + 10)[:, None] + np.arange(8)].view(">u8").ravel().copy())
-                        stamps.append(b.buf[(o + 27)[:, None] + np.arange(6)].copy())  # 1st message's ITCH time
+        def consume() -> None:
+            if len(cpus) > 1:
+                os.sched_setaffinity(0, {cpus[0]})  # this thread only: the blaster has the other core
+            while not stop.is_set():
+                b = rx.recv_batch(256, timeout=0.01)
+                if b.count:
+                    o = b.offsets[: b.count]
+                    seqs.append(b.buf[(o + 10)[:, None] + np.arange(8)].view(">u8").ravel().copy())
+                    stamps.append(b.buf[(o + 27)[:, None] + np.arange(6)].copy())  # 1st message's ITCH time
 
-            th = threading.Thread(target=consume)
-            th.start()
-            try:
-                with in_netns(lab.tx_ns), Blaster(lab.tx_if, lab.rx_ip, PORT, msgs_per_packet=m) as bl:
-                    report = bl.run(n, chunk=25_000, cpu=cpus[-1] if len(cpus) > 1 else None)
-                deadline = time.monotonic() + 5
-                while sum(map(len, seqs)) < n and time.monotonic() < deadline:
-                    time.sleep(0.01)
-            finally:
-                stop.set()
-                th.join()
-            st = rx.stats()
-    finally:
-        lab.down()
+        th = threading.Thread(target=consume)
+        th.start()
+        try:
+            with in_netns(lab.tx_ns), Blaster(lab.tx_if, lab.rx_ip, PORT, msgs_per_packet=m) as bl:
+                report = bl.run(n, chunk=25_000, cpu=cpus[-1] if len(cpus) > 1 else None)
+            deadline = time.monotonic() + 5
+            while sum(map(len, seqs)) < n and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            stop.set()
+            th.join()
+        st = rx.stats()
     assert report["packets"] == n and report["first_seq"] == 1 and report["next_seq"] == 1 + n * m
     assert report["pps"] > 0 and report["bad_template"] == 0
     seq = np.concatenate(seqs)
@@ -108,40 +101,35 @@ def _lo_xdp_prog(ns: str) -> int:
 
 
 @pytest.mark.xdp
-def test_paced_blast_is_gap_free_and_its_anchor_leaves_loopback_working_and_clean():
+def test_paced_blast_is_gap_free_and_its_anchor_leaves_loopback_working_and_clean(make_lab):
     """Paced runs of a few frames (the bench's latency and burst phases) keep the stream exact; the
     dispatcher anchor sits on the tx namespace's loopback only while the blaster lives, passing lo traffic."""
-    require_xdp()
     import socket
 
     from xdpgw.blast import Blaster
     from xdpgw.transport.xdp import XdpReceiver
 
-    lab = Lab("xp" + secrets.token_hex(3), queues=1)
+    lab = make_lab(1, prefix="xp")
     cpus = sorted(os.sched_getaffinity(0))
-    try:
-        lab.up()
-        with in_netns(lab.rx_ns):
-            rx = XdpReceiver(lab.rx_if, 0, [PORT], mode="drv", frames=32768, rx_size=16384)
-        with rx, in_netns(lab.tx_ns), Blaster(lab.tx_if, lab.rx_ip, PORT, msgs_per_packet=2) as bl:
-            assert bl.anchor() and _lo_xdp_prog(lab.tx_ns) != 0
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET,
-                                                                                        socket.SOCK_DGRAM) as b:
-                b.bind(("127.0.0.1", 0))
-                b.settimeout(2)
-                a.sendto(b"lo still works", b.getsockname())
-                assert b.recv(100) == b"lo still works"  # the anchored program passes loopback traffic
-            reports = [bl.run_paced(20_000, 0.2, cpu=cpus[-1]), bl.run_paced(200_000, 0.05, cpu=cpus[-1])]
-            seqs = []
-            deadline = time.monotonic() + 5
-            want = sum(r["packets"] for r in reports)
-            while sum(map(len, seqs)) < want and time.monotonic() < deadline:
-                b_ = rx.recv_batch(256, timeout=0.01)
-                o = b_.offsets[: b_.count]
-                seqs.append(b_.buf[(o + 10)[:, None] + np.arange(8)].view(">u8").ravel().copy())
-        assert _lo_xdp_prog(lab.tx_ns) == 0, "the anchor outlived the blaster"
-    finally:
-        lab.down()
+    with in_netns(lab.rx_ns):
+        rx = XdpReceiver(lab.rx_if, 0, [PORT], mode="drv", frames=32768, rx_size=16384)
+    with rx, in_netns(lab.tx_ns), Blaster(lab.tx_if, lab.rx_ip, PORT, msgs_per_packet=2) as bl:
+        assert bl.anchor() and _lo_xdp_prog(lab.tx_ns) != 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET,
+                                                                                    socket.SOCK_DGRAM) as b:
+            b.bind(("127.0.0.1", 0))
+            b.settimeout(2)
+            a.sendto(b"lo still works", b.getsockname())
+            assert b.recv(100) == b"lo still works"  # the anchored program passes loopback traffic
+        reports = [bl.run_paced(20_000, 0.2, cpu=cpus[-1]), bl.run_paced(200_000, 0.05, cpu=cpus[-1])]
+        seqs = []
+        deadline = time.monotonic() + 5
+        want = sum(r["packets"] for r in reports)
+        while sum(map(len, seqs)) < want and time.monotonic() < deadline:
+            b_ = rx.recv_batch(256, timeout=0.01)
+            o = b_.offsets[: b_.count]
+            seqs.append(b_.buf[(o + 10)[:, None] + np.arange(8)].view(">u8").ravel().copy())
+    assert _lo_xdp_prog(lab.tx_ns) == 0, "the anchor outlived the blaster"
     assert [r["packets"] for r in reports] == [4000, 10000]
     assert all(r["target_pps"] and r["pps"] > 0 for r in reports)
     seq = np.concatenate(seqs)

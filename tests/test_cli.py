@@ -7,51 +7,28 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
+    Xdpgw,
     as_nobody,
+    attach,
     attached,
     drain_socket,
     feed_frames,
     kernel_udp_socket,
+    one_line_error,
     run_xdpgw,
     send_frames,
-    xdpgw_cmd,
+    summary_of,
+    wait_for,
 )
 from xdpgw.lab import in_netns
 
 pytestmark = pytest.mark.xdp
-
-
-def start_attach(lab, *args: str, queues: int = 1) -> subprocess.Popen:
-    """`xdpgw attach` in the lab's rx namespace; returns once the program is attached and the sockets of
-    ``queues`` queues are in (the state file lists them)."""
-    proc = subprocess.Popen(xdpgw_cmd(lab.rx_ns, "attach", lab.rx_if, "--quiet", *args),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        st = run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json")
-        consumer = json.loads(st.stdout).get("consumer", {}) if st.returncode == 0 else {}
-        if consumer.get("consumer_alive") and len(consumer.get("stats") or {}) == queues:
-            return proc
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    out, err = proc.communicate()
-    run_xdpgw(lab.rx_ns, "detach", lab.rx_if)  # a killed attach leaves its state file outside the lab
-    pytest.fail(f"xdpgw attach did not come up: {err}")
-
-
-def one_line_error(res: subprocess.CompletedProcess, *needles: str) -> None:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("xdpgw: error:")]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
 
 
 def test_attach_decodes_the_feed_and_reports_json(lab):
@@ -61,11 +38,9 @@ def test_attach_decodes_the_feed_and_reports_json(lab):
         encode_message("A", order_ref=i, side=b"B", shares=100, stock=b"AAPL", price=1_000_000) for i in range(9)
     ]
     packets = [encode_packet("SESSION001", 1 + 5 * k, msgs[5 * k: 5 * k + 5]) for k in range(2)]
-    proc = start_attach(lab, "--protocol", "moldudp64", "--count", "3", "--json", "--mode", "skb")
-    send_frames(lab, feed_frames(lab, packets + [b"\x00" * 7]))  # two good packets, one too short
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
-    summary = json.loads(out)
+    with attach(lab, "--protocol", "moldudp64", "--count", "3", "--duration", "60", "--json", "--mode", "skb") as gw:
+        send_frames(lab, feed_frames(lab, packets + [b"\x00" * 7]))  # two good packets, one too short
+        summary = summary_of(gw)
     for key in ("transport", "mode", "iface", "queue", "port", "packets", "bytes", "drops", "duration_s"):
         assert key in summary
     assert (summary["transport"], summary["mode"], summary["iface"], summary["queue"], summary["port"]) == (
@@ -79,40 +54,39 @@ def test_attach_decodes_the_feed_and_reports_json(lab):
 
 
 def test_kill_9_leaves_the_feed_flowing_to_the_kernel_and_restart_reattaches(lab):
-    proc = start_attach(lab)
-    prog = attached(lab)
-    assert prog is not None and prog.name == "xdpgw_rx"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    s = kernel_udp_socket(lab, 9001)
-    try:
-        send_frames(lab, feed_frames(lab, [b"after-crash-%d" % i for i in range(100)]))
-        assert drain_socket(s, 100) == [b"after-crash-%d" % i for i in range(100)], "feed black-holed"
-    finally:
-        s.close()
-    st = json.loads(run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json").stdout)
-    assert st["attached"] and st["ours"] and not st["consumer"]["consumer_alive"]
-    assert st["bpf_counters"]["no_socket"] >= 100
-    # A restart replaces the stale program cleanly and bypasses again.
-    proc2 = start_attach(lab, "--count", "5", "--json")
-    send_frames(lab, feed_frames(lab, [b"again"] * 5))
-    out, err = proc2.communicate(timeout=20)
-    assert proc2.returncode == 0 and json.loads(out)["packets"] == 5, err
+    with attach(lab) as gw:
+        prog = attached(lab)
+        assert prog is not None and prog.name == "xdpgw_rx"
+        os.kill(gw.pid, signal.SIGKILL)
+        gw.proc.wait(20)
+        s = kernel_udp_socket(lab, 9001)
+        try:
+            send_frames(lab, feed_frames(lab, [b"after-crash-%d" % i for i in range(100)]))
+            assert drain_socket(s, 100) == [b"after-crash-%d" % i for i in range(100)], "feed black-holed"
+        finally:
+            s.close()
+        st = json.loads(run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json").stdout)
+        assert st["attached"] and st["ours"] and not st["consumer"]["consumer_alive"]
+        assert st["bpf_counters"]["no_socket"] == 100
+        # A restart replaces the stale program cleanly and bypasses again.
+        with attach(lab, "--count", "5", "--duration", "60", "--json") as gw2:
+            send_frames(lab, feed_frames(lab, [b"again"] * 5))
+            assert summary_of(gw2)["packets"] == 5
     assert attached(lab) is None
 
 
 def test_sigterm_detaches(lab):
-    proc = start_attach(lab)
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=20)
-    assert attached(lab) is None
+    with attach(lab) as gw:
+        gw.signal(signal.SIGTERM)
+        rc, _, err = gw.finish()
+        assert rc == 128 + signal.SIGTERM, err
+        assert attached(lab) is None
 
 
 def test_status_and_detach_from_another_process(lab):
-    proc = start_attach(lab, "--port", "9001", "--port", "9005")
-    try:
+    with attach(lab, "--port", "9001", "--port", "9005") as gw:
         send_frames(lab, feed_frames(lab, [b"x"] * 10))
-        time.sleep(1.3)  # the consumer refreshes its state once a second
+        gw.wait_stats(lambda st: st["0"]["packets"] == 10, "the consumer to publish 10 packets")
         text = run_xdpgw(lab.rx_ns, "status", lab.rx_if)
         assert "xdpgw program id" in text.stdout and "running" in text.stdout, text.stdout + text.stderr
         st = json.loads(run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json").stdout)
@@ -122,19 +96,18 @@ def test_status_and_detach_from_another_process(lab):
         res = run_xdpgw(lab.rx_ns, "detach", lab.rx_if)
         assert res.returncode == 0 and "detached" in res.stdout
         assert attached(lab) is None
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=20)
+        gw.signal(signal.SIGTERM)
+        gw.finish()
     assert attached(lab) is None
 
 
 def test_errors_are_one_line_and_leave_nothing_attached(lab):
-    one_line_error(run_xdpgw(lab.rx_ns, "attach", "nosuch0", "--count", "1"), "not found", "ip -br link")
-    one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--queue", "3", "--count", "1"),
+    one_line_error(run_xdpgw(lab.rx_ns, "attach", "nosuch0", "--count", "1", "--duration", "20"), "not found", "ip -br link")
+    one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--queue", "3", "--count", "1", "--duration", "20"),
                    "out of range", "--queue 0..0")
-    one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--port", "0", "--count", "1"), "port")
+    one_line_error(run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--port", "0", "--count", "1", "--duration", "20"), "port")
     assert attached(lab) is None
-    nobody = subprocess.run(as_nobody(xdpgw_cmd(None, "attach", "lo", "--count", "1")),
+    nobody = subprocess.run(as_nobody([sys.executable, "-m", "xdpgw", "attach", "lo", "--count", "1", "--duration", "20"]),
                             capture_output=True, text=True, timeout=30, cwd=os.getcwd())
     one_line_error(nobody, "root", "sudo")
 
@@ -147,7 +120,7 @@ def test_foreign_program_is_refused_and_left_alone(lab):
         fn = other.load_func(b"someone_else", BPF.XDP)
         BPF.attach_xdp(lab.rx_if.encode(), fn, 1 << 1)
     try:
-        res = run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--count", "1")
+        res = run_xdpgw(lab.rx_ns, "attach", lab.rx_if, "--count", "1", "--duration", "20")
         one_line_error(res, "foreign", "someone_else", "--force")
         assert attached(lab).name == "someone_else"
         res = run_xdpgw(lab.rx_ns, "detach", lab.rx_if)
@@ -164,19 +137,16 @@ def test_port_taken_for_listen(lab):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("0.0.0.0", 9001))
     try:
-        one_line_error(run_xdpgw(lab.rx_ns, "listen", "--port", "9001", "--count", "1"), "9001", "ss -ulpn")
+        one_line_error(run_xdpgw(lab.rx_ns, "listen", "--port", "9001", "--count", "1", "--duration", "20"), "9001", "ss -ulpn")
     finally:
         s.close()
 
 
 def test_listen_is_the_same_pipeline(lab):
-    proc = subprocess.Popen(xdpgw_cmd(lab.rx_ns, "listen", "--port", "9001", "--count", "50", "--json", "--quiet"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
-    send_frames(lab, feed_frames(lab, [b"k%d" % i for i in range(50)]))
-    out, err = proc.communicate(timeout=20)
-    summary = json.loads(out)
-    assert proc.returncode == 0, err
+    with Xdpgw(lab, "listen", "--port", "9001", "--count", "50", "--duration", "60", "--json") as gw:
+        gw.read_line("listening on UDP port(s) 9001")  # printed once the socket is bound
+        send_frames(lab, feed_frames(lab, [b"k%d" % i for i in range(50)]))
+        summary = summary_of(gw)
     assert summary["transport"] == "socket" and summary["packets"] == 50 and summary["drops"] == 0
 
 
@@ -193,23 +163,45 @@ def test_missing_headers_message(monkeypatch):
 
 
 def test_pcap_of_bypassed_frames_and_metrics(lab, tmp_path):
+    import urllib.error
     import urllib.request
 
     from scapy.utils import rdpcap
 
     pcap = tmp_path / "bypassed.pcap"
     port = 19000 + os.getpid() % 1000
-    proc = start_attach(lab, "--count", "21", "--pcap", str(pcap), "--metrics-port", str(port), "--duration", "15")
+
+    def scrape() -> str:
+        try:
+            with in_netns(lab.rx_ns):
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        except urllib.error.URLError:  # not serving yet
+            return ""
+
     frames = feed_frames(lab, [b"cap-%02d" % i + bytes(i) for i in range(21)])
-    send_frames(lab, frames[:20])
-    time.sleep(1.5)
-    with in_netns(lab.rx_ns):
-        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    send_frames(lab, frames[20:])
-    out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0, err
-    assert "xdpgw_packets" in body
+    with attach(lab, "--count", "21", "--pcap", str(pcap), "--metrics-port", str(port), "--duration", "60") as gw:
+        send_frames(lab, frames[:20])
+        # the exact count, published by the running gateway (a server never updated shows 0)
+        wait_for(lambda: "xdpgw_packets_total 20.0" in scrape(), what="/metrics to count 20 packets")
+        send_frames(lab, frames[20:])
+        rc, _, err = gw.finish()
+    assert rc == 0, err
     got = rdpcap(str(pcap))
     assert [bytes(p) for p in got] == frames
     now = time.time()
-    assert all(abs(float(p.time) - now) < 60 for p in got)
+    assert all(abs(float(p.time) - now) < 600 for p in got), "pcap stamps are not wall-clock time"
+
+
+def test_pcap_sampling_and_rotation_keep_exactly_every_nth_frame(lab, tmp_path):
+    from scapy.utils import rdpcap
+
+    pcap = tmp_path / "s.pcap"
+    frames = feed_frames(lab, [b"s-%03d" % i for i in range(60)])
+    with attach(lab, "--pcap", str(pcap), "--pcap-sample", "3", "--pcap-max-mb", "0.0005", "--count", "60",
+                "--duration", "60", "--json") as gw:
+        send_frames(lab, frames)
+        assert summary_of(gw)["packets"] == 60
+    files = [tmp_path / n for n in ("s.pcap.2", "s.pcap.1", "s.pcap")]  # oldest first
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in files)
+    assert all(f.stat().st_size <= 500 for f in files)  # --pcap-max-mb 0.0005: 500 bytes a file
+    assert [bytes(p) for f in files for p in rdpcap(str(f))] == frames[::3]  # 1 in 3, none lost to rotation

@@ -12,6 +12,7 @@ import errno
 import json
 import multiprocessing as mp
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -20,7 +21,16 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, drain_socket, feed_frames, kernel_udp_socket, run_xdpgw, send_frames
+from tests.helpers import (
+    ROOT,
+    drain_socket,
+    feed_frames,
+    kernel_udp_socket,
+    require,
+    run_xdpgw,
+    send_frames,
+    wait_for,
+)
 from xdpgw.lab import in_netns
 
 pytestmark = pytest.mark.xdp
@@ -63,14 +73,22 @@ def start_consumer(lab, prog) -> tuple[mp.Process, object]:
         p.kill()
         pytest.fail("consumer process did not come up")
     assert parent.recv() == "ready"
+    child.close()  # the parent's copy: should the consumer die, reads see EOF instead of waiting
     return p, parent
+
+
+def answer(conn, timeout: float = 10.0) -> object:
+    """The consumer's next message; fails (never blocks forever) if it died or hangs."""
+    if not conn.poll(timeout):
+        pytest.fail(f"the consumer process did not answer within {timeout} s")
+    return conn.recv()
 
 
 def received(conn, want: int, timeout: float = 5.0) -> list[bytes]:
     deadline = time.monotonic() + timeout
     while True:
         conn.send("report")
-        got = conn.recv()
+        got = answer(conn)
         if len(got) >= want or time.monotonic() > deadline:
             return got
         time.sleep(0.02)
@@ -121,7 +139,7 @@ def test_dead_consumer_hands_its_feed_to_the_kernel_and_a_new_one_takes_it_back(
         send_frames(lab, feed_frames(lab, again))
         assert received(conn2, len(again)) == again
         conn2.send("close")  # a normal close is no death
-        assert conn2.recv() == "closed"
+        assert answer(conn2) == "closed"
         p2.join(10)
         assert p2.exitcode == 0 and prog.dead_queues() == []
         c = prog.counters()[0]
@@ -150,9 +168,7 @@ def test_kill_9_is_noticed_in_the_killer(lab, monkeypatch):
         p.join(10)
         assert prog.dead_queues() == [0]
         send_frames(lab, feed_frames(lab, [b"x"] * 5))
-        deadline = time.monotonic() + 3
-        while prog.counters()[0]["consumer_gone"] < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: prog.counters()[0]["consumer_gone"] >= 5, 5, "5 packets counted consumer_gone")
         assert prog.counters()[0]["consumer_gone"] == 5
     finally:
         if p is not None and p.is_alive():
@@ -165,8 +181,8 @@ def test_btf_member_offsets():
     from xdpgw._xsk import lib
 
     tgid, pid = lib.xgw_btf_member_offset(b"task_struct", b"tgid"), lib.xgw_btf_member_offset(b"task_struct", b"pid")
-    if tgid == -errno.ENOENT and not os.path.exists("/sys/kernel/btf/vmlinux"):
-        pytest.skip("no kernel BTF here: the victim-side hooks carry the death notice alone")
+    require(tgid != -errno.ENOENT or os.path.exists("/sys/kernel/btf/vmlinux"),
+            "no kernel BTF here: the victim-side hooks carry the death notice alone")
     assert tgid == pid + 4 > 4  # pid_t pid; pid_t tgid;
     assert lib.xgw_btf_member_offset(b"task_struct", b"no_such_member") == -errno.ENOENT
     assert lib.xgw_btf_member_offset(b"no_such_struct", b"tgid") == -errno.ENOENT
@@ -217,8 +233,9 @@ def test_consumer_in_its_own_pid_namespace(lab):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     ksock = kernel_udp_socket(lab, 9001)
     try:
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read()
+        ready, _, _ = select.select([proc.stdout], [], [], 30)  # a line, or EOF if it died; never forever
+        line = proc.stdout.readline() if ready else ""
+        assert line, "the consumer in its pid namespace did not start"
         info = json.loads(line)
         assert info["pids"][-1] == "1" and len(info["pids"]) == 2 and info["hooks"], info
         os.kill(info["host_pid"], signal.SIGKILL)
@@ -232,4 +249,37 @@ def test_consumer_in_its_own_pid_namespace(lab):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+        ksock.close()
+
+
+def test_death_notice_off_leaves_a_dead_consumer_to_the_kernel_socket_close(lab, monkeypatch):
+    """XDPGW_DEATH_NOTICE=0: no hook, a note that says what that costs; after kill -9 the program is never
+    told (no dead queue, nothing counted consumer_gone), and the feed reaches the kernel again once the
+    kernel has closed the dead process's socket."""
+    monkeypatch.setenv("XDPGW_DEATH_NOTICE", "0")
+    ksock = kernel_udp_socket(lab, 9001)
+    from xdpgw.bpf import XdpProgram
+
+    with in_netns(lab.rx_ns):
+        prog = XdpProgram(lab.rx_if, [9001], mode="drv").attach()
+    p = None
+    try:
+        assert not prog.death_notice
+        assert any("death notice off (XDPGW_DEATH_NOTICE=0)" in n for n in prog.notes), prog.notes
+        p, conn = start_consumer(lab, prog)
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(10)
+        assert p.exitcode is not None and prog.dead_queues() == []
+
+        def reaches_the_kernel() -> bool:
+            send_frames(lab, feed_frames(lab, [b"after"]))
+            return drain_socket(ksock, 1, timeout=0.1) == [b"after"]
+
+        wait_for(reaches_the_kernel, 10, "the feed to reach the kernel after the dead socket closed")
+        c = prog.counters()[0]
+        assert c["consumer_gone"] == 0 and c["no_socket"] >= 1, c
+    finally:
+        if p is not None and p.is_alive():
+            p.kill()
+        prog.close()
         ksock.close()

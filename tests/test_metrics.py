@@ -11,15 +11,26 @@ from prometheus_client.parser import text_string_to_metric_families
 from xdpgw.errors import GatewayError
 from xdpgw.metrics import MetricsServer, StatsCollector, _quantile
 
-STATS = {
-    "packets": 10, "bytes": 1000, "gaps": 4, "gap_events": 1,
-    "drops": {"seq_dup": 1}, "rx_ring_full": 3, "rx_dropped": 2,
-    "decode_errors": {"short_message": 2, "unknown_type": 1},
-    "messages": {"A": 5, "E": 2},
-    "queues": {0: {"packets": 6, "bytes": 600, "rx_dropped": 2}, 1: {"packets": 4, "bytes": 400}},
-    "latency_ns": {"p50": 1500, "p99": 20000, "p99.9": 50000, "max": 90000, "count": 10, "sum": 100000},
-    "uptime_s": 3.5, "transport": "xdp", "zerocopy": True,
-}
+
+def real_summary() -> dict:
+    """A summary as the gateway makes it: a socket Gateway over loopback with the MoldUDP64 feed decoder
+    (the metrics once read a hand-made dict the gateway never produced, and the scrape failed with HTTP 500)."""
+    from xdpgw.feed import FeedHandler
+    from xdpgw.gateway import Gateway
+    from xdpgw.protocol import itch
+    from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_packet
+    from xdpgw.transport.socket import SocketReceiver
+
+    def pkt(seq: int, session: str = "METRICS") -> bytes:
+        return encode_packet(session, seq, [itch.encode_message("A", order_ref=seq, side="B", shares=1, stock="AAPL",
+                                                                price=1), itch.encode_message("D", order_ref=seq)])
+
+    payloads = [pkt(1 + 2 * k) for k in range(5)] + [encode_end_of_session("OTHER", 3), pkt(1, "OTHER"), b"junk"]
+    with SocketReceiver(0, bind_addr="127.0.0.1") as rx, FeedHandler(lines=1) as feed, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        for p in payloads:
+            tx.sendto(p, ("127.0.0.1", rx.port))
+        return Gateway([rx], feed=feed, status=None).run(count=len(payloads), duration=10)
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -34,28 +45,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_scrape_every_family() -> None:
+def test_scrape_a_real_gateway_summary() -> None:
+    summary = real_summary()
+    assert summary["packets"] == 8 and summary["messages"] == 10 and summary["held"] == {"unconfirmed_session": 2}
     with MetricsServer(free_port()) as m:
-        m.update(STATS)
+        m.update(summary)
         got = scrape(m.url)
-    assert got[("xdpgw_packets_total", ())] == 10
-    assert got[("xdpgw_bytes_total", ())] == 1000
-    assert got[("xdpgw_drops_total", (("cause", "seq_dup"),))] == 1
-    assert got[("xdpgw_drops_total", (("cause", "rx_ring_full"),))] == 3
-    assert got[("xdpgw_drops_total", (("cause", "rx_dropped"),))] == 2
-    assert got[("xdpgw_gap_messages_total", ())] == 4
-    assert got[("xdpgw_gap_events_total", ())] == 1
-    assert got[("xdpgw_decode_errors_total", (("kind", "unknown_type"),))] == 1
+    assert got[("xdpgw_packets_total", ())] == 8
+    assert got[("xdpgw_bytes_total", ())] == summary["bytes"]
+    assert got[("xdpgw_drops_total", (("cause", "drops"), ("source", "receiver")))] == 0
+    assert got[("xdpgw_drops_total", (("cause", "truncated"), ("source", "kernel")))] == 0
     assert got[("xdpgw_messages_total", (("type", "A"),))] == 5
-    assert got[("xdpgw_queue_packets_total", (("queue", "1"),))] == 4
-    assert got[("xdpgw_queue_bytes_total", (("queue", "0"),))] == 600
-    assert got[("xdpgw_queue_drops_total", (("cause", "rx_dropped"), ("queue", "0")))] == 2
-    assert got[("xdpgw_latency_seconds", (("quantile", "0.999"),))] == pytest.approx(50e-6)
-    assert got[("xdpgw_latency_seconds", (("quantile", "1"),))] == pytest.approx(90e-6)
-    assert got[("xdpgw_latency_seconds_count", ())] == 10
-    assert got[("xdpgw_latency_seconds_sum", ())] == pytest.approx(100e-6)
-    assert got[("xdpgw_stat", (("name", "uptime_s"),))] == 3.5
-    assert not any(lab == (("name", "transport"),) or lab == (("name", "zerocopy"),) for _, lab in got)
+    assert got[("xdpgw_messages_total", (("type", "D"),))] == 5
+    assert got[("xdpgw_received_messages_total", ())] == summary["received"] == 12
+    assert got[("xdpgw_decode_errors_total", (("kind", "short_packet"),))] == 1
+    assert got[("xdpgw_held_messages", (("reason", "unconfirmed_session"),))] == 2
+    assert got[("xdpgw_held_messages", (("reason", "behind_hole"),))] == 0
+    assert got[("xdpgw_stat", (("name", "pps"),))] == summary["pps"]
+    assert not any(lab == (("name", "transport"),) for _, lab in got)
+
+
+def test_per_cause_drop_counters_are_exported() -> None:
+    summary = {"packets": 5, "bytes": 50, "drops": 3,
+               "drops_kernel": {"xdp_rx_dropped": 1, "xdp_rx_ring_full": 2},
+               "drops_bpf": {"seen": 9, "redirected": 5, "passed": 4, "rate_limited": 2, "denied": 1, "no_socket": 0,
+                             "consumer_gone": 1}}
+    with MetricsServer(0) as m:
+        m.update(summary)
+        got = scrape(m.url)
+    for (source, cause), v in [(("receiver", "drops"), 3), (("kernel", "xdp_rx_ring_full"), 2),
+                               (("bpf", "rate_limited"), 2), (("bpf", "denied"), 1), (("bpf", "consumer_gone"), 1)]:
+        assert got[("xdpgw_drops_total", (("cause", cause), ("source", source)))] == v
+    assert ("xdpgw_drops_total", (("cause", "redirected"), ("source", "bpf"))) not in got  # not a drop
+    assert got[("xdpgw_bpf_packets_total", (("counter", "redirected"),))] == 5
 
 
 def test_update_replaces_snapshot_and_histogram_buckets() -> None:
@@ -91,7 +113,7 @@ def test_port_in_use_says_what_to_do() -> None:
 
 def test_empty_stats_render() -> None:
     fams = {f.name for f in StatsCollector().collect()}
-    assert {"xdpgw_packets", "xdpgw_drops", "xdpgw_messages"} <= fams
+    assert {"xdpgw_packets", "xdpgw_drops"} <= fams
 
 
 def test_quantile_names() -> None:
@@ -110,8 +132,9 @@ def test_gateway_summaries_with_per_queue_rows() -> None:
         m.update(summary)
         got = scrape(m.url)
     assert got[("xdpgw_packets_total", ())] == 7
-    assert got[("xdpgw_drops_total", (("cause", "receiver"),))] == 2
+    assert got[("xdpgw_drops_total", (("cause", "drops"), ("source", "receiver")))] == 2
     assert got[("xdpgw_queue_packets_total", (("queue", "1"),))] == 4
     assert got[("xdpgw_queue_bytes_total", (("queue", "0"),))] == 30
-    assert got[("xdpgw_queue_drops_total", (("cause", "receiver"), ("queue", "1")))] == 2
+    assert got[("xdpgw_queue_drops_total", (("cause", "drops"), ("queue", "1"), ("source", "receiver")))] == 2
+    assert got[("xdpgw_queue_drops_total", (("cause", "xdp_rx_ring_full"), ("queue", "1"), ("source", "kernel")))] == 2
     assert got[("xdpgw_stat", (("name", "pps"),))] == 3.5

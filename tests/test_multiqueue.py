@@ -8,19 +8,29 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
-import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import _fresh_lab, attached, drain_socket, kernel_udp_socket, run_xdpgw
-from tests.test_cli import one_line_error, start_attach
+from tests.helpers import (
+    attach,
+    attached,
+    drain_socket,
+    kernel_udp_socket,
+    one_line_error,
+    require,
+    run_xdpgw,
+    send_to_queue,
+    send_to_queues,
+    status_of,
+    wait_for,
+    wait_gone,
+)
 from xdpgw.cli import parse_cpus, parse_ints, parse_queues
 from xdpgw.errors import GatewayError
 from xdpgw.lab import Lab, in_netns
@@ -28,74 +38,8 @@ from xdpgw.latency import LatencyHistogram
 from xdpgw.workers import _Outbox, merge_summaries
 
 
-@pytest.fixture
-def lab4() -> Iterator[Lab]:
-    """A fresh four-queue veth lab, always torn down."""
-    yield from _fresh_lab(4)
-
-
-def send_to_queues(lab: Lab, counts: dict[int, int], tag: bytes = b"") -> dict[int, list[bytes]]:
-    """``counts[q]`` unique feed packets onto RX queue ``q`` of the rx veth; returns them by queue."""
-    from xdpgw.transport.base import Batch, send_with_retries
-    from xdpgw.transport.xdp_send import XdpSender
-
-    sent = {}
-    with in_netns(lab.tx_ns):
-        for q, n in counts.items():
-            payloads = [b"%s-q%d-%04d" % (tag, q, i) for i in range(n)]
-            with XdpSender(lab.tx_if, lab.rx_ip, 9001, queue=q) as tx:
-                assert send_with_retries(tx, Batch.from_payloads(payloads)) == n
-            sent[q] = payloads
-    return sent
-
-
-def status_json(lab: Lab) -> dict:
-    return json.loads(run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json").stdout)
-
-
 def worker_pids(lab: Lab) -> dict[int, int]:
-    return {int(q): st["pid"] for q, st in status_json(lab)["consumer"]["stats"].items()}
-
-
-def gone(pid: int) -> bool:
-    """No such process, or only a zombie left for init to reap."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return state in ("Z", "X")
-
-
-def wait_gone(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
-    """The pids still running after ``timeout`` (empty when all are gone)."""
-    deadline = time.monotonic() + timeout
-    while (left := [p for p in pids if not gone(p)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
-
-
-def start_workers(lab: Lab, *args: str, queues: int) -> tuple[subprocess.Popen, dict[int, int]]:
-    """`xdpgw attach` on ``queues`` queues, once every worker is up; with the workers' pids by queue."""
-    proc = start_attach(lab, *args, queues=queues)
-    try:
-        return proc, worker_pids(lab)
-    except BaseException:
-        stop(proc, lab)
-        raise
-
-
-def stop(proc: subprocess.Popen, lab: Lab, pids: Iterable[int] = ()) -> tuple[str, str]:
-    """Kill what is left of an attach should a test fail (the parent, its workers) and clean up after it."""
-    killed = proc.poll() is None
-    if killed:
-        proc.kill()
-    for pid in pids:  # before reading to the end: workers hold the parent's stdout/stderr open
-        if not gone(pid):
-            os.kill(pid, signal.SIGKILL)
-    out = proc.communicate(timeout=20)
-    if killed:  # its state file and pins are not in the lab's namespaces
-        run_xdpgw(lab.rx_ns, "detach", lab.rx_if)
-    return out
+    return {int(q): st["pid"] for q, st in status_of(lab)["consumer"]["stats"].items()}
 
 
 # --- the real thing -------------------------------------------------------------------------------
@@ -103,14 +47,14 @@ def stop(proc: subprocess.Popen, lab: Lab, pids: Iterable[int] = ()) -> tuple[st
 def test_one_process_per_queue_counts_every_packet_once(lab4):
     counts = {0: 5, 2: 9, 3: 14}  # queue 1 gets nothing
     total = sum(counts.values())
-    proc, pids = start_workers(lab4, "--queue", "0-3", "--mode", "drv", "--json", "--count", str(total), queues=4)
-    try:
+    with attach(lab4, "--queue", "0-3", "--mode", "drv", "--json", "--count", str(total), "--duration", "60",
+                queues=4) as gw:
+        pids = worker_pids(lab4)
         text = run_xdpgw(lab4.rx_ns, "status", lab4.rx_if).stdout
         sent = send_to_queues(lab4, counts)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        stop(proc, lab4, pids.values())
-    assert proc.returncode == 0, err
+        rc, out, err = gw.finish()
+        assert rc == 0, err
+        assert wait_gone(pids.values()) == []
     for q in range(4):
         assert f"queue {q}: pid {pids[q]} running" in text, text
     summary = json.loads(out)
@@ -122,43 +66,42 @@ def test_one_process_per_queue_counts_every_packet_once(lab4):
     assert summary["drops_bpf"]["redirected"] == total  # each packet redirected once, counted once
     assert summary["latency_ns"]["count"] == total  # the four histograms merged
     workers = {q: per_q[str(q)]["pid"] for q in range(4)}
-    assert workers == pids and len(set(workers.values())) == 4 and proc.pid not in workers.values()
+    assert workers == pids and len(set(workers.values())) == 4 and gw.pid not in workers.values()
     assert attached(lab4) is None
-    assert wait_gone(pids.values()) == []
 
 
 @pytest.mark.xdp
 def test_sigterm_reports_detaches_and_gives_the_feed_back_to_the_kernel(lab4):
     cpus = sorted(os.sched_getaffinity(0))[:2][::-1]  # queue 0 on the second CPU, queue 1 on the first
-    if len(cpus) < 2:
-        pytest.skip("needs two CPUs")
+    require(len(cpus) >= 2, f"needs two CPUs, this process may use {len(cpus)}")
     port = 19000 + os.getpid() % 1000
-    proc, pids = start_workers(lab4, "--queue", "0-1", "--mode", "drv", "--json", "--cpu", ",".join(map(str, cpus)),
-                               "--metrics-port", str(port), queues=2)
-    try:
+    with attach(lab4, "--queue", "0-1", "--mode", "drv", "--json", "--cpu", ",".join(map(str, cpus)),
+                "--metrics-port", str(port), queues=2) as gw:
+        pids = worker_pids(lab4)
         for q, cpu in enumerate(cpus):
             allowed = [ln for ln in Path(f"/proc/{pids[q]}/status").read_text().splitlines()
                        if ln.startswith("Cpus_allowed_list")]
             assert allowed == [f"Cpus_allowed_list:\t{cpu}"]
         send_to_queues(lab4, {0: 3, 1: 4})
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # workers send snapshots, the parent publishes them, once a second
-            with in_netns(lab4.rx_ns):
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-            if "xdpgw_packets_total 7.0" in body:
-                break
-            time.sleep(0.2)
+
+        def scrape() -> str | None:  # workers send snapshots, the parent publishes them, once a second
+            try:
+                with in_netns(lab4.rx_ns):
+                    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except urllib.error.URLError:  # not serving yet: the server starts just after the workers
+                return None
+            return body if "xdpgw_packets_total 7.0" in body else None
+
+        body = wait_for(scrape, 15, "/metrics to count 7 packets")
         assert 'xdpgw_queue_packets_total{queue="0"} 3.0' in body, body
         assert 'xdpgw_queue_packets_total{queue="1"} 4.0' in body, body
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        stop(proc, lab4, pids.values())
-    assert proc.returncode == 128 + signal.SIGTERM, err
+        gw.signal(signal.SIGTERM)
+        rc, out, err = gw.finish()
+        assert rc == 128 + signal.SIGTERM, err
+        assert wait_gone(pids.values()) == []
     summary = json.loads(out)  # reported on SIGTERM too
     assert summary["packets"] == 7 and {q: s["packets"] for q, s in summary["queues"].items()} == {"0": 3, "1": 4}
     assert attached(lab4) is None
-    assert wait_gone(pids.values()) == []
     s = kernel_udp_socket(lab4, 9001)
     try:
         sent = send_to_queues(lab4, {q: 5 for q in range(4)}, tag=b"k")
@@ -169,44 +112,88 @@ def test_sigterm_reports_detaches_and_gives_the_feed_back_to_the_kernel(lab4):
 
 @pytest.mark.xdp
 def test_kill_9_of_the_parent_takes_its_workers_down(lab4):
-    proc, pids = start_workers(lab4, "--queue", "0-3", "--mode", "drv", queues=4)
     s = kernel_udp_socket(lab4, 9001)
     try:
-        proc.kill()
-        proc.wait(timeout=20)
-        assert wait_gone(pids.values(), timeout=5) == [], "workers outlived their parent (PR_SET_PDEATHSIG)"
-        prog = attached(lab4)
-        assert prog is not None and prog.name == "xdpgw_rx"  # nobody detached it ...
-        sent = send_to_queues(lab4, {q: 5 for q in range(4)})
-        got = drain_socket(s, 20)
-        assert sorted(got) == sorted(p for ps in sent.values() for p in ps), "feed black-holed"  # ... no sockets
+        with attach(lab4, "--queue", "0-3", "--mode", "drv", queues=4) as gw:
+            pids = worker_pids(lab4)
+            gw.proc.kill()  # the parent only
+            gw.proc.wait(timeout=20)
+            assert wait_gone(pids.values(), timeout=5) == [], "workers outlived their parent (PR_SET_PDEATHSIG)"
+            prog = attached(lab4)
+            assert prog is not None and prog.name == "xdpgw_rx"  # nobody detached it ...
+            sent = send_to_queues(lab4, {q: 5 for q in range(4)})
+            got = drain_socket(s, 20)
+            assert sorted(got) == sorted(p for ps in sent.values() for p in ps), "feed black-holed"  # ... no sockets
+            assert run_xdpgw(lab4.rx_ns, "detach", lab4.rx_if).returncode == 0  # the killed parent could not
     finally:
         s.close()
-        stop(proc, lab4, pids.values())
-        run_xdpgw(lab4.rx_ns, "detach", lab4.rx_if)  # the killed parent could not
     assert attached(lab4) is None
 
 
 @pytest.mark.xdp
 def test_a_dead_worker_stops_everything_with_one_line(lab4):
-    proc, pids = start_workers(lab4, "--queue", "0-3", "--mode", "drv", queues=4)
-    try:
+    with attach(lab4, "--queue", "0-3", "--mode", "drv", queues=4) as gw:
+        pids = worker_pids(lab4)
         os.kill(pids[2], signal.SIGKILL)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        stop(proc, lab4, pids.values())
-    one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
+        rc, out, err = gw.finish()
+        assert wait_gone(pids.values()) == []
+    one_line_error(subprocess.CompletedProcess(gw.proc.args, rc, out, err),
                    "queue 2", f"pid {pids[2]}", "SIGKILL", "xdpgw attach")
     assert attached(lab4) is None
-    assert wait_gone(pids.values()) == []
 
 
 @pytest.mark.xdp
 def test_a_worker_that_cannot_start_stops_everything_with_its_error(lab4):
-    res = run_xdpgw(lab4.rx_ns, "attach", lab4.rx_if, "--queue", "2-4", "--mode", "drv", "--count", "1")
+    res = run_xdpgw(lab4.rx_ns, "attach", lab4.rx_if, "--queue", "2-4", "--mode", "drv", "--count", "1", "--duration", "20")
     one_line_error(res, "queue 4 is out of range", "consumer of queue 4", "--queue 0..3")
     assert attached(lab4) is None
     assert f"attach {lab4.rx_if}" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.xdp
+def test_several_queues_decode_their_own_sessions_and_write_their_own_pcaps(lab2, tmp_path):
+    """--queue 0-1 --protocol: each worker sequences its own queue's session; --pcap: PATH-qN.pcap each."""
+    from scapy.layers.inet import UDP
+    from scapy.utils import rdpcap
+
+    from xdpgw.protocol import itch
+    from xdpgw.protocol.moldudp64 import encode_packet
+
+    n = {0: 6, 1: 9}
+    payloads = {q: [encode_packet(f"QUEUE{q}SESS", s, [itch.encode_message("D", locate=1, order_ref=s)] * 2)
+                    for s in range(1, 2 * n[q] + 1, 2)] for q in n}
+    pcap = tmp_path / "cap.pcap"
+    with attach(lab2, "--queue", "0-1", "--mode", "drv", "--protocol", "moldudp64", "--pcap", str(pcap), "--json",
+                "--count", str(sum(n.values())), "--duration", "60", queues=2) as gw:
+        for q, pays in payloads.items():
+            send_to_queue(lab2, q, pays)
+        rc, out, err = gw.finish()
+    assert rc == 0, err
+    summary = json.loads(out)
+    per_q = summary["queues"]
+    assert {q: per_q[str(q)]["messages"] for q in n} == {q: 2 * k for q, k in n.items()}, per_q
+    assert summary["messages"] == 2 * sum(n.values()) and summary["gaps"] == 0 and summary["missing"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cap-q0.pcap", "cap-q1.pcap"]
+    for q, pays in payloads.items():
+        assert [bytes(f[UDP].payload) for f in rdpcap(str(tmp_path / f"cap-q{q}.pcap"))] == pays
+    assert attached(lab2) is None
+
+
+@pytest.mark.xdp
+def test_ctrl_c_stops_every_queue_and_reports(lab2):
+    """SIGINT to the process group (a terminal's Ctrl-C): the workers ignore it, the parent detaches, stops
+    them, reports and exits 0."""
+    with attach(lab2, "--queue", "0-1", "--mode", "drv", "--json", "--duration", "60", queues=2) as gw:
+        pids = worker_pids(lab2)
+        send_to_queues(lab2, {0: 2, 1: 3})
+        gw.wait_stats(lambda st: (st["0"]["packets"], st["1"]["packets"]) == (2, 3), "both queues' packets")
+        gw.signal(signal.SIGINT, group=True)
+        rc, out, err = gw.finish()
+        assert rc == 0, err
+        assert wait_gone(pids.values()) == []
+    summary = json.loads(out)
+    assert summary["packets"] == 5 and {q: s["packets"] for q, s in summary["queues"].items()} == {"0": 2, "1": 3}
+    assert attached(lab2) is None
 
 
 # --- pure logic ------------------------------------------------------------------------------------
@@ -270,7 +257,7 @@ def test_a_full_pipe_skips_ticks_but_never_splits_a_message():
         while reader.poll(0):
             got.append(reader.recv())
         assert [m[1]["i"] for m in got] == list(range(sent))
-        assert pickle.dumps(got[-1]) and all(len(m[1]["pad"]) == 4000 for m in got)
+        assert all(m == ("tick", {"i": m[1]["i"], "pad": bytes(4000)}) for m in got)  # each one whole
     finally:
         reader.close()
         outbox.conn.close()

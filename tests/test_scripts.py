@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import as_nobody
+from tests.helpers import ROOT, as_nobody
 
-ROOT = Path(__file__).resolve().parents[1]
 TUNE = ROOT / "scripts" / "tune_network.sh"
 HUGE = ROOT / "scripts" / "setup_hugepages.sh"
 KEYS = ("net.core.rmem_max", "net.core.wmem_max", "net.core.rmem_default", "net.core.wmem_default",

@@ -139,12 +139,10 @@ def test_sender_rejects_batch_pointing_outside_its_buffer(pair: tuple[SocketRece
 
 def test_timeout_waits_then_returns_empty() -> None:
     with SocketReceiver(0, "127.0.0.1") as rx:
-        t0 = time.monotonic()
-        assert rx.recv_batch(256, timeout=0).count == 0
-        assert time.monotonic() - t0 < 0.05
+        assert rx.recv_batch(256, timeout=0).count == 0  # returns at once (pytest-timeout catches a hang)
         t0 = time.monotonic()
         assert rx.recv_batch(256, timeout=0.1).count == 0
-        assert 0.08 < time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 >= 0.1  # it waited the timeout (a lower bound: load cannot break it)
 
 
 def test_port_taken_says_how_to_find_the_owner() -> None:

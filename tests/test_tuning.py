@@ -6,14 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import as_nobody
+from tests.helpers import ROOT, as_nobody
 from xdpgw.tuning import _cpulist
-
-ROOT = Path(__file__).resolve().parents[1]
 
 PRELUDE = f"""
 import json, os, sys, warnings

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
-from tests.conftest import require_xdp
 from xdpgw.errors import GatewayError
 from xdpgw.lab import Lab, in_netns
 from xdpgw.transport.base import Batch, Sender
@@ -91,13 +88,8 @@ def test_multicast_mac():
 
 # --- real sends over a veth lab --------------------------------------------------------------------
 @pytest.fixture
-def xlab() -> Iterator[Lab]:
-    require_xdp()
-    lab = Lab("xs" + secrets.token_hex(3), queues=1)
-    try:
-        yield lab.up()
-    finally:
-        lab.down()
+def xlab(make_lab) -> Lab:
+    return make_lab(1, prefix="xs")
 
 
 def _receiver(kind: str, lab: Lab):
@@ -160,10 +152,8 @@ def test_ipv6_and_oversize(xlab):
 
 @pytest.mark.xdp
 def test_unresolvable_next_hop_says_what_to_do(xlab):
-    t = time.monotonic()
-    with pytest.raises(GatewayError) as e, in_netns(xlab.tx_ns):
+    with pytest.raises(GatewayError) as e, in_netns(xlab.tx_ns):  # after resolve_timeout (pytest-timeout: no hang)
         from xdpgw.transport.xdp_send import XdpSender
 
         XdpSender(xlab.tx_if, "10.77.0.99", PORT, resolve_timeout=0.3)
-    assert time.monotonic() - t < 3
     assert "10.77.0.99" in str(e.value) and "--dest-mac" in e.value.fix

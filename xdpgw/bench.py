@@ -135,6 +135,9 @@ class BlasterProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):  # no ResourceWarning at exit
+            if pipe is not None and not pipe.closed:
+                pipe.close()
 
 
 # --- the consumer side ------------------------------------------------------------------------------------
@@ -260,7 +263,7 @@ def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -
 def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
     """A fresh veth lab with the generator running on one CPU and this process pinned to another (both
     removed afterwards, also on errors): yields ``(lab, generator, {"consumer": cpu, "generator": cpu})``.
-    The lab's name ends in this process's id: two benches on one machine never share (or remove) a lab."""
+    ``name``: the lab's prefix (at most 7 characters; see ``Lab.unique``)."""
     from xdpgw.bpf import require_root
     from xdpgw.tuning import on_cpu
 
@@ -270,7 +273,7 @@ def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
         raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
                            "run it on a machine (or cgroup) with at least 2 CPUs")
     consumer_cpu, gen_cpu = cpus[0], cpus[-1]
-    lab = Lab(f"{name}{os.getpid() % 100_000}", queues=1)  # interface names: at most 15 characters
+    lab = Lab.unique(name, queues=1)  # a name of its own: two benches never tear down each other's lab
     say(f"lab {lab.name} up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")
     lab.up()
     gen = None
@@ -291,7 +294,7 @@ def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
 def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *a: None) -> dict:
     """The whole bench on a fresh lab (removed afterwards, also on errors); the result as a dict."""
     rows, bursts, cdfs = [], [], {}
-    with bench_lab("xgwbench", {"small": SIZES["small"], "1KB": frame_msgs(1024)}, say) as (lab, gen, cpus):
+    with bench_lab("xgb", {"small": SIZES["small"], "1KB": frame_msgs(1024)}, say) as (lab, gen, cpus):
         for kind in transports:
             r, b, h = bench_transport(kind, lab, gen, plan, say)
             rows += r
@@ -449,7 +452,7 @@ def run_latency_bench(seconds: float = 1.0, rows=LAT_ROWS, rates=LAT_RATES, say=
     """The latency table on a fresh lab: every row × rate × frame size, ratios to the bare C loop."""
     out: list[dict] = []
     load = [os.getloadavg()[0]]
-    with bench_lab("xgwlat", LAT_MSGS, say) as (lab, gen, cpus):
+    with bench_lab("xgl", LAT_MSGS, say) as (lab, gen, cpus):
         for what, kind in rows:
             with open_receiver(kind, lab) as rx:
                 for size in LAT_MSGS:

@@ -1,6 +1,6 @@
 """`xdpgw blast`: a kernel-speed MoldUDP64/ITCH generator in the manner of xdp-trafficgen.
 
-An XDP program (``bpf/blast.c``, compiled by BCC) is run with ``BPF_PROG_RUN`` in live-frames mode
+An XDP program (``xdpgw/bpf_programs/blast.c``, compiled by BCC) is run with ``BPF_PROG_RUN`` in live-frames mode
 over one Ethernet/IPv4/UDP/MoldUDP64 frame template: it stamps the next sequence number and the
 time into each copy and returns ``XDP_TX``, so the kernel transmits it on the interface without a
 socket or a copy from user space. One syscall runs a chunk of frames; we run chunks until done.
@@ -17,14 +17,13 @@ import os
 import socket
 import struct
 import time
-from pathlib import Path
 
+from xdpgw.bpf_programs import compile_xdp
 from xdpgw.errors import GatewayError
 from xdpgw.protocol.synth import synth_packets
 from xdpgw.transport.xdp_send import Route, header_template, resolve_route
 from xdpgw.tuning import on_cpu
 
-BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "blast.c"
 PROG_NAME = "xgw_blast"
 S_NEXT_SEQ, S_CLOCK_OFFSET, S_FRAMES, S_BAD, S_IFINDEX = range(5)
 NS_PER_DAY = 86_400 * 10**9
@@ -65,20 +64,7 @@ def blast_frame(route: Route, src_port: int, dst_port: int, msgs_per_packet: int
 
 
 def _compile():
-    build = Path(f"/lib/modules/{os.uname().release}/build")
-    if not build.exists():
-        raise GatewayError(f"BCC needs kernel headers and {build} is missing", "run scripts/setup.sh")
-    try:
-        from bcc import BPF
-    except ImportError as exc:
-        raise GatewayError("cannot import bcc (Debian's python3-bpfcc)",
-                           "run scripts/setup.sh and use .venv/bin/xdpgw (the venv sees Debian's bcc)") from exc
-    try:
-        bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=["-w"])
-        fn = bpf.load_func(PROG_NAME.encode(), BPF.XDP)
-    except Exception as exc:  # BCC raises bare Exception; the compiler output is already on stderr
-        raise GatewayError(f"cannot compile/load the blast program ({exc})", "check BPF with `xdpgw doctor`") from exc
-    return bpf, fn
+    return compile_xdp("blast.c", PROG_NAME, "the blast program")
 
 
 def _clock_offset() -> int:

@@ -22,11 +22,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xdpgw.bpf_programs import compile_xdp
 from xdpgw.errors import GatewayError
 from xdpgw.netdev import Interface, NetnsRef, interface, netns_tag
 
 PROG_NAME = "xdpgw_rx"
-BPF_SOURCE = Path(__file__).resolve().parent.parent / "bpf" / "xdpgw_rx.c"
 COUNTERS = ("seen", "redirected", "passed", "malformed", "no_socket", "denied", "rate_limited", "no_meta", "stale",
             "consumer_gone")
 MAX_QUEUES = 64
@@ -40,7 +40,7 @@ FLAG_ALLOWLIST, FLAG_DENY_DROP, FLAG_RATE_CAP, FLAG_WATCHDOG = 1, 2, 4, 8
 (CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS, CFG_PIDNS_DEV, CFG_PIDNS_INO,
  CFG_TASK_TGID_OFF) = range(7)
 PROC_PID_INIT_INO = 0xEFFFFFFC  # inode of the root pid namespace
-# Death notice hooks (bpf/xdpgw_rx.c): every one the kernel offers is attached; any one of them is enough
+# Death notice hooks (xdpgw/bpf_programs/xdpgw_rx.c): every one the kernel offers is attached; any one of them is enough
 # for kill -9 (kprobes may be compiled out: then the raw tracepoints carry it). signal_generate runs in the
 # killer (needs the kernel's BTF), the others in the dying process.
 DEATH_HOOKS = (("raw_tracepoint", "signal_generate", "xgw_death_kill"),
@@ -123,29 +123,8 @@ def kprobes_available() -> bool:
 
 
 def _compile():
-    """Compile bpf/xdpgw_rx.c with BCC; a clear error when headers or BPF are missing."""
-    build = Path(f"/lib/modules/{os.uname().release}/build")
-    if not build.exists():
-        raise GatewayError(
-            f"BCC needs kernel headers and {build} is missing",
-            "run scripts/setup.sh (it links Debian's linux-headers into place)",
-        )
-    try:
-        from bcc import BPF
-    except ImportError as exc:
-        raise GatewayError(
-            "cannot import bcc (Debian's python3-bpfcc)",
-            "run scripts/setup.sh and use .venv/bin/xdpgw (the venv sees Debian's bcc)",
-        ) from exc
-    try:
-        bpf = BPF(src_file=str(BPF_SOURCE).encode(), cflags=["-w"])
-        fn = bpf.load_func(PROG_NAME.encode(), BPF.XDP)
-    except Exception as exc:  # BCC raises bare Exception; its compiler output is already on stderr
-        raise GatewayError(
-            f"cannot compile/load the XDP program ({exc})",
-            "check that BPF works here (`xdpgw doctor`) and that scripts/setup.sh ran",
-        ) from exc
-    return bpf, fn
+    """Compile the XDP program (xdpgw/bpf_programs/xdpgw_rx.c) with BCC; a clear error when it cannot."""
+    return compile_xdp("xdpgw_rx.c", PROG_NAME, "the XDP program")
 
 
 @dataclass

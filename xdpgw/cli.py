@@ -87,6 +87,8 @@ def run_options(fn: Callable) -> Callable:
         click.option("--protocol", default=None, help="Decode the feed: moldudp64 (default: count packets)."),
         click.option("--symbols", default=None, help="With --protocol: deliver only these symbols (AAPL,MSFT)."),
         click.option("--retransmit", default=None, help="With --protocol: re-request server HOST:PORT."),
+        click.option("--book", is_flag=True,
+                     help="With --protocol: order books (L3/L2/BBO); handlers get BBO and trade records."),
         click.option("--handler", "handler_specs", multiple=True, help="module:function called per batch."),
         click.option("--cpu", default=None,
                      help="Pin the consumer to this CPU; several queues: one CPU each, in queue order (0,1 or 2-3)."),
@@ -119,13 +121,19 @@ def _tune(cpu: int | None, fifo: int | None, mlock: bool, quiet: bool) -> None:
 
 
 def _gateway(receivers, *, protocol, symbols, retransmit, handler_specs, line_b, status, on_tick=None,
-             line_b_port=None, taps=()):
+             line_b_port=None, taps=(), book=False):
     """The consumer loop over ``receivers`` with its feed decoder and handlers (one per process)."""
     from xdpgw.gateway import Gateway
 
     if line_b is not None and protocol is None:
         raise GatewayError("--line-b needs decoding to arbitrate", "add --protocol moldudp64")
     feed = make_feed(protocol, symbols, retransmit, lines=2 if line_b is not None else 1)
+    if book:
+        if feed is None:
+            raise GatewayError("--book needs decoding", "add --protocol moldudp64")
+        from xdpgw.book.live import BookFeed
+
+        feed = BookFeed(feed)
     handlers = [load_handler(s) for s in handler_specs]
     return Gateway(receivers, handlers, feed=feed, status=status, on_tick=on_tick, line_b_port=line_b_port,
                    taps=taps)
@@ -208,6 +216,10 @@ def _run_workers(pool, *, detach: Callable[[], None], on_tick: Callable, count, 
 
 
 def _report(summary: dict, as_json: bool) -> None:
+    from xdpgw.summary import held_note
+
+    if note := held_note(summary):
+        click.echo(f"xdpgw: {note}", err=True)
     if as_json:
         click.echo(json.dumps(summary, default=str))
         return
@@ -306,8 +318,13 @@ def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, al
                     "queues": queues, "started": started, "updated": time.time(), "stats": stats,
                 })
 
-            def tick(_gw) -> None:
-                save_state(pool.stats() if pool else {str(r.queue): r.stats() for r in receivers})
+            def tick(gw) -> None:
+                if pool is not None:
+                    save_state(pool.stats())
+                    return
+                feed = gw.feed if gw is not None else None
+                held = {"held": feed.stats()["held"]} if feed is not None else {}
+                save_state({str(r.queue): {**r.stats(), **held} for r in receivers})
 
             tick(None)
             if not run["quiet"]:
@@ -353,7 +370,8 @@ def _queue_consumer(iface: str, prog, cpu_of: dict[int, int | None], receiver_op
                                                     max_bytes=int(max_mb * 1e6), sample=sample))
             taps.append(pcap_tap(writer))
         return _gateway([rx], protocol=run["protocol"], symbols=run["symbols"], retransmit=run["retransmit"],
-                        handler_specs=run["handler_specs"], line_b=None, status=None, taps=taps)
+                        handler_specs=run["handler_specs"], line_b=None, status=None, taps=taps,
+                        book=run.get("book", False))
 
     return consumer
 
@@ -444,6 +462,9 @@ def _format_status(r: dict) -> str:
                 f"{st.get('xdp_rx_dropped')} rx_ring_full {st.get('xdp_rx_ring_full')} fill_ring_empty "
                 f"{st.get('xdp_rx_fill_ring_empty_descs')} invalid_descs {st.get('xdp_rx_invalid_descs')}"
             )
+            if held := st.get("held"):
+                lines.append(f"  queue {q}: held {sum(held.values())} messages ("
+                             + ", ".join(f"{k} {v}" for k, v in held.items()) + ")")
     for q, cnt in (r.get("bpf_counters_by_queue") or {}).items():
         lines.append(f"  queue {q} bpf: " + " ".join(f"{k} {v}" for k, v in cnt.items()))
     return "\n".join(lines)
@@ -519,9 +540,10 @@ def lab_down(name) -> None:
 
 def _register_send_commands() -> None:
     from xdpgw.cli_bench import bench
+    from xdpgw.cli_book import book
     from xdpgw.cli_send import blast, replay, send
 
-    for cmd in (send, replay, blast, bench):
+    for cmd in (send, replay, blast, bench, book):
         main.add_command(cmd)
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from xdpgw.errors import GatewayError, friendly
+
+#: Where results go by default: a folder git ignores (.gitignore: bench-out/), made on demand.
+DEFAULT_OUT = "bench-out/xdpgw-bench"
 
 
 @click.command()
@@ -14,7 +18,8 @@ from xdpgw.errors import GatewayError, friendly
 @click.option("--transports", default="socket,xdp-skb,xdp-drv", show_default=True,
               help="Comma-separated subset of socket, xdp-skb, xdp-drv (the socket row is the ratios' base).")
 @click.option("--latency-pps", type=float, default=100_000.0, show_default=True, help="Rate of the latency phase.")
-@click.option("--out", default="xdpgw-bench", show_default=True, help="Write OUT.json and OUT.png.")
+@click.option("--out", default=DEFAULT_OUT, show_default=True,
+              help="Write OUT.json and OUT.png (the default folder, bench-out/, is ignored by git).")
 @click.option("--no-png", is_flag=True, help="Skip the PNG (no matplotlib needed).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON (stdout) instead of the table.")
 @click.option("--latency", "latency_only", is_flag=True,
@@ -24,14 +29,15 @@ from xdpgw.errors import GatewayError, friendly
 @friendly
 def bench(quick, transports, latency_pps, out, no_png, as_json, latency_only, latency_s) -> None:
     """Socket vs XDP skb vs XDP drv on a veth lab: throughput, loss, ns/packet, msgs/s, latency, burst;
-    then the latency table (``--latency``: that table alone)."""
+    then (not with --quick) the latency table (``--latency``: that table alone)."""
     from dataclasses import replace
 
     from xdpgw.bench import TRANSPORTS, Plan, format_table, plot, run_bench, to_json
 
     say = lambda *a: print("bench:", *a, file=sys.stderr, flush=True)  # noqa: E731
     if latency_only:
-        _latency(out, no_png, as_json, latency_s, say)
+        lat = _latency(out, no_png, latency_s, say)
+        click.echo(_lat_json(lat) if as_json else _lat_text(lat))
         return
 
     kinds = tuple(t.strip() for t in transports.split(",") if t.strip())
@@ -41,34 +47,47 @@ def bench(quick, transports, latency_pps, out, no_png, as_json, latency_only, la
     plan = replace(Plan.quick() if quick else Plan(), latency_pps=latency_pps)
     res = run_bench(plan, kinds, say=say)
     text = to_json(res)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{out}.json", "w") as f:
         f.write(text + "\n")
     written = [f"{out}.json"]
     if not no_png:
         written.append(plot(res, f"{out}.png"))
-    click.echo(text if as_json else format_table(res))
     click.echo(f"xdpgw bench: wrote {', '.join(written)}", err=True)
-    _latency(f"{out}-latency", no_png, as_json, latency_s, say)
+    if quick:  # the latency table takes a minute of its own
+        click.echo(text if as_json else format_table(res) + "\n\n(latency table: xdpgw bench --latency)")
+        return
+    lat = _latency(f"{out}-latency", no_png, latency_s, say)
+    if as_json:
+        click.echo(text[:-1].rstrip() + ',\n  "latency": ' + _lat_json(lat) + "\n}")
+    else:
+        click.echo(format_table(res) + "\n\n" + _lat_text(lat))
 
 
-def _latency(out: str, no_png: bool, as_json: bool, seconds: float, say) -> None:
-    from xdpgw.bench import (
-        format_latency_table,
-        format_pipeline_cost,
-        pipeline_cost,
-        plot_latency,
-        run_latency_bench,
-        to_json,
-    )
+def _latency(out: str, no_png: bool, seconds: float, say) -> dict:
+    """The latency table and our part in process; written to OUT.json (and OUT.png)."""
+    from xdpgw.bench import pipeline_cost, plot_latency, run_latency_bench
 
     res = run_latency_bench(seconds, say=say)
     res["pipeline_cost"] = pipeline_cost()
-    text = to_json({**res, "latency_rows": [{k: v for k, v in r.items() if not k.startswith("_")}
-                                            for r in res["latency_rows"]]})
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{out}.json", "w") as f:
-        f.write(text + "\n")
+        f.write(_lat_json(res) + "\n")
     written = [f"{out}.json"]
     if not no_png:
         written.append(plot_latency(res, f"{out}.png"))
-    click.echo(text if as_json else format_latency_table(res) + "\n\n" + format_pipeline_cost(res["pipeline_cost"]))
     click.echo(f"xdpgw bench: wrote {', '.join(written)}", err=True)
+    return res
+
+
+def _lat_json(res: dict) -> str:
+    from xdpgw.bench import to_json
+
+    return to_json({**res, "latency_rows": [{k: v for k, v in r.items() if not k.startswith("_")}
+                                            for r in res["latency_rows"]]})
+
+
+def _lat_text(res: dict) -> str:
+    from xdpgw.bench import format_latency_table, format_pipeline_cost
+
+    return format_latency_table(res) + "\n\n" + format_pipeline_cost(res["pipeline_cost"])

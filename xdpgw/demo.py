@@ -58,7 +58,7 @@ def run_demo(packets: int = 20000, rate: float = 5000.0, mode: str = "auto", as_
     from xdpgw.transport.xdp import XdpReceiver
 
     consumer_cpu, sender_cpu = _cores()
-    lab = Lab("xgwdemo", queues=1)
+    lab = Lab.unique("xgd", queues=1)  # a name of its own: two demos never tear down each other's lab
     say = (lambda *a: None) if as_json else (lambda *a: print("demo:", *a, file=sys.stderr, flush=True))
     with signals_as_exit():
         say(f"lab up: {lab.tx_ns}/{lab.tx_if} {lab.tx_ip} -> {lab.rx_ns}/{lab.rx_if} {lab.rx_ip}")

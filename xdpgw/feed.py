@@ -9,8 +9,8 @@ when idle (or when ``fileno()`` is readable) so timers and answers are handled w
 Hostile input never costs a good message: a broken copy delivers only its valid prefix and leaves
 the rest missing for the other line or a retransmission; a session is believed after two well-formed
 packets; a gap is only skipped once data after it is corroborated (see :mod:`~xdpgw.protocol.sequencer`).
-``stats()["decode_errors"]`` counts what did not decode, by cause, and ``stats()["rejected"]`` what the
-sequencer would not believe, by cause.
+``stats()`` is the feed part of the summary (:class:`xdpgw.summary.FeedStats`): every message taken in
+is delivered, filtered out (``--symbols``), a duplicate, rejected (by cause) or held (by reason).
 """
 
 from __future__ import annotations
@@ -30,12 +30,8 @@ from xdpgw.protocol.fastpath import DEFER, FastPath
 from xdpgw.protocol.moldudp64 import RetransmitRequest
 from xdpgw.protocol.sequencer import Sequencer
 from xdpgw.protocol.subscribe import Subscription
+from xdpgw.summary import FeedStats
 from xdpgw.transport.base import Batch
-
-#: Sequencer counters of input it did not believe (see xdpgw.protocol.sequencer): valid messages after a
-#: broken block, packets with an impossible sequence, malformed packets of another session, messages of a
-#: session (or beyond a gap) never confirmed, messages of a session that already ended.
-REJECTED = ("untrusted", "bad_sequence", "foreign_malformed_packets", "unconfirmed", "stale_session")
 
 
 class RetransmitClient:
@@ -106,6 +102,7 @@ class FeedHandler:
         self.subscription = Subscription(symbols, locates)
         self.arbitrating = False
         self.delivered = 0
+        self.filtered = 0  # delivered by the sequencer, not subscribed
         self._type_counts = np.zeros(256, np.int64)  # delivered messages by type code, but for:
         self._uncounted: list[np.ndarray] = []  # type codes of recent deliveries (counted in batches)
         self.decode_errors: dict[str, int] = {}
@@ -171,19 +168,23 @@ class FeedHandler:
         """The retransmission socket, for the caller's poll loop (None without retransmission)."""
         return self.client.fileno() if self.client else None
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> FeedStats:
         if self.fast is not None:
             self.fast.flush()
-        s = self.sequencer.counters
-        out: dict[str, Any] = {
+        sq = self.sequencer
+        s = sq.counters
+        out: FeedStats = {
+            "received": s["received"],
             "messages": self.delivered,
             "messages_by_type": self.by_type,
+            "filtered": self.filtered,
             "gaps": s["gaps"],
             "missing": s["missing"],
             "duplicates": s["duplicates"] + s["late"],
-            "decode_errors": dict(self.decode_errors),
-            "rejected": {k: s[k] for k in REJECTED if s[k]},
             "recovered": s["recovered"],
+            "decode_errors": dict(self.decode_errors),
+            "rejected": {k: v for k, v in sq.rejected.items() if v},
+            "held": {k: v for k, v in sq.held().items() if v},
         }
         if self.arbitrating:
             out["lines"] = self.arbiter.stats()
@@ -238,6 +239,7 @@ class FeedHandler:
         if not len(dec):
             return None
         out = self.subscription.filter(dec)
+        self.filtered += len(dec) - len(out)
         if not len(out):
             return None
         self.delivered += len(out)

@@ -18,6 +18,7 @@ import numpy as np
 
 from xdpgw._xsk import ffi, lib
 from xdpgw.latency import LatencyHistogram, fold_latency, latency_acc
+from xdpgw.summary import Summary
 from xdpgw.transport.base import Batch, Receiver
 
 Handler = Callable[[object], None]
@@ -78,7 +79,7 @@ class Gateway:
         self._stop = True
 
     # --- the hot loop -------------------------------------------------------------------------
-    def run(self, count: int | None = None, duration: float | None = None, idle_timeout: float = 0.0) -> dict:
+    def run(self, count: int | None = None, duration: float | None = None, idle_timeout: float = 0.0) -> Summary:
         """Consume until ``count`` packets, ``duration`` seconds, or ``stop()``. Returns ``summary()``.
 
         Tails are kept out of the loop: garbage collection is frozen at start and only runs when idle
@@ -155,7 +156,10 @@ class Gateway:
 
     def _fast_lane(self):
         """``(on_burst, c_arrays)`` when bursts can take the feed's C fast path, else None."""
-        self.fast = getattr(self.feed, "fast", None)
+        from xdpgw.feed import FeedHandler
+
+        # a FeedHandler's own fast path only: a wrapper (e.g. BookFeed) has work of its own per burst
+        self.fast = self.feed.fast if type(self.feed) is FeedHandler else None
         rx = self.receivers[0] if len(self.receivers) == 1 else None
         if (self.fast is None or rx is None or self.line_b_port is not None or self.taps
                 or not hasattr(rx, "recv_raw")):
@@ -234,13 +238,14 @@ class Gateway:
         if self.status is not None:
             write_status(self.status, status_text(self.summary(), pps))
 
-    def summary(self) -> dict:
+    def summary(self) -> Summary:
+        """The one summary (see xdpgw/summary.py): this loop's traffic fields, the feed's with a decoder."""
         fold_latency(self._acc, self.latency)
         t = self.totals
         duration = max(time.monotonic() - t.started, 1e-9)
         first = self.receivers[0].describe()
         st = self.stats()
-        out: dict = {
+        out: Summary = {
             "transport": first.get("transport"),
             "mode": first.get("mode"),
             "iface": first.get("iface"),
@@ -295,6 +300,12 @@ def status_text(summary: Mapping, pps: float, queue_pps: Mapping[int, float] | N
         errs = sum((summary.get("decode_errors") or {}).values())
         if errs:
             parts.append(f"decode errors {errs}")
+        if held := summary.get("held"):
+            parts.append(f"held {sum(held.values())} (" + ", ".join(f"{k} {v}" for k, v in held.items()) + ")")
+    if "books" in summary:  # --book
+        from xdpgw.book.live import status_part
+
+        parts.append(status_part(summary["books"]))
     if summary.get("handler_errors"):
         parts.append(f"handler errors {summary['handler_errors']}")
     return " | ".join(parts)

@@ -4,13 +4,16 @@
     rx namespace "<name>-rx"  iface "<name>-r"  10.77.0.2/24  fd77::2/64
 
 Addresses exist only inside the namespaces. ``up()`` is idempotent and first removes leftovers of a
-crashed run; ``down()`` removes everything (deleting a namespace deletes its veth end).
+crashed run, but refuses a lab whose maker still runs (its pid is kept in /run/xdpgw/lab-<name>.pid);
+``down()`` removes everything (deleting a namespace deletes its veth end). Programs that make a lab for
+themselves (bench, demo) take a name of their own, ``Lab.unique(prefix)``, so two runs never meet.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,15 +60,41 @@ class Lab:
         with in_netns(self.rx_ns):
             return tx, interface(self.rx_if).mac
 
+    @classmethod
+    def unique(cls, prefix: str, queues: int = 2) -> Lab:
+        """A lab named ``prefix`` + 6 random hex digits (``prefix`` at most 7 characters)."""
+        return cls(prefix + secrets.token_hex(3), queues=queues)
+
     def exists(self) -> bool:
         return self.tx_ns in netns.listnetns() and self.rx_ns in netns.listnetns()
+
+    @property
+    def owner_path(self):
+        from xdpgw.bpf import STATE_ROOT
+
+        return STATE_ROOT / f"lab-{self.name}.pid"
+
+    def owner(self) -> int | None:
+        """The pid of the process that made this lab and still runs (None: nobody, or it is gone)."""
+        from xdpgw.bpf import pid_alive
+
+        try:
+            pid = int(self.owner_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if pid != os.getpid() and pid_alive(pid) else None
 
     def up(self) -> Lab:
         if os.geteuid() != 0:
             raise GatewayError("the lab needs root (network namespaces)", "run it with sudo")
         if len(self.tx_if) > 15:
             raise GatewayError(f"lab name {self.name!r} too long", "use at most 13 characters")
+        if (pid := self.owner()) is not None and (self.tx_ns in netns.listnetns() or self.rx_ns in netns.listnetns()):
+            raise GatewayError(f"lab {self.name!r} is in use by pid {pid}",
+                               f"use another lab name, or stop pid {pid} first (xdpgw lab down --name {self.name})")
         self.down()
+        self.owner_path.parent.mkdir(parents=True, exist_ok=True)
+        self.owner_path.write_text(str(os.getpid()))
         for ns in (self.tx_ns, self.rx_ns):
             netns.create(ns)
         try:
@@ -133,6 +162,7 @@ class Lab:
                 for idx in ipr.link_lookup(ifname=ifname):
                     with contextlib.suppress(Exception):
                         ipr.link("del", index=idx)
+        self.owner_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Lab:
         return self.up()

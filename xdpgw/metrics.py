@@ -1,27 +1,25 @@
-"""Prometheus exposition of the gateway's stats dict (``pip install 'xdpgw[metrics]'``).
+"""Prometheus exposition of the gateway summary (``pip install 'xdpgw[metrics]'``).
 
 `MetricsServer` serves ``http://ADDR:PORT/metrics`` from its own `CollectorRegistry`. The gateway calls
-``update(stats)`` with cumulative totals whenever it likes (cheap: it only swaps a reference); every
-scrape renders the latest snapshot, so counters are exported as the totals the gateway already keeps.
+``update(summary)`` with its :class:`xdpgw.summary.Summary` whenever it likes (cheap: it only swaps a
+reference); every scrape renders the latest snapshot, so counters are the totals the gateway keeps.
 
-Accepted ``stats`` keys (all optional; counts are cumulative since start)::
+Families (see xdpgw/summary.py for each field's meaning and producer)::
 
-    packets, bytes                      -> xdpgw_packets_total, xdpgw_bytes_total
-    drops: {cause: n}                   -> xdpgw_drops_total{cause}
-    drops: n                            -> xdpgw_drops_total{cause="receiver"}  (as in a Gateway summary)
-      (flat transport counters named in DROP_KEYS, e.g. rx_dropped, rx_ring_full, are added as causes)
-    gaps: n                             -> xdpgw_gap_messages_total  (sequence numbers missed)
-    gap_events: n                       -> xdpgw_gap_events_total
-    decode_errors: {kind: n}            -> xdpgw_decode_errors_total{kind}
-    messages: {type: n}                 -> xdpgw_messages_total{type}   (ITCH type letter, e.g. "A")
-    queues: {queue: {packets, bytes, drops}}  (e.g. the per-queue summaries of a multi-queue attach)
-                                        -> xdpgw_queue_{packets,bytes,drops}_total{queue[,cause]}
-    latency_ns: {"p50": v, "p99": v, "p99.9": v, "max": v, "count": n, "sum": ns}
-                                        -> summary xdpgw_latency_seconds{quantile}
-    latency_ns: {"buckets": {upper_ns: n, ..., "+Inf": n}, "count": n, "sum": ns}
-                                        -> histogram xdpgw_latency_seconds_bucket{le}
-      bucket counts are per bucket (as numpy.histogram gives), not cumulative; they are summed here.
-    any other int/float key             -> xdpgw_stat{name}  (gauge; nothing the gateway counts is lost)
+    packets, bytes                     -> xdpgw_packets_total, xdpgw_bytes_total
+    drops, drops_kernel, drops_bpf     -> xdpgw_drops_total{source="receiver"|"kernel"|"bpf", cause}
+    drops_bpf (every BPF counter)      -> xdpgw_bpf_packets_total{counter}
+    handler_errors                     -> xdpgw_handler_errors_total
+    queues: {q: Summary}               -> xdpgw_queue_{packets,bytes,drops}_total{queue[,source,cause]}
+    messages_by_type                   -> xdpgw_messages_total{type}       (delivered to the handlers)
+    received, filtered, duplicates, missing, recovered
+                                       -> xdpgw_{received,filtered,duplicate,missing,recovered}_messages_total
+    gaps                               -> xdpgw_gaps_total
+    decode_errors, rejected            -> xdpgw_decode_errors_total{kind}, xdpgw_rejected_messages_total{cause}
+    held                               -> xdpgw_held_messages{reason}      (gauge: waiting now)
+    latency_ns                         -> summary xdpgw_latency_seconds{quantile} (+ _count; _sum with "sum")
+      or {"buckets": {upper_ns: n, ..., "+Inf": n}, "count": n, "sum": ns} -> histogram (per-bucket counts)
+    duration_s, pps, ns_per_packet     -> xdpgw_stat{name}  (gauges)
 """
 
 from __future__ import annotations
@@ -33,6 +31,8 @@ from decimal import Decimal
 from typing import Any
 
 from xdpgw.errors import GatewayError
+from xdpgw.protocol.sequencer import HELD_REASONS
+from xdpgw.summary import BPF_NOT_DROPS, Summary
 
 try:
     from prometheus_client import CollectorRegistry, start_http_server
@@ -46,10 +46,13 @@ except ImportError as _e:  # pragma: no cover - depends on the install
     raise GatewayError("prometheus_client is not installed",
                        "pip install 'xdpgw[metrics]' (or: pip install prometheus_client)") from _e
 
-DROP_KEYS = ("rx_dropped", "rx_invalid_descs", "rx_ring_full", "rx_fill_ring_empty_descs", "rx_bad_frames",
-             "tx_invalid_descs", "tx_ring_full", "drops_kernel", "drops_truncated", "drops_malformed")
-_SPECIAL = {"packets", "bytes", "drops", "gaps", "gap_events", "decode_errors", "messages", "queues",
-            "latency_ns"}
+_GAUGES = ("duration_s", "pps", "ns_per_packet")
+_FEED_COUNTERS = (("received", "received_messages", "Feed messages taken in (decoded blocks, valid or not)"),
+                  ("filtered", "filtered_messages", "Messages not subscribed (--symbols)"),
+                  ("duplicates", "duplicate_messages", "Copies of messages already delivered or given up"),
+                  ("missing", "missing_messages", "Sequence numbers given up (never received)"),
+                  ("recovered", "recovered_messages", "Messages that filled a gap"),
+                  ("gaps", "gaps", "Sequence gaps seen"))
 _QUANTILE = re.compile(r"^p(\d+(?:\.\d+)?)$")
 
 
@@ -67,22 +70,22 @@ def _quantile(key: str) -> str | None:
     return repr(q) if 0 < q <= 1 else None
 
 
-def _drops(stats: Mapping[str, Any]) -> dict[str, float]:
-    drops = stats.get("drops")
-    if isinstance(drops, Mapping):
-        out = {str(k): float(v) for k, v in drops.items()}
-    else:  # a Gateway summary: one number, the receiver's own drops
-        out = {"receiver": float(drops)} if isinstance(drops, int | float) else {}
-    for k in DROP_KEYS:
-        if isinstance(stats.get(k), int | float):
-            out[k] = out.get(k, 0.0) + float(stats[k])
+def drops_by_cause(s: Mapping[str, Any]) -> dict[tuple[str, str], int]:
+    """``{(source, cause): packets}``: the receiver's drops, the kernel's (XDP_STATISTICS) and our BPF
+    program's packets that were not bypassed (all but ``BPF_NOT_DROPS``)."""
+    out: dict[tuple[str, str], int] = {}
+    if isinstance(s.get("drops"), int | float):
+        out["receiver", "drops"] = s["drops"]
+    for k, v in (s.get("drops_kernel") or {}).items():
+        out["kernel", str(k)] = v
+    for k, v in (s.get("drops_bpf") or {}).items():
+        if k not in BPF_NOT_DROPS:
+            out["bpf", str(k)] = v
     return out
 
 
-def _traffic(p: str, kind: str, doc: str, scopes: Mapping[str, Any] | list[Mapping[str, Any]],
-             labels: list[list[str]]) -> Iterator[Metric]:
+def _traffic(p: str, kind: str, doc: str, rows: list[Mapping[str, Any]], labels: list[list[str]]) -> Iterator[Metric]:
     """packets/bytes/drops families over one scope (totals) or many (per queue, label ``queue``)."""
-    rows = [scopes] if isinstance(scopes, Mapping) else scopes
     qlabel = ["queue"] if kind else []
     for key, what in (("packets", "Packets received"), ("bytes", "Bytes received")):
         fam = CounterMetricFamily(f"{p}_{kind}{key}", what + doc, labels=qlabel)
@@ -90,49 +93,63 @@ def _traffic(p: str, kind: str, doc: str, scopes: Mapping[str, Any] | list[Mappi
             if isinstance(sc.get(key), int | float):
                 fam.add_metric(lab, float(sc[key]))
         yield fam
-    drops = CounterMetricFamily(f"{p}_{kind}drops", "Packets dropped, by cause" + doc,
-                                labels=[*qlabel, "cause"])
+    drops = CounterMetricFamily(f"{p}_{kind}drops", "Packets dropped or not bypassed, by source and cause" + doc,
+                                labels=[*qlabel, "source", "cause"])
     for lab, sc in zip(labels, rows, strict=True):
-        for cause, v in _drops(sc).items():
-            drops.add_metric([*lab, cause], v)
+        for (source, cause), v in drops_by_cause(sc).items():
+            drops.add_metric([*lab, source, cause], float(v))
     yield drops
 
 
+def _by_key(name: str, doc: str, label: str, values: Mapping[str, Any] | None, gauge: bool = False) -> Metric:
+    fam = (GaugeMetricFamily if gauge else CounterMetricFamily)(name, doc, labels=[label])
+    for k, v in (values or {}).items():
+        fam.add_metric([str(k)], float(v))
+    return fam
+
+
 class StatsCollector:
-    """Renders the latest stats snapshot as Prometheus families (see the module doc for the keys)."""
+    """Renders the latest summary snapshot as Prometheus families (see the module doc)."""
 
     def __init__(self, prefix: str = "xdpgw") -> None:
         self.prefix = prefix
         self._stats: Mapping[str, Any] = {}
 
-    def update(self, stats: Mapping[str, Any]) -> None:
+    def update(self, stats: Summary | Mapping[str, Any]) -> None:
         self._stats = stats
 
     def collect(self) -> Iterator[Metric]:
         s, p = self._stats, self.prefix
-        yield from _traffic(p, "", "", s, [[]])
+        yield from _traffic(p, "", "", [s], [[]])
         queues = [(str(q), v) for q, v in (s.get("queues") or {}).items()]
         if queues:
             yield from _traffic(p, "queue_", " per queue", [v for _, v in queues], [[q] for q, _ in queues])
-        for key, name, doc in (("gaps", "gap_messages", "Messages missed (sequence gaps)"),
-                               ("gap_events", "gap_events", "Sequence gaps detected")):
-            if isinstance(s.get(key), int | float):
-                yield CounterMetricFamily(f"{p}_{name}", doc, value=float(s[key]))
-        for key, name, label, doc in (("decode_errors", "decode_errors", "kind", "Malformed input, by kind"),
-                                      ("messages", "messages", "type", "Messages decoded, by ITCH type")):
-            fam = CounterMetricFamily(f"{p}_{name}", doc, labels=[label])
-            for k, v in (s.get(key) or {}).items():
-                fam.add_metric([str(k)], float(v))
-            yield fam
+        yield _by_key(f"{p}_bpf_packets", "Our XDP program's packet counters, by name", "counter", s.get("drops_bpf"))
+        if isinstance(s.get("handler_errors"), int):
+            yield CounterMetricFamily(f"{p}_handler_errors", "Exceptions raised by handlers",
+                                      value=float(s["handler_errors"]))
+        if "received" in s:  # a feed decoder runs
+            yield from self._feed(s)
         lat = s.get("latency_ns")
         if lat:
             yield from self._latency(lat)
-        other = GaugeMetricFamily(f"{p}_stat", "Other gateway counters, by name", labels=["name"])
-        for k, v in s.items():
-            known = k in _SPECIAL or k in DROP_KEYS
-            if not known and isinstance(v, int | float) and not isinstance(v, bool):
-                other.add_metric([str(k)], float(v))
+        other = GaugeMetricFamily(f"{p}_stat", "Other gateway figures, by name", labels=["name"])
+        for k in _GAUGES:
+            if isinstance(s.get(k), int | float):
+                other.add_metric([k], float(s[k]))
         yield other
+
+    def _feed(self, s: Mapping[str, Any]) -> Iterator[Metric]:
+        p = self.prefix
+        for key, name, doc in _FEED_COUNTERS:
+            yield CounterMetricFamily(f"{p}_{name}", doc, value=float(s.get(key) or 0))
+        yield _by_key(f"{p}_messages", "Messages delivered to the handlers, by ITCH type", "type",
+                      s.get("messages_by_type"))
+        yield _by_key(f"{p}_decode_errors", "Malformed input, by kind", "kind", s.get("decode_errors"))
+        yield _by_key(f"{p}_rejected_messages", "Messages never to be delivered, by cause", "cause", s.get("rejected"))
+        held = dict.fromkeys(HELD_REASONS, 0) | dict(s.get("held") or {})
+        yield _by_key(f"{p}_held_messages", "Messages received and still waiting, by reason", "reason", held,
+                      gauge=True)
 
     def _latency(self, lat: Mapping[str, Any]) -> Iterator[Metric]:
         name, doc = f"{self.prefix}_latency_seconds", "Latency from kernel receive stamp to decode"

@@ -45,6 +45,7 @@ from typing import Any, TextIO
 from xdpgw.errors import GatewayError
 from xdpgw.gateway import Gateway, status_text, write_status
 from xdpgw.latency import LatencyHistogram
+from xdpgw.summary import Summary
 
 #: Runs in the worker: open queue ``q``'s receiver (register what must be closed in ``stack``), tune the
 #: process, and return the Gateway to run (the worker sets its status/on_tick).
@@ -230,10 +231,11 @@ class QueueWorkers:
 
     def stats(self) -> dict[str, dict]:
         """Per-queue receiver counters plus the worker's pid and packet rate (for the state file)."""
-        return {str(w.queue): {**w.snapshot["stats"], "pid": w.pid, "pps": round(w.pps, 1)}
+        return {str(w.queue): {**w.snapshot["stats"], "pid": w.pid, "pps": round(w.pps, 1),
+                               **({"held": w.snapshot["summary"]["held"]} if "held" in w.snapshot["summary"] else {})}
                 for w in self.workers if w.snapshot}
 
-    def summary(self) -> dict:
+    def summary(self) -> Summary:
         """Totals like a one-queue summary, latency merged, plus ``queues``: each worker's own summary."""
         parts = {w.queue: {**w.snapshot["summary"], "pid": w.pid} for w in self.workers if w.snapshot}
         latency = None
@@ -245,7 +247,7 @@ class QueueWorkers:
 
 
 def merge_summaries(parts: Mapping[int, Mapping[str, Any]], duration: float,
-                    latency: LatencyHistogram | None = None) -> dict:
+                    latency: LatencyHistogram | None = None) -> Summary:
     """One summary for several queues: counters summed key by key (nested dicts too), rates over
     ``duration``, ``latency_ns`` from the merged histogram, and ``queues``: {"q": that queue's summary}."""
     rows = list(parts.values())
@@ -271,7 +273,7 @@ def merge_summaries(parts: Mapping[int, Mapping[str, Any]], duration: float,
         if out.get(key) is None:
             out.pop(key, None)
     out["queues"] = {str(q): dict(p) for q, p in parts.items()}
-    return out
+    return out  # type: ignore[return-value]  # built key by key from Summary rows
 
 
 def _add(a: Any, b: Any) -> Any:

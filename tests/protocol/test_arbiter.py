@@ -1,8 +1,11 @@
 """A/B arbitration and subscriptions (pure logic)."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 
+from tests import builders
 from xdpgw.protocol import itch
 from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.decode import decode_payloads
@@ -10,9 +13,7 @@ from xdpgw.protocol.moldudp64 import encode_packet
 from xdpgw.protocol.sequencer import Sequencer
 from xdpgw.protocol.subscribe import Subscription
 
-
-def pkt(seq: int, n: int = 1) -> bytes:
-    return encode_packet("AB", seq, [itch.encode_message("D", order_ref=seq + i) for i in range(n)])
+pkt = partial(builders.pkt, session="AB")
 
 
 def run(arb: Arbiter, line: int, seqs: list[int], now: float = 0.0) -> list[int]:

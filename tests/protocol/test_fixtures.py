@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import FIXTURES, require
 from xdpgw.protocol.decode import decode_payloads
 from xdpgw.protocol.moldudp64 import BLOCK_OVERRUN, SHORT_PACKET
 from xdpgw.protocol.sequencer import Sequencer
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 NAMES = ["all_types", "sequencing", "malformed"]
 
 
@@ -46,8 +46,7 @@ def tshark_fields(path: Path) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_fixture_matches_wireshark_dissector(name):
-    if shutil.which("tshark") is None:
-        pytest.skip("tshark is not installed: apt-get install tshark (scripts/setup.sh does)")
+    require(shutil.which("tshark") is not None, "tshark is not installed: apt-get install tshark (scripts/setup.sh does)")
     path = FIXTURES / f"{name}.pcap"
     payloads = udp_payloads(path)
     dec = decode_payloads(payloads)

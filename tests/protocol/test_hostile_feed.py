@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import builders
+from tests.builders import KINDS
 from xdpgw.feed import FeedHandler
 from xdpgw.protocol import itch
 from xdpgw.protocol.arbiter import Arbiter
@@ -21,24 +23,12 @@ from xdpgw.protocol.sequencer import Sequencer
 from xdpgw.transport.base import Batch
 
 SESSION = "HOSTILE01"
-KINDS = "ADEXUPS"  # sizes 36, 19, 31, 23, 35, 44, 12
-
-
-def msg(seq: int, kind: str | None = None) -> bytes:
-    """A message whose bytes tell its sequence (any sequence: u64 fields take it whole)."""
-    t = kind or KINDS[seq % len(KINDS)]
-    low, seq = seq & 0xFFFF, seq % (1 << 63)
-    if t == "S":
-        return itch.encode_message("S", locate=low, tracking=low, event_code="O")
-    fields = {"A": dict(order_ref=seq, side="B", shares=1, stock="AB", price=2),
-              "D": dict(order_ref=seq), "E": dict(order_ref=seq, executed_shares=1, match_number=seq),
-              "X": dict(order_ref=seq, cancelled_shares=2), "U": dict(original_order_ref=seq, new_order_ref=low),
-              "P": dict(order_ref=seq, side="S", shares=1, stock="AB", price=2, match_number=seq)}[t]
-    return itch.encode_message(t, locate=1 + seq % 5, tracking=low, **fields)
+def msg(seq: int, kind: str = KINDS) -> bytes:
+    return builders.msg(seq, kind)  # all kinds, by sequence
 
 
 def pkt(seq: int, n: int = 2, session: str = SESSION) -> bytes:
-    return encode_packet(session, seq, [msg(seq + i) for i in range(n)])
+    return builders.pkt(seq, n, session, KINDS)
 
 
 def lie(p: bytes, length: int) -> bytes:
@@ -99,7 +89,7 @@ def test_garbage_after_a_lying_length_is_never_delivered():
     dec = decode_payloads([payload])
     assert int(dec.pkt_error[0]) == 0 and list(dec.by_type) == ["D"]  # well framed, one "valid" message
     screened, _, dropped = screen(dec)
-    assert len(screened) == 0 and not len(screened.pkt_seq) and dropped == {"untrusted": 1}
+    assert len(screened) == 0 and not len(screened.pkt_seq) and dropped == {"untrusted": 1, "undecodable": 1}
     sq = Sequencer(give_up_after=1.0)
     run(sq, [pkt(1), pkt(3)])
     assert run(sq, [payload], 0.1) == [] and sq.next == sq.high == 5 and sq.stats()["untrusted"] == 1
@@ -133,7 +123,7 @@ def test_decode_errors_are_counted_by_cause_and_rejections_too():
         st = feed.stats()
     assert st["decode_errors"] == {"short_packet": 1, "block_overrun": 2, "bad_length": 1, "unknown_type": 1,
                                    "count_mismatch": 1}
-    assert st["rejected"] == {"untrusted": 2, "foreign_malformed_packets": 1}
+    assert st["rejected"] == {"untrusted": 2, "undecodable": 2, "foreign_malformed": 1}  # messages, by cause
     assert st["messages"] == 6 and st["missing"] == 0 and st["duplicates"] == 3
 
 
@@ -198,7 +188,7 @@ def test_well_formed_packet_of_another_session_far_ahead_is_held_not_believed():
     assert run(sq, [pkt(5), pkt(7)], 1.0) == [5, 6, 7, 8]
     for k in range(20):  # many different garbage sessions: bounded, oldest forgotten
         run(sq, [encode_heartbeat(f"G{k}", 7)], 1.0)
-    assert len(sq.candidates) == sq.max_candidates and sq.stats()["unconfirmed"] == 3
+    assert len(sq.candidates) == sq.max_candidates and sq.stats()["foreign_session"] == 3
     assert run(sq, [pkt(9)], 2.0) == [9, 10] and sq.stats()["sessions"] == 1
 
 
@@ -221,7 +211,7 @@ def test_sequence_zero_or_overflowing_is_dropped(first):
     run(sq, [pkt(1), pkt(3)])
     bad = [pkt(first, 3), encode_heartbeat(SESSION, first)]
     assert run(sq, bad, 0.1) == [] and sq.next == 5 and sq.high == 5 and not sq.holes
-    assert sq.stats()["bad_sequence"] == 2
+    assert sq.stats()["bad_sequence_packets"] == 2 and sq.stats()["bad_sequence"] == 3  # packets, messages
     assert run(sq, [pkt(5), pkt(7)], 1.0) == [5, 6, 7, 8]
 
 

@@ -7,18 +7,20 @@ however long the window keeps a backlog (the old code re-took the whole backlog 
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import builders
 from xdpgw.feed import FeedHandler
-from xdpgw.protocol import itch
 from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.backlog import Backlog
 from xdpgw.protocol.decode import Decoded, Decoder, decode_payloads, gather
 from xdpgw.protocol.holes import HoleTable, RangeLog
-from xdpgw.protocol.moldudp64 import encode_heartbeat, encode_packet
+from xdpgw.protocol.moldudp64 import encode_heartbeat
 from xdpgw.protocol.sequencer import Sequencer
 from xdpgw.protocol.synth import split_batch, synth_packets
 from xdpgw.transport.base import Batch
@@ -26,8 +28,7 @@ from xdpgw.transport.base import Batch
 SESSION = b"SESSION001"
 
 
-def pkt(seq: int, n: int = 1) -> bytes:
-    return encode_packet(SESSION, seq, [itch.encode_message("D", order_ref=seq + i) for i in range(n)])
+pkt = partial(builders.pkt, session=SESSION)
 
 
 def feed_packets(n: int, per_packet: tuple[int, int] = (1, 1), seed: int = 1) -> tuple[Batch, np.ndarray]:

@@ -2,14 +2,11 @@
 
 import numpy as np
 
+from tests.builders import pkt
 from xdpgw.protocol import itch
 from xdpgw.protocol.decode import decode_payloads
 from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_heartbeat, encode_packet
 from xdpgw.protocol.sequencer import Sequencer, gap_scan
-
-
-def pkt(seq: int, n: int = 1, session: str = "S1") -> bytes:
-    return encode_packet(session, seq, [itch.encode_message("D", order_ref=seq + i) for i in range(n)])
 
 
 def feed(sq: Sequencer, payloads: list[bytes], now: float = 0.0) -> list[int]:
@@ -134,7 +131,8 @@ def test_many_shuffled_packets_deliver_each_sequence_once_in_order():
 def test_new_session_expects_sequence_one():
     sq = Sequencer()
     feed(sq, [pkt(50, 1, "DAY1"), pkt(51, 1, "DAY1")])
-    assert feed(sq, [pkt(3, 1, "DAY2"), pkt(4, 1, "DAY2")]) == [3, 4]
+    # DAY1 went silent (no end-of-session seen): after session_timeout DAY2 takes over
+    assert feed(sq, [pkt(3, 1, "DAY2"), pkt(4, 1, "DAY2")], now=sq.session_timeout + 1) == [3, 4]
     assert sq.stats()["gaps"] == 1 and sq.stats()["missing"] == 2
 
 

@@ -1,7 +1,7 @@
 """The in-order fast path: one C call per burst (``csrc/fastpath.c``) for the common case of a feed.
 
 A :class:`~xdpgw.feed.FeedHandler` *arms* its :class:`FastPath` whenever the sequencer's state makes an
-in-order burst trivial (a confirmed session, nothing missing, buffered or parked; no
+in-order burst trivial (a confirmed session, nothing missing, buffered, parked or held for another session; no
 retransmission client; with A/B lines, for a line at the front of the merged stream). While armed, a burst whose packets all belong to that session and
 continue it exactly, framed exactly, with only valid ITCH messages (heartbeats allowed), is split,
 checked, filtered by the subscription (locates learnt from ``R`` in place), copied into preallocated
@@ -172,7 +172,7 @@ class FastPath:
         q, sub = feed.sequencer, feed.subscription
         ok = (self.enabled and feed.client is None and q.shortcuts
               and q.session is not None and q.next is not None and q.high == q.next and not q.ended
-              and not len(q.hole_table) and not len(q.backlog) and not q.parked
+              and not len(q.hole_table) and not len(q.backlog) and not q.parked and not q.candidates
               and sub.session == q.session and q.next < 1 << 62)
         lines = 1
         if ok and not feed.single_line:  # A/B: the lines at the front of the merged stream, no line hole open
@@ -196,9 +196,11 @@ class FastPath:
         q, c = self.feed.sequencer, self.feed.sequencer.counters
         q.next = q.high = q.sure = int(s.next)
         q.last_heard = s.last_heard
+        c["received"] += s.delivered  # an in-order burst: every message taken in is delivered
         c["delivered"] += s.delivered
         c["heartbeats"] += s.heartbeats
         self.feed.delivered += s.kept
+        self.feed.filtered += s.delivered - s.kept
         s.delivered = s.heartbeats = s.kept = s.bursts = 0
         if not self.feed.single_line:
             for i, ln in enumerate(self.feed.arbiter.lines[:2]):

@@ -3,7 +3,10 @@
 MoldUDP64 has no checksum of its own: a truncated or corrupted copy shows only through its framing.
 
 - A packet too short for its header, or whose sequence is 0 or so large that its messages would run
-  past ``MAX_SEQ`` (u64 wrap-around), is dropped whole (``bad_sequence`` counts the latter).
+  past ``MAX_SEQ`` (u64 wrap-around), is dropped whole (``bad_sequence_packets`` counts the latter,
+  ``bad_sequence`` their messages).
+- Every message dropped is counted by cause (``undecodable``: a block that did not decode; ``untrusted``;
+  ``bad_sequence``), so that nothing taken in goes unaccounted.
 - Within a packet only its *valid prefix* is trusted: the messages before its first block that did not
   decode. After a broken block the block lengths can no longer be trusted, so whatever follows may
   be garbage that happens to parse (``untrusted`` counts the valid messages dropped that way).
@@ -61,7 +64,8 @@ def screen(dec: Decoded) -> tuple[Decoded, np.ndarray | None, dict[str, int]]:
     if not bad.any() and well.all() and sane.all():
         return dec, None, counts
     if (n := int(np.count_nonzero(~short & ~sane))):
-        counts["bad_sequence"] = n
+        counts["bad_sequence_packets"] = n
+        counts["bad_sequence"] = int(np.count_nonzero(~sane[dec.pkt]))  # their messages
     reach = dec.pkt_nmsg.astype(np.int64)
     trusted = None
     if bad.any():
@@ -75,6 +79,8 @@ def screen(dec: Decoded) -> tuple[Decoded, np.ndarray | None, dict[str, int]]:
         trusted = pos < reach[dec.pkt]
         if (n := int(np.count_nonzero(~bad & ~trusted & keep[dec.pkt]))):
             counts["untrusted"] = n
+        if (n := int(np.count_nonzero(bad & keep[dec.pkt]))):
+            counts["undecodable"] = n
     keep &= (reach > 0) | well  # blocks but none trusted: says nothing (a heartbeat or EOS is well-formed)
     out = select(dec, keep, trusted)
     out.pkt_nmsg = reach[keep].astype(np.uint32)

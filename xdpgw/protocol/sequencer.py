@@ -15,8 +15,20 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
 - Input is screened first (:mod:`xdpgw.protocol.screen`): only each packet's valid prefix counts as
   received and only that prefix is announced; a broken copy leaves its missing messages *missing*,
   so a later good copy (other line, retransmission) fills them exactly once.
-- A session is believed only after two well-formed packets of it (either line, a heartbeat counts);
-  until then its packets wait aside (``candidates``). A malformed packet never starts a session.
+- A session is believed only after two well-formed packets of it that *chain* (each wholly beyond, or
+  reordered wholly before, what was seen of it; either line, a heartbeat counts; a copy does not); until then its packets wait aside
+  (``candidates``). A malformed packet never starts a session, and an end-of-session packet never ends
+  any session but its own (a lone one of another session is rejected at once).
+- What proves a session change (day rollover, failover to a backup publisher): the followed session
+  ended with its *own* end-of-session, or has been silent ``session_timeout`` seconds while the new one
+  was heard; and the new one is proven (two chained well-formed packets). Until then the other
+  session's packets are held, never delivered and never able to stop ours; once it is given up (silent
+  ``session_timeout`` while another is followed, ended, or over the bounds) its messages are rejected
+  as ``foreign_session``. At start-up, when several sessions compete, the one that keeps chaining for
+  ``prove_for`` seconds (most chained packets, then the earliest) is followed; the others wait.
+- Every message taken in is accounted for at any moment (:meth:`Sequencer.accounts`): ``received ==
+  delivered + duplicates + sum(rejected) + sum(held)``; ``rejected`` counts messages by cause, ``held``
+  what still waits by reason (``behind_hole``, ``parked_far_ahead``, ``unconfirmed_session``).
 - A hole is only given up once the data after it is corroborated: ``sure`` is the highest end of a
   packet that did not itself open a gap (it continued what was known). A lone packet ahead (a garbage
   sequence) opens a hole nobody can skip, so the real messages still fill it in order.
@@ -44,7 +56,17 @@ from xdpgw.protocol.holes import Hole, HoleTable, RangeLog
 from xdpgw.protocol.moldudp64 import END_OF_SESSION, MAX_COUNT, OK, RetransmitRequest
 from xdpgw.protocol.screen import screen, select
 
-__all__ = ["Candidate", "Hole", "Sequencer", "gap_scan"]
+__all__ = ["HELD_REASONS", "REJECT_CAUSES", "Candidate", "Hole", "Sequencer", "gap_scan"]
+
+#: Why a message taken in was not delivered and never will be (counted in messages, see ``Sequencer.rejected``):
+#: a block that did not decode, a valid block after a broken one, a packet with an impossible sequence,
+#: a malformed packet of a session not followed, a session not followed (given up), a session that already
+#: ended, data never corroborated (parked far ahead and pushed out, or beyond an open hole when the session ended).
+REJECT_CAUSES = ("undecodable", "untrusted", "bad_sequence", "foreign_malformed", "foreign_session",
+                 "stale_session", "unconfirmed")
+#: Why a message taken in still waits (``Sequencer.held()``): behind a hole, far ahead of the feed until
+#: corroborated, or in a session not followed (yet).
+HELD_REASONS = ("behind_hole", "parked_far_ahead", "unconfirmed_session")
 
 _NOTHING = Decoded.empty()  # what a call that delivers nothing returns (shared: never edit it)
 Piece = tuple[Decoded, "slice | np.ndarray | None"]  # to deliver: a burst, or some of it (see Backlog.take)
@@ -52,11 +74,19 @@ Piece = tuple[Decoded, "slice | np.ndarray | None"]  # to deliver: a burst, or s
 
 @dataclass(slots=True)
 class Candidate:
-    """Packets of a session not believed yet, and how many of them were well-formed."""
+    """Packets of a session not followed (yet), held, and what they prove: well-formed packets that
+    chained (each at or beyond the end of the one before), when it was first and last heard, and
+    whether it ended (its own well-formed end-of-session: it is never followed then)."""
 
     parts: list[Decoded] = field(default_factory=list)
-    good: int = 0
     messages: int = 0
+    packets: int = 0
+    chain: int = 0
+    chain_start: int = 0  # the sequences it showed: [chain_start, chain_end)
+    chain_end: int | None = None
+    first: float = 0.0
+    last: float = 0.0
+    ended: bool = False
 
 
 def gap_scan(starts: np.ndarray, ends: np.ndarray, high: int) -> tuple[np.ndarray, int, np.ndarray]:
@@ -84,7 +114,10 @@ class Sequencer:
     def __init__(self, retransmit: bool = False, give_up_after: float = 0.0, retry_interval: float = 0.05,
                  max_buffered: int = 1 << 20, max_request: int = 1000, first_seq: int | None = None,
                  max_holes_requested: int = 16, max_candidates: int = 8, max_jump: int = 1 << 20,
-                 max_parked: int = 16) -> None:
+                 max_parked: int = 16, session_timeout: float = 1.0, prove_for: float = 0.05) -> None:
+        """``session_timeout``: seconds of silence after which the followed session may be replaced (and a
+        session not followed is given up); ``prove_for``: at start-up, how long competing sessions must
+        keep chaining before one is followed."""
         self.retransmit = retransmit
         self.give_up_after = give_up_after
         self.retry_interval = retry_interval
@@ -93,6 +126,7 @@ class Sequencer:
         self.max_holes_requested = max_holes_requested  # per call: oldest holes first
         self.max_candidates = max_candidates
         self.max_jump, self.max_parked = max_jump, max_parked
+        self.session_timeout, self.prove_for = session_timeout, prove_for
         self._switched = False  # the current call changed the session
         self.shortcuts = True  # the O(1)-ish paths (_in_order, _beyond); tests turn them off to compare
         self.session: bytes | None = None
@@ -102,7 +136,8 @@ class Sequencer:
         self.backlog = Backlog()  # received, waiting for a hole before it: exactly [next, high) minus the holes
         self.hole_table = HoleTable()
         self.given_up = RangeLog(maxlen=1024)  # the newest holes given up, for telling late from duplicate
-        self.old_sessions: set[bytes] = set()
+        self.old_sessions: set[bytes] = set()  # followed until their own end-of-session
+        self.resume: dict[bytes, int] = {}  # followed until they went silent: where each left off
         self.candidates: dict[bytes, Candidate] = {}
         self.parked: list[tuple[int, int, Decoded]] = []  # (start, end, packet) far ahead, uncorroborated
         self.ended = False
@@ -112,27 +147,33 @@ class Sequencer:
         self.last_input = Decoded.empty()  # the last call's input as screened (what it believed)
         self.last_session: bytes | None = None  # the one session of last_input (None: several, or none)
         self.counters = dict.fromkeys(
-            ("delivered", "gaps", "gap_messages", "missing", "duplicates", "late", "recovered",
-             "heartbeats", "sessions", "stale_session", "end_of_session", "requests",
-             # hostile input, see the module docstring: messages, except *_packets / bad_sequence (packets)
-             "untrusted", "bad_sequence", "foreign_malformed_packets", "unconfirmed"), 0)
+            ("received", "delivered", "gaps", "gap_messages", "missing", "duplicates", "late", "recovered",
+             "heartbeats", "sessions", "end_of_session", "requests",
+             # hostile input, in packets (the messages they carried are in ``rejected``)
+             "bad_sequence_packets", "foreign_malformed_packets", "foreign_session_packets"), 0)
+        self.rejected = dict.fromkeys(REJECT_CAUSES, 0)  # messages taken in and never to be delivered, by cause
 
     # --- public API -------------------------------------------------------------------------------
     def on_decoded(self, dec: Decoded, now: float) -> Decoded:
         """Take one decoded burst; return what can be delivered now, in sequence order."""
         self.last_accepted = 0
         self._switched = False
+        self.counters["received"] += len(dec)
         if dec.facts is not None and self.shortcuts and self._in_order(dec, dec.facts, now):
             self.last_input = dec
+            if self.candidates:  # a session change may be due now (ours ended), or others given up
+                out: list[Piece] = [(dec, None)]
+                self._decide(now, out)
+                return self._finish(out)
             self.counters["delivered"] += len(dec)
             return dec if len(dec) else _NOTHING
         dec, well, dropped = screen(dec)
         self.last_input, self.last_session = dec, None
         for k, v in dropped.items():
-            self.counters[k] += v
+            (self.rejected if k in self.rejected else self.counters)[k] += v
         if len(dec.pkt_seq) == 0:
             return _NOTHING
-        out: list[Piece] = []
+        out = []
         sess = dec.pkt_session
         if one_session(sess):
             self.last_session = sess[0]
@@ -154,6 +195,19 @@ class Sequencer:
         self._expire(now, out)
         return self._finish(out)
 
+    def held(self) -> dict[str, int]:
+        """Messages taken in that still wait, by reason (see ``HELD_REASONS``)."""
+        return {"behind_hole": len(self.backlog),
+                "parked_far_ahead": sum(len(p) for _, _, p in self.parked),
+                "unconfirmed_session": sum(c.messages for c in self.candidates.values())}
+
+    def accounts(self) -> dict[str, int | dict[str, int]]:
+        """Where every message taken in is, at this moment: ``received == delivered + duplicates +
+        sum(rejected) + sum(held)`` (duplicates include late copies of given-up sequences)."""
+        c = self.counters
+        return {"received": c["received"], "delivered": c["delivered"], "duplicates": c["duplicates"] + c["late"],
+                "rejected": dict(self.rejected), "held": self.held()}
+
     def take_actions(self) -> list[RetransmitRequest]:
         """Retransmission requests to send now (drains the queue)."""
         acts, self.actions = self.actions, []
@@ -164,7 +218,7 @@ class Sequencer:
         return None if self.last_heard is None else now - self.last_heard
 
     def stats(self) -> dict[str, int]:
-        return dict(self.counters, buffered=len(self.backlog), open_holes=len(self.hole_table),
+        return dict(self.counters, **self.rejected, buffered=len(self.backlog), open_holes=len(self.hole_table),
                     candidate_sessions=len(self.candidates), parked=len(self.parked))
 
     @property
@@ -206,49 +260,103 @@ class Sequencer:
 
     def _route(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float,
                out: list[Piece]) -> None:
-        """One run of one session: sequence it, or hold it until its session is confirmed."""
+        """One run of one session: sequence it, or hold it while its session is not followed."""
         if session == self.session:
             self._run(dec, now, out)
         elif session in self.old_sessions:
-            self.counters["stale_session"] += len(dec)
+            self.rejected["stale_session"] += len(dec)
         else:
-            self._candidate(dec, well, session, now, out)
+            self._candidate(dec, well, session, now)
+            self._decide(now, out)  # now, before later runs of this burst: the order of arrival counts
 
-    def _candidate(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float,
-                   out: list[Piece]) -> None:
-        good = len(dec.pkt_seq) if well is None else int(np.count_nonzero(well))
+    def _candidate(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float) -> None:
+        """Hold a run of a session not followed, and note what it proves (see ``_decide``)."""
         c = self.candidates.pop(session, None)
         if c is None:
-            if not good:  # only malformed packets of an unknown session: they never start one
+            if well is not None and not well.any():  # only malformed packets of an unknown session
                 self.counters["foreign_malformed_packets"] += len(dec.pkt_seq)
+                self.rejected["foreign_malformed"] += len(dec)
                 return
-            c = Candidate()
+            c = Candidate(first=now)
+        self._prove(c, dec, well, now)
         if c.messages + len(dec) > self.max_buffered or len(c.parts) >= 64:
-            self.counters["unconfirmed"] += len(dec)
+            self.rejected["foreign_session"] += len(dec)
+            self.counters["foreign_session_packets"] += len(dec.pkt_seq)
         else:
             c.parts.append(dec)
-            c.good += good
             c.messages += len(dec)
-        if c.good >= 2:
-            self._adopt(session, c, now, out)
+            c.packets += len(dec.pkt_seq)
+        self.candidates[session] = c  # (re)inserted last: the least recently heard come first
+        while len(self.candidates) > self.max_candidates:
+            self._reject(self.candidates.pop(next(iter(self.candidates))))
+
+    def _reject(self, c: Candidate) -> None:
+        """A session not followed is given up: its held messages are rejected."""
+        self.rejected["foreign_session"] += c.messages
+        self.counters["foreign_session_packets"] += c.packets
+
+    @staticmethod
+    def _prove(c: Candidate, dec: Decoded, well: np.ndarray | None, now: float) -> None:
+        """Count the well-formed packets of ``dec`` that chain on what ``c`` showed so far: each lies wholly
+        beyond (or, reordered, wholly before) the sequences seen before it; a copy proves nothing."""
+        starts = dec.pkt_seq.astype(np.int64)
+        ends = starts + dec.pkt_nmsg
+        count = dec.pkt_count
+        if well is not None:
+            starts, ends, count = starts[well], ends[well], count[well]
+        if not len(starts):
             return
-        self.candidates[session] = c
-        while len(self.candidates) > self.max_candidates:  # the oldest unconfirmed session goes
-            self.counters["unconfirmed"] += self.candidates.pop(next(iter(self.candidates))).messages
+        c.last = now
+        c.ended = c.ended or bool((count == END_OF_SESSION).any())
+        if c.chain_end is None:  # the first one proves itself
+            c.chain, c.chain_start, c.chain_end = 1, int(starts[0]), int(ends[0])
+            starts, ends = starts[1:], ends[1:]
+            if not len(starts):
+                return
+        hi = np.maximum.accumulate(np.r_[c.chain_end, ends[:-1]])
+        lo = np.minimum.accumulate(np.r_[c.chain_start, starts[:-1]])
+        c.chain += int(np.count_nonzero((starts >= hi) | (ends <= lo)))
+        c.chain_start, c.chain_end = min(c.chain_start, int(starts.min())), max(c.chain_end, int(ends.max()))
+
+    def _decide(self, now: float, out: list[Piece]) -> None:
+        """Give up dead candidates; follow a proven one when a session change is proven (module doc)."""
+        cands = self.candidates
+        following = self.session is not None
+        for sess in [s for s, c in cands.items()  # a lone end-of-session, or silent while we follow another
+                     if (c.ended and c.chain < 2) or (following and now - c.last >= self.session_timeout)]:
+            self._reject(cands.pop(sess))
+        proven = [(s, c) for s, c in cands.items() if c.chain >= 2]
+        if not proven:
+            return
+        if following:
+            last = self.last_heard if self.last_heard is not None else -np.inf
+            if not (self.ended or now - last >= self.session_timeout):
+                return  # ours is alive: nothing else may take over
+            proven = [(s, c) for s, c in proven if self.ended or c.last > last]
+            if not proven:
+                return
+        session, c = max(proven, key=lambda sc: (not sc[1].ended, sc[1].chain, -sc[1].first))
+        live = sum(not o.ended for o in cands.values())
+        if not following and ((c.ended and live) or (live > 1 and now - c.first < self.prove_for)):
+            return  # at start-up a live session beats an ended one; live ones compete: the real feed keeps chaining
+        del cands[session]
+        self._adopt(session, c, now, out)
 
     def _adopt(self, session: bytes, c: Candidate, now: float, out: list[Piece]) -> None:
-        """``session`` is confirmed: it becomes the current one and its held packets are sequenced."""
-        for other in self.candidates.values():
-            self.counters["unconfirmed"] += other.messages
-        self.candidates.clear()
+        """``session`` is proven: it becomes the current one and its held packets are sequenced."""
         held = Decoded.concat(c.parts)
         if self.session is not None:
             self._switched = True  # what this call delivers may now span two sessions
             self._give_up_all(out)
-            self.old_sessions.add(self.session)
-            self.counters["unconfirmed"] += sum(len(p) for _, _, p in self.parked)
+            if self.ended:
+                self.old_sessions.add(self.session)
+            else:  # gone silent: it may come back, and then resumes where it left off
+                self.resume[self.session] = self.next
+                while len(self.resume) > 16:
+                    del self.resume[next(iter(self.resume))]
+            self.rejected["unconfirmed"] += sum(len(p) for _, _, p in self.parked)
             self.parked = []
-            self.next = self.high = self.sure = 1  # a new session starts at sequence 1
+            self.next = self.high = self.sure = self.resume.pop(session, 1)  # a new session starts at 1
             self.given_up.clear()
         elif self.next is None:  # joining: start at the lowest sequence seen
             self.next = self.high = self.sure = int(held.pkt_seq.min())
@@ -291,7 +399,7 @@ class Sequencer:
                 continue
             self.parked.append((a, b, pkt))
             if len(self.parked) > self.max_parked:
-                self.counters["unconfirmed"] += len(self.parked.pop(0)[2])
+                self.rejected["unconfirmed"] += len(self.parked.pop(0)[2])
         return Decoded.concat(back) if back else None
 
     def _sequence(self, dec: Decoded, now: float, out: list[Piece], starts: np.ndarray | None = None) -> None:
@@ -405,6 +513,8 @@ class Sequencer:
             self.next = ready
 
     def _expire(self, now: float, out: list[Piece]) -> None:
+        if self.candidates:
+            self._decide(now, out)
         if self.next is None:
             return
         self._deliver_ready(out)
@@ -470,6 +580,6 @@ class Sequencer:
             if k:
                 self._skip(k, out)
         self._deliver_ready(out)
-        self.counters["unconfirmed"] += len(self.backlog)
+        self.rejected["unconfirmed"] += len(self.backlog)
         self.backlog.clear()
         holes.clear()

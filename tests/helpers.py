@@ -1,0 +1,407 @@
+"""What the tests share: the XDP gate, frames into a lab, kernel sockets, receivers, and `xdpgw` processes.
+
+Fixtures live in conftest.py; packet builders for the sans-IO tests in builders.py. Every wait here is for
+a condition, with a deadline: nothing sleeps a fixed time and nothing blocks forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xdpgw.lab import Lab, in_netns
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+# --- can the XDP path run here? ---------------------------------------------------------------------
+def xdp_unavailable() -> str:
+    """Why the XDP path cannot run here ("" when it can)."""
+    if os.geteuid() != 0:
+        return "not root"
+    if not Path(f"/lib/modules/{os.uname().release}/build").exists():
+        return "no kernel headers for BCC (run scripts/setup.sh)"
+    try:
+        import bcc  # noqa: F401
+        import xdpgw._xsk  # noqa: F401
+    except ImportError as exc:
+        return f"cannot import bcc / xdpgw._xsk ({exc}); run scripts/setup.sh"
+    try:
+        s = socket.socket(44, socket.SOCK_RAW)  # AF_XDP
+        s.close()
+    except OSError as exc:
+        return f"AF_XDP sockets unavailable ({exc})"
+    return ""
+
+
+def require(ok: bool, why: str) -> None:
+    """Skip with ``why`` when ``ok`` is false (in CI the conftest hook turns that skip into a failure)."""
+    if not ok:
+        pytest.skip(why)
+
+
+def require_xdp() -> None:
+    why = xdp_unavailable()
+    require(not why, f"XDP test cannot run: {why}")
+
+
+def as_nobody(cmd: list[str]) -> list[str]:
+    """``cmd`` run as user nobody, unprivileged except for CAP_DAC_READ_SEARCH, so it can still read
+    the checkout wherever it lives (a fresh clone may sit in a 0700 directory)."""
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search", *cmd]
+
+
+def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+              interval: float = 0.02) -> object:
+    """``cond()``'s first truthy value; fails the test if none comes within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# --- frames into a lab --------------------------------------------------------------------------------
+def rx_mac(lab: Lab) -> str:
+    return lab.macs()[1]
+
+
+def feed_frames(lab: Lab, payloads: list[bytes], dport: int = 9001, sport: int = 40000, v6: bool = False,
+                vlan: int | None = None) -> list[bytes]:
+    """Ethernet frames built by scapy, from the lab's tx side to its rx side."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Dot1Q, Ether
+    from scapy.packet import Raw
+
+    eth = Ether(dst=rx_mac(lab))
+    if vlan is not None:
+        eth = eth / Dot1Q(vlan=vlan)
+    ip = IPv6(src=lab.tx_ip6, dst=lab.rx_ip6) if v6 else IP(src=lab.tx_ip, dst=lab.rx_ip)
+    return [bytes(eth / ip / UDP(sport=sport, dport=dport) / Raw(p)) for p in payloads]
+
+
+def send_frames(lab: Lab, frames: list[bytes]) -> int:
+    """Inject frames on the tx veth through a packet socket (inside the tx namespace); returns how many
+    the tx kernel accepted (it refuses frames shorter than an Ethernet header)."""
+    with in_netns(lab.tx_ns):
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    sent = 0
+    try:
+        s.bind((lab.tx_if, 0))
+        for f in frames:
+            try:
+                s.send(f)
+                sent += 1
+            except OSError:
+                pass
+    finally:
+        s.close()
+    return sent
+
+
+def kernel_udp_socket(lab: Lab, port: int) -> socket.socket:
+    """A plain kernel UDP socket bound in the rx namespace."""
+    with in_netns(lab.rx_ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    s.settimeout(0.5)
+    return s
+
+
+def drain_socket(s: socket.socket, want: int, timeout: float = 3.0) -> list[bytes]:
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        try:
+            got.append(s.recv(65536))
+        except TimeoutError:
+            continue
+    return got
+
+
+def attached(lab: Lab) -> object:
+    from xdpgw.netdev import interface
+
+    with in_netns(lab.rx_ns):
+        return interface(lab.rx_if).xdp
+
+
+def send_to_queues(lab: Lab, counts: dict[int, int], tag: bytes = b"") -> dict[int, list[bytes]]:
+    """``counts[q]`` unique feed packets onto RX queue ``q`` of the rx veth; returns them by queue.
+
+    An AF_XDP sender bound to TX queue ``q`` of the tx veth: veth hands a frame to the peer's RX queue with
+    its TX queue's index (the receiving program must run in native mode, --mode drv)."""
+    sent = {q: [b"%s-q%d-%04d" % (tag, q, i) for i in range(n)] for q, n in counts.items()}
+    for q, payloads in sent.items():
+        send_to_queue(lab, q, payloads)
+    return sent
+
+
+def send_to_queue(lab: Lab, queue: int, payloads: list[bytes], port: int = 9001) -> None:
+    """``payloads`` as UDP datagrams onto RX queue ``queue`` of the rx veth (see send_to_queues)."""
+    from xdpgw.transport.base import Batch, send_with_retries
+    from xdpgw.transport.xdp_send import XdpSender
+
+    with in_netns(lab.tx_ns), XdpSender(lab.tx_if, lab.rx_ip, port, queue=queue) as tx:
+        assert send_with_retries(tx, Batch.from_payloads(payloads)) == len(payloads)
+
+
+# --- receivers in a lab -------------------------------------------------------------------------------
+TRANSPORTS = ["xdp-skb", "xdp-drv", "socket"]
+
+
+def open_receiver(kind: str, lab: Lab, port: int = 9001, **kw):
+    """A receiver of ``kind`` (xdp-skb, xdp-drv, socket) on the lab's rx side."""
+    with in_netns(lab.rx_ns):
+        if kind == "socket":
+            from xdpgw.transport.socket import SocketReceiver
+
+            return SocketReceiver(port, **kw)
+        from xdpgw.transport.xdp import XdpReceiver
+
+        return XdpReceiver(lab.rx_if, 0, [port], mode=kind.split("-")[1], **kw)
+
+
+def collect(rx, want: int, timeout: float = 5.0) -> tuple[list[bytes], np.ndarray]:
+    """Payloads (and kernel RX stamps) until ``want`` arrived or ``timeout`` passed."""
+    got: list[bytes] = []
+    stamps: list[np.ndarray] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        b = rx.recv_batch(256, timeout=0.05)
+        got += b.payloads()
+        stamps.append(b.ts_ns[: b.count].copy())
+    return got, np.concatenate(stamps) if stamps else np.zeros(0, np.uint64)
+
+
+# --- a MoldUDP64 re-request server ------------------------------------------------------------------
+class RerequestServer:
+    """A tiny MoldUDP64 re-request server on 127.0.0.1 (of namespace ``netns``, or this one): answers each
+    20-byte request from its store, one at a time (``serve_one``) or from a thread (``start``)."""
+
+    def __init__(self, store: dict[int, bytes], netns: str | None = None) -> None:
+        self.store = store
+        with in_netns(netns) if netns else contextlib.nullcontext():
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2.0)
+        self.addr = self.sock.getsockname()
+        self.requests: list = []
+        self._thread = None
+        self._stop = False
+
+    def serve_one(self, answer: bool = True):
+        from xdpgw.protocol.moldudp64 import RetransmitRequest, encode_packet
+
+        data, peer = self.sock.recvfrom(64)
+        req = RetransmitRequest.decode(data)
+        self.requests.append(req)
+        if answer:
+            seqs = range(req.first, req.first + req.count)
+            self.sock.sendto(encode_packet(req.session, req.first, [self.store[s] for s in seqs]), peer)
+        return req
+
+    def start(self) -> RerequestServer:
+        import threading
+
+        def serve() -> None:
+            self.sock.settimeout(0.1)
+            while not self._stop:
+                with contextlib.suppress(TimeoutError, OSError):
+                    self.serve_one()
+
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join(5)
+        self.sock.close()
+
+
+# --- `xdpgw` as users run it --------------------------------------------------------------------------
+def xdpgw_cmd(lab_ns: str | None, *args: str) -> list[str]:
+    base = [sys.executable, "-m", "xdpgw", *args]
+    return (["ip", "netns", "exec", lab_ns, *base]) if lab_ns else base
+
+
+def run_xdpgw(lab_ns: str | None, *args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(xdpgw_cmd(lab_ns, *args), capture_output=True, text=True, timeout=timeout, cwd=ROOT, **kw)
+
+
+def one_line_error(res: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit status 2 and exactly one `xdpgw: error:` line holding every needle, no traceback."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("xdpgw: error:")]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only a zombie left for init to reap."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+def wait_gone(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
+    """The pids still running after ``timeout`` (empty when all are gone)."""
+    deadline = time.monotonic() + timeout
+    while (left := [p for p in pids if not gone(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def status_of(lab: Lab) -> dict:
+    """`xdpgw status --json` of the lab's rx interface, read in this process (no interpreter start-up)."""
+    from xdpgw.bpf import status_iface
+
+    with in_netns(lab.rx_ns):
+        return status_iface(lab.rx_if)
+
+
+class Xdpgw:
+    """`xdpgw attach|listen ...` as a child process in the lab's rx namespace, in its own process group.
+
+    Use it as a context manager: on the way out whatever is still running (the parent and any queue
+    worker) is killed with SIGKILL and what the killed parent left attached is detached, even when the
+    test failed. ``finish()`` waits for a normal end (always with a deadline).
+    """
+
+    def __init__(self, lab: Lab, *args: str, env: dict[str, str] | None = None) -> None:
+        self.lab, self.args = lab, args
+        # SIGINT at its default, as from a terminal: a test run started in the background (`pytest &`) has
+        # SIGINT ignored, which its children inherit, and Python then never turns Ctrl-C into KeyboardInterrupt
+        cmd = xdpgw_cmd(lab.rx_ns, *args)
+        cmd[cmd.index(sys.executable):cmd.index(sys.executable)] = ["env", "--default-signal=INT"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, cwd=ROOT, start_new_session=True,
+                                     env={**os.environ, **(env or {})})
+        self.out = self.err = ""
+
+    def __enter__(self) -> Xdpgw:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, sig: int, group: bool = False) -> None:
+        """Send ``sig`` to the parent, or to its whole process group like a terminal's Ctrl-C."""
+        if group:
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
+
+    def finish(self, timeout: float = 30) -> tuple[int, str, str]:
+        """Wait for the process to end by itself; (exit status, stdout, stderr)."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"xdpgw {' '.join(self.args)} did not finish within {timeout} s: {self.err[-2000:]}")
+        self.out, self.err = self.out + out, self.err + err
+        return self.proc.returncode, self.out, self.err
+
+    def kill(self) -> None:
+        running = self.proc.poll() is None
+        # the parent and its queue workers (they hold its stdout/stderr) before reading to the end
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if running:
+            self.proc.kill()
+        try:
+            out, err = self.proc.communicate(timeout=20)
+            self.out, self.err = self.out + out, self.err + err
+        except (ValueError, subprocess.TimeoutExpired):  # already read to the end / stuck in the kernel
+            pass
+        if running and self.args and self.args[0] == "attach" and self.lab.exists():
+            run_xdpgw(self.lab.rx_ns, "detach", self.lab.rx_if)  # its state file lives outside the lab
+
+    def read_line(self, pattern: str, timeout: float = 20) -> str:
+        """The first stderr line holding ``pattern`` (the process keeps running)."""
+        deadline = time.monotonic() + timeout
+        stream = self.proc.stderr
+        buf = ""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None and not select.select([stream], [], [], 0)[0]:
+                self.err += buf
+                pytest.fail(f"no stderr line with {pattern!r} from xdpgw {' '.join(self.args)}: {self.err[-2000:]}")
+            if select.select([stream], [], [], min(left, 0.2))[0]:
+                line = os.read(stream.fileno(), 1 << 16).decode(errors="replace")
+                if not line and self.proc.poll() is not None:
+                    continue
+                buf += line
+                for ln in buf.splitlines():
+                    if pattern in ln:
+                        self.err += buf
+                        return ln
+
+    def wait_attached(self, queues: int = 1, timeout: float = 30) -> dict:
+        """Until the program is attached and ``queues`` sockets are in (the state file lists them)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = status_of(self.lab)
+            consumer = st.get("consumer") or {}
+            if consumer.get("consumer_alive") and consumer.get("pid") == self.proc.pid \
+                    and len(consumer.get("stats") or {}) == queues:
+                return st
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.kill()
+        pytest.fail(f"xdpgw {' '.join(self.args)} did not come up: {self.err[-2000:]}")
+
+    def wait_stats(self, cond: Callable[[dict], bool], what: str, timeout: float = 10) -> dict:
+        """Until the consumer's published per-queue stats satisfy ``cond`` (they refresh once a second)."""
+        def check() -> dict | None:
+            stats = (status_of(self.lab).get("consumer") or {}).get("stats") or {}
+            return stats if stats and cond(stats) else None
+
+        return wait_for(check, timeout, what)
+
+
+def attach(lab: Lab, *args: str, queues: int = 1, env: dict[str, str] | None = None) -> Xdpgw:
+    """`xdpgw attach <rx veth> --quiet ...`, returned once its ``queues`` consumers are up."""
+    gw = Xdpgw(lab, "attach", lab.rx_if, "--quiet", *args, env=env)
+    try:
+        gw.wait_attached(queues)
+    except BaseException:
+        gw.kill()
+        raise
+    return gw
+
+
+def summary_of(gw: Xdpgw, timeout: float = 30) -> dict:
+    """The JSON summary of a gateway that ends by itself (--count/--duration), after a clean exit."""
+    rc, out, err = gw.finish(timeout)
+    assert rc == 0, err[-3000:]
+    return json.loads(out)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import run_xdpgw, xdpgw_cmd
+from tests.helpers import run_xdpgw, xdpgw_cmd
 from xdpgw.lab import Lab, in_netns
 
 METRICS_PORT = 9464  # inside the lab's own network namespace: always free

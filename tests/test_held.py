@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests import gwproc
-from tests.conftest import feed_frames, run_xdpgw, send_frames
+from tests.helpers import feed_frames, run_xdpgw, send_frames
 from xdpgw.protocol import itch
 from xdpgw.protocol.moldudp64 import encode_heartbeat, encode_packet
 from xdpgw.summary import accounted

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests import gwproc
-from tests.conftest import feed_frames, send_frames
+from tests.helpers import feed_frames, send_frames
 from xdpgw.lab import Lab, in_netns
 from xdpgw.metrics import drops_by_cause
 from xdpgw.protocol import itch

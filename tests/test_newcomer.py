@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def readme_commands() -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests import gwproc
-from tests.conftest import feed_frames, send_frames
+from tests.helpers import feed_frames, send_frames
 from xdpgw.protocol import itch
 from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_packet
 

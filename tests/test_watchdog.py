@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests import gwproc
-from tests.conftest import feed_frames, kernel_udp_socket, send_frames
+from tests.helpers import feed_frames, kernel_udp_socket, send_frames
 
 pytestmark = pytest.mark.xdp
 

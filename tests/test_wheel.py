@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, attached, feed_frames, send_frames
+from tests.helpers import ROOT, attached, feed_frames, send_frames
 
 pytestmark = pytest.mark.xdp
 

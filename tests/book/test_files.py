@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import run_xdpgw
+from tests.helpers import run_xdpgw
 from xdpgw.cli import main
 from xdpgw.protocol.flow import order_flow, packets
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from tests.book.conftest import run_stream
-from tests.conftest import feed_frames, send_frames
+from tests.helpers import attach, feed_frames, send_frames, summary_of
 from xdpgw.book.live import BookBatch, BookFeed
 from xdpgw.feed import FeedHandler
 from xdpgw.gateway import Gateway, status_text
@@ -27,14 +27,11 @@ def offline(flow) -> dict:
 
 @pytest.mark.xdp
 def test_attach_book_reports_the_books(lab, tiny):
-    from tests.test_cli import start_attach
-
     pk = packets(tiny, per_packet=25)
-    proc = start_attach(lab, "--protocol", "moldudp64", "--book", "--count", str(len(pk)), "--json", "--mode", "skb")
-    send_frames(lab, feed_frames(lab, pk))
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    summary = json.loads(out)
+    with attach(lab, "--protocol", "moldudp64", "--book", "--count", str(len(pk)), "--duration", "30",
+                "--json", "--mode", "skb") as gw:
+        send_frames(lab, feed_frames(lab, pk))
+        summary = summary_of(gw)
     assert summary["messages"] == len(tiny)
     want = offline(tiny)
     got = summary["books"]

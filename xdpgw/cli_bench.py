@@ -36,7 +36,7 @@ def bench(quick, transports, latency_pps, out, no_png, as_json, latency_only, la
 
     say = lambda *a: print("bench:", *a, file=sys.stderr, flush=True)  # noqa: E731
     if latency_only:
-        lat = _latency(out, no_png, latency_s, say)
+        lat = _latency(f"{out}-latency", no_png, latency_s, say)
         click.echo(_lat_json(lat) if as_json else _lat_text(lat))
         return
 

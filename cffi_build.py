@@ -130,17 +130,20 @@ void xgw_hist_since(int64_t *counts, int64_t ncounts, uint32_t sub_bits, int64_t
                     const uint64_t *stamps, uint32_t nstamps, struct xgw_hist_batch *out);
 """
 
-SOURCES = ["xsk.c", "bpfobj.c", "net.c", "mold.c", "blast.c", "frames.c", "hist.c"]
+# --- in-order fast path (csrc/fastpath.c): its header is the cdef, read as is -----------------------
+CDEF_FAST = (CSRC / "fastpath.h").read_text()
+
+SOURCES = ["xsk.c", "bpfobj.c", "net.c", "mold.c", "blast.c", "frames.c", "hist.c", "fastpath.c"]
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF_XSK + CDEF_BPF + CDEF_NET + CDEF_MOLD + CDEF_BLAST + CDEF_FRAMES + CDEF_HIST)
+ffibuilder.cdef(CDEF_XSK + CDEF_BPF + CDEF_NET + CDEF_MOLD + CDEF_BLAST + CDEF_FRAMES + CDEF_HIST + CDEF_FAST)
 ffibuilder.set_source(
     "xdpgw._xsk",
     "".join(f'#include "{name}"\n' for name in SOURCES),
     include_dirs=[str(CSRC)],
     libraries=["xdp", "bpf"],
     extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
-    depends=[str(CSRC / name) for name in SOURCES],
+    depends=[str(CSRC / name) for name in SOURCES] + [str(CSRC / "fastpath.h")],
 )
 
 if __name__ == "__main__":

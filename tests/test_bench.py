@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_xdpgw
+from tests.helpers import require_xdp, run_xdpgw
 from xdpgw.bench import Plan, add_ratios, format_table, frame_msgs
 from xdpgw.lab import Lab
 
@@ -64,3 +65,25 @@ def test_the_bench_command_fills_every_field_writes_its_files_and_leaves_no_lab(
     offered = plan["burst_base_pps"] * plan["calm_s"] * 2 + plan["burst_base_pps"] * plan["burst_factor"] * plan["burst_s"]
     assert [b["transport"] for b in res["burst"]] == ["socket", "xdp-drv"]
     assert all(b["offered"] == pytest.approx(offered) for b in res["burst"]), (res["burst"], offered)
+
+
+@pytest.mark.xdp
+def test_a_short_latency_bench_has_every_row_and_ratios_to_the_bare_loop(tmp_path):
+    require_xdp()
+    from xdpgw.bench import format_latency_table, pipeline_cost, plot_latency, run_latency_bench
+
+    rows = (("bare C loop", "xdp-drv"), ("decoding", "xdp-drv"), ("decoding", "socket"))
+    res = run_latency_bench(0.1, rows=rows, rates=(10_000.0,))
+    assert res["lab"].startswith("xgl") and not Lab(res["lab"]).exists()
+    got = res["latency_rows"]
+    assert [(r["pipeline"], r["transport"], r["size"]) for r in got] == [
+        (p, t, s) for p, t in rows for s in ("1", "25")]
+    for r in got:
+        assert r["received"] > 0 and r["latency_ns"]["count"] > 0 and r["p50_x_ref"] > 0
+        assert r["pipeline"] == "bare C loop" or r["delivered"] > 0
+        assert (r["fast_path_packets"] > 0) == (r["pipeline"] == "decoding")  # in-order bursts: the C path
+    assert all(r["p50_x_ref"] == 1.0 for r in got if r["pipeline"] == "bare C loop")
+    assert "bare C loop" in format_latency_table(res) and len(res["load_1min"]) == 2
+    assert Path(plot_latency(res, str(tmp_path / "l.png"))).read_bytes()[:4] == b"\x89PNG"
+    cost = pipeline_cost(calls=200)
+    assert {(c["path"], c["msgs"]) for c in cost} == {(p, m) for p in ("C fast path", "general path") for m in (1, 25)}

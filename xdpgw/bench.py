@@ -16,6 +16,7 @@ Per transport, a burst: the base rate, then 100× it for 100 ms, then the base r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -167,7 +168,7 @@ def open_receiver(kind: str, lab: Lab):
 
 
 def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail: float = 0.2,
-              limit: float = 60.0) -> dict:
+              limit: float = 60.0, handlers: list | None = None) -> dict:
     """Start ``cmd`` on the generator and consume until it is done and the stream has drained.
 
     ``probe``: a handler notes every message's send → handler latency (else no handler: the throughput
@@ -190,24 +191,25 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
         if now >= state["deadline"]:
             gw.stop()
 
-    gw = Gateway([rx], [lp] if probe else [], feed=feed, status=None, status_interval=0.002, on_tick=tick)
+    hs = handlers if handlers is not None else [lp] if probe else []
+    gw = Gateway([rx], hs, feed=feed, status=None, status_interval=0.002, on_tick=tick)
     stats0 = rx.stats()
-    feed0 = feed.stats()
+    feed0 = feed.stats() if feed is not None else {}
     t0 = time.monotonic()
     gen.send(cmd)
     summary = gw.run()
     report = state["report"] or gen.reply(timeout=30)
-    stats1, feed1 = rx.stats(), feed.stats()
+    stats1, feed1 = rx.stats(), feed.stats() if feed is not None else {}
     active = max(state["last"] - t0, report["seconds"], 1e-9)
     return {
         "offered": report["packets"], "offered_pps": report["pps"], "gen": report,
         "received": summary["packets"], "received_pps": summary["packets"] / active,
         "ns_per_packet": summary.get("ns_per_packet"),
-        "messages": feed1["messages"] - feed0["messages"],
-        "msgs_per_s": (feed1["messages"] - feed0["messages"]) / active,
-        "missing": feed1["missing"] - feed0["missing"], "gaps": feed1["gaps"] - feed0["gaps"],
+        "messages": feed1.get("messages", 0) - feed0.get("messages", 0),
+        "msgs_per_s": (feed1.get("messages", 0) - feed0.get("messages", 0)) / active,
+        "missing": feed1.get("missing", 0) - feed0.get("missing", 0), "gaps": feed1.get("gaps", 0) - feed0.get("gaps", 0),
         "drops": stats1.get("drops", 0) - stats0.get("drops", 0),
-        "rx_latency": gw.latency, "send_latency": lp.send,
+        "rx_latency": gw.latency, "send_latency": lp.send, "fast_path_packets": summary.get("fast_path_packets", 0),
     }
 
 
@@ -232,6 +234,7 @@ def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -
             say(f"{kind}: {size} frames at full speed for {plan.throughput_s:g} s")
             thr = run_phase(rx, feed, gen, {"op": "full", "size": size, "seconds": plan.throughput_s}, probe=False)
             say(f"{kind}: {size} frames paced at {plan.latency_pps / 1e3:g} kpps for {plan.latency_s:g} s")
+            drain(rx)  # the full-speed phase's backlog is not the latency phase's
             lat = run_phase(rx, feed, gen, {"op": "paced", "size": size, "pps": plan.latency_pps,
                                             "seconds": plan.latency_s})
             hists[size] = lat["rx_latency"]
@@ -256,8 +259,11 @@ def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -
     return rows, burst, hists
 
 
-def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *a: None) -> dict:
-    """The whole bench on a fresh lab (removed afterwards, also on errors); the result as a dict."""
+@contextlib.contextmanager
+def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
+    """A fresh veth lab with the generator running on one CPU and this process pinned to another (both
+    removed afterwards, also on errors): yields ``(lab, generator, {"consumer": cpu, "generator": cpu})``.
+    ``name``: the lab's prefix (at most 7 characters; see ``Lab.unique``)."""
     from xdpgw.bpf import require_root
     from xdpgw.tuning import on_cpu
 
@@ -267,9 +273,8 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
         raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
                            "run it on a machine (or cgroup) with at least 2 CPUs")
     consumer_cpu, gen_cpu = cpus[0], cpus[-1]
-    msgs = {"small": SIZES["small"], "1KB": frame_msgs(1024)}
-    lab = Lab.unique("xgb", queues=1)  # a name of its own: two benches never tear down each other's lab
-    say(f"lab up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")
+    lab = Lab.unique(name, queues=1)  # a name of its own: two benches never tear down each other's lab
+    say(f"lab {lab.name} up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")
     lab.up()
     gen = None
     try:
@@ -277,21 +282,27 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
         subprocess.run(["ip", "netns", "exec", lab.rx_ns, "ethtool", "-K", lab.rx_if, "gro", "on"],
                        check=True, capture_output=True)
         gen = BlasterProcess(lab, gen_cpu, msgs)
-        rows, bursts, cdfs = [], [], {}
         with on_cpu(consumer_cpu):
-            for kind in transports:
-                r, b, h = bench_transport(kind, lab, gen, plan, say)
-                rows += r
-                bursts.append(b)
-                cdfs[kind] = h
+            yield lab, gen, {"consumer": consumer_cpu, "generator": gen_cpu}
     finally:
         if gen is not None:
             gen.close()
         lab.down()
         say("lab down")
+
+
+def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *a: None) -> dict:
+    """The whole bench on a fresh lab (removed afterwards, also on errors); the result as a dict."""
+    rows, bursts, cdfs = [], [], {}
+    with bench_lab("xgb", {"small": SIZES["small"], "1KB": frame_msgs(1024)}, say) as (lab, gen, cpus):
+        for kind in transports:
+            r, b, h = bench_transport(kind, lab, gen, plan, say)
+            rows += r
+            bursts.append(b)
+            cdfs[kind] = h
     add_ratios(rows)
-    return {"rows": rows, "burst": bursts, "plan": plan.__dict__, "cpus": {"consumer": consumer_cpu,
-            "generator": gen_cpu}, "kernel": os.uname().release, "lab": lab.name, "_cdfs": cdfs}
+    return {"rows": rows, "burst": bursts, "plan": plan.__dict__, "cpus": cpus, "kernel": os.uname().release,
+            "lab": lab.name, "_cdfs": cdfs}
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -374,3 +385,184 @@ def plot(res: dict, path: str) -> str:
 
 def to_json(res: dict) -> str:
     return json.dumps({k: v for k, v in res.items() if not k.startswith("_")}, indent=2)
+
+
+# --- `xdpgw bench --latency`: kernel receive → handler, per pipeline, rate and frame size ---------------
+LAT_ROWS = (("bare C loop", "xdp-drv"), ("counting", "xdp-drv"), ("decoding", "xdp-drv"),
+            ("decoding", "xdp-skb"), ("decoding", "socket"))
+LAT_RATES = (1_000.0, 10_000.0, 100_000.0)
+LAT_MSGS = {"1": 1, "25": 25}  # messages per frame
+
+
+class _Handler:
+    """The latency rows' Python handler: called with every delivered batch, notes how much it got."""
+
+    def __init__(self) -> None:
+        self.calls = self.items = 0
+
+    def __call__(self, item) -> None:
+        self.calls += 1
+        self.items += len(item)
+
+
+def drain(rx, quiet_s: float = 0.05, limit_s: float = 5.0) -> int:
+    """Consume (and forget) whatever is queued until nothing came for ``quiet_s``: phases never see the
+    previous phase's backlog."""
+    got, t_end = 0, time.monotonic() + limit_s
+    last = time.monotonic()
+    while time.monotonic() - last < quiet_s and time.monotonic() < t_end:
+        n = rx.recv_batch(256, timeout=0).count
+        if n:
+            got += n
+            last = time.monotonic()
+    return got
+
+
+def latency_phase(what: str, rx, gen: BlasterProcess, size: str, pps: float, seconds: float) -> dict:
+    """One paced phase; kernel receive → handler (bare C loop: → seen) percentiles, as a row."""
+    from xdpgw.feed import FeedHandler
+    from xdpgw.latency import fold_latency, latency_acc
+
+    drain(rx)
+    cmd = {"op": "paced", "size": size, "pps": pps, "seconds": seconds}
+    if what == "bare C loop":
+        from xdpgw._xsk import lib
+
+        h = LatencyHistogram()
+        acc = latency_acc(h)
+        gen.send(cmd)
+        got = lib.xgw_bare_consume(rx._xsk, lib.xgw_mono_ns() + int((seconds + 0.3) * 1e9), rx.spin_ns, acc[0])
+        fold_latency(acc, h)
+        report = gen.reply(timeout=30)
+        res = {"offered": report["packets"], "received": int(got), "rx_latency": h, "delivered": 0,
+               "fast_path_packets": 0}
+    else:
+        feed = None
+        if what == "decoding":  # decoding, sequencing and a subscription (by locate: every message kept)
+            feed = FeedHandler(lines=1, symbols=["AAPL", "MSFT"], locates=range(1 << 16))
+        handler = _Handler()
+        res = run_phase(rx, feed, gen, cmd, handlers=[handler])
+        res["delivered"] = handler.items
+    return {"pipeline": what, "size": size, "pps": pps, "offered": res["offered"], "received": res["received"],
+            "delivered": res["delivered"], "fast_path_packets": res["fast_path_packets"],
+            "latency_ns": _lat(res["rx_latency"]), "_hist": res["rx_latency"]}
+
+
+def run_latency_bench(seconds: float = 1.0, rows=LAT_ROWS, rates=LAT_RATES, say=lambda *a: None) -> dict:
+    """The latency table on a fresh lab: every row × rate × frame size, ratios to the bare C loop."""
+    out: list[dict] = []
+    load = [os.getloadavg()[0]]
+    with bench_lab("xgl", LAT_MSGS, say) as (lab, gen, cpus):
+        for what, kind in rows:
+            with open_receiver(kind, lab) as rx:
+                for size in LAT_MSGS:
+                    for pps in rates:
+                        say(f"{what} {kind}: {size} msg/frame at {pps / 1e3:g} kpps for {seconds:g} s")
+                        r = latency_phase(what, rx, gen, size, pps, seconds)
+                        r["transport"] = kind
+                        out.append(r)
+    load.append(os.getloadavg()[0])
+    ref = {(r["size"], r["pps"]): r for r in out if r["pipeline"] == "bare C loop"}
+    for r in out:
+        b = ref.get((r["size"], r["pps"]))
+        r["p50_x_ref"] = round(r["latency_ns"]["p50"] / b["latency_ns"]["p50"], 2) if b and b["latency_ns"]["p50"] else None
+        r["p99_x_ref"] = round(r["latency_ns"]["p99"] / b["latency_ns"]["p99"], 2) if b and b["latency_ns"]["p99"] else None
+    return {"latency_rows": out, "seconds": seconds, "load_1min": load, "kernel": os.uname().release, "cpus": cpus,
+            "lab": lab.name}
+
+
+def format_latency_table(res: dict) -> str:
+    def us(v: float) -> str:
+        return f"{v / 1e3:.1f}"
+
+    head = (f"{'pipeline':12} {'transport':9} {'msgs':>4} {'kpps':>5} {'recv':>7} {'fast%':>5} | {'p50 µs':>7} {'p90':>6} "
+            f"{'p99':>6} {'p99.9':>7} {'max':>8} | {'p50 x ref':>9} {'p99 x ref':>9}")
+    load = res["load_1min"]
+    out = [f"xdpgw bench --latency: kernel {res['kernel']}, consumer CPU {res['cpus']['consumer']}, generator CPU "
+           f"{res['cpus']['generator']}, {res['seconds']:g} s per row, load (1 min) {load[0]:.2f} → {load[1]:.2f}; "
+           "kernel receive stamp → handler (bare C loop: → seen)", head, "-" * len(head)]
+    for r in res["latency_rows"]:
+        lat = r["latency_ns"]
+        fast = 100.0 * r["fast_path_packets"] / r["received"] if r["received"] else 0.0
+        out.append(f"{r['pipeline']:12} {r['transport']:9} {r['size']:>4} {r['pps'] / 1e3:>5g} {r['received']:>7} {fast:>5.1f} | "
+                   f"{us(lat['p50']):>7} {us(lat['p90']):>6} {us(lat['p99']):>6} {us(lat['p999']):>7} "
+                   f"{us(lat['max']):>8} | {r['p50_x_ref'] or 0:>9.2f} {r['p99_x_ref'] or 0:>9.2f}")
+    return "\n".join(out)
+
+
+def plot_latency(res: dict, path: str) -> str:
+    """CDF per row at 10 kpps, one panel per frame size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(LAT_MSGS), figsize=(13, 5))
+    for ax, size in zip(axes, LAT_MSGS, strict=True):
+        for r in res["latency_rows"]:
+            h = r.get("_hist")
+            if r["size"] != size or r["pps"] != 10_000.0 or h is None or not len(h):
+                continue
+            nz = np.flatnonzero(h.counts)
+            lows, widths = h.bucket_bounds(nz)
+            ax.step((lows + widths) / 1e3, np.cumsum(h.counts[nz]) / h.count, where="post",
+                    label=f"{r['pipeline']} {r['transport']}")
+        ax.set_xscale("log")
+        ax.set_xlabel("kernel receive → handler (µs, log)")
+        ax.set_title(f"10 kpps, {size} msg/frame")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def pipeline_cost(calls: int = 20_000) -> list[dict]:
+    """Our part alone, in process (no kernel, no generator): ns per 1-packet burst from "the receiver
+    returned" to "the handler returned", for the C fast path (the Gateway's fast lane: C pointers) and
+    the general path (``FeedHandler(fast=False)``), 1 and 25 messages per packet, with the latency rows'
+    subscription and handler. Median and p99 of single calls."""
+    from xdpgw._xsk import ffi
+    from xdpgw.feed import FeedHandler
+    from xdpgw.protocol.synth import synth_packets
+    from xdpgw.transport.base import Batch
+
+    rows = []
+    for msgs in LAT_MSGS.values():
+        batch, codes = synth_packets(calls + 2, (msgs, msgs), seed=3)
+        per = [batch.slice(i, i + 1) for i in range(calls + 2)]
+        for fast in (True, False):
+            feed = FeedHandler(lines=1, symbols=["AAPL", "MSFT"], locates=range(1 << 16), fast=fast,
+                               clock=lambda: 0.0)
+            handler = _Handler()
+            feed.on_batch(Batch.from_payloads([p for b in per[:2] for p in b.payloads()]))
+            buf = ffi.from_buffer("uint8_t[]", batch.buf)
+            ptrs = [(ffi.from_buffer("int64_t[]", b.offsets), ffi.from_buffer("uint32_t[]", b.lengths),
+                     ffi.from_buffer("uint64_t[]", b.ts_ns)) for b in per[2:]]
+            took = np.empty(calls, np.int64)
+            perf = time.perf_counter_ns
+            on_burst = feed.on_burst
+            for i, b in enumerate(per[2:]):
+                t0 = perf()
+                if fast:
+                    offs, lens, ts = ptrs[i]
+                    k = on_burst(buf, offs, lens, ts, 1)
+                    out = feed.fast.out if k > 0 else None
+                else:
+                    out = feed.on_batch(b)
+                if out is not None:
+                    handler(out)
+                took[i] = perf() - t0
+            assert handler.items == calls * msgs, "the pipeline lost messages"
+            rows.append({"path": "C fast path" if fast else "general path", "msgs": msgs,
+                         "p50_ns": int(np.percentile(took, 50)), "p99_ns": int(np.percentile(took, 99))})
+    return rows
+
+
+def format_pipeline_cost(rows: list[dict]) -> str:
+    out = ["our part per 1-packet burst (receiver returned → handler returned), in process:",
+           f"  {'path':<14}{'msgs':>5}{'p50 µs':>9}{'p99 µs':>9}"]
+    for r in rows:
+        out.append(f"  {r['path']:<14}{r['msgs']:>5}{r['p50_ns'] / 1e3:>9.2f}{r['p99_ns'] / 1e3:>9.2f}")
+    return "\n".join(out)

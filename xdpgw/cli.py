@@ -97,6 +97,9 @@ def run_options(fn: Callable) -> Callable:
         click.option("--mlock", is_flag=True, help="mlockall() the consumer's memory."),
         click.option("--line-b", "line_b", type=int, default=None,
                      help="A/B arbitration: UDP port of the redundant line B (needs --protocol)."),
+        click.option("--trace-latency", "trace_latency", default=None, metavar="FILE",
+                     help="Flight recorder: per-burst timestamps written to FILE (CSV) at exit, tails explained "
+                          "(needs --protocol; one queue)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -145,7 +148,7 @@ def _metrics_server(port: int | None):
 
 
 def _run(receivers, *, count, duration, as_json, quiet, cpu, fifo, mlock, metrics_port, on_tick=None,
-         line_b_port=None, taps=(), **consumer) -> dict:
+         line_b_port=None, taps=(), trace_latency=None, **consumer) -> dict:
     """Tune this process and run one Gateway over ``receivers`` in it; report at the end."""
     cpus = parse_cpus(cpu, 1)
     _tune(cpus[0] if cpus else None, fifo, mlock, quiet)
@@ -159,6 +162,11 @@ def _run(receivers, *, count, duration, as_json, quiet, cpu, fifo, mlock, metric
                 tick(gw)
     gw = _gateway(receivers, status=None if quiet else sys.stderr, on_tick=on_tick, line_b_port=line_b_port,
                   taps=taps, **consumer)
+    fast = getattr(gw.feed, "fast", None)
+    if trace_latency:
+        if fast is None:
+            raise GatewayError("--trace-latency records the decoding pipeline", "add --protocol moldudp64")
+        fast.set_trace(1 << 18)
     stopped = None
     try:
         summary = gw.run(count=count, duration=duration)
@@ -168,6 +176,12 @@ def _run(receivers, *, count, duration, as_json, quiet, cpu, fifo, mlock, metric
     finally:
         if metrics is not None:
             metrics.close()
+        if trace_latency:
+            from xdpgw import flight
+
+            report = flight.dump(fast, trace_latency)
+            summary["flight_recorder"] = report
+            click.echo(f"xdpgw: {flight.text(report)}; bursts written to {trace_latency}", err=True)
     _report(summary, as_json)
     if stopped is not None:
         raise stopped

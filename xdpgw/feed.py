@@ -26,6 +26,7 @@ import numpy as np
 from xdpgw.errors import GatewayError
 from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.decode import Decoded, Decoder
+from xdpgw.protocol.fastpath import DEFER, FastPath
 from xdpgw.protocol.moldudp64 import RetransmitRequest
 from xdpgw.protocol.sequencer import Sequencer
 from xdpgw.protocol.subscribe import Subscription
@@ -84,9 +85,11 @@ class FeedHandler:
     def __init__(self, symbols: Iterable[str] | None = None, locates: Iterable[int] | None = None,
                  retransmit: tuple[str, int] | None = None, clock: Callable[[], float] = time.monotonic,
                  give_up_after: float = 1.0, arbitration_window: float = 0.002, retry_interval: float = 0.05,
-                 max_buffered: int = 1 << 20, first_seq: int | None = None, lines: int = 2) -> None:
+                 max_buffered: int = 1 << 20, first_seq: int | None = None, lines: int = 2,
+                 fast: bool = True) -> None:
         """``give_up_after`` applies when retransmitting; otherwise holes wait ``arbitration_window``
-        (for the other line or a reordered packet) before they are skipped and counted missing."""
+        (for the other line or a reordered packet) before they are skipped and counted missing.
+        ``fast``: take in-order bursts through the C fast path (:mod:`xdpgw.protocol.fastpath`)."""
         self.clock = clock
         self.decoder = Decoder()
         self.client = RetransmitClient(*retransmit) if retransmit else None
@@ -103,6 +106,15 @@ class FeedHandler:
         self._type_counts = np.zeros(256, np.int64)  # delivered messages by type code, but for:
         self._uncounted: list[np.ndarray] = []  # type codes of recent deliveries (counted in batches)
         self.decode_errors: dict[str, int] = {}
+        self.fast = FastPath(self) if fast else None
+
+    def on_burst(self, buf: Any, offs: Any, lens: Any, ts: Any, n: int, t_poll: int = 0) -> int:
+        """The fast path over a receiver's C arrays (``Receiver.c_arrays``): messages delivered (then
+        ``self.fast.out`` holds them until the next burst), or ``DEFER`` (call :meth:`on_batch`)."""
+        fast = self.fast
+        if fast is None or not fast.s.armed & 1:
+            return DEFER
+        return fast.run(buf, offs, lens, ts, n, self.clock(), t_poll)  # DEFER: synced, on_batch goes general
 
     def on_batch(self, batch: Batch, line: int = 0) -> Decoded | None:
         """Decode one burst from ``line`` and return the messages to deliver now, in sequence order."""
@@ -110,6 +122,20 @@ class FeedHandler:
             if line >= len(self.arbiter.lines):
                 raise GatewayError(f"line {line} does not exist", f"use 0..{len(self.arbiter.lines) - 1}")
             self.arbitrating = True
+        fast = self.fast
+        if fast is not None:
+            if (fast.s.armed >> line) & 1:
+                k = fast.run_batch(batch, self.clock(), line)
+                if k != DEFER:
+                    return fast.out if k else None
+            fast.sync()
+        try:
+            return self._general(batch, line)
+        finally:
+            if fast is not None:
+                fast.arm()
+
+    def _general(self, batch: Batch, line: int) -> Decoded | None:
         now = self.clock()
         dec = self._decode(batch)
         # one line: nothing to arbitrate (per-line stats are only reported with several lines)
@@ -120,6 +146,18 @@ class FeedHandler:
 
     def poll(self) -> Decoded | None:
         """Run timers (retries, give-ups) and read retransmission answers without new traffic."""
+        fast = self.fast
+        if fast is not None:
+            if fast.s.armed:  # armed: no hole, no client, no line hole, so no timer to run
+                return None
+            fast.sync()
+        try:
+            return self._poll()
+        finally:
+            if fast is not None:
+                fast.arm()
+
+    def _poll(self) -> Decoded | None:
         now = self.clock()
         parts = self._retransmission_io(now)
         parts.append(self.arbiter.poll(now))
@@ -131,6 +169,8 @@ class FeedHandler:
         return self.client.fileno() if self.client else None
 
     def stats(self) -> FeedStats:
+        if self.fast is not None:
+            self.fast.flush()
         sq = self.sequencer
         s = sq.counters
         out: FeedStats = {
@@ -152,6 +192,8 @@ class FeedHandler:
 
     def detail(self) -> dict[str, Any]:
         """Everything the sequencer and retransmission client count (for status pages and debugging)."""
+        if self.fast is not None:
+            self.fast.flush()
         d: dict[str, Any] = {"sequencer": self.sequencer.stats(), "session": self.sequencer.session,
                              "next": self.sequencer.next, "ended": self.sequencer.ended,
                              "last_heard": self.sequencer.last_heard}

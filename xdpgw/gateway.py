@@ -7,6 +7,7 @@ without blocking, so a core is spent on it (give it a core of its own: ``--cpu``
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +16,8 @@ from typing import TextIO
 
 import numpy as np
 
-from xdpgw.latency import LatencyHistogram
+from xdpgw._xsk import ffi, lib
+from xdpgw.latency import LatencyHistogram, fold_latency, latency_acc
 from xdpgw.summary import Summary
 from xdpgw.transport.base import Batch, Receiver
 
@@ -28,6 +30,7 @@ class Totals:
     bytes: int = 0
     handler_errors: int = 0
     busy_ns: int = 0  # time spent on bursts that carried packets (receive + decode + handlers)
+    fast_packets: int = 0  # packets the feed's C fast path took (the rest: the general path)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -67,13 +70,23 @@ class Gateway:
         self.latency = LatencyHistogram()
         self.last_error = ""
         self._stop = False
+        self.fast = None  # the feed's FastPath, when the loop uses it
+        self._acc = None  # (struct xgw_latency_acc, keep-alive) while the fast path stamps into self.latency
+        self._gc_ran = self._ticked = False  # for the flight recorder's flags
+        gc.collect()  # start-up garbage goes now, before traffic; run() freezes what is left
 
     def stop(self) -> None:
         self._stop = True
 
     # --- the hot loop -------------------------------------------------------------------------
     def run(self, count: int | None = None, duration: float | None = None, idle_timeout: float = 0.0) -> Summary:
-        """Consume until ``count`` packets, ``duration`` seconds, or ``stop()``. Returns ``summary()``."""
+        """Consume until ``count`` packets, ``duration`` seconds, or ``stop()``. Returns ``summary()``.
+
+        Tails are kept out of the loop: garbage collection is frozen at start and only runs when idle
+        (see :func:`idle_gc`); the status line, ``on_tick`` (state file, metrics) wait for an idle
+        moment too (at most one interval late); with one receiver, a feed with a fast path and no tap,
+        an in-order burst costs one C call to receive and one to decode, sequence, filter and stamp.
+        """
         t = self.totals = Totals()
         deadline = t.started + duration if duration else None
         next_tick = t.started + self.status_interval
@@ -81,31 +94,109 @@ class Gateway:
         receivers, burst = self.receivers, self.burst
         wait = idle_timeout if len(receivers) == 1 else 0.0
         poll = getattr(self.feed, "poll", None)
-        while not self._stop:
-            idle = True
-            for line, rx in enumerate(receivers):
-                t_recv = time.perf_counter_ns()
-                batch = rx.recv_batch(burst, timeout=wait)
-                if batch.count:
-                    idle = False
-                    if count is not None and t.packets + batch.count > count:
-                        batch = batch.slice(0, count - t.packets)
-                    self._consume(batch, line, rx)
-                    t.busy_ns += time.perf_counter_ns() - t_recv
-            if idle and poll is not None:  # retransmission answers and gap timers, without traffic
-                self._deliver(poll())
-            now = time.monotonic()
-            if now >= next_tick:
-                self._status_line((t.packets - last_packets) / max(now - last_time, 1e-9))
-                last_packets, last_time = t.packets, now
-                next_tick = now + self.status_interval
-                if self.on_tick:
-                    self.on_tick(self)
-            if (count is not None and t.packets >= count) or (deadline is not None and now >= deadline):
-                break
+        fast = self._fast_lane()
+        trace = self.fast.trace is not None if self.fast is not None else False
+        if fast is not None:
+            on_burst, (buf, offs, lens, ts) = fast
+            fs, took = self.fast.s, self.fast.took
+            one_call = (wait == 0 and hasattr(receivers[0], "recv_fast")
+                        and getattr(self.feed, "clock", None) is time.monotonic)
+        perf = time.perf_counter_ns
+        gc_was = gc.isenabled()
+        gc.freeze()  # what start-up made is never scanned again (collected in __init__: not with traffic waiting)
+        gc.disable()  # collections run when idle (idle_gc), never in the middle of a burst
+        try:
+            while not self._stop:
+                idle = True
+                for line, rx in enumerate(receivers):
+                    t_recv = perf()
+                    if fast is not None:
+                        m = burst if count is None else min(burst, count - t.packets)
+                        if one_call:  # receive + fast path in one C call
+                            n = rx.recv_fast(fs, m, t_recv)
+                            k = took(fs.result) if n else 0
+                        else:
+                            n = rx.recv_raw(m, wait)
+                            k = on_burst(buf, offs, lens, ts, n, t_recv) if n else 0
+                        if n:
+                            idle = False
+                            self._fast_burst(rx, n, k, t_recv)
+                            t.busy_ns += perf() - t_recv
+                        continue
+                    batch = rx.recv_batch(burst, timeout=wait)
+                    if batch.count:
+                        idle = False
+                        if count is not None and t.packets + batch.count > count:
+                            batch = batch.slice(0, count - t.packets)
+                        self._consume(batch, line, rx)
+                        if trace:
+                            self._trace_slow(batch, t_recv)
+                        t.busy_ns += perf() - t_recv
+                if idle and poll is not None:  # retransmission answers and gap timers, without traffic
+                    self._deliver(poll())
+                now = time.monotonic()
+                if now >= next_tick and (idle or now >= next_tick + self.status_interval):
+                    self._status_line((t.packets - last_packets) / max(now - last_time, 1e-9))
+                    last_packets, last_time = t.packets, now
+                    next_tick = now + self.status_interval
+                    if self.on_tick:
+                        self.on_tick(self)
+                    self._ticked = True
+                if idle or gc.get_count()[0] > 100_000:  # never idle: collect anyway, rarely
+                    self._gc_ran |= idle_gc()
+                if (count is not None and t.packets >= count) or (deadline is not None and now >= deadline):
+                    break
+        finally:
+            gc.unfreeze()
+            if gc_was:
+                gc.enable()
         if self.status is not None and self.status.isatty():
             self.status.write("\n")
         return self.summary()
+
+    def _fast_lane(self):
+        """``(on_burst, c_arrays)`` when bursts can take the feed's C fast path, else None."""
+        from xdpgw.feed import FeedHandler
+
+        # a FeedHandler's own fast path only: a wrapper (e.g. BookFeed) has work of its own per burst
+        self.fast = self.feed.fast if type(self.feed) is FeedHandler else None
+        rx = self.receivers[0] if len(self.receivers) == 1 else None
+        if (self.fast is None or rx is None or self.line_b_port is not None or self.taps
+                or not hasattr(rx, "recv_raw")):
+            return None
+        if self._acc is None:  # the fast path stamps latency into our histogram, in C
+            self._acc = latency_acc(self.latency)
+        self.fast.s.latency = self._acc[0]
+        return self.feed.on_burst, rx.c_arrays
+
+    def _fast_burst(self, rx: Receiver, n: int, k: int, t_recv: int) -> None:
+        """After the fast path's answer ``k`` for a burst of ``n`` packets: deliver, or take the general path."""
+        if k >= 0:
+            t = self.totals
+            t.packets += n
+            t.fast_packets += n
+            t.bytes += self.fast.s.in_bytes
+            if k:
+                self._deliver(self.fast.out)
+        else:  # not the common case: the general path, as any burst
+            batch = rx.batch_of(n)
+            self._consume(batch, 0, rx)
+            if self.fast.trace is not None:
+                self._trace_slow(batch, t_recv)
+                return
+        if self.fast.trace is not None:
+            lib.xgw_trace_done(self.fast.s, time.perf_counter_ns(),
+                               lib.XGW_TRF_GC * self._gc_ran | lib.XGW_TRF_TICK * self._ticked)
+            self._gc_ran = self._ticked = False
+
+    def _trace_slow(self, batch: Batch, t_recv: int) -> None:
+        """A flight-recorder entry for a burst the general path took (handlers included)."""
+        fs = self.fast.s
+        flags = (lib.XGW_TRF_SLOW | lib.XGW_TRF_GC * self._gc_ran | lib.XGW_TRF_TICK * self._ticked) << 32
+        self._gc_ran = self._ticked = False
+        ts = np.ascontiguousarray(batch.ts_ns[: batch.count], np.uint64)
+        now = time.perf_counter_ns()
+        lib.xgw_trace_burst(fs, ffi.from_buffer("uint64_t[]", ts), batch.count, t_recv, t_recv, now, flags)
 
     def _consume(self, batch: Batch, line: int, rx: Receiver) -> None:
         t = self.totals
@@ -149,6 +240,7 @@ class Gateway:
 
     def summary(self) -> Summary:
         """The one summary (see xdpgw/summary.py): this loop's traffic fields, the feed's with a decoder."""
+        fold_latency(self._acc, self.latency)
         t = self.totals
         duration = max(time.monotonic() - t.started, 1e-9)
         first = self.receivers[0].describe()
@@ -169,6 +261,7 @@ class Gateway:
             "receiver": {k: v for k, v in st.items() if not k.startswith(("xdp_", "bpf_"))},
             "handler_errors": t.handler_errors,
             "ns_per_packet": round(t.busy_ns / t.packets, 1) if t.packets else None,
+            "fast_path_packets": t.fast_packets,
         }
         if len(self.latency):
             out["latency_ns"] = {k: v for k, v in self.latency.percentiles().items()}
@@ -177,6 +270,16 @@ class Gateway:
         if self.last_error:
             out["last_handler_error"] = self.last_error
         return out
+
+
+def idle_gc() -> bool:
+    """Run the collection the interpreter would have run (it is disabled in the loop); True if one ran."""
+    c0, c1, c2 = gc.get_count()
+    t0, t1, t2 = gc.get_threshold()
+    if c0 < max(t0, 1):
+        return False
+    gc.collect(2 if c2 >= t2 else 1 if c1 >= t1 else 0)
+    return True
 
 
 def status_text(summary: Mapping, pps: float, queue_pps: Mapping[int, float] | None = None) -> str:

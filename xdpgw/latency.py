@@ -253,3 +253,27 @@ class LatencyHistogram:
         h._m2 = float(d["stddev"]) ** 2 * h.count
         h.rejected, h.saturated = int(d.get("rejected", 0)), int(d.get("saturated", 0))
         return h
+
+
+def latency_acc(h: LatencyHistogram) -> tuple:
+    """A C accumulator (``struct xgw_latency_acc``, csrc/fastpath.h) that stamps into ``h``'s buckets;
+    its running count/min/max/mean/M2 wait there until :func:`fold_latency`. Returns (struct, keep-alive)."""
+    from xdpgw._xsk import ffi
+
+    acc = ffi.new("struct xgw_latency_acc *")
+    h.counts += 0  # touch every page of the buckets now, not on the first value that lands there
+    counts = ffi.from_buffer("int64_t[]", h.counts)
+    acc.counts, acc.ncounts, acc.highest, acc.sub_bits = counts, len(h.counts), h.highest, h._sub_bits
+    return acc, counts
+
+
+def fold_latency(acc: tuple | None, h: LatencyHistogram) -> None:
+    """Move what the C accumulator ``acc`` (see :func:`latency_acc`) gathered into ``h``'s statistics."""
+    if acc is None:
+        return
+    a = acc[0]
+    h.rejected += a.rejected
+    h.saturated += a.saturated
+    if a.n:
+        h._combine(a.n, a.min, a.max, a.mean, a.m2)
+    a.n = a.rejected = a.saturated = 0

@@ -54,6 +54,8 @@ class Summary(FeedStats, total=False):
     receiver: dict[str, int]  # the receiver's other counters
     handler_errors: int
     ns_per_packet: float | None
+    fast_path_packets: int  # packets the feed's C in-order fast path took (xdpgw.protocol.fastpath)
+    flight_recorder: dict[str, Any]  # --trace-latency: xdpgw.flight.explain of the recorded bursts
     latency_ns: dict[str, float]  # percentiles (LatencyHistogram.percentiles), only once something was stamped
     last_handler_error: str
     queues: dict[str, Summary]  # merge_summaries: each queue's own summary

@@ -8,12 +8,15 @@ duplicates, reorders, heartbeats, end of session, session changes and malformed 
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests import builders
 from xdpgw.feed import FeedHandler
+from xdpgw.protocol import itch
 from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.decode import Decoded, decode_payloads
-from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_heartbeat, encode_packet
+from xdpgw.protocol.moldudp64 import HEADER_SIZE, encode_end_of_session, encode_heartbeat, encode_packet
 from xdpgw.protocol.sequencer import Sequencer
 from xdpgw.protocol.synth import synth_packets
 from xdpgw.transport.base import Batch
@@ -146,3 +149,177 @@ def test_synthetic_small_bursts_take_the_fast_path_and_deliver_everything():
         total += len(codes)
     st = feed.stats()
     assert st["messages"] == total and st["gaps"] == st["duplicates"] == st["missing"] == 0
+
+
+# --- the C fast path (xdpgw.protocol.fastpath) against the general path, property-tested ---------------
+
+_STOCKS = ("AB", "CD", "EF")
+
+
+def itch_msg(seq: int, kind: int) -> bytes:
+    """A message of a small universe: directory entries (R) that assign locates, adds by symbol, deletes
+    by locate, a system event (market-wide)."""
+    loc = 1 + seq % 4
+    if kind == 0:
+        return itch.encode_message("R", locate=loc, stock=_STOCKS[seq % 3])
+    if kind == 1:
+        return itch.encode_message("A", locate=loc, order_ref=seq, side="B", shares=seq, stock=_STOCKS[seq % 3],
+                                   price=seq)
+    if kind == 2:
+        return itch.encode_message("D", locate=loc, order_ref=seq)
+    return itch.encode_message("S", locate=0, event_code="O")
+
+
+@st.composite
+def feeds(draw) -> list[list[bytes]]:
+    """Bursts of a feed with everything that knocks it off the common case: drops, repeats, swaps, junk,
+    cut blocks, unknown types, heartbeats, a foreign session's packets, ends of session (the session
+    changes), a far jump, and retransmitted copies arriving late."""
+    ops = draw(st.lists(st.tuples(st.integers(0, 199), st.integers(1, 4), st.integers(0, 3)), min_size=8,
+                        max_size=80))
+    session, seq, packets, sent = "FEED1", 1, [], []
+    for op, n, kind in ops:
+        if op < 3:
+            packets.append(encode_end_of_session(session, seq))
+            session, seq = f"FEED{len(packets) % 7 + 2}", 1
+        elif op < 9:
+            packets.append(encode_heartbeat(session, seq))
+        elif op < 12:
+            packets.append(pkt(1 + op, 1, "OTHER"))  # a foreign session
+        elif op < 14:
+            packets.append(encode_packet(session, seq + (1 << 21), [itch_msg(seq, kind)]))  # far ahead
+        elif op < 16 and sent:
+            packets.append(sent[op % len(sent)])  # a retransmitted copy, late
+        else:
+            p = encode_packet(session, seq, [itch_msg(seq + i, (kind + i) % 4) for i in range(n)])
+            seq += n
+            sent.append(p)
+            if op < 19:
+                packets.append(p[:-3])  # a cut block
+                continue
+            if op < 21:
+                bad = bytearray(p)
+                bad[HEADER_SIZE + 2] = ord("?")  # an unknown type
+                packets.append(bytes(bad))
+                continue
+            if op < 26:
+                continue  # dropped
+            packets.append(p)
+            if op < 30:
+                packets.append(p)  # repeated
+            elif op < 33 and len(packets) > 1:
+                packets[-1], packets[-2] = packets[-2], packets[-1]  # swapped
+            elif op < 35:
+                packets.append(b"junk")
+    cuts = draw(st.lists(st.integers(1, 6), min_size=len(packets), max_size=len(packets)))
+    bursts, i = [], 0
+    for k in cuts:
+        if i >= len(packets):
+            break
+        bursts.append(packets[i : i + k])
+        i += k
+    return bursts
+
+
+def contents(dec) -> list[tuple]:
+    """What a delivery carries, byte for byte: (sequence, session, record bytes) per message."""
+    if dec is None:
+        return []
+    return [(int(dec.seq[i]), bytes(dec.pkt_session[dec.pkt[i]]), rec.tobytes()) for i, rec in dec.records()]
+
+
+def pair(symbols, lines: int, retransmit: bool):
+    t = [0.0]
+    fast = FeedHandler(clock=lambda: t[0], lines=lines, symbols=symbols)
+    slow = FeedHandler(clock=lambda: t[0], lines=lines, symbols=symbols, fast=False)
+    slow.sequencer.shortcuts = False  # the general path only, as the reference
+    decode = slow.decoder.decode
+    slow.decoder.decode = lambda batch: _slow(decode(batch))
+    for f in (fast, slow):
+        f.sequencer.retransmit = retransmit  # requests queue up in sequencer.actions (no client)
+    return t, fast, slow
+
+
+def same_state(fast: FeedHandler, slow: FeedHandler) -> None:
+    assert fast.stats() == slow.stats()
+    assert fast.detail() == slow.detail()
+    assert fast.sequencer.actions == slow.sequencer.actions
+    assert (fast.sequencer.high, fast.sequencer.sure) == (slow.sequencer.high, slow.sequencer.sure)
+    assert np.array_equal(fast.subscription.wanted, slow.subscription.wanted)
+
+
+_SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_SETTINGS
+@given(feeds(), st.sampled_from([None, ["AB"], ["CD", "EF"]]), st.booleans())
+def test_c_fast_path_equals_general_path(bursts, symbols, retransmit):
+    t, fast, slow = pair(symbols, 1, retransmit)
+    for k, burst in enumerate(bursts):
+        t[0] = k * 0.001
+        batch = Batch.from_payloads(burst, 1000 + k)
+        assert contents(fast.on_batch(batch)) == contents(slow.on_batch(batch))
+        if k % 5 == 0:
+            same_state(fast, slow)
+    t[0] += 10
+    assert contents(fast.poll()) == contents(slow.poll())
+    same_state(fast, slow)
+
+
+@_SETTINGS
+@given(feeds(), feeds(), st.sampled_from([None, ["AB"]]))
+def test_c_fast_path_equals_general_path_on_ab_lines(line_a, line_b, symbols):
+    t, fast, slow = pair(symbols, 2, False)
+    for k in range(max(len(line_a), len(line_b))):
+        for line, bursts in ((0, line_a), (1, line_b)):
+            if k < len(bursts):
+                t[0] = k * 0.001
+                batch = Batch.from_payloads(bursts[k])
+                assert contents(fast.on_batch(batch, line)) == contents(slow.on_batch(batch, line))
+    t[0] += 10
+    assert contents(fast.poll()) == contents(slow.poll())
+    same_state(fast, slow)
+
+
+def test_the_c_fast_path_takes_in_order_bursts_of_the_confirmed_session_only():
+    feed = FeedHandler(lines=1, clock=lambda: 0.0)
+    assert feed.on_batch(Batch.from_payloads([pkt(1, 2)])) is None  # one packet: not believed yet
+    assert not feed.fast.armed
+    assert len(feed.on_batch(Batch.from_payloads([pkt(3, 1)]))) == 3  # confirmed: both delivered
+    assert feed.fast.armed
+    out = feed.on_batch(Batch.from_payloads([pkt(4, 2), encode_heartbeat("FAST", 6), pkt(6, 1)]))
+    assert type(out).__name__ == "InOrderBurst" and list(out.seq) == [4, 5, 6]
+    assert feed.on_batch(Batch.from_payloads([pkt(7, 1, "OTHER")])) is None  # foreign: general path
+    assert not feed.fast.armed  # ... which holds it: while it may prove itself, ours goes the general way
+    assert len(feed.on_batch(Batch.from_payloads([pkt(7, 1)]))) == 1
+    stats = feed.stats()
+    assert (stats["messages"], stats["received"], feed.sequencer.next) == (7, 8, 8)
+    assert feed.sequencer.counters["heartbeats"] == 1 and stats["held"]
+
+
+def test_steady_state_allocates_nothing():
+    """A million in-order bursts through the C fast path: no Python object is left behind."""
+    import sys
+
+    from xdpgw._xsk import ffi
+
+    feed = FeedHandler(lines=1, clock=lambda: 0.0, symbols=["AB"])
+    payloads = [pkt(s, 1) for s in (1, 2)]
+    feed.on_batch(Batch.from_payloads(payloads))  # confirms the session: armed
+    frame = np.frombuffer(bytearray(pkt(3, 1)), np.uint8).copy()
+    offs, lens, ts = np.zeros(1, np.int64), np.full(1, len(frame), np.uint32), np.ones(1, np.uint64)
+    c = [ffi.from_buffer(t, a) for t, a in zip(("uint8_t[]", "int64_t[]", "uint32_t[]", "uint64_t[]"),
+                                               (frame, offs, lens, ts), strict=True)]
+    seq_at = frame[10:18].view(">u8")
+    run = feed.on_burst
+
+    def bursts(n: int, first: int) -> None:
+        for s in range(first, first + n):
+            seq_at[0] = s  # the next packet of the feed, in place
+            run(c[0], c[1], c[2], c[3], 1)
+
+    bursts(1000, 3)
+    before = sys.getallocatedblocks()
+    bursts(1_000_000, 1003)
+    assert sys.getallocatedblocks() - before <= 2
+    assert feed.fast.armed and feed.stats()["messages"] == 1_000_000 + 1002

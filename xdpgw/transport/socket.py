@@ -178,11 +178,16 @@ class SocketReceiver:
 
     def recv_batch(self, max_packets: int = 256, timeout: float | None = 0.0) -> Batch:
         """Up to ``max_packets`` (at most ``batch``) datagrams; waits up to ``timeout`` s (None: forever)."""
+        n = self.recv_raw(max_packets, timeout)
+        return self.batch_of(n) if n else self._empty
+
+    def recv_raw(self, max_packets: int = 256, timeout: float | None = 0.0) -> int:
+        """``recv_batch`` without the ``Batch``: the count; the datagrams are in ``c_arrays`` (hot path)."""
         if self._fd < 0:
             raise GatewayError("the socket receiver is closed", "open a new SocketReceiver")
         limit = min(max_packets, self._batch)
         if limit <= 0:
-            return self._empty
+            return 0
         wait_ns = -1 if timeout is None else max(0, int(timeout * 1e9))
         info = self._info
         while True:
@@ -196,13 +201,21 @@ class SocketReceiver:
             self._truncated += info.truncated
             if n or timeout is not None:
                 break
-        if not n:
-            return self._empty
-        self._packets += n
-        self._bytes += info.bytes
-        self._no_stamp += info.no_stamp
-        self._bursts += 1
+        if n:
+            self._packets += n
+            self._bytes += info.bytes
+            self._no_stamp += info.no_stamp
+            self._bursts += 1
+        return n
+
+    def batch_of(self, n: int) -> Batch:
+        """The last ``recv_raw``'s ``n`` datagrams as a ``Batch``."""
         return Batch(self._buf, self._offs[:n], self._lens[:n], self._ts[:n], n)
+
+    @property
+    def c_arrays(self) -> tuple:
+        """C pointers to the burst arrays ``recv_raw`` fills: (buffer, offsets, lengths, stamps)."""
+        return self._c_buf, self._c_offs, self._c_lens, self._c_ts
 
     def stats(self) -> dict[str, int]:
         """packets/bytes delivered, kernel ``drops`` (SO_MEMINFO), ``truncated``, non-empty ``bursts``."""

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import math
 import os
+from typing import Any
 
 import numpy as np
 
@@ -106,6 +107,8 @@ class XdpReceiver:
         self._p_ts = ffi.from_buffer("uint64_t[]", self._ts)
         self._p_hdr = ffi.from_buffer("uint16_t[]", self._hdr)
         self._batch_cap = batch
+        self._lib = _ffi()[1]
+        self._p_umem = ffi.from_buffer("uint8_t[]", self.umem)
 
     def _open(self, frames: int, frame_size: int, rx_size: int, tx_frames: int, tx_size: int, huge: bool) -> None:
         ffi, lib = _ffi()
@@ -144,7 +147,11 @@ class XdpReceiver:
     # --- receiving ----------------------------------------------------------------------------
     def recv_batch(self, max_packets: int = 256, timeout: float | None = 0.0) -> Batch:
         """Up to ``max_packets`` payloads (valid until the next call); waits up to ``timeout`` s."""
-        ffi, lib = _ffi()
+        return self.batch_of(self.recv_raw(max_packets, timeout))
+
+    def recv_raw(self, max_packets: int = 256, timeout: float | None = 0.0) -> int:
+        """``recv_batch`` without the ``Batch``: the count; the payloads are in ``c_arrays`` (hot path)."""
+        lib = self._lib
         m = min(max_packets, self._batch_cap)
         n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr, self.spin_ns)
         if n == 0 and timeout != 0:
@@ -156,7 +163,26 @@ class XdpReceiver:
                     break
         if n < 0:
             raise GatewayError(f"AF_XDP receive failed: {errno.errorcode.get(-n, n)}", "restart the gateway")
+        return n
+
+    def recv_fast(self, fast: Any, max_packets: int, t_poll: int) -> int:
+        """Receive a burst and run the feed's C fast path (``struct xgw_fast``) on it in one C call; the
+        count (``fast.result``: the fast path's answer; the payloads are in ``c_arrays`` as after
+        ``recv_raw``). Never waits longer than the spin."""
+        n = self._lib.xgw_fast_rx_xdp(fast, self._xsk, min(max_packets, self._batch_cap), self._p_offs,
+                                      self._p_lens, self._p_ts, self._p_hdr, self.spin_ns, t_poll)
+        if n < 0:
+            raise GatewayError(f"AF_XDP receive failed: {errno.errorcode.get(-n, n)}", "restart the gateway")
+        return n
+
+    def batch_of(self, n: int) -> Batch:
+        """The last ``recv_raw``'s ``n`` payloads as a ``Batch`` over the UMEM."""
         return Batch(self.umem, self._offs[:n], self._lens[:n], self._ts[:n], n)
+
+    @property
+    def c_arrays(self) -> tuple:
+        """C pointers to the burst arrays ``recv_raw`` fills: (UMEM, offsets, lengths, stamps)."""
+        return self._p_umem, self._p_offs, self._p_lens, self._p_ts
 
     def header_lengths(self, n: int) -> np.ndarray:
         """Bytes of Ethernet/IP/UDP header in front of each payload of the last batch (for pcap)."""
@@ -217,7 +243,7 @@ class XdpReceiver:
             self.program.close()
         if self._xsk is not None:
             ffi, lib = _ffi()
-            self.umem = None
+            self.umem = self._p_umem = None
             xsk, self._xsk = self._xsk, None
             lib.xgw_xsk_close(xsk)
 

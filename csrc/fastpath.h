@@ -1,0 +1,104 @@
+/* In-order fast path: one C call per burst for the common case of a MoldUDP64/ITCH feed.
+ *
+ * This header is both the cffi cdef (cffi_build.py reads it) and what csrc/fastpath.c #includes, so
+ * every declaration exists once. Keep it to what cffi's cdef parser accepts: no #include, no
+ * function bodies, no expressions in array sizes.
+ *
+ * Python (xdpgw/protocol/fastpath.py) owns every buffer and "arms" the fast path with the
+ * sequencer's state (session, next sequence) only while that state makes an in-order burst trivial:
+ * no hole, nothing buffered, nothing parked, no unconfirmed session. xgw_fast_burst then takes a
+ * burst only if every packet is of that session, continues exactly where the previous one ended, is
+ * framed exactly and carries only valid ITCH messages (heartbeats allowed, no end of session). It
+ * learns locates from Stock Directory messages, applies the subscription, copies the kept messages
+ * into preallocated arrays grouped by type, counts, stamps latency and (when tracing) writes one
+ * flight-recorder entry. With two lines (A/B) a line may take the fast path while it is at the front of
+ * the merged stream; a burst that moves the front leaves only its own line armed. Anything else returns XGW_FAST_DEFER without any effect, and Python runs
+ * the general (sans-IO) path, which stays the source of truth.
+ */
+
+enum {
+    XGW_FAST_DEFER = -1,   /* not the common case: nothing was touched, use the general path */
+    XGW_TRACE_COLS = 9,    /* int64 per flight-recorder entry, see XGW_TR_* */
+    XGW_TR_RX_FIRST = 0,   /* kernel receive stamp of the burst's oldest packet (0: none) */
+    XGW_TR_RX_LAST = 1,    /* ... of its newest packet */
+    XGW_TR_POLL = 2,       /* the consumer started the receive call (CLOCK_MONOTONIC ns) */
+    XGW_TR_DECODE = 3,     /* the receive call returned: decoding starts */
+    XGW_TR_READY = 4,      /* decoded, sequenced, filtered: handlers start */
+    XGW_TR_DONE = 5,       /* handlers returned */
+    XGW_TR_PACKETS = 6,    /* packets in the burst */
+    XGW_TR_FLAGS = 7,      /* messages delivered | XGW_TRF_* << 32 */
+    XGW_TR_CPU = 8,        /* the consumer thread's CPU time at READY (wall - CPU: time it was not running) */
+    XGW_TRF_SLOW = 1,      /* the general path ran */
+    XGW_TRF_GC = 2,        /* a garbage collection ran since the previous entry */
+    XGW_TRF_TICK = 4,      /* status/state/metrics work ran since the previous entry */
+};
+
+struct xgw_latency_acc {
+    int64_t *counts;           /* the LatencyHistogram's buckets (xdpgw/latency.py) */
+    int64_t ncounts, highest;
+    uint32_t sub_bits;
+    int64_t n, min, max, rejected, saturated;  /* pending: Python merges and zeroes them */
+    double mean, m2;
+};
+
+struct xgw_fast {
+    /* --- armed by Python ------------------------------------------------------------------ */
+    uint32_t armed;            /* bit L: a burst from line L may take the fast path (A/B: L = 0, 1) */
+    uint8_t session[10];
+    uint64_t next;             /* the sequence the sequencer expects next */
+    int32_t keep_all;          /* the subscription keeps everything */
+    uint32_t nsymbols;
+    const uint8_t *symbols;    /* nsymbols x 8 bytes (S8, space padded) */
+    uint8_t *wanted;           /* [65536] wanted by locate (the Subscription's array, learnt in place) */
+    uint8_t *names;            /* [65536 x 8] locate -> symbol (likewise) */
+    const uint8_t *sizes;      /* [256] ITCH message size by type code, 0: unknown */
+    const uint8_t *stock_off;  /* [256] byte offset of the stock field, 0: none */
+    int64_t *type_counts;      /* [256] delivered messages by type (the FeedHandler's) */
+    /* --- output buffers (capacity set by Python) -------------------------------------------- */
+    uint32_t cap_msgs, cap_pkts;
+    int64_t cap_bytes;
+    uint64_t *m_seq;
+    int64_t *m_pkt;
+    uint8_t *m_type;
+    uint16_t *m_len;
+    int32_t *order;            /* record k (grouped by type) is kept message order[k] */
+    uint8_t *records;          /* kept records grouped by type, ascending code */
+    char *p_session;
+    uint64_t *p_seq;
+    uint16_t *p_count;
+    uint32_t *p_nmsg;
+    uint64_t *p_ts;
+    int64_t *types;            /* [4 x 256] code, count, byte start, index start per present type */
+    int64_t *scratch_off;      /* [cap_msgs] message offsets in the batch buffer */
+    /* --- the last burst ---------------------------------------------------------------------- */
+    uint32_t npkts, nmsgs, nkept, ntypes;
+    int64_t nbytes, in_bytes;  /* record bytes kept; payload bytes received */
+    int32_t result;            /* xgw_fast_rx_xdp: what xgw_fast_burst returned for the burst */
+    /* --- pending counters (Python adds them to its own and zeroes them) ------------------------ */
+    uint64_t delivered, heartbeats, kept, bursts;
+    double last_heard;
+    uint64_t line_packets[2], line_messages[2], line_bursts[2], line_high[2];  /* per line (A/B) */
+    /* --- optional: latency histogram, flight recorder --------------------------------------- */
+    struct xgw_latency_acc *latency;
+    int64_t *trace;            /* [trace_cap x XGW_TRACE_COLS] ring, NULL: off */
+    uint64_t trace_cap, trace_n;
+};
+
+int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
+                       const uint64_t *ts, uint32_t npkts, uint32_t line, double now, int64_t t_poll);
+void xgw_latency_since(struct xgw_latency_acc *acc, int64_t now, const uint64_t *ts, uint32_t n);
+void xgw_trace_burst(struct xgw_fast *f, const uint64_t *ts, uint32_t n, int64_t t_poll, int64_t t_decode,
+                     int64_t t_ready, int64_t flags);
+void xgw_trace_done(struct xgw_fast *f, int64_t t_done, int64_t flags);
+int64_t xgw_mono_ns(void);
+
+/* The reference for latency benchmarks: a bare C consumer loop on an AF_XDP socket (csrc/xsk.c) that
+ * only receives (busy-polling spin_ns per call, as XdpReceiver) and stamps (kernel receive -> seen)
+ * into acc until CLOCK_MONOTONIC reaches until_ns. Returns the packets received. */
+struct xgw_xsk;
+/* Receive a burst from an AF_XDP socket (xgw_rx_burst) and run the fast path on it, in one call: returns
+ * the packets received (< 0: a receive error) and leaves xgw_fast_burst's answer in f->result (last_heard:
+ * CLOCK_MONOTONIC seconds, the FeedHandler's default clock). */
+int32_t xgw_fast_rx_xdp(struct xgw_fast *f, struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
+                        uint64_t *ts, uint16_t *hdr, int64_t spin_ns, int64_t t_poll);
+int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, struct xgw_latency_acc *acc);

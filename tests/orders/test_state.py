@@ -8,8 +8,8 @@ from xdpgw.orders.model import Order, Side, State
 from xdpgw.orders.state import TRANSITIONS, Blotter, IllegalTransition, UnknownOrder
 from xdpgw.orders.venue import (
     Accepted,
-    CancelRejected,
     Cancelled,
+    CancelRejected,
     Expired,
     Filled,
     Rejected,

@@ -205,8 +205,10 @@ class Router:
                 self.blotter.cancel_requested(i)
                 self.risk.release(rec.order.symbol, rec.order.side, rec.order.qty)
                 continue
-            if rec.state.final or rec.state is S.CANCEL_PENDING:
+            if rec.state.final:
                 self.blotter.move(rec, S.CANCEL_PENDING, "cancel of a finished order")  # raises, counted
+            if rec.state is S.CANCEL_PENDING and not qty:
+                raise GatewayError(f"order {i}: a cancel is already pending", "wait for the venue's answer (poll)")
             if self.journal is not None:
                 self.journal.cancel(i, qty, self.clock())
                 self.journal.sync()

@@ -167,8 +167,14 @@ def test_kill_9_mid_basket_then_restart_sends_every_id_once(tmp_path):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
     ids = wire.read_text().split()
-    assert len(ids) == len(set(ids)) == 300  # nothing lost, nothing sent twice
+    assert len(ids) == len(set(ids))  # nothing sent twice
     r = Router([FakeConnector()], journal=Journal(str(tmp_path / "journal")))
-    assert len(r.client_orders) == 300 and r.resumed == 300
-    assert all(rec.state in (S.ACKNOWLEDGED, S.FILLED) for rec in r.blotter.orders.values())
+    assert len(r.client_orders) == 300 and r.resumed == 300  # nothing lost: every order is known
+    # an order journaled but cut off by the kill before the socket write is reported as unconfirmed
+    # (only the venue knows; a real venue's replay at re-login settles it), never sent again
+    unconfirmed = {i for i, rec in r.blotter.orders.items() if rec.state is S.SENT}
+    assert len(unconfirmed) <= 1 and unconfirmed.isdisjoint(ids)
+    assert set(ids) | unconfirmed == {f"K{i:04d}" for i in range(300)}
+    assert r.summary()["unconfirmed"] == len(unconfirmed)
+    assert all(rec.state in (S.ACKNOWLEDGED, S.FILLED) for i, rec in r.blotter.orders.items() if i in ids)
     r.close()

@@ -493,6 +493,7 @@ class Router:
             "throttled": self.throttle.throttled,
             "queued": self.throttle.queued,
             "open": sum(1 for r in recs if r.open),
+            "unconfirmed": sum(1 for r in recs if r.resumed and r.state is S.SENT),
             "filled_qty": sum(r.cum_qty for r in recs),
             "positions": self.risk.positions(),
             "states": {str(k): v for k, v in states.items()},

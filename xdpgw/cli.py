@@ -512,6 +512,7 @@ def _register_send_commands() -> None:
 
 
 _register_send_commands()
+main.add_command(importlib.import_module("xdpgw.cli_venue").venue)
 
 if __name__ == "__main__":
     main()

@@ -84,9 +84,12 @@ class Router:
         """Log in to every venue (each resuming from its journaled session values)."""
         for name, c in self.connectors.items():
             if self.journal is not None:
-                give_store(c, self.stores.setdefault(name, JournalStore(self.journal, name)))
+                store = self.stores.setdefault(name, JournalStore(self.journal, name))
+                give_store(c, store)
+                _restore_session(c, store.values)
             c.connect(timeout)
             self._down.discard(name)
+            self._save_session(name, login=True)
         if self.risk.killed:  # a restart under the kill switch: make sure nothing rests anywhere
             self._mass_cancel_all()
 
@@ -179,6 +182,11 @@ class Router:
             return
         if self.journal is not None:
             self.journal.orders(orders, self.clock())
+            by_venue: dict[str, list[Order]] = {}
+            for o in orders:
+                by_venue.setdefault(o.venue, []).append(o)
+            for name, os_ in by_venue.items():
+                self._reserve_refs(name, os_)
             self.journal.sync()
         for o in orders:
             rec = self.blotter[o.cl_ord_id]
@@ -236,6 +244,7 @@ class Router:
                                "retry after the next poll() (throttle window)")
         if self.journal is not None:
             self.journal.replace(orig_id, new, now)
+            self._reserve_refs(new.venue, [new])
             self.journal.sync()
         self.risk.seen_ids.add(new_id)
         ts = self.connectors[new.venue].replace(orig_id, new)
@@ -279,6 +288,7 @@ class Router:
     def _mass_cancel_all(self) -> None:
         for name in self.connected:
             try:
+                self._reserve_refs(name, [None])
                 self.connectors[name].mass_cancel()
                 self.mass_cancels += 1
             except (GatewayError, OSError) as e:
@@ -297,13 +307,18 @@ class Router:
         n = 0
         per = timeout / max(1, len(self.connectors))
         for name, c in self.connectors.items():
-            if self.journal is not None:
-                self.journal.hold_puts()
-            events = c.poll(per)
-            n += len(events)
-            self.on_events(name, events)
-            if self.journal is not None:
+            if self.journal is None:
+                events = c.poll(per)
+            else:
+                self.journal.hold_puts()  # what the connector stores while polling follows its events
+                events = c.poll(per)
+                self.journal.events(events)
                 self.journal.flush_puts()
+            n += len(events)
+            self._dispatch(name, events, live=True)
+            if self.journal is not None:
+                self._save_session(name, login=any(isinstance(e, SessionEvent) and e.kind == "connected"
+                                                   for e in events))
         self._release_throttled()
         if self._ack_ns:
             self.ack_latency.record_many(self._ack_ns)
@@ -331,21 +346,25 @@ class Router:
                 go.append(child)
         self._send(go)
 
-    def on_events(self, venue: str, events: list[Event], journal: bool = True) -> None:
-        """Apply one venue's events (journaled first)."""
-        if journal and self.journal is not None and events:
+    def on_events(self, venue: str, events: list[Event]) -> None:
+        """Apply events a venue reported outside ``poll()`` (journaled first)."""
+        if self.journal is not None and events:
             self.journal.events(events)
+        self._dispatch(venue, events, live=True)
+
+    def _dispatch(self, venue: str, events: list[Event], live: bool) -> None:
         for ev in events:
             if isinstance(ev, SessionEvent):
-                self._session(venue, ev, replaying=not journal)
-                continue
-            self._apply(ev, live=journal)
+                self._session(venue, ev, replaying=not live)
+            else:
+                self._apply(ev, live=live)
 
     def _session(self, venue: str, ev: SessionEvent, replaying: bool) -> None:
         if ev.kind == "connected":
             self._down.discard(venue)
             if self.risk.killed and not replaying:
                 try:
+                    self._reserve_refs(venue, [None])
                     self.connectors[venue].mass_cancel()
                     self.mass_cancels += 1
                 except (GatewayError, OSError) as e:
@@ -393,6 +412,39 @@ class Router:
         delta = max(0, leaves0 - rec.leaves_qty)
         if delta or final_now:
             self.risk.release(o.symbol, o.side, delta, 1 if final_now else 0)
+
+    # --- connector session state in the journal -------------------------------------------------
+
+    def _store(self, name: str) -> JournalStore:
+        st = self.stores.get(name)
+        if st is None:
+            st = self.stores[name] = JournalStore(self.journal, name)
+        return st
+
+    def _reserve_refs(self, name: str, orders: list[Order | None]) -> None:
+        """Before requests leave for a venue that numbers them (OUCH UserRefNums: the connector's
+        ``next_user_ref_num``, one per request): journal the numbers they will take and the next one,
+        so a restart resumes above them. ``None`` stands for a request without an order id."""
+        c = self.connectors.get(name)
+        if self.journal is None or c is None or not hasattr(c, "next_user_ref_num"):
+            return
+        st, ref = self._store(name), c.next_user_ref_num
+        for o in orders:
+            if o is not None:
+                st.put(f"ref:{ref}", o.cl_ord_id)
+            ref += 1
+        st.put("next_user_ref_num", str(ref))
+
+    def _save_session(self, name: str, login: bool = False) -> None:
+        """After a venue's events are journaled: its next expected sequence number (and, after a
+        login, the session name), so a restart asks the venue to replay from there."""
+        c = self.connectors[name]
+        if self.journal is None:
+            return
+        if hasattr(c, "next_sequence"):
+            self._store(name).put("next_sequence", str(c.next_sequence))
+        if login and hasattr(c, "session_state"):
+            self._store(name).put("session", c.session_state().session)
 
     def _error(self, kind: str, text: str) -> None:
         self.errors[kind] += 1
@@ -507,6 +559,17 @@ class Router:
             "event_unknown": self.blotter.unknown,
             "venues": {n: dict(c.stats()) for n, c in self.connectors.items()},
         }
+
+
+def _restore_session(c: Connector, values: Mapping[str, str]) -> None:
+    """Hand a connector with ``session_state()``/``restore()`` (OUCH) what the journal kept."""
+    if not values or not hasattr(c, "restore") or not hasattr(c, "session_state"):
+        return
+    base = c.session_state()
+    refs = {int(k[4:]): v for k, v in values.items() if k.startswith("ref:")}
+    c.restore(_replace(base, next_user_ref_num=int(values.get("next_user_ref_num", base.next_user_ref_num)),
+                          next_sequence=int(values.get("next_sequence", base.next_sequence)),
+                          session=values.get("session", base.session), refs=refs))
 
 
 def stats_for_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:

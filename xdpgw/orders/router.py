@@ -123,7 +123,22 @@ class Router:
         or pending in the throttle queue, or denied by the throttle's reject policy), or the order
         itself denied by a risk check or for want of a route. A reused id is denied and not recorded
         (the id's first order keeps its record)."""
+        go: list[Order] = []
+        recs = self._admit(order, self.clock(), go)
+        self._send(go)
+        return recs
+
+    def submit_many(self, orders: Iterable[Order]) -> list[OrderRecord]:
+        """``submit`` for many orders with one journal sync before they all leave."""
+        go: list[Order] = []
+        out: list[OrderRecord] = []
         now = self.clock()
+        for o in orders:
+            out.extend(self._admit(o, now, go))
+        self._send(go)
+        return out
+
+    def _admit(self, order: Order, now: int, go: list[Order]) -> list[OrderRecord]:
         if self.known(order.cl_ord_id):
             self.risk.deny("duplicate_id")
             self.denied_unrecorded["duplicate_id"] += 1
@@ -140,7 +155,7 @@ class Router:
         for c in children:
             self.risk.seen_ids.add(c.cl_ord_id)
         self.client_orders[order.cl_ord_id] = [c.cl_ord_id for c in children]
-        recs, go = [], []
+        recs = []
         for child in children:
             rec = self.blotter.add(child)
             recs.append(rec)
@@ -148,14 +163,7 @@ class Router:
                 go.append(child)
             elif not self.throttle.hold(child.venue, child):
                 self._refuse(rec, "throttle")
-        self._send(go)
         return recs
-
-    def submit_many(self, orders: Iterable[Order]) -> list[OrderRecord]:
-        out: list[OrderRecord] = []
-        for o in orders:
-            out.extend(self.submit(o))
-        return out
 
     def _deny(self, order: Order, reason: str, now: int, detail: str = "", counted: bool = False) -> OrderRecord:
         if not counted:

@@ -336,8 +336,9 @@ class OuchConnector:
         self._connecting = False
         self._outbox.clear()
 
-    def _lost(self, reason: str) -> None:
-        was_active = self.connected
+    def _lost(self, reason: str, was_active: bool | None = None) -> None:
+        if was_active is None:
+            was_active = self.connected
         self._drop_socket()
         self._last_error = reason
         if was_active:
@@ -417,9 +418,10 @@ class OuchConnector:
                 self._read()
         soup = self._soup
         if soup is not None:
+            active = soup.state is sb.ClientState.ACTIVE
             out, evs = soup.tick(time.monotonic())
             if evs:
-                self._lost(f"venue silent for {evs[0].silent_s:.1f} s (dead peer)")
+                self._lost(f"venue silent for {evs[0].silent_s:.1f} s (dead peer)", active)
             elif out:
                 with contextlib.suppress(GatewayError):
                     self._write(out)

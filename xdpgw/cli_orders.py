@@ -124,7 +124,8 @@ def _human(s: dict) -> str:
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="seconds to wait for every order to be final or resting")
 @click.option("--hold", type=float, default=0.0,
-              help="then keep the session (and resting orders) up this many seconds (kill switch still works)")
+              help="then keep the session (and resting orders) up this many seconds, or until the kill switch "
+                   "has cancelled them all")
 @click.option("--metrics-port", type=int, default=None,
               help="serve GET /metrics, GET /status and POST /kill on 127.0.0.1:PORT")
 @friendly
@@ -211,7 +212,7 @@ def route(venues, orders_file, journal, config_file, as_json, max_qty, max_notio
                 timed_out = True
                 break
         end_hold = time.monotonic() + hold
-        while time.monotonic() < end_hold:
+        while time.monotonic() < end_hold and not (router.risk.killed and not router.open_orders()):
             router.poll(0.05)
             if control is not None:
                 control.update(router.summary())

@@ -26,7 +26,7 @@ def test_records_round_trip(tmp_path):
     evs = [Accepted("A1", "77", 225, 630_200, 5), Filled("A1", 25, 630_100, "m\t1", "A", 6),
            TradeBroken("A1", "m 1", "E", 7), SessionEvent("connected", "x", 8)]
     with Journal(p) as j:
-        j.orders([o], 1)
+        j.orders([("v1", o)], 1)
         j.denied(o, "max_qty", 2)
         j.cancel("A1", 0, 3)
         j.replace("A1", o, 4)

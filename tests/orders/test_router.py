@@ -29,7 +29,7 @@ def two_venues(**kw):
 def test_split_children_go_to_their_venues_and_fill_into_the_position():
     r, a, b = two_venues()
     kids = r.submit(Order("P", "AAPL", Side.BUY, 250, PX))
-    assert [(k.order.venue, k.order.qty) for k in kids] == [("a", 150), ("b", 100)]
+    assert [(k.venue, k.order.qty) for k in kids] == [("a", 150), ("b", 100)]
     r.poll()
     a.fill("P-1", 150, PX, "m1")
     b.fill("P-2", 60, PX + 100, "m2")
@@ -46,7 +46,7 @@ def test_disconnected_venue_gets_nothing():
     b.drop()
     r.poll()
     kids = r.submit(Order("P", "AAPL", Side.BUY, 250, PX))
-    assert [(k.order.venue, k.order.qty) for k in kids] == [("a", 250)]
+    assert [(k.venue, k.order.qty) for k in kids] == [("a", 250)]
     a.drop()
     r.poll()
     (rec,) = r.submit(Order("Q", "AAPL", Side.BUY, 100, PX))

@@ -44,8 +44,8 @@ def _s(x: object) -> str:
     return str(x).translate(_CLEAN)
 
 
-def _order_fields(o: Order) -> list[str]:
-    return [o.cl_ord_id, o.symbol, o.side.value, str(o.qty), str(o.price), o.tif.value, o.venue or "",
+def _order_fields(o: Order, venue: str | None = None) -> list[str]:
+    return [o.cl_ord_id, o.symbol, o.side.value, str(o.qty), str(o.price), o.tif.value, venue or o.venue or "",
             o.parent_id or ""]
 
 
@@ -95,19 +95,19 @@ class Journal:
             os.write(self._fd, ("\n".join(lines) + "\n").encode())
             self._dirty = True
 
-    def orders(self, orders: list[Order], ts_ns: int) -> None:
-        """Record orders about to be sent (one write; call :meth:`sync` before they leave)."""
+    def orders(self, orders: list[tuple[str, Order]], ts_ns: int) -> None:
+        """Record (venue, order) pairs about to be sent (one write; :meth:`sync` before they leave)."""
         t = str(ts_ns)
-        self._write(["\t".join(["O", t, *_order_fields(o)]) for o in orders])
+        self._write(["\t".join(["O", t, *_order_fields(o, v)]) for v, o in orders])
 
-    def denied(self, order: Order, reason: str, ts_ns: int) -> None:
-        self._write(["\t".join(["D", str(ts_ns), *_order_fields(order), _s(reason)])])
+    def denied(self, order: Order, reason: str, ts_ns: int, venue: str | None = None) -> None:
+        self._write(["\t".join(["D", str(ts_ns), *_order_fields(order, venue), _s(reason)])])
 
     def cancel(self, cl_ord_id: str, qty: int, ts_ns: int) -> None:
         self._write([f"X\t{ts_ns}\t{cl_ord_id}\t{qty}"])
 
-    def replace(self, orig_id: str, new: Order, ts_ns: int) -> None:
-        self._write(["\t".join(["R", str(ts_ns), orig_id, *_order_fields(new)])])
+    def replace(self, orig_id: str, new: Order, ts_ns: int, venue: str | None = None) -> None:
+        self._write(["\t".join(["R", str(ts_ns), orig_id, *_order_fields(new, venue)])])
 
     def events(self, events: list[_venue.Event]) -> None:
         lines = []

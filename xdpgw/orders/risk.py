@@ -98,67 +98,90 @@ class RiskEngine:
     def check_order(self, order: Order) -> str | None:
         """The checks on the order alone (no exposure): kill switch, restricted, size, price.
         A queued order passes these again when it leaves the throttle."""
-        lim = self.limits
         if self.killed:
             return "kill_switch"
+        lim = self.limits
         sym = order.symbol
         if sym in lim.restricted:
             return "restricted"
-        if lim.max_qty is not None and order.qty > lim.max_qty:
+        qty = order.qty
+        if lim.max_qty is not None and qty > lim.max_qty:
             return "max_qty"
         price = order.price
-        if lim.collar_pct is not None or (not price and lim.max_notional is not None):
+        collar = lim.collar_pct
+        if collar is not None or (not price and lim.max_notional is not None):
             ref = self.reference_price(sym)
             if ref is None:
                 return "no_reference_price"
-            if price and lim.collar_pct is not None and abs(price - ref) * 100 > lim.collar_pct * ref:
-                return "price_collar"
             if not price:
                 price = ref  # a market order is valued at the reference
-        if lim.max_notional is not None and order.qty * price > lim.max_notional:
+            elif collar is not None and abs(price - ref) * 100 > collar * ref:
+                return "price_collar"
+        if lim.max_notional is not None and qty * price > lim.max_notional:
             return "max_notional"
         return None
 
     def check(self, order: Order, now_ns: int = 0, children: int = 1) -> str | None:
         """Every check, without reserving anything; the first failure's reason, or None."""
-        why = self.check_order(order)
-        if why:
-            return why
-        lim = self.limits
-        if order.cl_ord_id in self.seen_ids:
-            return "duplicate_id"
-        if lim.duplicate_window_ns:
-            last = self._recent.get((order.symbol, order.side, order.qty, order.price))
-            if last is not None and now_ns - last < lim.duplicate_window_ns:
-                return "duplicate_order"
-        exp = self.exposure.get(order.symbol)
-        if exp is None:
-            exp = self.exposure[order.symbol] = SymbolExposure()
-        if lim.max_open_per_symbol is not None and exp.open_orders + children > lim.max_open_per_symbol:
-            return "max_open_orders"
-        notional = order.qty * (order.price or self.reference_price(order.symbol) or 0)
-        if lim.max_gross_per_symbol is not None and exp.gross + notional > lim.max_gross_per_symbol:
-            return "gross_notional_symbol"
-        if lim.max_gross_total is not None and self.gross_total + notional > lim.max_gross_total:
-            return "gross_notional_total"
-        limit = lim.position_limits.get(order.symbol, lim.max_position)
-        if limit is not None:
-            if order.side is Side.BUY:
-                if exp.position + exp.open_buy + order.qty > limit:
-                    return "position_limit"
-            elif exp.position - exp.open_sell - order.qty < -limit:
-                return "position_limit"
-        return None
+        return self._run(order, now_ns, children, False)
 
     def accept(self, order: Order, now_ns: int = 0, children: int = 1) -> str | None:
         """Check and, when it passes, reserve the order's exposure (``children`` orders at venues).
         Returns the denial reason (counted) or None."""
-        why = self.check(order, now_ns, children)
+        why = self._run(order, now_ns, children, True)
         if why:
             self.denied[why] += 1
+        return why
+
+    def _run(self, order: Order, now_ns: int, children: int, commit: bool) -> str | None:
+        # one pass with locals: this is the per-order hot path (see scripts/bench_router.py)
+        why = self.check_order(order)
+        if why:
             return why
-        self.commit(order, now_ns, children)
+        lim = self.limits
+        oid, sym, side, qty, price = order.cl_ord_id, order.symbol, order.side, order.qty, order.price
+        if oid in self.seen_ids:
+            return "duplicate_id"
+        key = None
+        if lim.duplicate_window_ns:
+            key = (sym, side, qty, price)
+            last = self._recent.get(key)
+            if last is not None and now_ns - last < lim.duplicate_window_ns:
+                return "duplicate_order"
+        exp = self.exposure.get(sym)
+        if exp is None:
+            exp = self.exposure[sym] = SymbolExposure()
+        if lim.max_open_per_symbol is not None and exp.open_orders + children > lim.max_open_per_symbol:
+            return "max_open_orders"
+        notional = qty * (price or self.reference_price(sym) or 0)
+        if lim.max_gross_per_symbol is not None and exp.gross + notional > lim.max_gross_per_symbol:
+            return "gross_notional_symbol"
+        if lim.max_gross_total is not None and self.gross_total + notional > lim.max_gross_total:
+            return "gross_notional_total"
+        buy = side is Side.BUY
+        limit = lim.position_limits.get(sym, lim.max_position) if lim.position_limits else lim.max_position
+        if limit is not None:
+            if buy:
+                if exp.position + exp.open_buy + qty > limit:
+                    return "position_limit"
+            elif exp.position - exp.open_sell - qty < -limit:
+                return "position_limit"
+        if commit:
+            self._reserve(exp, oid, key, now_ns, children, buy, qty, notional)
         return None
+
+    def _reserve(self, exp: SymbolExposure, oid: str, key: tuple | None, now_ns: int, children: int, buy: bool,
+                 qty: int, notional: int) -> None:
+        self.seen_ids.add(oid)
+        if key is not None:
+            self._recent[key] = now_ns
+        exp.open_orders += children
+        if buy:
+            exp.open_buy += qty
+        else:
+            exp.open_sell += qty
+        exp.gross += notional
+        self.gross_total += notional
 
     def recheck(self, order: Order) -> str | None:
         """The order-alone checks again (for an order leaving the throttle queue); counts a denial."""
@@ -175,20 +198,12 @@ class RiskEngine:
 
     def commit(self, order: Order, now_ns: int = 0, children: int = 1) -> None:
         """Reserve an accepted order's exposure (also used to rebuild it from the journal)."""
-        self.seen_ids.add(order.cl_ord_id)
-        if self.limits.duplicate_window_ns:
-            self._recent[(order.symbol, order.side, order.qty, order.price)] = now_ns
+        key = (order.symbol, order.side, order.qty, order.price) if self.limits.duplicate_window_ns else None
         exp = self.exposure.get(order.symbol)
         if exp is None:
             exp = self.exposure[order.symbol] = SymbolExposure()
-        exp.open_orders += children
-        if order.side is Side.BUY:
-            exp.open_buy += order.qty
-        else:
-            exp.open_sell += order.qty
         notional = order.qty * (order.price or self.reference_price(order.symbol) or 0)
-        exp.gross += notional
-        self.gross_total += notional
+        self._reserve(exp, order.cl_ord_id, key, now_ns, children, order.side is Side.BUY, order.qty, notional)
 
     def on_fill(self, symbol: str, side: Side, qty: int) -> None:
         exp = self.exposure.setdefault(symbol, SymbolExposure())

@@ -74,9 +74,11 @@ class Router:
         self.mass_cancels = 0
         self._kill_request: str | None = None
         self._down: set[str] = set()  # venues that reported a disconnect
+        self._live: frozenset[str] = frozenset()  # connected venues as routing sees them (refreshed)
         self.stores: dict[str, JournalStore] = {}
         if journal is not None:
             self._restore(journal)
+        self._refresh()
 
     # --- venues -----------------------------------------------------------------------------------
 
@@ -90,12 +92,18 @@ class Router:
             c.connect(timeout)
             self._down.discard(name)
             self._save_session(name, login=True)
+        self._refresh()
         if self.risk.killed:  # a restart under the kill switch: make sure nothing rests anywhere
             self._mass_cancel_all()
 
     @property
     def connected(self) -> set[str]:
         return {n for n, c in self.connectors.items() if c.connected and n not in self._down}
+
+    def _refresh(self) -> None:
+        live = frozenset(self.connected)
+        if live != self._live:
+            self._live = live
 
     def close(self) -> None:
         for c in self.connectors.values():
@@ -123,14 +131,14 @@ class Router:
         or pending in the throttle queue, or denied by the throttle's reject policy), or the order
         itself denied by a risk check or for want of a route. A reused id is denied and not recorded
         (the id's first order keeps its record)."""
-        go: list[Order] = []
+        go: list[tuple[str, Order]] = []
         recs = self._admit(order, self.clock(), go)
         self._send(go)
         return recs
 
     def submit_many(self, orders: Iterable[Order]) -> list[OrderRecord]:
         """``submit`` for many orders with one journal sync before they all leave."""
-        go: list[Order] = []
+        go: list[tuple[str, Order]] = []
         out: list[OrderRecord] = []
         now = self.clock()
         for o in orders:
@@ -138,30 +146,32 @@ class Router:
         self._send(go)
         return out
 
-    def _admit(self, order: Order, now: int, go: list[Order]) -> list[OrderRecord]:
+    def _admit(self, order: Order, now: int, go: list[tuple[str, Order]]) -> list[OrderRecord]:
         if self.known(order.cl_ord_id):
             self.risk.deny("duplicate_id")
             self.denied_unrecorded["duplicate_id"] += 1
             return []
         try:
-            children = self.routing.split(order, self.connected)
+            legs = self.routing.legs(order, self._live)
         except NoRoute as e:
             return [self._deny(order, "no_route", now, str(e))]
-        if len(children) > 1 and any(self.known(c.cl_ord_id) for c in children):
+        if len(legs) > 1 and any(self.known(c.cl_ord_id) for _, c in legs):
             return [self._deny(order, "duplicate_id", now)]
-        why = self.risk.accept(order, now, len(children))
+        why = self.risk.accept(order, now, len(legs))
         if why:
             return [self._deny(order, why, now, counted=True)]
-        for c in children:
-            self.risk.seen_ids.add(c.cl_ord_id)
-        self.client_orders[order.cl_ord_id] = [c.cl_ord_id for c in children]
+        if len(legs) > 1:
+            self.risk.seen_ids.update(c.cl_ord_id for _, c in legs)
+        self.client_orders[order.cl_ord_id] = [c.cl_ord_id for _, c in legs]
         recs = []
-        for child in children:
-            rec = self.blotter.add(child)
+        throttle = self.throttle
+        for leg in legs:
+            venue, child = leg
+            rec = self.blotter.add(child, venue=venue)
             recs.append(rec)
-            if self.throttle.try_acquire(child.venue, now):
-                go.append(child)
-            elif not self.throttle.hold(child.venue, child):
+            if not throttle.active or throttle.try_acquire(venue, now):
+                go.append(leg)
+            elif not throttle.hold(venue, leg):
                 self._refuse(rec, "throttle")
         return recs
 
@@ -182,29 +192,28 @@ class Router:
         if reason != "kill switch":
             self.risk.denied[reason] += 1
         if self.journal is not None:
-            self.journal.denied(o, reason, self.clock())
+            self.journal.denied(o, reason, self.clock(), rec.venue)
 
-    def _send(self, orders: list[Order]) -> None:
-        """Journal (synced), then put each on the wire."""
+    def _send(self, orders: list[tuple[str, Order]]) -> None:
+        """Journal (synced), then put each (venue, order) on the wire."""
         if not orders:
             return
         if self.journal is not None:
             self.journal.orders(orders, self.clock())
             by_venue: dict[str, list[Order]] = {}
-            for o in orders:
-                by_venue.setdefault(o.venue, []).append(o)
+            for v, o in orders:
+                by_venue.setdefault(v, []).append(o)
             for name, os_ in by_venue.items():
                 self._reserve_refs(name, os_)
             self.journal.sync()
-        for o in orders:
-            rec = self.blotter[o.cl_ord_id]
+        for venue, o in orders:
             try:
-                ts = self.connectors[o.venue].send(o)
+                ts = self.connectors[venue].send(o)
             except (GatewayError, OSError) as e:
-                self._error("send", f"{o.cl_ord_id} to {o.venue}: {e}")
-                self.blotter.move(rec, S.DENIED, "send_failed")
+                self._error("send", f"{o.cl_ord_id} to {venue}: {e}")
+                self.blotter.move(self.blotter[o.cl_ord_id], S.DENIED, "send_failed")
                 if self.journal is not None:
-                    self.journal.denied(o, "send_failed", self.clock())
+                    self.journal.denied(o, "send_failed", self.clock(), venue)
                 self.risk.release(o.symbol, o.side, o.qty)
                 continue
             self.blotter.sent(o.cl_ord_id, ts)
@@ -228,7 +237,7 @@ class Router:
             if self.journal is not None:
                 self.journal.cancel(i, qty, self.clock())
                 self.journal.sync()
-            self.connectors[rec.order.venue].cancel(i, qty)
+            self.connectors[rec.venue].cancel(i, qty)
             if not qty:
                 self.blotter.cancel_requested(i)
 
@@ -239,7 +248,7 @@ class Router:
         if self.known(new_id):
             raise GatewayError(f"replacement id {new_id} is already in use", "give the replacement a new id")
         new = _replace(rec.order, cl_ord_id=new_id, qty=qty or rec.order.qty,
-                       price=rec.order.price if price is None else price, parent_id=None)
+                       price=rec.order.price if price is None else price, venue=rec.venue, parent_id=None)
         why = self.risk.recheck(new)
         if why:
             raise GatewayError(f"replace of {orig_id} denied by risk check {why}", "change the size or price")
@@ -259,9 +268,10 @@ class Router:
         return self.blotter.replace_requested(orig_id, new, ts)
 
     def _unqueue(self, rec: OrderRecord) -> None:
-        q = self.throttle.queues.get(rec.order.venue)
-        if q is not None and rec.order in q:
-            q.remove(rec.order)
+        q = self.throttle.queues.get(rec.venue)
+        leg = (rec.venue, rec.order)
+        if q is not None and leg in q:
+            q.remove(leg)
 
     # --- the kill switch --------------------------------------------------------------------------
 
@@ -282,7 +292,7 @@ class Router:
         if self.journal is not None:
             self.journal.kill_switch(True, reason, self.clock())
             self.journal.sync()
-        for _, child in self.throttle.drop_all():
+        for _, (_, child) in self.throttle.drop_all():
             self._refuse(self.blotter[child.cl_ord_id], "kill switch")
         self._mass_cancel_all()
 
@@ -309,6 +319,7 @@ class Router:
         orders whose slot has come. Returns the number of events."""
         if self._kill_request is not None:
             self.kill(self._kill_request)
+        self._refresh()
         nxt = self.throttle.next_release()
         if nxt is not None:
             timeout = min(timeout, max(0.0, (nxt - self.clock()) / 1e9))
@@ -342,16 +353,17 @@ class Router:
         if not self.throttle.queued:
             return
         go = []
-        for _, child in self.throttle.release(self.clock()):
+        for _, leg in self.throttle.release(self.clock()):
+            venue, child = leg
             rec = self.blotter[child.cl_ord_id]
             why = self.risk.recheck(child)
             if why:
                 self.blotter.move(rec, S.DENIED, why)
                 self.risk.release(child.symbol, child.side, child.qty)
                 if self.journal is not None:
-                    self.journal.denied(child, why, self.clock())
+                    self.journal.denied(child, why, self.clock(), venue)
             else:
-                go.append(child)
+                go.append(leg)
         self._send(go)
 
     def on_events(self, venue: str, events: list[Event]) -> None:
@@ -379,6 +391,7 @@ class Router:
                     self._error("mass_cancel", f"{venue}: {e}")
         elif ev.kind in ("disconnected", "ended", "rejected"):
             self._down.add(venue)
+        self._refresh()
 
     def _apply(self, ev: Event, live: bool) -> None:
         b = self.blotter

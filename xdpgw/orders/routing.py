@@ -66,6 +66,19 @@ class RoutingTable:
     rules: dict[str, tuple[VenueShare, ...]] = field(default_factory=dict)
     default: tuple[VenueShare, ...] = ()
     lot: int = ROUND_LOT
+    _plans: dict = field(default_factory=dict, repr=False, compare=False)  # (symbol, connected) → venues
+
+    def invalidate(self) -> None:
+        """Forget cached routes (call after changing ``rules``/``default`` in place)."""
+        self._plans.clear()
+
+    def set_active(self, venue: str, active: bool) -> None:
+        """Switch a venue on or off in every rule."""
+        def flip(vs: tuple[VenueShare, ...]) -> tuple[VenueShare, ...]:
+            return tuple(replace(v, active=active) if v.venue == venue else v for v in vs)
+        self.rules = {s: flip(vs) for s, vs in self.rules.items()}
+        self.default = flip(self.default)
+        self.invalidate()
 
     def route(self, symbol: str) -> tuple[VenueShare, ...]:
         return self.rules.get(symbol, self.default)
@@ -89,22 +102,34 @@ class RoutingTable:
         out[0] += qty - sum(out)
         return out
 
-    def split(self, order: Order, connected: Container[str] | None = None) -> list[Order]:
-        """The child orders for ``order`` (one, with the parent's id, when it is not split)."""
+    def legs(self, order: Order, connected: frozenset[str] | None = None) -> list[tuple[str, Order]]:
+        """(venue, order) for each child; an order that stays whole is returned as it is (no copy:
+        the hot path), children of a split are new orders with their own ids and venues."""
         if order.venue is not None:
             if connected is not None and order.venue not in connected:
                 raise NoRoute(order, f"venue {order.venue} is not connected")
-            return [order]
-        venues = self.usable(order.symbol, connected)
+            return [(order.venue, order)]
+        key = (order.symbol, connected)
+        venues = self._plans.get(key)
+        if venues is None:
+            venues = self._plans[key] = self.usable(order.symbol, connected)
         if not venues:
             raise NoRoute(order, "no active connected venue in its route")
+        if len(venues) == 1:
+            return [(venues[0].venue, order)]
         qtys = self.allocate(order.qty, venues)
         legs = [(v.venue, q) for v, q in zip(venues, qtys, strict=True) if q > 0]
         if len(legs) == 1:
-            return [replace(order, venue=legs[0][0])]
-        return [replace(order, cl_ord_id=child_id(order.cl_ord_id, k), qty=q, venue=venue,
-                        parent_id=order.cl_ord_id)
+            return [(legs[0][0], order)]
+        pid = order.cl_ord_id
+        return [(venue, Order(child_id(pid, k), order.symbol, order.side, q, order.price, order.tif, venue, pid))
                 for k, (venue, q) in enumerate(legs, 1)]
+
+    def split(self, order: Order, connected: Container[str] | None = None) -> list[Order]:
+        """The child orders for ``order``, each naming its venue (one, with the parent's id, when it
+        is not split)."""
+        fs = None if connected is None else frozenset(connected)
+        return [o if o.venue == v else replace(o, venue=v) for v, o in self.legs(order, fs)]
 
 
 def routing_from_mapping(m: Mapping, venues: list[str]) -> RoutingTable:

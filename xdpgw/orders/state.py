@@ -71,6 +71,7 @@ class OrderRecord:
 
     order: Order
     state: State = S.PENDING_NEW
+    venue: str = ""  # where it is (or will be) sent
     leaves_qty: int = 0
     cum_qty: int = 0
     notional: int = 0  # sum of fill qty * fill price (ticks)
@@ -128,11 +129,11 @@ class Blotter:
         except KeyError:
             raise UnknownOrder(cl_ord_id) from None
 
-    def add(self, order: Order, state: State = S.PENDING_NEW, reason: str = "") -> OrderRecord:
+    def add(self, order: Order, state: State = S.PENDING_NEW, reason: str = "", venue: str = "") -> OrderRecord:
         if order.cl_ord_id in self.orders:
             raise GatewayError(f"order id {order.cl_ord_id} is already in use",
                                "give every order of the day its own id")
-        rec = OrderRecord(order, leaves_qty=order.qty)
+        rec = OrderRecord(order, leaves_qty=order.qty, venue=venue or order.venue or "")
         self.orders[order.cl_ord_id] = rec
         if state is not S.PENDING_NEW:
             self.move(rec, state, reason)
@@ -173,7 +174,7 @@ class Blotter:
         src = rec.state
         self.move(rec, S.REPLACE_PENDING)
         rec.pending_from = src
-        nrec = self.add(new)
+        nrec = self.add(new, venue=rec.venue)
         nrec.state = S.SENT  # the replacement is on the wire with the request
         nrec.send_ns = send_ns
         nrec.replaces = orig_id

@@ -55,6 +55,15 @@ class OrderBatch:
                    np.array([o.side.value for o in orders], "S1"), np.array([o.qty for o in orders], np.int64),
                    np.array([o.price for o in orders], np.int64), np.array([o.tif.value for o in orders], "S1"))
 
+    def orders(self) -> list[Order]:
+        """Every row as an Order (columns converted once, not per row)."""
+        sides = {s.value.encode(): s for s in Side}
+        tifs = {t.value.encode(): t for t in Tif}
+        tif = self.tif.tolist() if self.tif is not None else [b"0"] * len(self)
+        return [Order(i, s, sides[sd], q, p, tifs[t]) for i, s, sd, q, p, t in
+                zip(np.char.decode(self.ids).tolist(), np.char.decode(self.symbols).tolist(), self.side.tolist(),
+                    self.qty.tolist(), self.price.tolist(), tif, strict=True)]
+
     def order(self, i: int) -> Order:
         tif = Tif(self.tif[i].decode()) if self.tif is not None else Tif.DAY
         return Order(self.ids[i].decode(), self.symbols[i].decode(), Side(self.side[i].decode()), int(self.qty[i]),

@@ -159,8 +159,7 @@ class Router:
         throttle = self.throttle
         reasons = plan.reasons
         legs_of = dict(plan.scalar)
-        for i, why in enumerate(reasons.tolist()):  # in row order: a repeated id finds its first row
-            o = batch.order(i)
+        for i, (why, o) in enumerate(zip(reasons.tolist(), batch.orders(), strict=True)):  # in row order
             if why != OK:
                 if self.known(o.cl_ord_id):
                     self.denied_unrecorded[NAMES[why]] += 1

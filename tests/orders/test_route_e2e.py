@@ -134,14 +134,16 @@ def test_kill_switch_cancels_resting_orders_on_a_live_venue(sim):
         router.close()
 
 
-def test_route_cli_kill_switch_on_sigusr1(sim, tmp_path):
+def test_route_cli_kill_switch_from_xdpgw_killswitch(sim, tmp_path):
     basket = tmp_path / "b.csv"
     ids = write_basket(basket, 6, resting_every=1)  # all resting
     p = subprocess.Popen(xdpgw_cmd(None, "route", "--venue", url(sim), "--orders", str(basket), "--json",
                                    "--hold", "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         wait_for(lambda: resting(sim) == len(ids), what="resting orders")
-        os.kill(p.pid, signal.SIGUSR1)
+        k = subprocess.run(xdpgw_cmd(None, "killswitch", "--pid", str(p.pid)), capture_output=True, text=True,
+                           cwd=ROOT, timeout=30)  # sends SIGUSR1
+        assert k.returncode == 0, k.stderr
         wait_for(lambda: resting(sim) == 0, what="the mass cancel")
         out, err = p.communicate(timeout=90)
     finally:
@@ -184,3 +186,33 @@ def test_kill_9_of_route_mid_basket_then_rerun_with_the_same_journal(sim, tmp_pa
     assert s["filled"] == sum(1 for i in at_venue if int(i[1:]) % 4) and s["open"] - unconfirmed == \
         sum(1 for i in at_venue if int(i[1:]) % 4 == 0)
     assert s["event_duplicates"] == 0
+
+
+def test_route_with_a_config_splits_across_two_venues(sim, tmp_path):
+    cfg = tmp_path / "router.toml"
+    cfg.write_text(f"""
+[venues]
+a = "ouch://127.0.0.1:{sim.port}?user=U1&heartbeat=0.2"
+b = "ouch://127.0.0.1:{sim.port}?user=U2&heartbeat=0.2"
+
+[routing]
+default = [{{ venue = "a" }}]
+[routing.symbols]
+MSFT = [{{ venue = "a", share = 60, priority = 1 }}, {{ venue = "b", share = 40, priority = 2 }}]
+
+[risk]
+max_qty = 5000
+restricted = ["TSLA"]
+
+[throttle]
+per_venue = 100
+""")
+    basket = tmp_path / "b.csv"
+    basket.write_text("P1,MSFT,B,1050,400.05\nP2,AAPL,B,100,1.00\nP3,MSFT,B,9000,400.05\nP4,MSFT,B,100,400.05,IOC,b\n")
+    r = run_route("--config", str(cfg), "--orders", str(basket), "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert (s["orders"], s["child_orders"], s["sent"], s["filled"], s["open"]) == (4, 4, 4, 3, 1)
+    assert s["denied"] == {"max_qty": 1}
+    assert sorted(accepted_ids(sim, "U1")) == ["P1-1", "P2"] and sorted(accepted_ids(sim, "U2")) == ["P1-2", "P4"]
+    assert s["positions"] == {"MSFT": 1150, "AAPL": 0} or s["positions"] == {"MSFT": 1150}

@@ -4,15 +4,13 @@ and `kill -9` of `xdpgw route` mid-basket then a re-run with the same journal.""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import ROOT, xdpgw_cmd
+from tests.orders.helpers import kill9_when, wait_for
 from xdpgw.orders.model import Order, Side, State
 from xdpgw.orders.ouch import messages as m
 from xdpgw.orders.ouch.connector import OuchConnector
@@ -48,13 +46,6 @@ def accepted_ids(server: VenueServer, user: str = "U1") -> list[str]:
 
 def resting(server: VenueServer, user: str = "U1") -> int:
     return server.call(lambda s: len(s.exchange.accounts[user].live) if user in s.exchange.accounts else 0)
-
-
-def wait_for(cond, timeout: float = 20.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def write_basket(path, n: int, resting_every: int = 0) -> list[str]:
@@ -160,14 +151,7 @@ def test_kill_9_of_route_mid_basket_then_rerun_with_the_same_journal(sim, tmp_pa
     args = ["--venue", url(sim), "--orders", str(basket), "--journal", str(journal), "--json", "--rate", "40"]
     p = subprocess.Popen(xdpgw_cmd(None, "route", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          cwd=ROOT)
-    try:
-        wait_for(lambda: len(accepted_ids(sim)) >= 45, what="the first orders at the venue")
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=10)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    kill9_when(p, lambda: len(accepted_ids(sim)) >= 45, "the first orders at the venue")
     first = accepted_ids(sim)
     assert 45 <= len(first) < len(ids), "the kill must land mid-basket"
 

@@ -338,12 +338,15 @@ class Router:
 
     def _mass_cancel_all(self) -> None:
         for name in self.connected:
-            try:
-                self._reserve_refs(name, [None])
-                self.connectors[name].mass_cancel()
-                self.mass_cancels += 1
-            except (GatewayError, OSError) as e:
-                self._error("mass_cancel", f"{name}: {e} (retried when it reconnects)")
+            self._mass_cancel(name)
+
+    def _mass_cancel(self, name: str) -> None:
+        try:
+            self._reserve_refs(name, [None])
+            self.connectors[name].mass_cancel()
+            self.mass_cancels += 1
+        except (GatewayError, OSError) as e:
+            self._error("mass_cancel", f"{name}: {e} (retried when it reconnects)")
 
     # --- events -----------------------------------------------------------------------------------
 
@@ -416,12 +419,7 @@ class Router:
         if ev.kind == "connected":
             self._down.discard(venue)
             if self.risk.killed and not replaying:
-                try:
-                    self._reserve_refs(venue, [None])
-                    self.connectors[venue].mass_cancel()
-                    self.mass_cancels += 1
-                except (GatewayError, OSError) as e:
-                    self._error("mass_cancel", f"{venue}: {e}")
+                self._mass_cancel(venue)
         elif ev.kind in ("disconnected", "ended", "rejected"):
             self._down.add(venue)
         self._refresh()

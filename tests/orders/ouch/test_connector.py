@@ -24,11 +24,7 @@ from xdpgw.orders.venue import (
     connect_url,
 )
 
-from .conftest import collect, connector, wait
-
-
-def of(events, kind, cid=None):
-    return [e for e in events if isinstance(e, kind) and (cid is None or getattr(e, "cl_ord_id", None) == cid)]
+from .conftest import collect, connector, of, wait
 
 
 def test_url_gives_an_ouch_connector(venue):
@@ -79,6 +75,34 @@ def test_orders_fills_cancel_replace_mass_cancel(venue):
         c.close()
     assert not c.connected
     c.close()  # idempotent
+
+
+def test_send_batch_one_write(venue):
+    c = connector(venue.port)
+    try:
+        c.connect(5)
+        orders = [Order(f"K{i}", "CROSS", Side.BUY, 10, 1_000_000 + i) for i in range(50)]
+        c.send_batch(orders)
+        evs = collect(c, lambda e: len(of(e, Filled)) == 50)
+        assert [e.cl_ord_id for e in of(evs, Accepted)] == [o.cl_ord_id for o in orders]
+        with pytest.raises(GatewayError, match="nothing was sent"):
+            c.send_batch([Order("K50", "CROSS", Side.BUY, 1, 1), Order("K0", "CROSS", Side.BUY, 1, 1)])
+        assert c.stats()["sent"] == 50 and c.next_user_ref_num == 51
+    finally:
+        c.close()
+
+
+def test_tx_software_timestamps(venue):
+    c = connect_url(f"ouch://127.0.0.1:{venue.port}?user=U1&tx_stamps=1")
+    try:
+        c.connect(5)
+        sends = [c.send(Order(f"T{i}", "MSFT", Side.BUY, 1, 1 + i)) for i in range(5)]
+        stamps: dict[int, int] = {}
+        wait(lambda: set(sends) <= set(stamps), step=lambda: (c.poll(0.01), stamps.update(c.tx_stamps())))
+        assert all(stamps[t] >= t for t in sends)  # the kernel stamps after we hand the bytes over
+        assert c.stats()["tx_stamps"] >= 5 and c.stats()["tx_stamp_errors"] == 0
+    finally:
+        c.close()
 
 
 def test_venue_rejects_with_reasons(venue):

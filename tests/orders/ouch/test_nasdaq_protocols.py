@@ -39,7 +39,7 @@ from xdpgw.orders.ouch.connector import OuchConnector
 from xdpgw.orders.ouch.simulator import Exchange, VenueServer
 from xdpgw.orders.venue import Accepted, Cancelled, Filled, Replaced, SessionEvent
 
-from .conftest import collect, wait
+from .conftest import collect, of, wait
 from .test_messages import SAMPLES
 
 
@@ -336,9 +336,6 @@ def np_venue():
     finally:
         v.stop()
 
-
-def of(events, kind):
-    return [e for e in events if isinstance(e, kind)]
 
 
 def test_connector_trades_with_nasdaq_protocols_server(np_venue):

@@ -15,7 +15,8 @@ back through :meth:`restore` after a restart.
 URL parameters: ``user``, ``password``, ``session`` (blank: the current one), ``firm`` (Firm
 appendage on Enter Order and Mass Cancel), ``seq`` (first requested sequence, default 1), ``ref``
 (first UserRefNum, default 1), ``heartbeat`` (s, default 1), ``timeout`` (s of silence, default 15),
-``reconnect`` (1/0), ``busy_poll`` (µs, default 0 = off), ``display`` (Y), ``capacity`` (A).
+``reconnect`` (1/0), ``busy_poll`` (µs, default 0 = off), ``display`` (Y), ``capacity`` (A),
+``tx_stamps`` (1: kernel TX software timestamps, read with :meth:`OuchConnector.tx_stamps`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from xdpgw.errors import GatewayError
@@ -46,8 +48,17 @@ from xdpgw.orders.venue import (
 )
 
 SO_BUSY_POLL = getattr(socket, "SO_BUSY_POLL", 46)
+SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
+# SOF_TIMESTAMPING_TX_SOFTWARE | SOFTWARE | OPT_ID | OPT_TSONLY: one software stamp per send, named
+# by the offset of its last byte in the stream, with no copy of the data
+_TX_FLAGS = (1 << 1) | (1 << 4) | (1 << 7) | (1 << 11)
+_SCM_TIMESTAMPING = SO_TIMESTAMPING
+_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err: errno, origin, type, code, pad, info, data
+_SO_EE_ORIGIN_TIMESTAMPING = 4
+_TIMESPEC3 = struct.Struct("=qqqqqq")
 _CANCEL = struct.Struct(">HccII")  # SoupBinTCP length + 'U' + Cancel Order
 _RECV_SIZE = 1 << 16
+_ACCEPTED, _EXECUTED, _CANCELED = m.ACCEPTED_FIELDS, m.EXECUTED_FIELDS, m.CANCELED_FIELDS
 
 
 @dataclass(slots=True)
@@ -67,7 +78,7 @@ class OuchConnector:
                  session: str = "", firm: str = "", sequence: int = 1, first_user_ref_num: int = 1,
                  heartbeat_interval: float = 1.0, timeout: float = 15.0, reconnect: bool = True,
                  reconnect_delay: float = 0.05, reconnect_max_delay: float = 2.0, busy_poll_us: int = 0,
-                 display: str = "Y", capacity: str = "A") -> None:
+                 display: str = "Y", capacity: str = "A", tx_timestamps: bool = False) -> None:
         for what, value, width in (("user", user, 6), ("password", password, 10), ("session", session, 10),
                                    ("firm", firm, 4)):
             if len(value) > width or not value.isascii():
@@ -83,6 +94,10 @@ class OuchConnector:
         self.reconnect_enabled = reconnect
         self.reconnect_delay, self.reconnect_max_delay = reconnect_delay, reconnect_max_delay
         self.busy_poll_us = busy_poll_us
+        self.tx_timestamps = tx_timestamps
+        self._tx_bytes = 0  # bytes handed to this socket (the kernel's OPT_ID counts the same)
+        self._tx_pending: dict[int, int] = {}  # offset of a request's last byte → its send time
+        self._tx_stamps: list[tuple[int, int]] = []
         self._display = display
         self._session_name = session
         self._next_seq = sequence
@@ -111,7 +126,8 @@ class OuchConnector:
         self._stats = dict.fromkeys(
             ("sent", "cancels", "replaces", "mass_cancels", "events", "reconnects", "disconnects",
              "heartbeats_sent", "heartbeats_received", "messages", "replayed_skipped", "gaps",
-             "malformed", "unknown_refs", "unexpected", "bytes_sent", "bytes_received"), 0)
+             "malformed", "unknown_types", "unknown_refs", "unexpected", "bytes_sent", "bytes_received",
+             "tx_stamps", "tx_stamp_errors"), 0)
 
     # --- state for the journal -----------------------------------------------------------------
 
@@ -183,6 +199,27 @@ class OuchConnector:
         self._ref_of[order.cl_ord_id] = ref
         t = self._write(self._enc.frame(order, ref))
         self._stats["sent"] += 1
+        return t
+
+    def send_batch(self, orders: Sequence[Order]) -> int:
+        """Several new orders in one write (frames packed back to back, one ``send`` call); returns the
+        send time they share. Not in the Connector interface: the router's batch path uses it when
+        present. Every id is checked before anything is sent."""
+        self._need_session(f"{len(orders)} orders")
+        ids = [o.cl_ord_id for o in orders]
+        seen = set(self._ref_of)
+        for cid in ids:
+            if cid in seen:
+                raise GatewayError(f"order id {cid} was already sent to {self.name} (or twice in the batch)",
+                                   "give every order a new id (ids are unique for the day); nothing was sent")
+            seen.add(cid)
+        first = self._next_ref
+        self._next_ref = first + len(orders)
+        for i, cid in enumerate(ids):
+            self._refs[first + i] = cid
+            self._ref_of[cid] = first + i
+        t = self._write(self._enc.frames(orders, first))
+        self._stats["sent"] += len(orders)
         return t
 
     def cancel(self, cl_ord_id: str, qty: int = 0) -> int:
@@ -288,6 +325,7 @@ class OuchConnector:
         if self.busy_poll_us:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, SO_BUSY_POLL, self.busy_poll_us)
+
         code = sock.connect_ex((self.host, self.port))
         if code not in (0, errno.EINPROGRESS):
             sock.close()
@@ -318,6 +356,15 @@ class OuchConnector:
                                       self.heartbeat_interval, self.timeout, now)
         self._soup.skip_below = self._next_seq
         self._poller.modify(self._sock, select.POLLIN)
+        self._tx_bytes = 0
+        self._tx_pending.clear()
+        if self.tx_timestamps:  # a TCP socket takes OPT_ID once connected: offsets count from here
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, _TX_FLAGS)
+            except OSError as exc:
+                self._stats["tx_stamp_errors"] += 1
+                self._last_error = f"SO_TIMESTAMPING: {exc}"
+                self.tx_timestamps = False
         self._write(self._soup.login(now))
 
     def _drop_socket(self) -> None:
@@ -364,6 +411,9 @@ class OuchConnector:
                 self._outbox += data[n:]
                 self._poller.modify(sock, select.POLLIN | select.POLLOUT)
         self._stats["bytes_sent"] += len(data)
+        self._tx_bytes += len(data)
+        if self.tx_timestamps:
+            self._tx_pending[self._tx_bytes - 1] = t
         self._soup.sent(t / 1e9)
         return t
 
@@ -408,6 +458,8 @@ class OuchConnector:
             return
         if ready:
             flags = ready[0][1]
+            if flags & select.POLLERR and self.tx_timestamps:
+                self._read_tx_stamps()
             if flags & select.POLLOUT:
                 try:
                     self._flush()
@@ -425,6 +477,46 @@ class OuchConnector:
             elif out:
                 with contextlib.suppress(GatewayError):
                     self._write(out)
+
+    def tx_stamps(self) -> list[tuple[int, int]]:
+        """``(send time, kernel TX software stamp)`` pairs (both CLOCK_MONOTONIC ns) of the writes
+        stamped since the last call (orders, cancels, and session packets such as the login and
+        heartbeats; match them by the send time ``send()`` returned), with ``tx_timestamps=True``
+        (URL ``tx_stamps=1``): the stamp is
+        taken when the kernel hands the segment to the device (SO_TIMESTAMPING), so ``stamp - send``
+        is our send path inside the kernel and a feed stamp → ``stamp`` is tick-to-trade."""
+        if self.tx_timestamps and self._sock is not None and self._tx_pending:
+            self._read_tx_stamps()
+        out, self._tx_stamps = self._tx_stamps, []
+        return out
+
+    def _read_tx_stamps(self) -> None:
+        sock = self._sock
+        offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
+        while True:
+            try:
+                _, anc, _, _ = sock.recvmsg(0, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            stamp = key = None
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPING and len(data) >= _TIMESPEC3.size:
+                    sec, nsec = _TIMESPEC3.unpack_from(data)[:2]
+                    stamp = sec * 1_000_000_000 + nsec - offset
+                elif len(data) >= _EXTENDED_ERR.size:
+                    err = _EXTENDED_ERR.unpack_from(data)
+                    if err[1] == _SO_EE_ORIGIN_TIMESTAMPING:
+                        key = err[6]
+            if stamp is not None and key is not None:
+                sent = self._tx_pending.pop(key, None)
+                if sent is not None:
+                    self._tx_stamps.append((sent, stamp))
+                    self._stats["tx_stamps"] += 1
+            if len(self._tx_pending) > 4096:  # stamps the kernel never gave: forget the oldest
+                for k in sorted(self._tx_pending)[:2048]:
+                    del self._tx_pending[k]
 
     def _read(self) -> None:
         sock, rbuf, view = self._sock, self._rbuf, self._rview
@@ -488,11 +580,40 @@ class OuchConnector:
                                          f"{ev.sequence}, asked for {self._soup.requested}", ts))
 
     def _apply(self, payload: bytes, ts: int) -> None:
-        """One sequenced OUCH message → at most one event."""
+        """One sequenced OUCH message → at most one event (acks, fills and cancels by a fast path)."""
+        kind, n = payload[0], len(payload)
+        if kind == 0x45 and n >= 36:  # E Order Executed
+            ref, qty, price, flag, match, app = _EXECUTED.unpack_from(payload)
+            if n == 36 + app:
+                cid = self._cid(ref)
+                if cid:
+                    self._events.append(Filled(cid, qty, price, str(match), flag.decode("ascii", "replace"), ts))
+                return
+        elif kind == 0x41 and n >= 64:  # A Order Accepted
+            ref, qty, price, order_ref, raw, app = _ACCEPTED.unpack_from(payload)
+            if n == 64 + app:
+                cid = raw.decode("ascii", "replace").rstrip(" \x00") or self._refs.get(ref)
+                if cid:
+                    self._learn(ref, cid)
+                    self._events.append(Accepted(cid, str(order_ref), qty, price, ts))
+                else:
+                    self._stats["unknown_refs"] += 1
+                return
+        elif kind == 0x43 and n == 18:  # C Order Canceled
+            ref, qty, reason = _CANCELED.unpack_from(payload)
+            cid = self._cid(ref)
+            if cid:
+                self._events.append(Expired(cid, ts) if reason == b"T" else
+                                    Cancelled(cid, qty, m.cancel_text(reason.decode("ascii", "replace")), ts))
+            return
+        self._apply_slow(payload, ts)
+
+    def _apply_slow(self, payload: bytes, ts: int) -> None:
         try:
             msg = m.decode(payload, inbound=False)
         except m.OuchError:
-            self._stats["malformed"] += 1
+            known = payload[:1] in m.OUTBOUND_TYPES
+            self._stats["malformed" if known else "unknown_types"] += 1
             return
         kind = type(msg)
         if kind is m.OrderAccepted:
@@ -562,4 +683,5 @@ def from_url(name: str, host: str, port: int, params: dict[str, str]) -> OuchCon
         timeout=float(_number(params, "timeout", 15.0, float)),
         reconnect=params.get("reconnect", "1") not in ("0", "false", "no"),
         busy_poll_us=int(_number(params, "busy_poll", 0)),
-        display=params.get("display", "Y") or "Y", capacity=params.get("capacity", "A") or "A")
+        display=params.get("display", "Y") or "Y", capacity=params.get("capacity", "A") or "A",
+        tx_timestamps=params.get("tx_stamps", "0") in ("1", "true", "yes"))

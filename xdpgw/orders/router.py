@@ -231,25 +231,40 @@ class Router:
         """Journal (synced), then put each (venue, order) on the wire."""
         if not orders:
             return
+        by_venue: dict[str, list[Order]] = {}
+        for v, o in orders:
+            by_venue.setdefault(v, []).append(o)
         if self.journal is not None:
             self.journal.orders(orders, self.clock())
-            by_venue: dict[str, list[Order]] = {}
-            for v, o in orders:
-                by_venue.setdefault(v, []).append(o)
             for name, os_ in by_venue.items():
                 self._reserve_refs(name, os_)
             self.journal.sync()
-        for venue, o in orders:
-            try:
-                ts = self.connectors[venue].send(o)
-            except (GatewayError, OSError) as e:
-                self._error("send", f"{o.cl_ord_id} to {venue}: {e}")
-                self.blotter.move(self.blotter[o.cl_ord_id], S.DENIED, "send_failed")
-                if self.journal is not None:
-                    self.journal.denied(o, "send_failed", self.clock(), venue)
-                self.risk.release(o.symbol, o.side, o.qty)
+        for venue, os_ in by_venue.items():
+            conn = self.connectors[venue]
+            if len(os_) > 1 and hasattr(conn, "send_batch"):  # one write for the burst (OUCH)
+                try:
+                    ts = conn.send_batch(os_)
+                except (GatewayError, OSError) as e:  # nothing of the batch was sent
+                    for o in os_:
+                        self._send_failed(venue, o, e)
+                    continue
+                for o in os_:
+                    self.blotter.sent(o.cl_ord_id, ts)
                 continue
-            self.blotter.sent(o.cl_ord_id, ts)
+            for o in os_:
+                try:
+                    ts = conn.send(o)
+                except (GatewayError, OSError) as e:
+                    self._send_failed(venue, o, e)
+                    continue
+                self.blotter.sent(o.cl_ord_id, ts)
+
+    def _send_failed(self, venue: str, o: Order, e: Exception) -> None:
+        self._error("send", f"{o.cl_ord_id} to {venue}: {e}")
+        self.blotter.move(self.blotter[o.cl_ord_id], S.DENIED, "send_failed")
+        if self.journal is not None:
+            self.journal.denied(o, "send_failed", self.clock(), venue)
+        self.risk.release(o.symbol, o.side, o.qty)
 
     def cancel(self, cl_ord_id: str, qty: int = 0) -> None:
         """Cancel an order (or reduce it to ``qty`` open shares); a client order's id cancels every

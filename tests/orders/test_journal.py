@@ -167,3 +167,20 @@ def test_kill_9_mid_basket_then_restart_sends_every_id_once(tmp_path):
     assert r.summary()["unconfirmed"] == len(unconfirmed)
     assert all(rec.state in (S.ACKNOWLEDGED, S.FILLED) for i, rec in r.blotter.orders.items() if i in ids)
     r.close()
+
+
+def test_queued_orders_cancelled_or_killed_stay_unsent_after_restart(tmp_path):
+    from xdpgw.orders.throttle import Throttle
+
+    p = str(tmp_path / "j")
+    v = FakeConnector()
+    r = Router([v], throttle=Throttle(per_venue=1), journal=Journal(p))
+    r.connect()
+    r.submit_many([Order(f"Q{i}", "AAPL", Side.BUY, 100, 1) for i in range(3)])
+    r.cancel("Q1")
+    r.kill("test")
+    r.close()
+    r2 = Router([FakeConnector()], journal=Journal(p))
+    assert [r2.blotter[f"Q{i}"].state for i in range(3)] == [S.SENT, S.CANCELLED, S.CANCELLED]
+    assert all(r2.known(f"Q{i}") for i in range(3))
+    r2.close()

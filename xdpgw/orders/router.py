@@ -43,6 +43,7 @@ from xdpgw.orders.venue import (
 )
 
 S = State
+_UNSENT_CANCEL = "cancelled before sending"  # the reason Blotter.cancel_requested gives
 
 
 class Router:
@@ -277,6 +278,8 @@ class Router:
                 self._unqueue(rec)
                 self.blotter.cancel_requested(i)
                 self.risk.release(rec.order.symbol, rec.order.side, rec.order.qty)
+                if self.journal is not None:  # so a restart does not send it
+                    self.journal.denied(rec.order, _UNSENT_CANCEL, self.clock(), rec.venue)
                 continue
             if rec.state.final:
                 self.blotter.move(rec, S.CANCEL_PENDING, "cancel of a finished order")  # raises, counted
@@ -545,7 +548,7 @@ class Router:
                         self.client_orders.setdefault(o.parent_id, []).append(o.cl_ord_id)
                     else:
                         self.client_orders.setdefault(o.cl_ord_id, [])
-                    b.add(o, S.CANCELLED if r.reason == "kill switch" else S.DENIED, r.reason)
+                    b.add(o, S.CANCELLED if r.reason in ("kill switch", _UNSENT_CANCEL) else S.DENIED, r.reason)
                 elif r.kind == "X":
                     if r.qty == 0 and r.cl_ord_id in b and b[r.cl_ord_id].open:
                         b.cancel_requested(r.cl_ord_id)

@@ -200,3 +200,38 @@ per_venue = 100
     assert s["denied"] == {"max_qty": 1}
     assert sorted(accepted_ids(sim, "U1")) == ["P1-1", "P2"] and sorted(accepted_ids(sim, "U2")) == ["P1-2", "P4"]
     assert s["positions"] == {"MSFT": 1150, "AAPL": 0} or s["positions"] == {"MSFT": 1150}
+
+
+def test_strategy_hook_on_listen_sends_orders_per_tick(sim):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen(xdpgw_cmd(None, "listen", "--port", str(port), "--protocol", "moldudp64", "--count", "20",
+                                   "--json", "--strategy", "tests.orders.strat:one_per_packet", "--venue", url(sim)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert "listening" in p.stderr.readline()
+        send = subprocess.run(xdpgw_cmd(None, "send", "--dest", f"127.0.0.1:{port}", "--count", "20", "--rate", "500"),
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert send.returncode == 0, send.stderr
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err
+    s = json.loads(out)
+    assert s["packets"] == 20
+    assert s["orders"]["sent"] == 20 and s["orders"]["cancelled"] + s["orders"]["open"] <= 20
+    wait_for(lambda: len(accepted_ids(sim)) == 20, what="20 orders at the venue")
+
+
+def test_strategy_needs_a_venue_and_one_queue(tmp_path):
+    r = subprocess.run(xdpgw_cmd(None, "listen", "--port", "1", "--venue", "ouch://127.0.0.1:1"),
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "add --strategy" in r.stderr
+    r = subprocess.run(xdpgw_cmd(None, "listen", "--port", "1", "--strategy", "tests.orders.strat:one_per_packet"),
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "no venue to send to" in r.stderr

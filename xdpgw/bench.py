@@ -164,11 +164,12 @@ def open_receiver(kind: str, lab: Lab):
 
 
 def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail: float = 0.2,
-              limit: float = 60.0) -> dict:
+              limit: float = 60.0, handlers: tuple = (), taps: tuple = ()) -> dict:
     """Start ``cmd`` on the generator and consume until it is done and the stream has drained.
 
     ``probe``: a handler notes every message's send → handler latency (else no handler: the throughput
-    phases measure the pipeline itself, decoding included)."""
+    phases measure the pipeline itself, decoding included). ``handlers``/``taps``: more for the Gateway
+    (e.g. the tick-to-trade strategy)."""
     from xdpgw.gateway import Gateway
 
     lp = SendLatencyProbe()
@@ -187,7 +188,8 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
         if now >= state["deadline"]:
             gw.stop()
 
-    gw = Gateway([rx], [lp] if probe else [], feed=feed, status=None, status_interval=0.002, on_tick=tick)
+    gw = Gateway([rx], ([lp] if probe else []) + list(handlers), feed=feed, status=None, status_interval=0.002,
+                 on_tick=tick, taps=taps)
     stats0 = rx.stats()
     feed0 = feed.stats()
     t0 = time.monotonic()

@@ -153,11 +153,9 @@ class Router:
         checks and routing vectorised (:func:`~xdpgw.orders.batch.plan_batch`, the same verdicts as
         ``submit`` row by row), then records, throttle, one journal sync and the sends. Returns the
         plan (``reasons`` per row, ``denied()``)."""
-
         now = self.clock()
         plan = plan_batch(batch, self.risk, self.routing, self._live, now, encode=False)
         go: list[tuple[str, Order]] = []
-        throttle = self.throttle
         reasons = plan.reasons
         legs_of = dict(plan.scalar)
         for i, (why, o) in enumerate(zip(reasons.tolist(), batch.orders(), strict=True)):  # in row order
@@ -167,16 +165,7 @@ class Router:
                 else:
                     self._deny(o, NAMES[why], now, counted=True)
                 continue
-            legs = legs_of.get(i) or [(plan.names[plan.venues[i]], o)]
-            if len(legs) > 1:
-                self.risk.seen_ids.update(c.cl_ord_id for _, c in legs)
-            self.client_orders[o.cl_ord_id] = [c.cl_ord_id for _, c in legs]
-            for leg in legs:
-                rec = self.blotter.add(leg[1], venue=leg[0])
-                if not throttle.active or throttle.try_acquire(leg[0], now):
-                    go.append(leg)
-                elif not throttle.hold(leg[0], leg):
-                    self._refuse(rec, "throttle")
+            self._register(o, legs_of.get(i) or [(plan.names[plan.venues[i]], o)], now, go)
         self._send(go)
         return plan
 
@@ -194,6 +183,11 @@ class Router:
         why = self.risk.accept(order, now, len(legs))
         if why:
             return [self._deny(order, why, now, counted=True)]
+        return self._register(order, legs, now, go)
+
+    def _register(self, order: Order, legs: list[tuple[str, Order]], now: int,
+                  go: list[tuple[str, Order]]) -> list[OrderRecord]:
+        """An accepted client order's children: records, then a throttle slot (``go``) or the queue."""
         if len(legs) > 1:
             self.risk.seen_ids.update(c.cl_ord_id for _, c in legs)
         self.client_orders[order.cl_ord_id] = [c.cl_ord_id for _, c in legs]

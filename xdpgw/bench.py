@@ -255,17 +255,22 @@ def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -
     return rows, burst, hists
 
 
+def two_cpus() -> tuple[int, int]:
+    """(consumer CPU, generator CPU): the first and last this process may use."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
+                           "run it on a machine (or cgroup) with at least 2 CPUs")
+    return cpus[0], cpus[-1]
+
+
 def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *a: None) -> dict:
     """The whole bench on a fresh lab (removed afterwards, also on errors); the result as a dict."""
     from xdpgw.bpf import require_root
     from xdpgw.tuning import on_cpu
 
     require_root()
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
-                           "run it on a machine (or cgroup) with at least 2 CPUs")
-    consumer_cpu, gen_cpu = cpus[0], cpus[-1]
+    consumer_cpu, gen_cpu = two_cpus()
     msgs = {"small": SIZES["small"], "1KB": frame_msgs(1024)}
     lab = Lab("xgwbench", queues=1)
     say(f"lab up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")

@@ -46,14 +46,14 @@ def parse_cpus(text: str | None, consumers: int) -> list[int] | None:
     return cpus
 
 
-def load_handler(spec: str) -> Callable:
+def load_handler(spec: str, what: str = "handler") -> Callable:
     module, _, func = spec.partition(":")
     if not module or not func:
-        raise GatewayError(f"bad --handler {spec!r}", "use module:function, e.g. mypkg.feed:on_batch")
+        raise GatewayError(f"bad --{what} {spec!r}", "use module:function, e.g. mypkg.feed:on_batch")
     try:
         return getattr(importlib.import_module(module), func)
     except (ImportError, AttributeError) as exc:
-        raise GatewayError(f"cannot load handler {spec!r} ({exc})", "check PYTHONPATH and the function name") from exc
+        raise GatewayError(f"cannot load {what} {spec!r} ({exc})", "check PYTHONPATH and the function name") from exc
 
 
 def make_feed(protocol: str | None, symbols: str | None, retransmit: str | None, lines: int = 1):

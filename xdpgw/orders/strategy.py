@@ -10,13 +10,11 @@ so acks and fills are taken in between batches.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from xdpgw.errors import GatewayError
 from xdpgw.orders.router import Router
 
 
@@ -51,22 +49,13 @@ class StrategyHandler:
             ctx.router.poll(0)
 
 
-def load_strategy(spec: str) -> Callable[[Any, StrategyContext], None]:
-    module, _, func = spec.partition(":")
-    if not module or not func:
-        raise GatewayError(f"bad --strategy {spec!r}", "use module:function, e.g. mypkg.strat:on_batch")
-    try:
-        return getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as exc:
-        raise GatewayError(f"cannot load strategy {spec!r} ({exc})", "check PYTHONPATH and the function name") from exc
-
-
 def make_strategy(spec: str, venues: tuple[str, ...], config: str | None, journal: str | None = None,
                   timeout: float = 5.0) -> StrategyHandler:
     """The handler for ``--strategy``: loads the function, builds and connects the router."""
+    from xdpgw.cli import load_handler
     from xdpgw.cli_orders import build_router
 
-    fn = load_strategy(spec)
+    fn = load_handler(spec, "strategy")
     router = build_router(venues, config, journal=journal)
     try:
         router.connect(timeout)

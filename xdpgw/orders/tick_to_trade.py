@@ -13,7 +13,6 @@ on the order socket). Every transport runs the same strategy at each rate, side 
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import subprocess
 import sys
@@ -112,17 +111,13 @@ def _lat(h: LatencyHistogram) -> dict[str, int]:
 
 def run_tick_to_trade(rates=RATES, seconds: float = 2.0, transports=("socket", "xdp-drv"), say=lambda *a: None) -> dict:
     """Every transport × rate on a fresh lab (removed afterwards, also on errors); rows as a dict."""
-    from xdpgw.bench import PORT, BlasterProcess, open_receiver
+    from xdpgw.bench import PORT, BlasterProcess, open_receiver, two_cpus
     from xdpgw.bpf import require_root
     from xdpgw.lab import Lab
     from xdpgw.tuning import on_cpu
 
     require_root()
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        raise GatewayError("tick-to-trade needs two CPUs (generator and consumer each on its own)",
-                           "run it on a machine (or cgroup) with at least 2 CPUs")
-    consumer_cpu, gen_cpu = cpus[0], cpus[-1]
+    consumer_cpu, gen_cpu = two_cpus()
     lab = Lab("xgwt2t", queues=1)
     venue, gen = None, None
     rows = []

@@ -134,6 +134,8 @@ class BlasterProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            f.close()  # no ResourceWarning for the pipes
 
 
 # --- the consumer side ------------------------------------------------------------------------------------

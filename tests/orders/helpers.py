@@ -16,6 +16,16 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condi
         time.sleep(0.01)
 
 
+def reap(p: subprocess.Popen) -> None:
+    """Kill ``p`` if it still runs, wait for it and close its pipes."""
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+    for f in (p.stdin, p.stdout, p.stderr):
+        if f is not None:
+            f.close()
+
+
 def kill9_when(p: subprocess.Popen, cond: Callable[[], bool], what: str) -> None:
     """SIGKILL ``p`` as soon as ``cond()`` holds; the process is reaped even if waiting fails."""
     try:
@@ -23,6 +33,4 @@ def kill9_when(p: subprocess.Popen, cond: Callable[[], bool], what: str) -> None
         os.kill(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        reap(p)

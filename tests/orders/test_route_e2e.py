@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import ROOT, xdpgw_cmd
-from tests.orders.helpers import kill9_when, wait_for
+from tests.orders.helpers import kill9_when, reap, wait_for
 from xdpgw.orders.model import Order, Side, State
 from xdpgw.orders.ouch import messages as m
 from xdpgw.orders.ouch.connector import OuchConnector
@@ -138,9 +138,7 @@ def test_route_cli_kill_switch_from_xdpgw_killswitch(sim, tmp_path):
         wait_for(lambda: resting(sim) == 0, what="the mass cancel")
         out, err = p.communicate(timeout=90)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        reap(p)
     s = json.loads(out)
     assert s["kill_switch"] and s["cancelled"] == len(ids) and s["open"] == 0, err
 
@@ -218,9 +216,7 @@ def test_strategy_hook_on_listen_sends_orders_per_tick(sim):
         assert send.returncode == 0, send.stderr
         out, err = p.communicate(timeout=60)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        reap(p)
     assert p.returncode == 0, err
     s = json.loads(out)
     assert s["packets"] == 20

@@ -59,6 +59,7 @@ def start_venue(cpu: int | None = None) -> tuple[subprocess.Popen, int]:
     if not m:
         p.kill()
         p.wait()
+        p.stderr.close()
         raise GatewayError(f"the venue simulator did not start ({line.strip() or 'no output'})",
                            "try `xdpgw venue --port 0` on its own")
     return p, int(m.group(1))
@@ -152,6 +153,7 @@ def run_tick_to_trade(rates=RATES, seconds: float = 2.0, transports=("socket", "
             except subprocess.TimeoutExpired:
                 venue.kill()
                 venue.wait()
+            venue.stderr.close()
         lab.down()
         say("lab down")
     base = {r["rate"]: r for r in rows if r["transport"] == "socket"}

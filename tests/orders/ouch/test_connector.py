@@ -317,3 +317,48 @@ def test_cli_venue_serves_and_ends_the_session():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_requests_stuck_in_the_outbox_are_reported_when_the_link_breaks():
+    """A venue that stops reading: the kernel buffers fill, the rest waits in our outbox; when the
+    connection breaks, what never left is reported (Rejected / CancelRejected), never silently lost."""
+    ready, go, box = threading.Event(), threading.Event(), []
+
+    def deaf_venue():
+        with socket.socket() as lst:
+            lst.bind(("127.0.0.1", 0))
+            lst.listen(1)
+            box.append(lst.getsockname()[1])
+            ready.set()
+            conn, _ = lst.accept()
+            with conn:
+                conn.recv(49)
+                conn.sendall(sb.encode_login_accepted("DEAF", 1))
+                go.wait(10)  # reads nothing more, then closes with unread data: a reset
+
+    t = threading.Thread(target=deaf_venue)
+    t.start()
+    try:
+        ready.wait(5)
+        c = OuchConnector("deaf", "127.0.0.1", box[0], user="U1", reconnect=False)
+        c.connect(5)
+        c.send(Order("FIRST", "MSFT", Side.BUY, 1, 1))
+        orders = [Order(f"B{i}", "MSFT", Side.BUY, 1, 1) for i in range(100_000)]
+        for i in range(0, len(orders), 10_000):
+            c.send_batch(orders[i:i + 10_000])
+        c.cancel("FIRST")
+        go.set()
+        def down(events):
+            return [x for x in of(events, SessionEvent) if x.kind == "disconnected"]
+
+        evs = collect(c, down, timeout=10)
+        rejected = {e.cl_ord_id for e in of(evs, Rejected)}
+        assert rejected and all("not sent" in e.reason for e in of(evs, Rejected))
+        assert [e.cl_ord_id for e in of(evs, CancelRejected)] == ["FIRST"]
+        assert "not sent" in down(evs)[0].detail
+        assert all(c.user_ref_num(cid) is None for cid in rejected)  # forgotten: may be sent again
+        assert c.user_ref_num("FIRST") == 1 and c.stats()["unsent"] >= 2
+        c.close()
+    finally:
+        go.set()
+        t.join(10)

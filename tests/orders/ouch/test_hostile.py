@@ -92,3 +92,24 @@ def test_connector_counts_garbage_and_goes_on():
         stop.set()
         t.join(10)
     wait(lambda: not t.is_alive())
+
+
+def test_simulator_survives_a_hostile_client(venue):
+    with socket.create_connection(("127.0.0.1", venue.port)) as raw:
+        raw.sendall(sb.encode_login_request("EVIL", "x", "", 0))
+        bad_id = bytearray(m.encode(m.EnterOrder(1, "B", 10, "AAPL", 100, "0", "Y", "A", "N", "N", "OK")))
+        bad_id[-16:-2] = b"\xff\xfe" * 7  # a ClOrdID that is not ASCII
+        raw.sendall(sb.encode_unsequenced(b"") + sb.encode_unsequenced(b"Z" * 30) + sb.encode_unsequenced(b"O\x01")
+                    + b"\x00\x00" + sb.packet(b"?", b"what") + sb.encode_unsequenced(bytes(bad_id)))
+    c = OuchConnector("ok", "127.0.0.1", venue.port, user="U1")
+    try:
+        c.connect(5)
+        c.send(Order("OK1", "AAPL", Side.BUY, 10, 100))
+        assert of(collect(c, lambda e: of(e, Accepted)), Accepted)[0].cl_ord_id == "OK1"
+    finally:
+        c.close()
+    stats = venue.call(lambda s: s.stats())
+    assert (stats["errors"], stats["malformed"], stats["bad_messages"]) == (0, 2, 3)  # 0-length + "?"; 3 OUCH
+    assert stats["accepted"] == 2  # the non-ASCII id too
+    evil = venue.exchange.accounts["EVIL"].stream
+    assert m.decode(evil[-1], inbound=False).cl_ord_id == "\xff\xfe" * 7  # echoed byte for byte

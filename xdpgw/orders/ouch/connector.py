@@ -27,6 +27,7 @@ import select
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -113,6 +114,7 @@ class OuchConnector:
         self._connecting = False
         self._logged_in_once = False
         self._outbox = bytearray()
+        self._queued: deque[tuple[int, str, Sequence[str]]] = deque()  # requests (partly) in the outbox
         self._rbuf = bytearray(_RECV_SIZE)
         self._rview = memoryview(self._rbuf)
         self._events: list[Event] = []
@@ -127,7 +129,7 @@ class OuchConnector:
             ("sent", "cancels", "replaces", "mass_cancels", "events", "reconnects", "disconnects",
              "heartbeats_sent", "heartbeats_received", "messages", "replayed_skipped", "gaps",
              "malformed", "unknown_types", "unknown_refs", "unexpected", "bytes_sent", "bytes_received",
-             "tx_stamps", "tx_stamp_errors"), 0)
+             "tx_stamps", "tx_stamp_errors", "unsent"), 0)
 
     # --- state for the journal -----------------------------------------------------------------
 
@@ -173,7 +175,8 @@ class OuchConnector:
         self._closed = False
         self._refused = ""
         deadline = time.monotonic() + timeout
-        self._start_connect()
+        if self._sock is None:  # else a reconnect is already under way: finish that one
+            self._start_connect()
         while not self.connected:
             now = time.monotonic()
             if self._refused:
@@ -197,7 +200,7 @@ class OuchConnector:
         self._next_ref = ref + 1
         self._refs[ref] = order.cl_ord_id
         self._ref_of[order.cl_ord_id] = ref
-        t = self._write(self._enc.frame(order, ref))
+        t = self._write(self._enc.frame(order, ref), "new", (order.cl_ord_id,))
         self._stats["sent"] += 1
         return t
 
@@ -218,14 +221,14 @@ class OuchConnector:
         for i, cid in enumerate(ids):
             self._refs[first + i] = cid
             self._ref_of[cid] = first + i
-        t = self._write(self._enc.frames(orders, first))
+        t = self._write(self._enc.frames(orders, first), "new", ids)
         self._stats["sent"] += len(orders)
         return t
 
     def cancel(self, cl_ord_id: str, qty: int = 0) -> int:
         self._need_session(cl_ord_id)
         ref = self._known(cl_ord_id)
-        t = self._write(_CANCEL.pack(10, b"U", b"X", ref, qty))
+        t = self._write(_CANCEL.pack(10, b"U", b"X", ref, qty), "cancel", (cl_ord_id,))
         self._stats["cancels"] += 1
         return t
 
@@ -241,7 +244,7 @@ class OuchConnector:
         self._refs[ref] = new.cl_ord_id
         self._ref_of[new.cl_ord_id] = ref
         self._replacing[ref] = orig_cl_ord_id
-        t = self._write(sb.encode_unsequenced(m.encode(msg)))
+        t = self._write(sb.encode_unsequenced(m.encode(msg)), "new", (new.cl_ord_id,))
         self._stats["replaces"] += 1
         return t
 
@@ -249,7 +252,7 @@ class OuchConnector:
         self._need_session("mass cancel")
         ref = self._next_ref
         self._next_ref = ref + 1
-        t = self._write(sb.encode_unsequenced(m.encode(m.MassCancel(ref, self.firm, symbol or ""))))
+        t = self._write(sb.encode_unsequenced(m.encode(m.MassCancel(ref, self.firm, symbol or ""))), "mass cancel")
         self._stats["mass_cancels"] += 1
         return t
 
@@ -367,6 +370,28 @@ class OuchConnector:
                 self.tx_timestamps = False
         self._write(self._soup.login(now))
 
+    def _unsent(self, reason: str) -> str:
+        """Requests that never reached the kernel whole when the connection broke (the venue cannot
+        have read them): new orders and replacements are reported Rejected, cancels CancelRejected,
+        so nobody waits for an answer that cannot come. Returns a note for the disconnect event."""
+        ts = time.monotonic_ns()
+        why = f"not sent: the connection to {self.name} broke before it left ({reason})"
+        counts = dict.fromkeys(("new", "cancel", "mass cancel"), 0)
+        for _, kind, ids in self._queued:
+            counts[kind] += 1
+            for cid in ids:
+                if kind == "cancel":
+                    self._events.append(CancelRejected(cid, why, ts))
+                    continue
+                ref = self._ref_of.pop(cid, None)
+                self._refs.pop(ref, None)
+                self._replacing.pop(ref, None)
+                self._events.append(Rejected(cid, why, ts))
+        self._queued.clear()
+        self._stats["unsent"] += sum(counts.values())
+        return "; not sent: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + (
+            " (send the mass cancel again)" if counts["mass cancel"] else "")
+
     def _drop_socket(self) -> None:
         soup = self._soup
         if soup is not None:  # keep the counters of the finished connection
@@ -381,11 +406,15 @@ class OuchConnector:
         self._sock = None
         self._poller = None
         self._connecting = False
+        if self._queued:
+            self._unsent("the session closed")
         self._outbox.clear()
 
     def _lost(self, reason: str, was_active: bool | None = None) -> None:
         if was_active is None:
             was_active = self.connected
+        if self._queued:
+            reason += self._unsent(reason)
         self._drop_socket()
         self._last_error = reason
         if was_active:
@@ -393,7 +422,12 @@ class OuchConnector:
             self._events.append(SessionEvent("disconnected", f"{self.name}: {reason}", time.monotonic_ns()))
         self._schedule_reconnect()
 
-    def _write(self, data: bytes | memoryview) -> int:
+    def _write(self, data: bytes | memoryview, kind: str = "", ids: Sequence[str] = ()) -> int:
+        """Hand ``data`` (a request of ``kind`` for orders ``ids``, or session bytes) to the socket;
+        what it cannot take now waits in the outbox for ``poll``. A broken connection raises
+        GatewayError and forgets ``ids``: they were not sent and may be sent again (their UserRefNums
+        stay used). Requests still in the outbox when the connection breaks are reported by
+        :meth:`_unsent`."""
         t = time.monotonic_ns()
         sock = self._sock
         if self._outbox:
@@ -404,6 +438,10 @@ class OuchConnector:
             except BlockingIOError:
                 n = 0
             except OSError as exc:
+                for cid in ids:
+                    ref = self._ref_of.pop(cid, None)
+                    self._refs.pop(ref, None)
+                    self._replacing.pop(ref, None)
                 self._lost(f"send failed: {exc}")
                 raise GatewayError(f"venue {self.name}: connection lost while sending ({exc})",
                                    "the request was not sent; send it again after the 'connected' event") from None
@@ -412,6 +450,8 @@ class OuchConnector:
                 self._poller.modify(sock, select.POLLIN | select.POLLOUT)
         self._stats["bytes_sent"] += len(data)
         self._tx_bytes += len(data)
+        if self._outbox and kind:
+            self._queued.append((self._tx_bytes, kind, ids))
         if self.tx_timestamps:
             self._tx_pending[self._tx_bytes - 1] = t
         self._soup.sent(t / 1e9)
@@ -425,6 +465,9 @@ class OuchConnector:
         except BlockingIOError:
             return
         del self._outbox[:n]
+        left = self._tx_bytes - len(self._outbox)  # bytes the kernel has taken
+        while self._queued and self._queued[0][0] <= left:
+            self._queued.popleft()
         if not self._outbox and self._poller is not None:
             self._poller.modify(self._sock, select.POLLIN)
 
@@ -587,12 +630,12 @@ class OuchConnector:
             if n == 36 + app:
                 cid = self._cid(ref)
                 if cid:
-                    self._events.append(Filled(cid, qty, price, str(match), flag.decode("ascii", "replace"), ts))
+                    self._events.append(Filled(cid, qty, price, str(match), flag.decode("latin-1"), ts))
                 return
         elif kind == 0x41 and n >= 64:  # A Order Accepted
             ref, qty, price, order_ref, raw, app = _ACCEPTED.unpack_from(payload)
             if n == 64 + app:
-                cid = raw.decode("ascii", "replace").rstrip(" \x00") or self._refs.get(ref)
+                cid = raw.decode("latin-1").rstrip(" \x00") or self._refs.get(ref)
                 if cid:
                     self._learn(ref, cid)
                     self._events.append(Accepted(cid, str(order_ref), qty, price, ts))
@@ -604,7 +647,7 @@ class OuchConnector:
             cid = self._cid(ref)
             if cid:
                 self._events.append(Expired(cid, ts) if reason == b"T" else
-                                    Cancelled(cid, qty, m.cancel_text(reason.decode("ascii", "replace")), ts))
+                                    Cancelled(cid, qty, m.cancel_text(reason.decode("latin-1")), ts))
             return
         self._apply_slow(payload, ts)
 

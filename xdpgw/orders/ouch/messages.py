@@ -33,7 +33,7 @@ def _alpha(value: str, width: int) -> bytes:
 
 
 def _text(raw: bytes) -> str:
-    return raw.decode("ascii", "replace").rstrip(" \x00")
+    return raw.decode("latin-1").rstrip(" \x00")
 
 
 @dataclass(slots=True)
@@ -310,7 +310,13 @@ def encode(msg: _Message) -> bytes:
     lay = LAYOUTS[type(msg)]
     values = list(lay.get(msg))
     for i, width in lay.alpha:
-        values[i] = _alpha(values[i], width)
+        try:
+            raw = values[i].encode("latin-1")  # ASCII on the wire; latin-1 round-trips what we decoded
+        except UnicodeEncodeError:
+            raise OuchError(f"{type(msg).__name__}: {values[i]!r} is not ASCII") from None
+        if len(raw) > width:
+            raise OuchError(f"{type(msg).__name__}: {values[i]!r} is longer than its {width}-character field")
+        values[i] = raw.ljust(width)
     try:
         if lay.appendage:
             return lay.struct.pack(msg.TYPE, *values, len(msg.appendage)) + msg.appendage
@@ -334,7 +340,7 @@ def decode(payload: bytes | memoryview, inbound: bool) -> _Message:
     args = list(lay.struct.unpack_from(payload))
     del args[0]
     for i, _ in lay.alpha:
-        args[i] = args[i].decode("ascii", "replace").rstrip(" \x00")
+        args[i] = args[i].decode("latin-1").rstrip(" \x00")  # bytes as they came, even non-ASCII
     if lay.appendage:
         size = args.pop()
         if len(payload) != lay.length + size:

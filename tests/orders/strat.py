@@ -1,4 +1,5 @@
-"""A strategy for the hook tests: one IOC buy per feed packet (``--strategy tests.orders.strat:one_per_packet``)."""
+"""A strategy for the hook tests: one IOC buy per delivered feed batch
+(``--strategy tests.orders.strat:one_per_batch``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,6 @@ from xdpgw.orders.model import Order, Side, Tif
 _ids = itertools.count(1)
 
 
-def one_per_packet(decoded, ctx) -> None:
-    ctx.router.submit_many([Order(f"S{next(_ids)}", "XDPT", Side.BUY, 100, 1_0000, Tif.IOC)
-                            for _ in range(len(ctx.rx_ns))])
+def one_per_batch(decoded, ctx) -> None:
+    assert len(ctx.rx_ns) >= 1  # the receive stamps of the batch that brought this
+    ctx.router.submit(Order(f"S{next(_ids)}", "XDPT", Side.BUY, 100, 1_0000, Tif.IOC))

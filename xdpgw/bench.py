@@ -168,11 +168,12 @@ def open_receiver(kind: str, lab: Lab):
 
 
 def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail: float = 0.2,
-              limit: float = 60.0, handlers: list | None = None) -> dict:
+              limit: float = 60.0, handlers: tuple = (), taps: tuple = ()) -> dict:
     """Start ``cmd`` on the generator and consume until it is done and the stream has drained.
 
     ``probe``: a handler notes every message's send → handler latency (else no handler: the throughput
-    phases measure the pipeline itself, decoding included)."""
+    phases measure the pipeline itself, decoding included). ``handlers``/``taps``: more for the Gateway
+    (e.g. the tick-to-trade strategy)."""
     from xdpgw.gateway import Gateway
 
     lp = SendLatencyProbe()
@@ -191,8 +192,8 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
         if now >= state["deadline"]:
             gw.stop()
 
-    hs = handlers if handlers is not None else [lp] if probe else []
-    gw = Gateway([rx], hs, feed=feed, status=None, status_interval=0.002, on_tick=tick)
+    gw = Gateway([rx], ([lp] if probe else []) + list(handlers), feed=feed, status=None, status_interval=0.002,
+                 on_tick=tick, taps=taps)
     stats0 = rx.stats()
     feed0 = feed.stats() if feed is not None else {}
     t0 = time.monotonic()
@@ -259,6 +260,15 @@ def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -
     return rows, burst, hists
 
 
+def two_cpus() -> tuple[int, int]:
+    """(consumer CPU, generator CPU): the first and last this process may use."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
+                           "run it on a machine (or cgroup) with at least 2 CPUs")
+    return cpus[0], cpus[-1]
+
+
 @contextlib.contextmanager
 def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
     """A fresh veth lab with the generator running on one CPU and this process pinned to another (both
@@ -268,11 +278,7 @@ def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
     from xdpgw.tuning import on_cpu
 
     require_root()
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
-                           "run it on a machine (or cgroup) with at least 2 CPUs")
-    consumer_cpu, gen_cpu = cpus[0], cpus[-1]
+    consumer_cpu, gen_cpu = two_cpus()
     lab = Lab.unique(name, queues=1)  # a name of its own: two benches never tear down each other's lab
     say(f"lab {lab.name} up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")
     lab.up()
@@ -441,7 +447,7 @@ def latency_phase(what: str, rx, gen: BlasterProcess, size: str, pps: float, sec
         if what == "decoding":  # decoding, sequencing and a subscription (by locate: every message kept)
             feed = FeedHandler(lines=1, symbols=["AAPL", "MSFT"], locates=range(1 << 16))
         handler = _Handler()
-        res = run_phase(rx, feed, gen, cmd, handlers=[handler])
+        res = run_phase(rx, feed, gen, cmd, probe=False, handlers=(handler,))
         res["delivered"] = handler.items
     return {"pipeline": what, "size": size, "pps": pps, "offered": res["offered"], "received": res["received"],
             "delivered": res["delivered"], "fast_path_packets": res["fast_path_packets"],

@@ -26,15 +26,25 @@ DEFAULT_OUT = "bench-out/xdpgw-bench"
               help="Only the latency table: bare C loop, counting, decoding (drv, skb, socket) x 1k/10k/100k pps "
                    "x 1/25 msgs per frame (about a minute).")
 @click.option("--latency-s", type=float, default=1.0, show_default=True, help="Seconds per latency row.")
+@click.option("--tick-to-trade", "t2t", is_flag=True,
+              help="Instead: feed tick -> order to the OUCH simulator, receive stamp -> TX stamp, per transport.")
+@click.option("--rates", default="1000,10000", show_default=True, help="With --tick-to-trade: ticks per second.")
+@click.option("--seconds", type=float, default=2.0, show_default=True, help="With --tick-to-trade: per rate.")
 @friendly
-def bench(quick, transports, latency_pps, out, no_png, as_json, latency_only, latency_s) -> None:
+def bench(quick, transports, latency_pps, out, no_png, as_json, latency_only, latency_s, t2t, rates,
+          seconds) -> None:
     """Socket vs XDP skb vs XDP drv on a veth lab: throughput, loss, ns/packet, msgs/s, latency, burst;
-    then (not with --quick) the latency table (``--latency``: that table alone)."""
+    then (not with --quick) the latency table (``--latency``: that table alone; ``--tick-to-trade``:
+    feed tick → order instead)."""
     from dataclasses import replace
+
+    say = lambda *a: print("bench:", *a, file=sys.stderr, flush=True)  # noqa: E731
+    if t2t:
+        _tick_to_trade(transports, rates, seconds, out, as_json, say)
+        return
 
     from xdpgw.bench import TRANSPORTS, Plan, format_table, plot, run_bench, to_json
 
-    say = lambda *a: print("bench:", *a, file=sys.stderr, flush=True)  # noqa: E731
     if latency_only:
         lat = _latency(f"{out}-latency", no_png, latency_s, say)
         click.echo(_lat_json(lat) if as_json else _lat_text(lat))
@@ -91,3 +101,22 @@ def _lat_text(res: dict) -> str:
     from xdpgw.bench import format_latency_table, format_pipeline_cost
 
     return format_latency_table(res) + "\n\n" + format_pipeline_cost(res["pipeline_cost"])
+
+
+def _tick_to_trade(transports: str, rates: str, seconds: float, out: str, as_json: bool, say) -> None:
+    import json
+
+    from xdpgw.orders.tick_to_trade import format_table, run_tick_to_trade
+
+    kinds = tuple(t.strip() for t in transports.split(",") if t.strip())
+    try:
+        rate_list = tuple(int(r) for r in rates.split(",") if r.strip())
+    except ValueError:
+        raise GatewayError(f"bad --rates {rates!r}", "give ticks per second, e.g. 1000,10000") from None
+    res = run_tick_to_trade(rate_list, seconds, kinds, say=say)
+    text = json.dumps(res)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{out}-t2t.json", "w") as f:
+        f.write(text + "\n")
+    click.echo(text if as_json else format_table(res))
+    click.echo(f"xdpgw bench: wrote {out}-t2t.json", err=True)

@@ -56,6 +56,7 @@ class Summary(FeedStats, total=False):
     ns_per_packet: float | None
     fast_path_packets: int  # packets the feed's C in-order fast path took (xdpgw.protocol.fastpath)
     flight_recorder: dict[str, Any]  # --trace-latency: xdpgw.flight.explain of the recorded bursts
+    orders: dict[str, Any]  # --strategy: the router's summary (xdpgw.orders.router.Router.summary)
     latency_ns: dict[str, float]  # percentiles (LatencyHistogram.percentiles), only once something was stamped
     last_handler_error: str
     queues: dict[str, Summary]  # merge_summaries: each queue's own summary

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import ROOT, xdpgw_cmd
+from tests.helpers import ROOT, xdpgw_cmd
 from tests.orders.helpers import kill9_when, reap, wait_for
 from xdpgw.orders.model import Order, Side, State
 from xdpgw.orders.ouch import messages as m

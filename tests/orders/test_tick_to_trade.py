@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import require_xdp
+from tests.helpers import require_xdp
 from xdpgw.lab import Lab
 from xdpgw.orders.tick_to_trade import format_table, run_tick_to_trade
 

@@ -77,16 +77,27 @@ def _prometheus_renderer() -> Callable[[Mapping[str, Any]], bytes]:
 
     try:
         from prometheus_client import CollectorRegistry, generate_latest
-
-        from xdpgw.metrics import StatsCollector
-    except (ImportError, GatewayError):
+        from prometheus_client.core import GaugeMetricFamily
+    except ImportError:
         return lambda s: "".join(f"xdpgw_router_{k} {v}\n" for k, v in stats_for_metrics(s).items()).encode()
-    collector = StatsCollector("xdpgw_router")
+
+    class RouterCollector:
+        """The router's flat figures as one gauge family, ``xdpgw_router_stat{name}``."""
+
+        flat: Mapping[str, float] = {}
+
+        def collect(self):
+            fam = GaugeMetricFamily("xdpgw_router_stat", "Order router figures, by name", labels=["name"])
+            for k, v in self.flat.items():
+                fam.add_metric([k], float(v))
+            yield fam
+
+    collector = RouterCollector()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
 
     def render(summary: Mapping[str, Any]) -> bytes:
-        collector.update(stats_for_metrics(summary))
+        collector.flat = stats_for_metrics(summary)
         return generate_latest(registry)
 
     return render

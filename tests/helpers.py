@@ -262,8 +262,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 # --- `xdpgw` as users run it --------------------------------------------------------------------------
-def xdpgw_cmd(lab_ns: str | None, *args: str) -> list[str]:
-    base = [sys.executable, "-m", "xdpgw", *args]
+XDPGW = (sys.executable, "-m", "xdpgw")  # this checkout's xdpgw
+
+
+def xdpgw_cmd(lab_ns: str | None, *args: str, program: Iterable[str] = XDPGW) -> list[str]:
+    base = [*program, *args]
     return (["ip", "netns", "exec", lab_ns, *base]) if lab_ns else base
 
 
@@ -313,15 +316,16 @@ class Xdpgw:
     test failed. ``finish()`` waits for a normal end (always with a deadline).
     """
 
-    def __init__(self, lab: Lab, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, lab: Lab, *args: str, env: dict[str, str | None] | None = None,
+                 program: Iterable[str] = XDPGW, cwd: Path = ROOT) -> None:
+        """``env`` is added to this environment (None unsets a variable); ``program`` is the xdpgw to run."""
         self.lab, self.args = lab, args
         # SIGINT at its default, as from a terminal: a test run started in the background (`pytest &`) has
         # SIGINT ignored, which its children inherit, and Python then never turns Ctrl-C into KeyboardInterrupt
-        cmd = xdpgw_cmd(lab.rx_ns, *args)
-        cmd[cmd.index(sys.executable):cmd.index(sys.executable)] = ["env", "--default-signal=INT"]
+        cmd = xdpgw_cmd(lab.rx_ns, "env", "--default-signal=INT", *program, *args, program=())
+        environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, cwd=ROOT, start_new_session=True,
-                                     env={**os.environ, **(env or {})})
+                                     text=True, cwd=cwd, start_new_session=True, env=environ)
         self.out = self.err = ""
 
     def __enter__(self) -> Xdpgw:

@@ -75,9 +75,9 @@ def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str | Call
     names the condition; a callable is asked then, to say what was seen last)."""
     deadline = time.monotonic() + timeout
     while True:
-        value = cond()
-        if value:
-            return value
+        got = cond()
+        if got:
+            return got
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
         time.sleep(interval)
@@ -322,7 +322,7 @@ class Xdpgw:
         self.lab, self.args = lab, args
         # SIGINT at its default, as from a terminal: a test run started in the background (`pytest &`) has
         # SIGINT ignored, which its children inherit, and Python then never turns Ctrl-C into KeyboardInterrupt
-        cmd = xdpgw_cmd(lab.rx_ns, "env", "--default-signal=INT", *program, *args, program=())
+        cmd = xdpgw_cmd(lab.rx_ns, *args, program=("env", "--default-signal=INT", *program))
         environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, cwd=cwd, start_new_session=True, env=environ)

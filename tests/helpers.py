@@ -15,11 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from xdpgw.lab import Lab, in_netns
 
@@ -66,16 +69,17 @@ def as_nobody(cmd: list[str]) -> list[str]:
             "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search", *cmd]
 
 
-def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition",
+def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str | Callable[[], str] = "condition",
               interval: float = 0.02) -> object:
-    """``cond()``'s first truthy value; fails the test if none comes within ``timeout`` seconds."""
+    """``cond()``'s first truthy value; fails the test if none comes within ``timeout`` seconds (``what``
+    names the condition; a callable is asked then, to say what was seen last)."""
     deadline = time.monotonic() + timeout
     while True:
-        value = cond()
-        if value:
-            return value
+        got = cond()
+        if got:
+            return got
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            pytest.fail(f"timed out after {timeout} s waiting for {what() if callable(what) else what}")
         time.sleep(interval)
 
 
@@ -240,9 +244,29 @@ class RerequestServer:
         self.sock.close()
 
 
+# --- /metrics as Prometheus reads it --------------------------------------------------------------------
+METRICS_PORT = 9464  # inside a lab's own network namespace: always free
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(url: str) -> Samples:
+    """The samples at ``url``, parsed with prometheus_client's text parser: {(name, sorted labels): value}."""
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value (0 when absent, as Prometheus reads a counter never incremented)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
 # --- `xdpgw` as users run it --------------------------------------------------------------------------
-def xdpgw_cmd(lab_ns: str | None, *args: str) -> list[str]:
-    base = [sys.executable, "-m", "xdpgw", *args]
+XDPGW = (sys.executable, "-m", "xdpgw")  # this checkout's xdpgw
+
+
+def xdpgw_cmd(lab_ns: str | None, *args: str, program: Iterable[str] = XDPGW) -> list[str]:
+    base = [*program, *args]
     return (["ip", "netns", "exec", lab_ns, *base]) if lab_ns else base
 
 
@@ -292,15 +316,16 @@ class Xdpgw:
     test failed. ``finish()`` waits for a normal end (always with a deadline).
     """
 
-    def __init__(self, lab: Lab, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, lab: Lab, *args: str, env: dict[str, str | None] | None = None,
+                 program: Iterable[str] = XDPGW, cwd: Path = ROOT) -> None:
+        """``env`` is added to this environment (None unsets a variable); ``program`` is the xdpgw to run."""
         self.lab, self.args = lab, args
         # SIGINT at its default, as from a terminal: a test run started in the background (`pytest &`) has
         # SIGINT ignored, which its children inherit, and Python then never turns Ctrl-C into KeyboardInterrupt
-        cmd = xdpgw_cmd(lab.rx_ns, *args)
-        cmd[cmd.index(sys.executable):cmd.index(sys.executable)] = ["env", "--default-signal=INT"]
+        cmd = xdpgw_cmd(lab.rx_ns, *args, program=("env", "--default-signal=INT", *program))
+        environ = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, cwd=ROOT, start_new_session=True,
-                                     env={**os.environ, **(env or {})})
+                                     text=True, cwd=cwd, start_new_session=True, env=environ)
         self.out = self.err = ""
 
     def __enter__(self) -> Xdpgw:
@@ -380,6 +405,36 @@ class Xdpgw:
         self.kill()
         pytest.fail(f"xdpgw {' '.join(self.args)} did not come up: {self.err[-2000:]}")
 
+    def scrape(self) -> Samples:
+        """Its /metrics (``--metrics-port``, served in the lab's rx namespace), parsed."""
+        port = self.args[self.args.index("--metrics-port") + 1]
+        with in_netns(self.lab.rx_ns):
+            return scrape(f"http://127.0.0.1:{port}/metrics")
+
+    def wait_metrics(self, cond: Callable[[Samples], bool], what: str, timeout: float = 20) -> Samples:
+        """Scrape until ``cond(samples)`` holds (the gateway publishes once a second; a server not up yet
+        counts as not yet, a process that ended fails the test)."""
+        last: Samples = {}
+
+        def check() -> Samples | None:
+            nonlocal last
+            try:
+                last = self.scrape()
+            except (urllib.error.URLError, ConnectionError):
+                if self.proc.poll() is not None:
+                    self.finish()
+                    pytest.fail(f"xdpgw {' '.join(self.args)} ended ({self.proc.returncode}): {self.err[-2000:]}")
+                return None
+            return last if cond(last) else None
+
+        return wait_for(check, timeout, lambda: f"{what}; last scrape: {last}", interval=0.2)
+
+    def stop(self, timeout: float = 30) -> tuple[dict, str]:
+        """Ctrl-C the parent (SIGINT); its --json summary and stderr, after a clean exit."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGINT)
+        return summary_of(self, timeout), self.err
+
     def wait_stats(self, cond: Callable[[dict], bool], what: str, timeout: float = 10) -> dict:
         """Until the consumer's published per-queue stats satisfy ``cond`` (they refresh once a second)."""
         def check() -> dict | None:
@@ -405,3 +460,23 @@ def summary_of(gw: Xdpgw, timeout: float = 30) -> dict:
     rc, out, err = gw.finish(timeout)
     assert rc == 0, err[-3000:]
     return json.loads(out)
+
+
+def gateway_args(lab: Lab, transport: str, *args: str) -> list[str]:
+    """`listen --port 9001` for the socket transport, `attach <rx veth> --mode drv|skb` for XDP; then ``args``."""
+    if transport == "socket":
+        return ["listen", "--port", "9001", *args]
+    return ["attach", lab.rx_if, "--mode", transport, *args]
+
+
+def serve(lab: Lab, transport: str, *args: str, timeout: float = 30) -> Xdpgw:
+    """A quiet gateway (``transport``: socket, drv or skb) with --json and /metrics on METRICS_PORT, stopped by
+    ``stop()`` (or after 120 s); returned once /metrics answers (its receivers are open by then)."""
+    gw = Xdpgw(lab, *gateway_args(lab, transport, "--quiet", "--json", "--duration", "120",
+                                  "--metrics-port", str(METRICS_PORT), *args))
+    try:
+        gw.wait_metrics(lambda m: True, "/metrics to answer", timeout)
+    except BaseException:
+        gw.kill()
+        raise
+    return gw

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.helpers import (
+    METRICS_PORT,
     Xdpgw,
     as_nobody,
     attach,
@@ -24,7 +25,7 @@ from tests.helpers import (
     run_xdpgw,
     send_frames,
     summary_of,
-    wait_for,
+    value,
 )
 from xdpgw.lab import in_netns
 
@@ -163,26 +164,14 @@ def test_missing_headers_message(monkeypatch):
 
 
 def test_pcap_of_bypassed_frames_and_metrics(lab, tmp_path):
-    import urllib.error
-    import urllib.request
-
     from scapy.utils import rdpcap
 
     pcap = tmp_path / "bypassed.pcap"
-    port = 19000 + os.getpid() % 1000
-
-    def scrape() -> str:
-        try:
-            with in_netns(lab.rx_ns):
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-        except urllib.error.URLError:  # not serving yet
-            return ""
-
     frames = feed_frames(lab, [b"cap-%02d" % i + bytes(i) for i in range(21)])
-    with attach(lab, "--count", "21", "--pcap", str(pcap), "--metrics-port", str(port), "--duration", "60") as gw:
+    with attach(lab, "--count", "21", "--pcap", str(pcap), "--metrics-port", str(METRICS_PORT), "--duration", "60") as gw:
         send_frames(lab, frames[:20])
         # the exact count, published by the running gateway (a server never updated shows 0)
-        wait_for(lambda: "xdpgw_packets_total 20.0" in scrape(), what="/metrics to count 20 packets")
+        gw.wait_metrics(lambda m: value(m, "xdpgw_packets_total") == 20, "/metrics to count 20 packets")
         send_frames(lab, frames[20:])
         rc, _, err = gw.finish()
     assert rc == 0, err

@@ -6,13 +6,9 @@ delivered after the hole's wait, as one gap."""
 
 from __future__ import annotations
 
-import json
-import time
-
 import pytest
 
-from tests import gwproc
-from tests.helpers import feed_frames, run_xdpgw, send_frames
+from tests.helpers import feed_frames, run_xdpgw, send_frames, serve, value
 from xdpgw.protocol import itch
 from xdpgw.protocol.moldudp64 import encode_heartbeat, encode_packet
 from xdpgw.summary import accounted
@@ -26,26 +22,19 @@ def capture() -> list[bytes]:
     return [encode_packet(SESSION, 1, msgs[:1]), encode_packet(SESSION, JUMP, msgs[1:])]
 
 
-def consumer_stats(lab) -> dict:
-    res = run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json")
-    return (json.loads(res.stdout).get("consumer") or {}).get("stats", {}).get("0", {}) if res.returncode == 0 else {}
-
-
 @pytest.mark.parametrize("transport", ["skb", "socket"])
 def test_a_far_jump_nothing_continues_is_held_and_reported(lab, transport):
-    proc = gwproc.start(lab, transport, "--protocol", "moldudp64")
-    try:
+    with serve(lab, transport, "--protocol", "moldudp64") as gw:
         send_frames(lab, feed_frames(lab, capture()))
-        got = gwproc.wait_for(lab, lambda m: gwproc.value(m, "xdpgw_held_messages", reason="parked_far_ahead") == 38)
-        assert gwproc.value(got, "xdpgw_received_messages_total") == 39
+        got = gw.wait_metrics(lambda m: value(m, "xdpgw_held_messages", reason="parked_far_ahead") == 38,
+                              "38 messages held (parked far ahead)")
+        assert value(got, "xdpgw_received_messages_total") == 39
         if transport != "socket":  # `xdpgw status` reads the attached consumer's state file
-            deadline = time.monotonic() + 10
-            while consumer_stats(lab).get("held") != {"parked_far_ahead": 38} and time.monotonic() < deadline:
-                time.sleep(0.2)
+            gw.wait_stats(lambda s: s.get("0", {}).get("held") == {"parked_far_ahead": 38},
+                          "the state file to show 38 held")
             text = run_xdpgw(lab.rx_ns, "status", lab.rx_if).stdout
             assert "held 38 messages (parked_far_ahead 38)" in text, text
-    finally:
-        summary, err = gwproc.stop(proc)
+        summary, err = gw.stop()
     assert summary["messages"] == 1 and summary["received"] == 39 and summary["held"] == {"parked_far_ahead": 38}
     assert accounted(summary) == summary["received"] and summary["missing"] == 0
     line = [ln for ln in err.splitlines() if "held at exit" in ln]
@@ -54,12 +43,10 @@ def test_a_far_jump_nothing_continues_is_held_and_reported(lab, transport):
 
 
 def test_a_far_jump_the_session_continues_is_delivered_as_one_gap(lab):
-    proc = gwproc.start(lab, "socket", "--protocol", "moldudp64")
-    try:
+    with serve(lab, "socket", "--protocol", "moldudp64") as gw:
         send_frames(lab, feed_frames(lab, capture() + [encode_heartbeat(SESSION, JUMP + 38)] * 2))
-        gwproc.wait_for(lab, lambda m: gwproc.value(m, "xdpgw_messages_total", type="A") == 39)
-    finally:
-        summary, err = gwproc.stop(proc)
+        gw.wait_metrics(lambda m: value(m, "xdpgw_messages_total", type="A") == 39, "39 adds delivered")
+        summary, err = gw.stop()
     assert summary["messages"] == 39 and summary["gaps"] == 1 and summary["missing"] == JUMP - 2
     assert summary["held"] == {} and accounted(summary) == summary["received"] == 39
     assert "held at exit" not in err

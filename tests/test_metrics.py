@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import socket
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import scrape
 from xdpgw.errors import GatewayError
 from xdpgw.metrics import MetricsServer, StatsCollector, _quantile
 
@@ -31,12 +30,6 @@ def real_summary() -> dict:
         for p in payloads:
             tx.sendto(p, ("127.0.0.1", rx.port))
         return Gateway([rx], feed=feed, status=None).run(count=len(payloads), duration=10)
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(url, timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
 
 
 def free_port() -> int:

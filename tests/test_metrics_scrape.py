@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import gwproc
-from tests.helpers import feed_frames, send_frames
-from xdpgw.lab import Lab, in_netns
+from tests.helpers import Samples, Xdpgw, feed_frames, send_frames, send_to_queue, serve, value
 from xdpgw.metrics import drops_by_cause
 from xdpgw.protocol import itch
 from xdpgw.protocol.moldudp64 import encode_packet
@@ -25,29 +23,20 @@ def payloads(protocol: bool) -> list[bytes]:
     return [encode_packet("SCRAPE", 1 + 3 * k, msgs) for k in range(N - 1)] + [b"short"]
 
 
-def send_to_queue(lab: Lab, queue: int, data: list[bytes]) -> None:
-    """Onto RX queue ``queue`` of the rx veth (AF_XDP sender on that TX queue; needs --mode drv)."""
-    from xdpgw.transport.base import Batch, send_with_retries
-    from xdpgw.transport.xdp_send import XdpSender
-
-    with in_netns(lab.tx_ns), XdpSender(lab.tx_if, lab.rx_ip, 9001, queue=queue) as tx:
-        assert send_with_retries(tx, Batch.from_payloads(data)) == len(data)
-
-
-def settled(lab: Lab, packets: int) -> gwproc.Samples:
+def settled(gw: Xdpgw, packets: int) -> Samples:
     """The scrape once every packet is counted and a further publish changed nothing."""
-    last = gwproc.wait_for(lab, lambda m: gwproc.value(m, "xdpgw_packets_total") == packets)
+    last = gw.wait_metrics(lambda m: value(m, "xdpgw_packets_total") == packets, f"{packets} packets counted")
     while True:
-        got = gwproc.wait_for(lab, lambda m: True)
+        got = gw.scrape()
         if {k: v for k, v in got.items() if k[0] != "xdpgw_stat"} == \
                 {k: v for k, v in last.items() if k[0] != "xdpgw_stat"}:
             return got
         last = got
 
 
-def check(got: gwproc.Samples, summary: dict) -> None:
+def check(got: Samples, summary: dict) -> None:
     """Every figure the scrape shows is the one --json reports."""
-    v = gwproc.value
+    v = value
     assert v(got, "xdpgw_packets_total") == summary["packets"]
     assert v(got, "xdpgw_bytes_total") == summary["bytes"]
     for (source, cause), n in drops_by_cause(summary).items():
@@ -76,12 +65,10 @@ def check(got: gwproc.Samples, summary: dict) -> None:
 @pytest.mark.parametrize("protocol", [False, True], ids=["raw", "moldudp64"])
 @pytest.mark.parametrize("transport", ["socket", "skb"])
 def test_scrape_matches_json(lab, transport, protocol):
-    proc = gwproc.start(lab, transport, *(["--protocol", "moldudp64"] if protocol else []))
-    try:
+    with serve(lab, transport, *(["--protocol", "moldudp64"] if protocol else [])) as gw:
         send_frames(lab, feed_frames(lab, payloads(protocol)))
-        got = settled(lab, N)
-    finally:
-        summary, _ = gwproc.stop(proc)
+        got = settled(gw, N)
+        summary, _ = gw.stop()
     assert summary["packets"] == N
     if protocol:
         assert summary["messages"] == 3 * (N - 1) and summary["decode_errors"] == {"short_packet": 1}
@@ -89,13 +76,11 @@ def test_scrape_matches_json(lab, transport, protocol):
 
 
 def test_scrape_matches_json_with_two_queues(lab2):
-    proc = gwproc.start(lab2, "drv", "--queue", "0-1", "--protocol", "moldudp64")
-    try:
+    with serve(lab2, "drv", "--queue", "0-1", "--protocol", "moldudp64") as gw:
         send_to_queue(lab2, 0, payloads(True))
         send_to_queue(lab2, 1, payloads(True))
-        got = settled(lab2, 2 * N)
-    finally:
-        summary, _ = gwproc.stop(proc)
+        got = settled(gw, 2 * N)
+        summary, _ = gw.stop()
     assert summary["packets"] == 2 * N and {q: p["packets"] for q, p in summary["queues"].items()} == {"0": N, "1": N}
     assert summary["messages"] == 2 * 3 * (N - 1) and summary["decode_errors"] == {"short_packet": 2}
     check(got, summary)

@@ -10,14 +10,13 @@ import json
 import os
 import signal
 import subprocess
-import urllib.error
-import urllib.request
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import (
+    METRICS_PORT,
     attach,
     attached,
     drain_socket,
@@ -28,12 +27,12 @@ from tests.helpers import (
     send_to_queue,
     send_to_queues,
     status_of,
-    wait_for,
+    value,
     wait_gone,
 )
 from xdpgw.cli import parse_cpus, parse_ints, parse_queues
 from xdpgw.errors import GatewayError
-from xdpgw.lab import Lab, in_netns
+from xdpgw.lab import Lab
 from xdpgw.latency import LatencyHistogram
 from xdpgw.workers import _Outbox, merge_summaries
 
@@ -74,9 +73,8 @@ def test_one_process_per_queue_counts_every_packet_once(lab4):
 def test_sigterm_reports_detaches_and_gives_the_feed_back_to_the_kernel(lab4):
     cpus = sorted(os.sched_getaffinity(0))[:2][::-1]  # queue 0 on the second CPU, queue 1 on the first
     require(len(cpus) >= 2, f"needs two CPUs, this process may use {len(cpus)}")
-    port = 19000 + os.getpid() % 1000
     with attach(lab4, "--queue", "0-1", "--mode", "drv", "--json", "--cpu", ",".join(map(str, cpus)),
-                "--metrics-port", str(port), queues=2) as gw:
+                "--metrics-port", str(METRICS_PORT), queues=2) as gw:
         pids = worker_pids(lab4)
         for q, cpu in enumerate(cpus):
             allowed = [ln for ln in Path(f"/proc/{pids[q]}/status").read_text().splitlines()
@@ -84,17 +82,10 @@ def test_sigterm_reports_detaches_and_gives_the_feed_back_to_the_kernel(lab4):
             assert allowed == [f"Cpus_allowed_list:\t{cpu}"]
         send_to_queues(lab4, {0: 3, 1: 4})
 
-        def scrape() -> str | None:  # workers send snapshots, the parent publishes them, once a second
-            try:
-                with in_netns(lab4.rx_ns):
-                    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-            except urllib.error.URLError:  # not serving yet: the server starts just after the workers
-                return None
-            return body if "xdpgw_packets_total 7.0" in body else None
-
-        body = wait_for(scrape, 15, "/metrics to count 7 packets")
-        assert 'xdpgw_queue_packets_total{queue="0"} 3.0' in body, body
-        assert 'xdpgw_queue_packets_total{queue="1"} 4.0' in body, body
+        # workers send snapshots, the parent publishes them, once a second (its server starts just after them)
+        got = gw.wait_metrics(lambda m: value(m, "xdpgw_packets_total") == 7, "/metrics to count 7 packets", 15)
+        assert value(got, "xdpgw_queue_packets_total", queue="0") == 3, got
+        assert value(got, "xdpgw_queue_packets_total", queue="1") == 4, got
         gw.signal(signal.SIGTERM)
         rc, out, err = gw.finish()
         assert rc == 128 + signal.SIGTERM, err

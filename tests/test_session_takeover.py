@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import gwproc
-from tests.helpers import feed_frames, send_frames
+from tests.helpers import feed_frames, send_frames, serve, value
 from xdpgw.protocol import itch
 from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_packet
 
@@ -31,14 +30,13 @@ def feed() -> list[bytes]:
 
 @pytest.mark.parametrize("transport", ["drv", "skb", "socket"])
 def test_stray_session_never_takes_over_and_the_day_rolls_over(lab, transport):
-    proc = gwproc.start(lab, transport, "--protocol", "moldudp64")
-    try:
+    with serve(lab, transport, "--protocol", "moldudp64") as gw:
         send_frames(lab, feed_frames(lab, feed()))
         # the stray session is held while it could be a successor, then given up once silent (1 s)
-        gwproc.wait_for(lab, lambda m: gwproc.value(m, "xdpgw_messages_total", type="A") == 30
-                        and gwproc.value(m, "xdpgw_rejected_messages_total", cause="foreign_session") == 8)
-    finally:
-        summary, err = gwproc.stop(proc)
+        gw.wait_metrics(lambda m: value(m, "xdpgw_messages_total", type="A") == 30
+                        and value(m, "xdpgw_rejected_messages_total", cause="foreign_session") == 8,
+                        "30 adds delivered and the 8 stray messages rejected")
+        summary, err = gw.stop()
     assert summary["messages"] == 60 and summary["messages_by_type"] == {"A": 30, "D": 30}, summary
     assert summary["missing"] == 0 and summary["duplicates"] == 0 and summary["held"] == {}
     assert summary["rejected"] == {"foreign_session": 8} and summary["received"] == 68

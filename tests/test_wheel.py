@@ -6,8 +6,6 @@ Fast as it can be: pip's cache serves the build requirements and dependencies (P
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, attached, feed_frames, send_frames
+from tests.helpers import ROOT, Xdpgw, attached, feed_frames, send_frames, summary_of, wait_for
 
 pytestmark = pytest.mark.xdp
 
@@ -39,23 +37,13 @@ def test_wheel_installed_elsewhere_attaches(lab, tmp_path):
     run([*pip, "--python", str(venv / "bin" / "python"), "install", "-q", str(wheel)])
     where = run([str(venv / "bin" / "python"), "-c", "import xdpgw; print(xdpgw.__file__)"], cwd=tmp_path).stdout
     assert Path(where.strip()).is_relative_to(venv), where
-    cmd = ["ip", "netns", "exec", lab.rx_ns, str(venv / "bin" / "xdpgw"), "attach", lab.rx_if, "--mode", "skb",
-           "--count", "3", "--json", "--quiet"]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while attached(lab) is None and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
+    with Xdpgw(lab, "attach", lab.rx_if, "--mode", "skb", "--count", "3", "--json", "--quiet",
+               program=[str(venv / "bin" / "xdpgw")], cwd=tmp_path, env={"PYTHONPATH": None}) as gw:
+        wait_for(lambda: attached(lab) is not None or gw.proc.poll() is not None, 60, "the wheel's xdpgw to attach")
         for _ in range(50):
-            if proc.poll() is not None:
+            if gw.proc.poll() is not None:
                 break
             send_frames(lab, feed_frames(lab, [b"from-the-wheel"]))
             time.sleep(0.1)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert json.loads(out)["packets"] == 3 and attached(lab) is None
+        summary = summary_of(gw)
+    assert summary["packets"] == 3 and attached(lab) is None

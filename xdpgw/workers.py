@@ -257,6 +257,10 @@ def merge_summaries(parts: Mapping[int, Mapping[str, Any]], duration: float,
             out[key] = next(p[key] for p in rows if key in p)
         elif key in _DERIVED:
             out[key] = None  # keeps its place; filled in below
+        elif key == "books":  # tops of book are not counters: never added together
+            from xdpgw.book.engine import merge_books
+
+            out[key] = merge_books({q: p[key] for q, p in parts.items() if key in p})
         else:
             for p in rows:
                 if key in p:

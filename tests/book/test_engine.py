@@ -133,3 +133,22 @@ def test_any_decoded_layout_gives_the_same_books():
     parts = [b.apply(dec.slice(0, k)).bbo.copy(), b.apply(dec.take(np.arange(k, len(dec)))).bbo.copy()]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
     assert len(b.apply(dec.slice(0, 0))) == 0  # nothing applied, nothing reported
+
+
+def test_books_of_several_queues_merge_counters_and_never_add_prices():
+    from xdpgw.workers import merge_summaries
+
+    def part(symbols: dict, stale: list[str], **counts) -> dict:
+        books = {"symbols": symbols, "errors": counts.pop("errors", {}), "stale": stale, "stale_all": False,
+                 "count": len(symbols), "bbo": 1, "trades": 2, "live_orders": 3, "gaps": 0}
+        return {"packets": 1, "books": books}
+
+    top = {"bid_price": 10.5, "bid_size": 100, "ask_price": 10.6, "ask_size": 200, "orders": 2}
+    other = {"bid_price": 20.0, "bid_size": 5, "ask_price": None, "ask_size": None, "orders": 1}
+    out = merge_summaries({0: part({"AAPL": top, "MSFT": top}, ["MSFT"], errors={"unknown_order": 1}),
+                           1: part({"AAPL": other}, [], errors={"unknown_order": 2})}, 1.0)
+    books = out["books"]
+    assert books["symbols"] == {"AAPL@q0": top, "MSFT": top, "AAPL@q1": other}
+    assert books["count"] == 3 and books["stale"] == ["MSFT"] and not books["stale_all"]
+    assert books["errors"] == {"unknown_order": 3} and (books["bbo"], books["trades"], books["live_orders"]) == (2, 4, 6)
+    assert out["queues"]["1"]["books"]["symbols"] == {"AAPL": other}  # each queue's own, untouched

@@ -9,7 +9,7 @@ numpy record arrays (:data:`~xdpgw.book.records.BBO`, :data:`~xdpgw.book.records
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -200,6 +200,30 @@ class Books:
         return {"symbols": symbols, "errors": stats["errors"], "stale": stale, "stale_all": stats["stale_all"],
                 "count": len(symbols), "bbo": stats["bbo"], "trades": stats["trades"],
                 "live_orders": stats["live_orders"], "gaps": stats["gaps"]}
+
+
+def merge_books(parts: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """One ``books`` object for several queues (``--queue 0-3 --book``: each worker keeps its own books).
+
+    Counters are summed; a symbol's top of book is never added to another's: a symbol seen on one queue
+    keeps its name, one seen on several (different feeds) is listed once per queue as ``SYMBOL@qN``."""
+    seen: dict[str, int] = {}
+    for books in parts.values():
+        for name in books.get("symbols", {}):
+            seen[name] = seen.get(name, 0) + 1
+    symbols: dict[str, Any] = {}
+    stale: list[str] = []
+    out: dict[str, Any] = {"errors": {}, "bbo": 0, "trades": 0, "live_orders": 0, "gaps": 0, "stale_all": False}
+    for q, books in parts.items():
+        rename = {n: (n if seen[n] == 1 else f"{n}@q{q}") for n in books.get("symbols", {})}
+        symbols.update((rename[n], top) for n, top in books.get("symbols", {}).items())
+        stale += [rename.get(n, n) for n in books.get("stale", [])]
+        for cause, n in books.get("errors", {}).items():
+            out["errors"][cause] = out["errors"].get(cause, 0) + n
+        for key in ("bbo", "trades", "live_orders", "gaps"):
+            out[key] += books.get(key, 0)
+        out["stale_all"] = out["stale_all"] or bool(books.get("stale_all"))
+    return {"symbols": symbols, **out, "stale": stale, "count": len(symbols)}
 
 
 def _dec(raw: int) -> float | None:

@@ -12,7 +12,8 @@ from xdpgw.lab import Lab
 
 @pytest.mark.xdp
 def test_demo_delivers_everything_sent_finds_the_gap_and_counts_the_bad_packet():
-    p = run_xdpgw(None, "demo", "--packets", "3000", "--rate", "5000", "--json", timeout=90)
+    p = run_xdpgw(None, "demo", "--packets", "3000", "--rate", "5000", "--tick-to-trade", "0.3", "--json",
+                  timeout=110)
     assert p.returncode == 0, p.stderr[-2000:]
     r = json.loads(p.stdout.strip().splitlines()[-1])
     assert r["transport"] == "xdp" and r["mode"] in ("drv", "skb")
@@ -22,3 +23,8 @@ def test_demo_delivers_everything_sent_finds_the_gap_and_counts_the_bad_packet()
     assert r["messages"] > 0 and r["latency_ns"]["count"] == 3000
     name = r["iface"].removesuffix("-r")
     assert name.startswith("xgd") and not Lab(name).exists(), "the demo left its lab behind"
+    t2t = r["tick_to_trade"]
+    assert [row["transport"] for row in t2t["rows"]] == ["socket", "xdp-drv"]
+    for row in t2t["rows"]:  # every order triggered by a tick was sent, stamped on the way out and acked
+        assert row["orders"] > 0 and row["stamped"] == row["orders"] == row["acked"], row
+    assert not Lab(t2t["lab"]).exists(), "the tick-to-trade run left its lab behind"

@@ -532,14 +532,17 @@ def doctor(iface, port, queue, as_json) -> None:
 @click.option("--rate", type=float, default=5000.0, show_default=True, help="Packets per second.")
 @click.option("--mode", type=click.Choice(["auto", "drv", "skb"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--tick-to-trade", "t2t_s", type=float, default=1.0, show_default=True,
+              help="Seconds per transport of the tick-to-trade run that follows (0: skip it).")
 @friendly
-def demo(packets, rate, mode, as_json) -> None:
-    """Lab up, XDP gateway decoding a synthetic ITCH feed (with a gap and a bad packet), report, lab down."""
+def demo(packets, rate, mode, as_json, t2t_s) -> None:
+    """Lab up, XDP gateway decoding a synthetic ITCH feed (with a gap and a bad packet), report, lab down;
+    then a short tick-to-trade run (feed tick -> OUCH order to the venue simulator), socket vs XDP."""
     from xdpgw.bpf import require_root
     from xdpgw.demo import run_demo
 
     require_root()
-    run_demo(packets=packets, rate=rate, mode=mode, as_json=as_json)
+    run_demo(packets=packets, rate=rate, mode=mode, as_json=as_json, tick_to_trade=t2t_s)
 
 
 @main.group()

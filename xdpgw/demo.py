@@ -52,12 +52,16 @@ def sender_main(dest: str, packets: int, rate: float, gap_at: int, malformed_at:
     print(json.dumps({"sent": sent, "gap_packet": gap_at, "malformed": 1}), flush=True)
 
 
-def run_demo(packets: int = 20000, rate: float = 5000.0, mode: str = "auto", as_json: bool = False) -> dict:
+def run_demo(packets: int = 20000, rate: float = 5000.0, mode: str = "auto", as_json: bool = False,
+             tick_to_trade: float = 1.0) -> dict:
+    """The feed demo, then (``tick_to_trade`` seconds > 0) a short tick-to-trade run: a feed tick on a
+    fresh lab triggers an OUCH order to the venue simulator, socket vs XDP drv, 1000 ticks/s."""
     from xdpgw.feed import FeedHandler
     from xdpgw.gateway import Gateway, signals_as_exit
     from xdpgw.transport.xdp import XdpReceiver
 
     consumer_cpu, sender_cpu = _cores()
+    allowed = os.sched_getaffinity(0)  # the feed part pins this process; the tick-to-trade run needs both CPUs
     lab = Lab.unique("xgd", queues=1)  # a name of its own: two demos never tear down each other's lab
     say = (lambda *a: None) if as_json else (lambda *a: print("demo:", *a, file=sys.stderr, flush=True))
     with signals_as_exit():
@@ -91,6 +95,13 @@ def run_demo(packets: int = 20000, rate: float = 5000.0, mode: str = "auto", as_
                 sender.kill()
             lab.down()
             say("lab down")
+            os.sched_setaffinity(0, allowed)
+        if tick_to_trade > 0:
+            from xdpgw.orders.tick_to_trade import run_tick_to_trade
+
+            say(f"tick-to-trade: each feed tick sends an OUCH order to the venue simulator, {tick_to_trade:g} s "
+                "at 1000 ticks/s per transport")
+            report["tick_to_trade"] = run_tick_to_trade((1000,), tick_to_trade, ("socket", "xdp-drv"), say=say)
     if as_json:
         print(json.dumps(report, default=str))
     else:
@@ -116,4 +127,8 @@ def format_report(r: dict) -> str:
         + " ".join(f"{k} {lat[k] / 1e3:.1f}µs" for k in ("p50", "p90", "p99", "p99.9", "p99.99", "max") if k in lat),
         f"BPF counters     {r.get('drops_bpf', {})}",
     ]
+    if "tick_to_trade" in r:
+        from xdpgw.orders.tick_to_trade import format_table
+
+        lines += ["", format_table(r["tick_to_trade"])]
     return "\n".join(lines)

@@ -16,10 +16,11 @@ from tests.helpers import ROOT
 
 
 def readme_commands() -> list[str]:
-    """Every command line of the README's ``sh`` blocks (comments stripped)."""
+    """Every command of the README's ``sh`` blocks (comments stripped, backslash continuations joined)."""
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
-    return [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines() if ln.split("#")[0].strip()]
+    lines = [ln.split("#")[0].rstrip() for b in blocks for ln in re.sub(r"\\\n", " ", b).splitlines()]
+    return [ln.strip() for ln in lines if ln.strip()]
 
 
 def test_readme_commands_run_as_written_without_sudo():

@@ -1,0 +1,379 @@
+"""``fix://`` venues: the Connector interface on a QuickFIX SocketInitiator.
+
+The engine runs the session on its own thread (logon, heartbeats, test requests, sequence numbers,
+resend and gap fill, a FileStore under the state directory so a restart resumes the session). Its
+callbacks only stamp what arrived and queue it; ``poll()`` turns the queue into events on the
+caller's thread (messages → events: :mod:`xdpgw.orders.fix.messages`).
+
+URL: ``fix://HOST:PORT?sender=OURID&target=THEIRID[&version=FIX.4.2][&heartbeat=30][&dir=PATH]
+[&mass_cancel=native]``; ``dir`` holds the settings, store and logs (default
+``$XDG_STATE_HOME/xdpgw/fix/SENDER-TARGET``); ``mass_cancel=native`` sends OrderMassCancelRequest
+instead of one cancel per open order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from xdpgw.errors import GatewayError
+from xdpgw.orders.fix import engine, messages, wire
+from xdpgw.orders.model import Order
+from xdpgw.orders.venue import Cancelled, Event, Replaced, SessionEvent
+
+qf = engine.quickfix()
+
+
+@dataclass(slots=True)
+class _Live:
+    """An open order as this session knows it."""
+
+    order: Order  # its current terms (after replaces and reductions)
+    leaves: int
+    wire_id: str  # the ClOrdID the venue knows it by now (ours, or our last reduction's)
+
+
+class _Application(qf.Application):
+    """The engine's callbacks (on its thread, or the sender's for toApp): stamp, queue, return.
+    An exception escaping a callback would make the SWIG layer exit the process: none may escape."""
+
+    def __init__(self, owner: FixConnector) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def onCreate(self, session_id):  # noqa: N802 (QuickFIX's names)
+        pass
+
+    def onLogon(self, session_id):  # noqa: N802
+        self.owner._guarded(self.owner._session_change, "connected", "logged on")
+
+    def onLogout(self, session_id):  # noqa: N802
+        self.owner._guarded(self.owner._session_change, "disconnected", "logged out or connection lost")
+
+    def toAdmin(self, message, session_id):  # noqa: N802
+        self.owner._guarded(self.owner._admin_out, message)
+
+    def fromAdmin(self, message, session_id):  # noqa: N802
+        self.owner._guarded(self.owner._arrived, message)
+
+    def toApp(self, message, session_id):  # noqa: N802
+        self.owner._guarded(self.owner._sending, message)
+
+    def fromApp(self, message, session_id):  # noqa: N802
+        self.owner._guarded(self.owner._arrived, message)
+
+
+class FixConnector:
+    """One FIX session with one venue (see the module docstring)."""
+
+    def __init__(self, name: str, host: str, port: int, *, sender: str, target: str,
+                 version: str = "FIX.4.4", heartbeat: int = 30, state_dir: str | Path | None = None,
+                 native_mass_cancel: bool = False) -> None:
+        self.name = name
+        self.host, self.port = host, port
+        self.version = version
+        self.state_dir = Path(state_dir) if state_dir else _default_dir(sender, target)
+        self.session_id = qf.SessionID(version, sender, target)
+        self._heartbeat = heartbeat
+        self._native_mass_cancel = native_mass_cancel
+        self._mass: dict[str, str | None] = {}  # OrderMassCancelRequest ClOrdID → its symbol (None: all)
+        self._inbox: deque[tuple[int, str, object]] = deque()  # (ts_ns, kind, payload) from engine threads
+        self._wake = threading.Event()
+        self._logged_on = threading.Event()
+        self._initiator = None
+        self._live: dict[str, _Live] = {}  # open orders by our id
+        self._used: set[str] = set()  # every ClOrdID this connector sent (unique for the day)
+        self._alias: dict[str, str] = {}  # ClOrdIDs of our cancel requests / reductions → the order's id
+        self._reductions: set[str] = set()  # ClOrdIDs of replaces that only reduce (cancel with qty > 0)
+        self._replacing: dict[str, Order] = {}  # new id → the replacement we asked for
+        self._by_seq: dict[int, tuple[str, str]] = {}  # our MsgSeqNum → (MsgType, order id)
+        self._last_id = 0
+        self._counts = dict.fromkeys(("sent", "cancels", "replaces", "events", "reconnects", "heartbeats_sent",
+                                      "logons", "resent_received", "subtick_prices", "ignored",
+                                      "callback_errors", "mass_cancel_fallbacks"), 0)
+        self.last_callback_error = ""
+
+    # --- the engine's side (its threads) ------------------------------------------------------------
+
+    def _session_change(self, kind: str, detail: str) -> None:
+        if kind == "connected":
+            self._counts["logons"] += 1
+            self._counts["reconnects"] = self._counts["logons"] - 1
+            self._logged_on.set()
+        else:
+            self._logged_on.clear()
+        self._inbox.append((time.monotonic_ns(), "session", (kind, detail)))
+        self._wake.set()
+
+    def _guarded(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # counted and kept: the engine's thread must never see it
+            self._counts["callback_errors"] += 1
+            self.last_callback_error = repr(exc)
+
+    def _arrived(self, message) -> None:
+        ts = time.monotonic_ns()
+        self._inbox.append((ts, "message", message.toString()))
+        self._wake.set()
+
+    def _admin_out(self, message) -> None:
+        if message.getHeader().getField(35) == "0":
+            self._counts["heartbeats_sent"] += 1
+
+    def _sending(self, message) -> None:
+        """toApp: remember which order each sequence number carried (a Reject names only that)."""
+        header = message.getHeader()
+        msg_type = header.getField(35)
+        if msg_type in ("D", "F", "G", "q"):
+            key = 41 if msg_type in ("F", "G") else 11
+            self._by_seq[int(header.getField(34))] = (msg_type, self._resolve(message.getField(key)))
+
+    # --- the Connector interface (the caller's thread) ------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._logged_on.is_set()
+
+    def connect(self, timeout: float = 5.0) -> None:
+        if self._initiator is None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            default = engine.common_settings(self.state_dir, self.version, self._heartbeat)
+            default.update(ConnectionType="initiator", ReconnectInterval=1, LogonTimeout=max(int(timeout), 1))
+            path = engine.write_settings(self.state_dir / "session.cfg", default, {
+                "BeginString": self.version, "SenderCompID": self.session_id.getSenderCompID().getValue(),
+                "TargetCompID": self.session_id.getTargetCompID().getValue(),
+                "SocketConnectHost": self.host, "SocketConnectPort": self.port})
+            # the engine keeps references to these: they live as long as the initiator
+            self._settings = qf.SessionSettings(str(path))
+            self._app = _Application(self)
+            self._stores = qf.FileStoreFactory(self._settings)
+            self._logs = qf.FileLogFactory(self._settings)
+            self._initiator = qf.SocketInitiator(self._app, self._stores, self._settings, self._logs)
+            self._initiator.start()
+        if not self._logged_on.wait(timeout):
+            detail = engine.last_event(self.state_dir)
+            self.close()
+            raise GatewayError(f"FIX venue {self.name} at {self.host}:{self.port} did not log on within {timeout} s"
+                               f" (engine: {detail})",
+                               "check the venue is up and sender/target match its session settings")
+
+    def send(self, order: Order) -> int:
+        self._require_session(order.cl_ord_id)
+        if order.cl_ord_id in self._used:
+            raise GatewayError(f"order id {order.cl_ord_id} is already in use on {self.name}",
+                               "give every order a new id (FIX ClOrdIDs are unique for the day)")
+        body = messages.new_order_single(order)
+        self._used.add(order.cl_ord_id)
+        self._live[order.cl_ord_id] = _Live(order, order.qty, order.cl_ord_id)
+        ts = self._send("D", body)
+        self._counts["sent"] += 1
+        return ts
+
+    def cancel(self, cl_ord_id: str, qty: int = 0) -> int:
+        live = self._open(cl_ord_id)
+        request_id = self._new_id()
+        self._alias[request_id] = cl_ord_id
+        if qty <= 0:
+            ts = self._send("F", messages.cancel_request(request_id, live.wire_id, live.order))
+        else:  # FIX has no partial cancel: a replace that only lowers the quantity
+            self._reductions.add(request_id)
+            done = live.order.qty - live.leaves
+            smaller = replace(live.order, cl_ord_id=request_id, qty=done + min(qty, live.leaves))
+            ts = self._send("G", messages.replace_request(live.wire_id, smaller))
+        self._counts["cancels"] += 1
+        return ts
+
+    def replace(self, orig_cl_ord_id: str, new: Order) -> int:
+        live = self._open(orig_cl_ord_id)
+        if new.cl_ord_id in self._used:
+            raise GatewayError(f"order id {new.cl_ord_id} is already in use on {self.name}",
+                               "give the replacement a new id")
+        self._replacing[new.cl_ord_id] = new
+        self._used.add(new.cl_ord_id)
+        ts = self._send("G", messages.replace_request(live.wire_id, new))
+        self._counts["replaces"] += 1
+        return ts
+
+    def mass_cancel(self, symbol: str | None = None) -> int:
+        """One OrderCancelRequest per open order (many FIX venues do not take OrderMassCancelRequest);
+        with ``mass_cancel=native`` one OrderMassCancelRequest (35=q), and one cancel per open order
+        after all if the venue refuses it (Reject, BusinessMessageReject or a rejected report)."""
+        if self._native_mass_cancel:
+            self._require_session("mass cancel")
+            request_id = self._new_id()
+            self._mass[request_id] = symbol
+            scope = [(530, "1"), (55, symbol)] if symbol else [(530, "7")]
+            return self._send("q", [(11, request_id), *scope, (60, messages.transact_time())])
+        first = time.monotonic_ns()
+        for cl_ord_id in [k for k, v in self._live.items() if symbol is None or v.order.symbol == symbol]:
+            self.cancel(cl_ord_id)
+        return first
+
+    def poll(self, timeout: float = 0.0) -> list[Event]:
+        if not self._inbox and timeout > 0:
+            self._wake.wait(timeout)
+        self._wake.clear()
+        out: list[Event] = []
+        while self._inbox:
+            ts, kind, payload = self._inbox.popleft()
+            event = SessionEvent(payload[0], payload[1], ts) if kind == "session" else self._decode(payload, ts)
+            if event is not None:
+                out.append(event)
+        self._counts["events"] += len(out)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        return {**self._counts, "open": len(self._live)}
+
+    def open_orders(self) -> list[str]:
+        """Ids of the orders this session believes open (sent and not yet final)."""
+        return list(self._live)
+
+    def close(self) -> None:
+        initiator, self._initiator = self._initiator, None
+        if initiator is not None:
+            initiator.stop()  # logs out, joins the engine's thread
+            self._logged_on.clear()
+
+    def __enter__(self) -> FixConnector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- inside -------------------------------------------------------------------------------------
+
+    def _require_session(self, what: str) -> None:
+        if not self._logged_on.is_set():
+            raise GatewayError(f"FIX venue {self.name} is not logged on (order {what} not sent)",
+                               "connect() first, or route to another venue until it reconnects")
+
+    def _open(self, cl_ord_id: str) -> _Live:
+        self._require_session(cl_ord_id)
+        live = self._live.get(cl_ord_id)
+        if live is None:
+            raise GatewayError(f"order {cl_ord_id} is not open on {self.name}",
+                               "cancel or replace only orders this session sent and that are still open")
+        return live
+
+    def _new_id(self) -> str:
+        """A ClOrdID for a cancel request or reduction: increasing wall-clock ns in base 36 (13
+        characters, unique across restarts of the day)."""
+        self._last_id = max(time.time_ns(), self._last_id + 1)
+        n, digits = self._last_id, []
+        while n:
+            n, r = divmod(n, 36)
+            digits.append("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[r])
+        return "X" + "".join(reversed(digits))
+
+    def _send(self, msg_type: str, body: list[tuple[int, str]]) -> int:
+        message = qf.Message()
+        message.getHeader().setField(35, msg_type)
+        for tag, value in body:
+            message.setField(tag, value)
+        ts = time.monotonic_ns()
+        if not qf.Session.sendToTarget(message, self.session_id):
+            raise GatewayError(f"the FIX engine refused to send {msg_type} to {self.name}",
+                               f"see the engine's log under {self.state_dir / 'log'}")
+        return ts
+
+    def _resolve(self, wire_id: str) -> str:
+        return self._alias.get(wire_id, wire_id)
+
+    def _decode(self, raw: str, ts: int) -> Event | None:
+        f = wire.fields(raw)
+        if f.get(43) == "Y":
+            self._counts["resent_received"] += 1
+        msg_type = f.get(35)
+        if msg_type == "8":
+            return self._report(f, ts)
+        if msg_type == "9":  # the request is dead: forget what it would have changed
+            self._replacing.pop(f.get(11, ""), None)
+            self._reductions.discard(f.get(11, ""))
+            return messages.cancel_reject_event(f, ts, self._resolve)
+        if msg_type == "r" and f.get(531) == "0":  # OrderMassCancelReport: rejected
+            return self._mass_cancel_refused(f.get(11, ""))
+        if msg_type in ("3", "j"):
+            sent = self._by_seq.get(int(f.get(45) or 0))
+            if msg_type == "j" and f.get(379):
+                sent = (f.get(372, "D"), self._resolve(f[379]))
+            if sent is not None and sent[0] == "q":
+                return self._mass_cancel_refused(sent[1])
+            event = messages.reject_event(f, ts, sent)
+            if event is not None and sent[0] == "D":
+                self._live.pop(sent[1], None)
+            return event
+        if msg_type == "5" and not self._logged_on.is_set() and f.get(58):
+            return SessionEvent("rejected", f[58], ts)
+        return None
+
+    def _mass_cancel_refused(self, request_id: str) -> None:
+        if request_id in self._mass and self._logged_on.is_set():
+            symbol = self._mass.pop(request_id)
+            self._counts["mass_cancel_fallbacks"] += 1
+            for cl_ord_id in [k for k, v in self._live.items() if symbol is None or v.order.symbol == symbol]:
+                self.cancel(cl_ord_id)
+
+    def _report(self, f: dict[int, str], ts: int) -> Event | None:
+        wire_id, kind = f.get(11, ""), f.get(150)
+        for tag in (31, 44):
+            if f.get(tag) and not messages.ticks_of(f[tag])[1]:
+                self._counts["subtick_prices"] += 1
+        if kind == "5" and wire_id in self._reductions:  # our cancel-with-quantity, done as a replace
+            self._reductions.discard(wire_id)
+            cl_ord_id = self._resolve(wire_id)
+            live = self._live.get(cl_ord_id)
+            leaves = int(f.get(151) or 0)
+            before = live.leaves if live else leaves
+            if live:
+                live.wire_id, live.leaves = wire_id, leaves
+                live.order = replace(live.order, qty=int(f.get(38) or live.order.qty))
+            return Cancelled(cl_ord_id, max(before - leaves, 0), f.get(58, "reduced"), ts)
+        event = messages.execution_event(f, ts, self._resolve)
+        if event is None:
+            self._counts["ignored"] += 1
+            return None
+        if isinstance(event, Replaced):
+            self._live.pop(event.orig_cl_ord_id, None)
+            new = self._replacing.pop(event.cl_ord_id, None)
+            if new is not None and f.get(39) not in messages.FINAL_STATUS:
+                self._live[event.cl_ord_id] = _Live(new, event.qty, event.cl_ord_id)
+            return event
+        live = self._live.get(event.cl_ord_id)
+        if live is not None:
+            if f.get(151):
+                live.leaves = int(f[151])
+            if f.get(39) in messages.FINAL_STATUS:
+                del self._live[event.cl_ord_id]
+        return event
+
+
+def _default_dir(sender: str, target: str) -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base, "xdpgw", "fix", f"{sender}-{target}")
+
+
+def from_url(name: str, host: str, port: int, params: dict[str, str]) -> FixConnector:
+    """The factory behind ``fix://HOST:PORT?sender=X&target=Y[&version=FIX.4.2][&heartbeat=S][&dir=PATH]``."""
+    missing = [k for k in ("sender", "target") if not params.get(k)]
+    if missing:
+        raise GatewayError(f"fix:// URL for {name} lacks {' and '.join(missing)}",
+                           "write it as fix://HOST:PORT?sender=OURCOMPID&target=THEIRCOMPID")
+    try:
+        heartbeat = int(params.get("heartbeat", "30"))
+    except ValueError:
+        raise GatewayError(f"heartbeat={params['heartbeat']!r} is not a number of seconds",
+                           "use e.g. heartbeat=30") from None
+    version = params.get("version", "FIX.4.4")
+    engine.data_dictionary(version)  # a clear error now rather than at connect
+    mass = params.get("mass_cancel", "each")
+    if mass not in ("each", "native"):
+        raise GatewayError(f"mass_cancel={mass!r} is not a mass cancel mode",
+                           "use mass_cancel=each (one cancel per order, the default) or mass_cancel=native")
+    return FixConnector(name, host, port, sender=params["sender"], target=params["target"], version=version,
+                        heartbeat=heartbeat, state_dir=params.get("dir"), native_mass_cancel=mass == "native")

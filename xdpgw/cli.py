@@ -512,6 +512,8 @@ def _register_send_commands() -> None:
 
 
 _register_send_commands()
+main.add_command(importlib.import_module("xdpgw.cli_venue").venue)
+importlib.import_module("xdpgw.cli_orders").register(main)
 
 if __name__ == "__main__":
     main()

@@ -155,6 +155,40 @@ class Connector(Protocol):
         ...
 
 
+@runtime_checkable
+class SessionStore(Protocol):
+    """Where a connector keeps session values that must survive a restart (next UserRefNum, next
+    expected sequence number, ...): strings by key. The router's is its journal
+    (:class:`xdpgw.orders.journal.JournalStore`); a value put during ``poll()`` is made persistent
+    after the events that ``poll()`` returns, one put during ``send()`` at once."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, value: str) -> None: ...
+
+
+class MemoryStore:
+    """A SessionStore that forgets at exit (a connector's default when nobody gives it one)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
+def give_store(connector: Connector, store: SessionStore) -> bool:
+    """Hand a connector its SessionStore before ``connect()``: connectors that keep sequence state
+    across restarts have a ``store`` attribute; others are left alone (returns False)."""
+    if hasattr(connector, "store"):
+        connector.store = store
+        return True
+    return False
+
+
 # --- venue URLs ----------------------------------------------------------------------------------
 
 #: URL scheme → "module:factory"; the factory takes (name, host, port, params) and returns a Connector.

@@ -1,0 +1,50 @@
+"""Fixtures for the OUCH tests: a simulator on a free loopback port, always stopped."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from xdpgw.orders.ouch.connector import OuchConnector
+from xdpgw.orders.ouch.simulator import Exchange, VenueServer
+
+
+@pytest.fixture
+def venue() -> Iterator[VenueServer]:
+    server = VenueServer("127.0.0.1", 0, Exchange(cross_at={"CROSS": 1_000_000}), heartbeat_interval=0.2,
+                         timeout=5.0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def connector(server_port: int, user: str = "U1", **kw) -> OuchConnector:
+    kw.setdefault("heartbeat_interval", 0.2)
+    kw.setdefault("timeout", 5.0)
+    return OuchConnector(f"sim-{user}", "127.0.0.1", server_port, user=user, password="pw", **kw)
+
+
+def collect(conn, until: Callable[[list], bool], timeout: float = 5.0) -> list:
+    """Poll ``conn`` until ``until(events so far)`` holds; fail after ``timeout`` s."""
+    events: list = []
+    deadline = time.monotonic() + timeout
+    while not until(events):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout} s; events: {events}")
+        events += conn.poll(0.05)
+    return events
+
+
+def wait(cond: Callable[[], bool], timeout: float = 5.0, step: Callable[[], object] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout} s")
+        if step is not None:
+            step()
+        else:
+            time.sleep(0.01)

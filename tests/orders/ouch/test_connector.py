@@ -1,0 +1,295 @@
+"""OuchConnector against our simulator on loopback: orders, fills, cancels, replaces, reconnect with
+replay (exactly once), heartbeats, dead peer, end of session, restore after a restart."""
+
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from xdpgw.errors import GatewayError
+from xdpgw.orders.model import Order, Side, Tif
+from xdpgw.orders.ouch import soupbin as sb
+from xdpgw.orders.ouch.connector import OuchConnector
+from xdpgw.orders.venue import (
+    Accepted,
+    Cancelled,
+    CancelRejected,
+    Connector,
+    Filled,
+    Rejected,
+    Replaced,
+    SessionEvent,
+    connect_url,
+)
+
+from .conftest import collect, connector, wait
+
+
+def of(events, kind, cid=None):
+    return [e for e in events if isinstance(e, kind) and (cid is None or getattr(e, "cl_ord_id", None) == cid)]
+
+
+def test_url_gives_an_ouch_connector(venue):
+    c = connect_url(f"ouch://127.0.0.1:{venue.port}?user=U1&password=pw&firm=LIME&heartbeat=0.5&timeout=3")
+    assert isinstance(c, OuchConnector) and isinstance(c, Connector)
+    assert (c.user, c.firm, c.heartbeat_interval, c.timeout) == ("U1", "LIME", 0.5, 3.0)
+    with pytest.raises(GatewayError, match="heartbeat"):
+        connect_url(f"ouch://127.0.0.1:{venue.port}?heartbeat=x")
+    with pytest.raises(GatewayError, match="6 ASCII"):
+        connect_url(f"ouch://127.0.0.1:{venue.port}?user=TOOLONGUSER")
+
+
+def test_orders_fills_cancel_replace_mass_cancel(venue):
+    c = connector(venue.port, firm="LIME")
+    try:
+        c.connect(5)
+        assert c.connected
+        t = c.send(Order("B1", "CROSS", Side.BUY, 100, 1_010_000))  # crosses the reference: filled
+        assert t > 0
+        c.send(Order("B2", "MSFT", Side.BUY, 100, 500_000))  # rests
+        c.send(Order("S1", "MSFT", Side.SELL_SHORT, 30, 490_000, Tif.IOC))  # takes 30 of B2 at 50.00
+        c.send(Order("Z1", "MSFT", Side.BUY, 0 + 1, 1))  # rests far away
+        evs = collect(c, lambda e: len(of(e, Filled)) >= 3 and len(of(e, Accepted)) >= 4)
+        assert [e.cl_ord_id for e in of(evs, Accepted)] == ["B1", "B2", "S1", "Z1"]
+        assert [(f.cl_ord_id, f.qty, f.price, f.liquidity) for f in of(evs, Filled)] == [
+            ("B1", 100, 1_000_000, "R"), ("B2", 30, 500_000, "A"), ("S1", 30, 500_000, "R")]
+        assert of(evs, Filled, "B2")[0].exec_id == of(evs, Filled, "S1")[0].exec_id
+        c.replace("B2", Order("B3", "MSFT", Side.BUY, 50, 500_100))
+        evs = collect(c, lambda e: of(e, Replaced))
+        assert of(evs, Replaced)[0] == Replaced("B2", "B3", of(evs, Replaced)[0].venue_order_id, 50, 500_100,
+                                                of(evs, Replaced)[0].ts_ns)
+        c.cancel("B3", 20)  # reduce to 20
+        evs = collect(c, lambda e: of(e, Cancelled))
+        assert (of(evs, Cancelled)[0].qty, of(evs, Cancelled)[0].reason) == (30, "U user")
+        c.cancel("B1")  # already filled: the venue refuses
+        assert collect(c, lambda e: of(e, CancelRejected))[0].cl_ord_id == "B1"
+        c.mass_cancel("MSFT")
+        evs = collect(c, lambda e: len(of(e, Cancelled)) >= 2)
+        assert sorted((e.cl_ord_id, e.qty) for e in of(evs, Cancelled)) == [("B3", 20), ("Z1", 1)]
+        with pytest.raises(GatewayError, match="already sent"):
+            c.send(Order("B1", "MSFT", Side.BUY, 1, 1))
+        with pytest.raises(GatewayError, match="unknown"):
+            c.cancel("NOPE")
+        s = c.stats()
+        assert (s["sent"], s["cancels"], s["replaces"], s["mass_cancels"]) == (4, 2, 1, 1)
+        assert s["malformed"] == s["unknown_refs"] == 0
+    finally:
+        c.close()
+    assert not c.connected
+    c.close()  # idempotent
+
+
+def test_venue_rejects_with_reasons(venue):
+    venue.call(lambda s: setattr(s.exchange, "symbols", {"AAPL"}))
+    c = connector(venue.port)
+    try:
+        c.connect(5)
+        c.send(Order("R1", "NOPE", Side.BUY, 10, 100))
+        c.send(Order("R2", "AAPL", Side.BUY, 2_000_000, 100))
+        evs = collect(c, lambda e: len(of(e, Rejected)) == 2)
+        assert [(e.cl_ord_id, e.reason) for e in of(evs, Rejected)] == [
+            ("R1", "0x17 invalid symbol"), ("R2", "0x1E shares exceed threshold")]
+        c.replace("R1", Order("R3", "AAPL", Side.BUY, 10, 100))  # the original is not open
+        assert collect(c, lambda e: of(e, Rejected))[0].cl_ord_id == "R3"
+    finally:
+        c.close()
+
+
+def test_login_refused_is_a_clear_error():
+    server = __import__("xdpgw.orders.ouch.simulator", fromlist=["VenueServer"]).VenueServer(users={"U1": "pw"})
+    server.start()
+    try:
+        c = OuchConnector("v", "127.0.0.1", server.port, user="U1", password="wrong")
+        with pytest.raises(GatewayError, match="refused the login: not authorized"):
+            c.connect(5)
+        c = OuchConnector("v", "127.0.0.1", server.port, user="U1", password="pw", session="OTHER")
+        with pytest.raises(GatewayError, match="session not available"):
+            c.connect(5)
+    finally:
+        server.stop()
+
+
+def test_no_venue_is_a_clear_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connection refused
+        c = OuchConnector("v", "127.0.0.1", port, user="U1", reconnect=False)
+        with pytest.raises(GatewayError, match="cannot log in"):
+            c.connect(2)
+    with pytest.raises(GatewayError, match="not connected"):
+        c.send(Order("A", "AAPL", Side.BUY, 1, 1))
+
+
+def test_reconnect_replays_missed_acks_and_fills_exactly_once(venue):
+    c = connector(venue.port, reconnect_delay=0.01)
+    other = connector(venue.port, user="U2")
+    try:
+        c.connect(5)
+        other.connect(5)
+        c.send(Order("A1", "MSFT", Side.BUY, 100, 500_000))
+        collect(c, lambda e: of(e, Accepted))
+        # the venue processes A2 but the connection breaks before its ack leaves
+        venue.call(lambda s: s.sever_after_next("U1"))
+        c.send(Order("A2", "MSFT", Side.BUY, 100, 499_000))
+        wait(lambda: "U1" not in venue.call(lambda s: s.connected_users()))
+        # while U1 is away, U2 fills A1 fully and A2 partly
+        other.send(Order("X1", "MSFT", Side.SELL, 150, 499_000))
+        collect(other, lambda e: len(of(e, Filled)) == 2)
+        evs = collect(c, lambda e: len(of(e, Filled)) >= 2 and of(e, Accepted))
+        evs += c.poll(0.3)  # anything more (a duplicate) would show up here
+        kinds = [e.kind for e in evs if isinstance(e, SessionEvent)]
+        assert kinds == ["disconnected", "connected"]
+        assert [e.cl_ord_id for e in of(evs, Accepted)] == ["A2"]
+        assert [(e.cl_ord_id, e.qty) for e in of(evs, Filled)] == [("A1", 100), ("A2", 50)]
+        s = c.stats()
+        assert s["reconnects"] == 1 and s["disconnects"] == 1 and s["gaps"] == 0
+        # and the session goes on with increasing UserRefNums
+        c.cancel("A2")
+        assert collect(c, lambda e: of(e, Cancelled))[0].qty == 50
+    finally:
+        c.close()
+        other.close()
+
+
+def test_restart_resumes_from_the_journal_state(venue):
+    c = connector(venue.port)
+    try:
+        c.connect(5)
+        c.send(Order("J1", "MSFT", Side.BUY, 10, 500_000))
+        collect(c, lambda e: of(e, Accepted))
+        state = c.session_state()
+    finally:
+        c.close()  # "killed": what it had applied is in ``state``
+    assert state.next_user_ref_num == 2 and state.refs == {1: "J1"}
+    filler = connector(venue.port, user="U2")
+    c2 = connector(venue.port)
+    try:
+        filler.connect(5)
+        filler.send(Order("F1", "MSFT", Side.SELL, 10, 500_000))
+        collect(filler, lambda e: of(e, Filled))
+        c2.restore(state)
+        c2.connect(5)
+        evs = collect(c2, lambda e: of(e, Filled))
+        evs += c2.poll(0.2)
+        assert [e.cl_ord_id for e in of(evs, Filled)] == ["J1"] and not of(evs, Accepted)
+        c2.send(Order("J2", "MSFT", Side.BUY, 10, 1))
+        assert collect(c2, lambda e: of(e, Accepted))[-1].cl_ord_id == "J2"
+        assert c2.user_ref_num("J2") == 2
+    finally:
+        c2.close()
+        filler.close()
+
+
+def test_fresh_connector_learns_the_day_by_replay(venue):
+    c = connector(venue.port)
+    try:
+        c.connect(5)
+        c.send(Order("D1", "MSFT", Side.BUY, 10, 1))
+        collect(c, lambda e: of(e, Accepted))
+    finally:
+        c.close()
+    c2 = connector(venue.port)  # no journal: asks for message 1
+    try:
+        c2.connect(5)
+        evs = collect(c2, lambda e: of(e, Accepted))
+        assert of(evs, Accepted)[0].cl_ord_id == "D1"
+        assert c2.next_user_ref_num == 2  # never reuses a UserRefNum the venue saw
+        c2.cancel("D1")
+        assert collect(c2, lambda e: of(e, Cancelled))[0].cl_ord_id == "D1"
+    finally:
+        c2.close()
+
+
+def test_heartbeats_keep_an_idle_session_alive(venue):
+    venue.call(lambda s: setattr(s, "timeout", 0.6))  # the venue drops a client silent for 0.6 s
+    c = connector(venue.port, heartbeat_interval=0.1, timeout=0.6)
+    try:
+        c.connect(5)
+        wait(lambda: c.stats()["heartbeats_received"] >= 5 and c.stats()["heartbeats_sent"] >= 10,
+             timeout=10, step=lambda: c.poll(0.05))
+        assert c.connected and c.stats()["disconnects"] == 0
+        assert venue.call(lambda s: s.counts["heartbeats_received"]) >= 5
+    finally:
+        c.close()
+
+
+def silent_server(ready: threading.Event, stop: threading.Event, port_box: list) -> None:
+    """Accepts one login and then says nothing at all (a hung venue)."""
+    with socket.socket() as lst:
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(4)
+        port_box.append(lst.getsockname()[1])
+        ready.set()
+        lst.settimeout(5)
+        conns = []
+        try:
+            while not stop.is_set():
+                try:
+                    conn, _ = lst.accept()
+                except TimeoutError:
+                    continue
+                conns.append(conn)
+                conn.recv(1024)
+                conn.sendall(sb.encode_login_accepted("MUTE", 1))
+        finally:
+            for conn in conns:
+                conn.close()
+
+
+def test_dead_peer_is_detected_and_reconnected():
+    ready, stop, box = threading.Event(), threading.Event(), []
+    t = threading.Thread(target=silent_server, args=(ready, stop, box))
+    t.start()
+    try:
+        ready.wait(5)
+        c = OuchConnector("mute", "127.0.0.1", box[0], user="U1", heartbeat_interval=0.05, timeout=0.3,
+                          reconnect_delay=0.01)
+        c.connect(5)
+        evs = collect(c, lambda e: [x.kind for x in e if isinstance(x, SessionEvent)][-2:] == ["disconnected", "connected"])
+        assert [e.kind for e in evs] == ["connected", "disconnected", "connected"]
+        assert "dead peer" in evs[1].detail
+        assert c.stats()["reconnects"] == 1
+        c.close()
+    finally:
+        stop.set()
+        t.join(10)
+
+
+def test_end_of_session(venue):
+    c = connector(venue.port)
+    try:
+        c.connect(5)
+        c.send(Order("E1", "MSFT", Side.BUY, 10, 1))
+        collect(c, lambda e: of(e, Accepted))
+        venue.call(lambda s: s.end_session())
+        evs = collect(c, lambda e: of(e, SessionEvent))
+        assert evs[-1].kind == "ended" and not c.connected
+        assert c.poll(0.2) == []  # no reconnect after the end of the session
+        with pytest.raises(GatewayError, match="ended"):
+            c.connect(1)
+    finally:
+        c.close()
+
+
+def test_cli_venue_serves_and_ends_the_session():
+    proc = subprocess.Popen([sys.executable, "-m", "xdpgw", "venue", "--port", "0", "--cross-at", "AAPL=190",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        port = int(line.split(" on ")[1].split(",")[0].rsplit(":", 1)[1])
+        c = connect_url(f"ouch://127.0.0.1:{port}?user=U1")
+        c.connect(5)
+        c.send(Order("C1", "AAPL", Side.BUY, 10, 1_905_000))
+        evs = collect(c, lambda e: of(e, Filled))
+        assert of(evs, Filled)[0].price == 1_900_000
+        proc.terminate()
+        assert collect(c, lambda e: of(e, SessionEvent))[-1].kind == "ended"
+        out, _ = proc.communicate(timeout=10)
+        assert proc.returncode == 0 and '"executions": 1' in out
+        c.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

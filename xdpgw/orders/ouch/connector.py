@@ -1,0 +1,565 @@
+"""``ouch://HOST:PORT?user=U&password=P``: the OUCH 5.0 / SoupBinTCP 4.0 venue connector.
+
+One non-blocking TCP socket (TCP_NODELAY; SO_BUSY_POLL with ``busy_poll=US``), driven only from
+``poll()`` on the caller's thread: reads, heartbeats, the dead-peer timeout and reconnects all happen
+there. Protocol work is sans-IO (``soupbin.ClientSession``, ``messages``); this module only moves bytes.
+
+Sequencing: ``next_sequence`` is the next sequenced message we expect. A connector that has applied
+nothing asks for message 1 (the whole day: it learns every UserRefNum and order the session holds);
+a reconnect or a :meth:`OuchConnector.restore` asks for the next one, and messages the server
+replays from earlier than asked are dropped, so every ack and fill is applied exactly once.
+UserRefNums are strictly increasing per session and never reused: ``next_user_ref_num`` is what the
+journal saves (with ``next_sequence`` and the ref → order id map, :meth:`session_state`) and hands
+back through :meth:`restore` after a restart.
+
+URL parameters: ``user``, ``password``, ``session`` (blank: the current one), ``firm`` (Firm
+appendage on Enter Order and Mass Cancel), ``seq`` (first requested sequence, default 1), ``ref``
+(first UserRefNum, default 1), ``heartbeat`` (s, default 1), ``timeout`` (s of silence, default 15),
+``reconnect`` (1/0), ``busy_poll`` (µs, default 0 = off), ``display`` (Y), ``capacity`` (A).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+
+from xdpgw.errors import GatewayError
+from xdpgw.orders.model import Order
+from xdpgw.orders.ouch import messages as m
+from xdpgw.orders.ouch import soupbin as sb
+from xdpgw.orders.venue import (
+    Accepted,
+    Cancelled,
+    CancelRejected,
+    Event,
+    Expired,
+    Filled,
+    Rejected,
+    Replaced,
+    SessionEvent,
+    TradeBroken,
+)
+
+SO_BUSY_POLL = getattr(socket, "SO_BUSY_POLL", 46)
+_CANCEL = struct.Struct(">HccII")  # SoupBinTCP length + 'U' + Cancel Order
+_RECV_SIZE = 1 << 16
+
+
+@dataclass(slots=True)
+class SessionState:
+    """What a journal keeps to resume an OUCH session after a restart."""
+
+    next_user_ref_num: int
+    next_sequence: int  # the next sequenced message not yet applied (1: none applied)
+    session: str  # the SoupBinTCP session name ("" until the first login)
+    refs: dict[int, str] = field(default_factory=dict)  # UserRefNum → cl_ord_id
+
+
+class OuchConnector:
+    """A :class:`~xdpgw.orders.venue.Connector` for one OUCH account (see the module docstring)."""
+
+    def __init__(self, name: str, host: str, port: int, *, user: str = "", password: str = "",
+                 session: str = "", firm: str = "", sequence: int = 1, first_user_ref_num: int = 1,
+                 heartbeat_interval: float = 1.0, timeout: float = 15.0, reconnect: bool = True,
+                 reconnect_delay: float = 0.05, reconnect_max_delay: float = 2.0, busy_poll_us: int = 0,
+                 display: str = "Y", capacity: str = "A") -> None:
+        for what, value, width in (("user", user, 6), ("password", password, 10), ("session", session, 10),
+                                   ("firm", firm, 4)):
+            if len(value) > width or not value.isascii():
+                raise GatewayError(f"OUCH {what} {value!r} does not fit SoupBinTCP/OUCH ({width} ASCII characters)",
+                                   f"give a {what} of at most {width} characters in the venue URL")
+        if not 0 < heartbeat_interval < timeout:
+            raise GatewayError(f"heartbeat {heartbeat_interval} s must be positive and below timeout {timeout} s",
+                               "e.g. heartbeat=1&timeout=15")
+        self.name = name
+        self.host, self.port = host, port
+        self.user, self.password, self.firm = user, password, firm
+        self.heartbeat_interval, self.timeout = heartbeat_interval, timeout
+        self.reconnect_enabled = reconnect
+        self.reconnect_delay, self.reconnect_max_delay = reconnect_delay, reconnect_max_delay
+        self.busy_poll_us = busy_poll_us
+        self._display = display
+        self._session_name = session
+        self._next_seq = sequence
+        self._next_ref = first_user_ref_num
+        self._refs: dict[int, str] = {}
+        self._ref_of: dict[str, int] = {}
+        self._replacing: dict[int, str] = {}  # new UserRefNum → the order it replaces
+        appendage = m.encode_appendage(firm=firm) if firm else b""
+        self._enc = m.EnterOrderEncoder(appendage, display=display, capacity=capacity)
+        self._sock: socket.socket | None = None
+        self._poller: select.poll | None = None
+        self._soup: sb.ClientSession | None = None
+        self._connecting = False
+        self._logged_in_once = False
+        self._outbox = bytearray()
+        self._rbuf = bytearray(_RECV_SIZE)
+        self._rview = memoryview(self._rbuf)
+        self._events: list[Event] = []
+        self._closed = True
+        self._ended = False
+        self._refused = ""
+        self._last_error = ""
+        self._connect_started = 0.0
+        self._reconnect_at: float | None = None
+        self._backoff = reconnect_delay
+        self._stats = dict.fromkeys(
+            ("sent", "cancels", "replaces", "mass_cancels", "events", "reconnects", "disconnects",
+             "heartbeats_sent", "heartbeats_received", "messages", "replayed_skipped", "gaps",
+             "malformed", "unknown_refs", "unexpected", "bytes_sent", "bytes_received"), 0)
+
+    # --- state for the journal -----------------------------------------------------------------
+
+    @property
+    def next_user_ref_num(self) -> int:
+        return self._next_ref
+
+    @property
+    def next_sequence(self) -> int:
+        return self._next_seq
+
+    def user_ref_num(self, cl_ord_id: str) -> int | None:
+        return self._ref_of.get(cl_ord_id)
+
+    def session_state(self) -> SessionState:
+        return SessionState(self._next_ref, self._next_seq, self._session_name, dict(self._refs))
+
+    def restore(self, state: SessionState) -> None:
+        """Resume where a journal left the session (before ``connect``): UserRefNums continue after
+        ``state.next_user_ref_num`` (never lower than what this connector already used), and the
+        login asks for ``state.next_sequence``."""
+        if self.connected:
+            raise GatewayError(f"venue {self.name}: restore() on a live session", "call restore() before connect()")
+        self._next_ref = max(self._next_ref, state.next_user_ref_num, max(state.refs, default=0) + 1)
+        self._next_seq = state.next_sequence
+        if state.session:
+            self._session_name = state.session
+        for ref, cid in state.refs.items():
+            self._refs[ref] = cid
+            self._ref_of[cid] = ref
+
+    # --- the Connector interface ---------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._soup is not None and self._soup.state is sb.ClientState.ACTIVE
+
+    def connect(self, timeout: float = 5.0) -> None:
+        if self.connected:
+            return
+        if self._ended:
+            raise GatewayError(f"venue {self.name}: the session has ended for the day", "connect again tomorrow")
+        self._closed = False
+        self._refused = ""
+        deadline = time.monotonic() + timeout
+        self._start_connect()
+        while not self.connected:
+            now = time.monotonic()
+            if self._refused:
+                self._closed = True
+                raise GatewayError(f"venue {self.name} ({self.host}:{self.port}) refused the login: {self._refused}",
+                                   "check user, password and session in the venue URL")
+            if now >= deadline or (self._sock is None and self._reconnect_at is None):
+                reason = self._last_error or "no Login Accepted"
+                self._drop_socket()
+                self._closed = True
+                raise GatewayError(f"venue {self.name}: cannot log in to {self.host}:{self.port} within {timeout} s "
+                                   f"({reason})", "check that the venue runs (e.g. xdpgw venue --port P) and the URL")
+            self._step(min(deadline - now, 0.05))
+
+    def send(self, order: Order) -> int:
+        self._need_session(order.cl_ord_id)
+        if order.cl_ord_id in self._ref_of:
+            raise GatewayError(f"order id {order.cl_ord_id} was already sent to {self.name}",
+                               "give every order a new id (ids are unique for the day)")
+        ref = self._next_ref
+        self._next_ref = ref + 1
+        self._refs[ref] = order.cl_ord_id
+        self._ref_of[order.cl_ord_id] = ref
+        t = self._write(self._enc.frame(order, ref))
+        self._stats["sent"] += 1
+        return t
+
+    def cancel(self, cl_ord_id: str, qty: int = 0) -> int:
+        self._need_session(cl_ord_id)
+        ref = self._known(cl_ord_id)
+        t = self._write(_CANCEL.pack(10, b"U", b"X", ref, qty))
+        self._stats["cancels"] += 1
+        return t
+
+    def replace(self, orig_cl_ord_id: str, new: Order) -> int:
+        self._need_session(orig_cl_ord_id)
+        orig = self._known(orig_cl_ord_id)
+        if new.cl_ord_id in self._ref_of:
+            raise GatewayError(f"replacement id {new.cl_ord_id} was already used at {self.name}",
+                               "give the replacement a new order id")
+        ref = self._next_ref
+        self._next_ref = ref + 1
+        msg = m.ReplaceOrder(orig, ref, new.qty, new.price, new.tif.value, self._display, "N", new.cl_ord_id)
+        self._refs[ref] = new.cl_ord_id
+        self._ref_of[new.cl_ord_id] = ref
+        self._replacing[ref] = orig_cl_ord_id
+        t = self._write(sb.encode_unsequenced(m.encode(msg)))
+        self._stats["replaces"] += 1
+        return t
+
+    def mass_cancel(self, symbol: str | None = None) -> int:
+        self._need_session("mass cancel")
+        ref = self._next_ref
+        self._next_ref = ref + 1
+        t = self._write(sb.encode_unsequenced(m.encode(m.MassCancel(ref, self.firm, symbol or ""))))
+        self._stats["mass_cancels"] += 1
+        return t
+
+    def poll(self, timeout: float = 0.0) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while True:
+            self._step(0.0)
+            now = time.monotonic()
+            if self._events or now >= deadline:
+                break
+            self._step(deadline - now)
+            if self._events:
+                break
+        events, self._events = self._events, []
+        self._stats["events"] += len(events)
+        return events
+
+    def stats(self) -> dict[str, int]:
+        s = dict(self._stats)
+        soup = self._soup
+        if soup is not None:
+            s["malformed"] += soup.malformed
+            s["unexpected"] += soup.unexpected
+            s["replayed_skipped"] += soup.skipped
+            s["heartbeats_sent"] += soup.heartbeats_sent
+            s["heartbeats_received"] += soup.heartbeats_received
+        s["next_user_ref_num"] = self._next_ref
+        s["next_sequence"] = self._next_seq
+        s["connected"] = int(self.connected)
+        return s
+
+    def close(self) -> None:
+        if self._sock is not None and self._soup is not None:
+            bye = self._soup.logout(time.monotonic())
+            if bye:
+                with contextlib.suppress(OSError):
+                    self._flush()
+                    self._sock.send(bye)
+        self._drop_socket()
+        self._closed = True
+        self._reconnect_at = None
+
+    def __enter__(self) -> OuchConnector:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- I/O -----------------------------------------------------------------------------------
+
+    def _need_session(self, what: str) -> None:
+        if not self.connected:
+            raise GatewayError(f"venue {self.name} is not connected ({what} not sent)",
+                               "wait for its 'connected' session event, or route to another venue")
+
+    def _known(self, cl_ord_id: str) -> int:
+        ref = self._ref_of.get(cl_ord_id)
+        if ref is None:
+            raise GatewayError(f"order {cl_ord_id} is unknown at venue {self.name}",
+                               "cancel or replace only orders sent through this connector (or restored)")
+        return ref
+
+    def _start_connect(self) -> None:
+        self._reconnect_at = None
+        self._last_error = ""
+        try:
+            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as exc:
+            self._connect_failed(str(exc))
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.busy_poll_us:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_BUSY_POLL, self.busy_poll_us)
+        code = sock.connect_ex((self.host, self.port))
+        if code not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._connect_failed(errno.errorcode.get(code, str(code)))
+            return
+        self._sock = sock
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLOUT)
+        self._connecting = True
+        self._connect_started = time.monotonic()
+        self._outbox.clear()
+
+    def _connect_failed(self, reason: str) -> None:
+        self._last_error = reason
+        self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        if self.reconnect_enabled and not self._closed and not self._ended and not self._refused:
+            self._reconnect_at = time.monotonic() + self._backoff
+            self._backoff = min(self._backoff * 2, self.reconnect_max_delay)
+        else:
+            self._reconnect_at = None
+
+    def _login(self) -> None:
+        now = time.monotonic()
+        self._connecting = False
+        self._soup = sb.ClientSession(self.user, self.password, self._session_name, self._next_seq,
+                                      self.heartbeat_interval, self.timeout, now)
+        self._soup.skip_below = self._next_seq
+        self._poller.modify(self._sock, select.POLLIN)
+        self._write(self._soup.login(now))
+
+    def _drop_socket(self) -> None:
+        soup = self._soup
+        if soup is not None:  # keep the counters of the finished connection
+            for key, value in (("malformed", soup.malformed), ("unexpected", soup.unexpected),
+                               ("replayed_skipped", soup.skipped), ("heartbeats_sent", soup.heartbeats_sent),
+                               ("heartbeats_received", soup.heartbeats_received)):
+                self._stats[key] += value
+        self._soup = None
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+        self._sock = None
+        self._poller = None
+        self._connecting = False
+        self._outbox.clear()
+
+    def _lost(self, reason: str, was_active: bool | None = None) -> None:
+        if was_active is None:
+            was_active = self.connected
+        self._drop_socket()
+        self._last_error = reason
+        if was_active:
+            self._stats["disconnects"] += 1
+            self._events.append(SessionEvent("disconnected", f"{self.name}: {reason}", time.monotonic_ns()))
+        self._schedule_reconnect()
+
+    def _write(self, data: bytes | memoryview) -> int:
+        t = time.monotonic_ns()
+        sock = self._sock
+        if self._outbox:
+            self._outbox += data
+        else:
+            try:
+                n = sock.send(data)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                self._lost(f"send failed: {exc}")
+                raise GatewayError(f"venue {self.name}: connection lost while sending ({exc})",
+                                   "the request was not sent; send it again after the 'connected' event") from None
+            if n < len(data):
+                self._outbox += data[n:]
+                self._poller.modify(sock, select.POLLIN | select.POLLOUT)
+        self._stats["bytes_sent"] += len(data)
+        self._soup.sent(t / 1e9)
+        return t
+
+    def _flush(self) -> None:
+        if not self._outbox or self._sock is None:
+            return
+        try:
+            n = self._sock.send(self._outbox)
+        except BlockingIOError:
+            return
+        del self._outbox[:n]
+        if not self._outbox and self._poller is not None:
+            self._poller.modify(self._sock, select.POLLIN)
+
+    def _step(self, wait: float) -> None:
+        """One round of I/O and timers, waiting up to ``wait`` s for the socket."""
+        now = time.monotonic()
+        if self._sock is None:
+            if self._reconnect_at is not None and now >= self._reconnect_at:
+                self._start_connect()
+            elif wait > 0:
+                nap = wait if self._reconnect_at is None else min(wait, max(0.0, self._reconnect_at - now))
+                time.sleep(nap)
+                return
+            if self._sock is None:
+                return
+        if wait > 0 and self._soup is not None:
+            wait = max(0.0, min(wait, self._soup.heartbeats.next_deadline() - now))
+        try:
+            ready = self._poller.poll(wait * 1000.0 if wait > 0 else 0)
+        except InterruptedError:
+            ready = []
+        if self._connecting:
+            if ready:
+                code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    self._lost(f"connect: {errno.errorcode.get(code, code)}")
+                    return
+                self._login()
+            elif time.monotonic() - self._connect_started > self.timeout:
+                self._lost(f"connect: no answer from {self.host}:{self.port} in {self.timeout} s")
+            return
+        if ready:
+            flags = ready[0][1]
+            if flags & select.POLLOUT:
+                try:
+                    self._flush()
+                except OSError as exc:
+                    self._lost(f"send failed: {exc}")
+                    return
+            if flags & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                self._read()
+        soup = self._soup
+        if soup is not None:
+            active = soup.state is sb.ClientState.ACTIVE
+            out, evs = soup.tick(time.monotonic())
+            if evs:
+                self._lost(f"venue silent for {evs[0].silent_s:.1f} s (dead peer)", active)
+            elif out:
+                with contextlib.suppress(GatewayError):
+                    self._write(out)
+
+    def _read(self) -> None:
+        sock, rbuf, view = self._sock, self._rbuf, self._rview
+        while sock is self._sock and sock is not None:
+            try:
+                n = sock.recv_into(rbuf)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._lost(f"receive failed: {exc}")
+                return
+            if n == 0:
+                self._lost("the venue closed the connection")
+                return
+            self._stats["bytes_received"] += n
+            self._on_bytes(view[:n])
+            if n < _RECV_SIZE:
+                return
+
+    def _on_bytes(self, data: memoryview) -> None:
+        ts = time.monotonic_ns()
+        soup = self._soup
+        try:
+            events = soup.receive(data, ts / 1e9)
+        except sb.SoupError as exc:
+            self._stats["malformed"] += 1
+            self._lost(f"malformed SoupBinTCP from the venue ({exc})")
+            return
+        for ev in events:
+            if type(ev) is sb.Message:
+                if ev.sequence:
+                    self._next_seq = ev.sequence + 1
+                self._stats["messages"] += 1
+                self._apply(ev.data, ts)
+            elif type(ev) is sb.Accepted:
+                self._on_login(ev, ts)
+            elif type(ev) is sb.Refused:
+                self._refused = ev.text
+                self._events.append(SessionEvent("rejected", f"{self.name}: login refused: {ev.text}", ts))
+                self._drop_socket()
+                self._reconnect_at = None
+                return
+            elif type(ev) is sb.Ended:
+                self._ended = True
+                self._events.append(SessionEvent("ended", f"{self.name}: end of session", ts))
+                self._drop_socket()
+                self._reconnect_at = None
+                return
+
+    def _on_login(self, ev: sb.Accepted, ts: int) -> None:
+        if self._next_seq and ev.sequence > self._next_seq:
+            self._stats["gaps"] += ev.sequence - self._next_seq  # the venue cannot replay them
+        if not self._next_seq or ev.sequence > self._next_seq:
+            self._next_seq = ev.sequence
+        self._session_name = ev.session
+        self._backoff = self.reconnect_delay
+        if self._logged_in_once:
+            self._stats["reconnects"] += 1
+        self._logged_in_once = True
+        self._events.append(SessionEvent("connected", f"{self.name}: session {ev.session!r}, next message "
+                                         f"{ev.sequence}, asked for {self._soup.requested}", ts))
+
+    def _apply(self, payload: bytes, ts: int) -> None:
+        """One sequenced OUCH message → at most one event."""
+        try:
+            msg = m.decode(payload, inbound=False)
+        except m.OuchError:
+            self._stats["malformed"] += 1
+            return
+        kind = type(msg)
+        if kind is m.OrderAccepted:
+            cid = msg.cl_ord_id or self._refs.get(msg.user_ref_num)
+            self._learn(msg.user_ref_num, cid)
+            ev = Accepted(cid, str(msg.order_reference_number), msg.quantity, msg.price, ts)
+        elif kind is m.OrderExecuted:
+            cid = self._cid(msg.user_ref_num)
+            ev = cid and Filled(cid, msg.quantity, msg.price, str(msg.match_number), msg.liquidity_flag, ts)
+        elif kind is m.OrderCanceled:
+            cid = self._cid(msg.user_ref_num)
+            if cid and msg.reason == "T":
+                ev = Expired(cid, ts)
+            else:
+                ev = cid and Cancelled(cid, msg.quantity, m.cancel_text(msg.reason), ts)
+        elif kind is m.OrderReplaced:
+            orig = self._cid(msg.orig_user_ref_num)
+            cid = msg.cl_ord_id or self._refs.get(msg.user_ref_num)
+            self._learn(msg.user_ref_num, cid)
+            self._replacing.pop(msg.user_ref_num, None)
+            ev = orig and Replaced(orig, cid, str(msg.order_reference_number), msg.quantity, msg.price, ts)
+        elif kind is m.OrderRejected:
+            cid = msg.cl_ord_id or self._cid(msg.user_ref_num)
+            self._replacing.pop(msg.user_ref_num, None)
+            ev = cid and Rejected(cid, m.reject_text(msg.reason), ts)
+        elif kind is m.CancelReject:
+            cid = self._cid(msg.user_ref_num)
+            ev = cid and CancelRejected(cid, "the venue refused the cancel (order not open)", ts)
+        elif kind is m.BrokenTrade:
+            cid = msg.cl_ord_id or self._cid(msg.user_ref_num)
+            ev = cid and TradeBroken(cid, str(msg.match_number), msg.reason, ts)
+        else:  # System Event, Cancel Pending, Order Modified, Mass Cancel Response: nothing to report
+            return
+        if ev:
+            self._events.append(ev)
+
+    def _learn(self, ref: int, cid: str) -> None:
+        self._refs[ref] = cid
+        self._ref_of[cid] = ref
+        if ref >= self._next_ref:
+            self._next_ref = ref + 1
+
+    def _cid(self, ref: int) -> str | None:
+        cid = self._refs.get(ref)
+        if cid is None:
+            self._stats["unknown_refs"] += 1
+        return cid
+
+
+def _number(params: dict[str, str], key: str, default: float, kind: type = int) -> float:
+    text = params.get(key)
+    if text is None or text == "":
+        return default
+    try:
+        return kind(text)
+    except ValueError:
+        raise GatewayError(f"venue URL parameter {key}={text!r} is not a number", f"e.g. {key}={default}") from None
+
+
+def from_url(name: str, host: str, port: int, params: dict[str, str]) -> OuchConnector:
+    """The factory ``ouch://`` URLs resolve to (``xdpgw.orders.venue.SCHEMES``)."""
+    return OuchConnector(
+        name, host, port, user=params.get("user", ""), password=params.get("password", ""),
+        session=params.get("session", ""), firm=params.get("firm", ""),
+        sequence=int(_number(params, "seq", 1)), first_user_ref_num=int(_number(params, "ref", 1)),
+        heartbeat_interval=float(_number(params, "heartbeat", 1.0, float)),
+        timeout=float(_number(params, "timeout", 15.0, float)),
+        reconnect=params.get("reconnect", "1") not in ("0", "false", "no"),
+        busy_poll_us=int(_number(params, "busy_poll", 0)),
+        display=params.get("display", "Y") or "Y", capacity=params.get("capacity", "A") or "A")

@@ -1,0 +1,284 @@
+"""Pre-trade risk checks: every order passes them before it can be sent; a denial is counted by reason.
+
+The checks follow SEC Rule 15c3-5 (Market Access Rule), which requires controls "reasonably designed
+to prevent the entry of orders that exceed appropriate pre-set credit or capital thresholds in the
+aggregate" — ¶(c)(1)(i): gross notional per day per symbol and in total, position limits — and "to
+prevent the entry of erroneous orders, by rejecting orders that exceed appropriate price or size
+parameters, on an order-by-order basis or over a short period of time, or that indicate duplicative
+orders" — ¶(c)(1)(ii): max quantity, max notional per order, the price collar, the duplicate check —
+and orders "for securities ... the broker or dealer is restricted from trading" — ¶(c)(2)(ii): the
+restricted list. The FIA's automated-trading risk controls ("Best Practices for Automated Trading Risk
+Controls and System Safeguards", FIA 2015/2024) name the same pre-trade set (maximum order size,
+price tolerance / collars, maximum intraday position, message throttles — :mod:`xdpgw.orders.throttle`)
+and the **kill switch**: one action that stops new orders and cancels every resting one, while
+cancels still go through. Every limit is optional (None: not checked), all are checked in a fixed
+order and the first failure names the denial.
+
+Quantities are shares, prices integer ticks (``PRICE_SCALE`` per unit); notionals are ticks × shares
+(a limit of $1,000,000 is ``1_000_000 * PRICE_SCALE``). Exposure (open orders, open quantity per
+side, gross notional, position) is reserved when an order is accepted, returned when it ends, and
+positions come from fills only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from xdpgw.orders.model import Order, Side
+
+#: The reasons a check denies an order (the keys of ``RiskEngine.denied``).
+REASONS = ("kill_switch", "restricted", "max_qty", "max_notional", "no_reference_price", "price_collar",
+           "duplicate_id", "duplicate_order", "max_open_orders", "gross_notional_symbol",
+           "gross_notional_total", "position_limit")
+
+ReferencePrice = Callable[[str], "int | None"]  # symbol → reference price in ticks (None: unknown)
+
+
+@dataclass(slots=True)
+class RiskLimits:
+    """Every pre-trade limit; None (or empty) switches that check off."""
+
+    max_qty: int | None = None  # shares per order
+    max_notional: int | None = None  # ticks × shares per order
+    collar_pct: float | None = None  # a limit price may be at most this % away from the reference
+    reference_prices: dict[str, int] = field(default_factory=dict)  # configured references (ticks)
+    max_open_per_symbol: int | None = None  # orders working at venues, per symbol
+    max_gross_per_symbol: int | None = None  # ticks × shares sent per day, per symbol
+    max_gross_total: int | None = None  # ticks × shares sent per day, all symbols
+    max_position: int | None = None  # |shares| per symbol, counting open orders on the same side
+    position_limits: dict[str, int] = field(default_factory=dict)  # per-symbol overrides of max_position
+    restricted: frozenset[str] = frozenset()
+    duplicate_window_ns: int = 0  # same symbol/side/qty/price within this window is a duplicate (0: off)
+
+
+@dataclass(slots=True)
+class SymbolExposure:
+    open_orders: int = 0
+    open_buy: int = 0  # shares
+    open_sell: int = 0
+    gross: int = 0  # ticks × shares sent today
+    position: int = 0  # from fills: + bought, - sold
+
+
+class RiskEngine:
+    """Pre-trade checks and the exposure they need. ``reference`` (e.g. a book's mid or last trade)
+    is asked first; ``limits.reference_prices`` is the fallback."""
+
+    def __init__(self, limits: RiskLimits | None = None, reference: ReferencePrice | None = None) -> None:
+        self.limits = limits or RiskLimits()
+        self.reference = reference
+        self.killed = False
+        self.kill_reason = ""
+        self.denied: Counter[str] = Counter()
+        self.exposure: dict[str, SymbolExposure] = {}
+        self.gross_total = 0
+        self.seen_ids: set[str] = set()
+        self._recent: dict[tuple, int] = {}  # (symbol, side, qty, price) → last accepted ns
+
+    # --- the kill switch --------------------------------------------------------------------------
+
+    def kill(self, reason: str = "kill switch") -> None:
+        """Deny every new order from now on (cancels are not orders: they still go through)."""
+        self.killed, self.kill_reason = True, reason
+
+    def resume(self) -> None:
+        self.killed, self.kill_reason = False, ""
+
+    # --- checks -----------------------------------------------------------------------------------
+
+    def reference_price(self, symbol: str) -> int | None:
+        if self.reference is not None:
+            px = self.reference(symbol)
+            if px:
+                return int(px)
+        return self.limits.reference_prices.get(symbol)
+
+    def check_order(self, order: Order) -> str | None:
+        """The checks on the order alone (no exposure): kill switch, restricted, size, price.
+        A queued order passes these again when it leaves the throttle."""
+        if self.killed:
+            return "kill_switch"
+        lim = self.limits
+        sym = order.symbol
+        if sym in lim.restricted:
+            return "restricted"
+        qty = order.qty
+        if lim.max_qty is not None and qty > lim.max_qty:
+            return "max_qty"
+        price = order.price
+        collar = lim.collar_pct
+        if collar is not None or (not price and lim.max_notional is not None):
+            ref = self.reference_price(sym)
+            if ref is None:
+                return "no_reference_price"
+            if not price:
+                price = ref  # a market order is valued at the reference
+            elif collar is not None and abs(price - ref) * 100 > collar * ref:
+                return "price_collar"
+        if lim.max_notional is not None and qty * price > lim.max_notional:
+            return "max_notional"
+        return None
+
+    def check(self, order: Order, now_ns: int = 0, children: int = 1) -> str | None:
+        """Every check, without reserving anything; the first failure's reason, or None."""
+        return self._run(order, now_ns, children, False)
+
+    def accept(self, order: Order, now_ns: int = 0, children: int = 1) -> str | None:
+        """Check and, when it passes, reserve the order's exposure (``children`` orders at venues).
+        Returns the denial reason (counted) or None."""
+        why = self._run(order, now_ns, children, True)
+        if why:
+            self.denied[why] += 1
+        return why
+
+    def _run(self, order: Order, now_ns: int, children: int, commit: bool) -> str | None:
+        # one pass with locals: this is the per-order hot path (see scripts/bench_router.py)
+        why = self.check_order(order)
+        if why:
+            return why
+        lim = self.limits
+        oid, sym, side, qty, price = order.cl_ord_id, order.symbol, order.side, order.qty, order.price
+        if oid in self.seen_ids:
+            return "duplicate_id"
+        key = None
+        if lim.duplicate_window_ns:
+            key = (sym, side, qty, price)
+            last = self._recent.get(key)
+            if last is not None and now_ns - last < lim.duplicate_window_ns:
+                return "duplicate_order"
+        exp = self.exposure.get(sym)
+        if exp is None:
+            exp = self.exposure[sym] = SymbolExposure()
+        if lim.max_open_per_symbol is not None and exp.open_orders + children > lim.max_open_per_symbol:
+            return "max_open_orders"
+        notional = qty * (price or self.reference_price(sym) or 0)
+        if lim.max_gross_per_symbol is not None and exp.gross + notional > lim.max_gross_per_symbol:
+            return "gross_notional_symbol"
+        if lim.max_gross_total is not None and self.gross_total + notional > lim.max_gross_total:
+            return "gross_notional_total"
+        buy = side is Side.BUY
+        limit = lim.position_limits.get(sym, lim.max_position) if lim.position_limits else lim.max_position
+        if limit is not None:
+            if buy:
+                if exp.position + exp.open_buy + qty > limit:
+                    return "position_limit"
+            elif exp.position - exp.open_sell - qty < -limit:
+                return "position_limit"
+        if commit:
+            self._reserve(exp, oid, key, now_ns, children, buy, qty, notional)
+        return None
+
+    def _reserve(self, exp: SymbolExposure, oid: str, key: tuple | None, now_ns: int, children: int, buy: bool,
+                 qty: int, notional: int) -> None:
+        self.seen_ids.add(oid)
+        if key is not None:
+            self._recent[key] = now_ns
+        exp.open_orders += children
+        if buy:
+            exp.open_buy += qty
+        else:
+            exp.open_sell += qty
+        exp.gross += notional
+        self.gross_total += notional
+
+    def recheck(self, order: Order) -> str | None:
+        """The order-alone checks again (for an order leaving the throttle queue); counts a denial."""
+        why = self.check_order(order)
+        if why:
+            self.denied[why] += 1
+        return why
+
+    def deny(self, reason: str) -> None:
+        """Count a denial decided outside the checks (e.g. no route)."""
+        self.denied[reason] += 1
+
+    # --- exposure ---------------------------------------------------------------------------------
+
+    def commit(self, order: Order, now_ns: int = 0, children: int = 1) -> None:
+        """Reserve an accepted order's exposure (also used to rebuild it from the journal)."""
+        key = (order.symbol, order.side, order.qty, order.price) if self.limits.duplicate_window_ns else None
+        exp = self.exposure.get(order.symbol)
+        if exp is None:
+            exp = self.exposure[order.symbol] = SymbolExposure()
+        notional = order.qty * (order.price or self.reference_price(order.symbol) or 0)
+        self._reserve(exp, order.cl_ord_id, key, now_ns, children, order.side is Side.BUY, order.qty, notional)
+
+    def on_fill(self, symbol: str, side: Side, qty: int) -> None:
+        exp = self.exposure.setdefault(symbol, SymbolExposure())
+        exp.position += side.sign * qty
+        if side is Side.BUY:
+            exp.open_buy = max(0, exp.open_buy - qty)
+        else:
+            exp.open_sell = max(0, exp.open_sell - qty)
+
+    def on_broken(self, symbol: str, side: Side, qty: int) -> None:
+        """A busted trade: the fill's shares leave the position."""
+        self.exposure.setdefault(symbol, SymbolExposure()).position -= side.sign * qty
+
+    def release(self, symbol: str, side: Side, leaves: int, orders: int = 1) -> None:
+        """An order ended (cancelled, rejected, expired, filled, replaced) with ``leaves`` shares open."""
+        exp = self.exposure.setdefault(symbol, SymbolExposure())
+        exp.open_orders = max(0, exp.open_orders - orders)
+        if side is Side.BUY:
+            exp.open_buy = max(0, exp.open_buy - leaves)
+        else:
+            exp.open_sell = max(0, exp.open_sell - leaves)
+
+    def add_open(self, symbol: str, side: Side, qty: int, orders: int = 0) -> None:
+        """Open quantity (or orders) that appeared after acceptance (e.g. a replace to a larger size)."""
+        exp = self.exposure.setdefault(symbol, SymbolExposure())
+        exp.open_orders += orders
+        if side is Side.BUY:
+            exp.open_buy += qty
+        else:
+            exp.open_sell += qty
+
+    def positions(self) -> dict[str, int]:
+        return {s: e.position for s, e in self.exposure.items() if e.position}
+
+    def new_day(self) -> None:
+        """Start a trading day: gross notionals back to zero (positions and open orders stay)."""
+        for e in self.exposure.values():
+            e.gross = 0
+        self.gross_total = 0
+        self._recent.clear()
+
+
+def limits_from_mapping(m: Mapping) -> RiskLimits:
+    """RiskLimits from a config table (``[risk]`` of the router's TOML): notionals and prices in
+    currency units (decimals), ``collar_pct`` in percent, ``duplicate_window_ms``."""
+    from xdpgw.orders.model import price_to_ticks
+
+    known = {"max_qty", "max_notional", "collar_pct", "reference_prices", "max_open_per_symbol",
+             "max_gross_per_symbol", "max_gross_total", "max_position", "position_limits", "restricted",
+             "duplicate_window_ms"}
+    unknown = set(m) - known
+    if unknown:
+        from xdpgw.errors import GatewayError
+
+        raise GatewayError(f"unknown risk setting(s) {', '.join(sorted(unknown))}",
+                           f"use only {', '.join(sorted(known))}")
+
+    def money(key: str) -> int | None:
+        v = m.get(key)
+        return None if v is None else price_to_ticks(str(v))
+
+    def num(key: str) -> int | None:
+        v = m.get(key)
+        return None if v is None else int(v)
+
+    return RiskLimits(
+        max_qty=num("max_qty"),
+        max_notional=money("max_notional"),
+        collar_pct=None if m.get("collar_pct") is None else float(m["collar_pct"]),
+        reference_prices={s: price_to_ticks(str(p)) for s, p in (m.get("reference_prices") or {}).items()},
+        max_open_per_symbol=num("max_open_per_symbol"),
+        max_gross_per_symbol=money("max_gross_per_symbol"),
+        max_gross_total=money("max_gross_total"),
+        max_position=num("max_position"),
+        position_limits={s: int(v) for s, v in (m.get("position_limits") or {}).items()},
+        restricted=frozenset(m.get("restricted") or ()),
+        duplicate_window_ns=int(float(m.get("duplicate_window_ms", 0)) * 1_000_000),
+    )

@@ -1,0 +1,611 @@
+"""The order router: risk → route → throttle → journal → connector, and venue events back.
+
+Single-threaded: every call (submit, cancel, replace, kill, poll) runs on the caller's thread; the
+only things other threads or signal handlers may do is :meth:`Router.request_kill` (sets a flag the
+next ``poll()`` acts on). ``submit`` checks the client's order (:mod:`xdpgw.orders.risk`), splits it
+(:mod:`xdpgw.orders.routing`), passes each child through the throttle and sends what may go at once;
+``poll`` collects the venues' events, applies them (:mod:`xdpgw.orders.state`), keeps exposure and
+latency (send→ack, send→fill), and releases throttled children (risk-checked again as they leave).
+
+With a journal, everything sent and received is recorded (:mod:`xdpgw.orders.journal`); a router
+made on an existing journal rebuilds every order, its exposure and the kill switch from it, never
+reuses an id it holds, and hands each connector its session values (``give_store``) so sequence
+numbers resume and the venue replays what was missed.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace as _replace
+from typing import Any
+
+from xdpgw.errors import GatewayError
+from xdpgw.latency import LatencyHistogram
+from xdpgw.orders.journal import Journal, JournalStore
+from xdpgw.orders.model import Order, State
+from xdpgw.orders.risk import RiskEngine
+from xdpgw.orders.routing import NoRoute, RoutingTable, VenueShare
+from xdpgw.orders.state import Blotter, IllegalTransition, OrderRecord
+from xdpgw.orders.throttle import Throttle
+from xdpgw.orders.venue import (
+    Accepted,
+    Connector,
+    Event,
+    Filled,
+    Replaced,
+    SessionEvent,
+    TradeBroken,
+    give_store,
+)
+
+S = State
+
+
+class Router:
+    """Orders in, venue connectors out. ``connectors``: the venues by name (their ``name``)."""
+
+    def __init__(self, connectors: Iterable[Connector], routing: RoutingTable | None = None,
+                 risk: RiskEngine | None = None, throttle: Throttle | None = None,
+                 journal: Journal | None = None, clock: Callable[[], int] = time.monotonic_ns) -> None:
+        self.connectors: dict[str, Connector] = {}
+        for c in connectors:
+            if c.name in self.connectors:
+                raise GatewayError(f"two venues are named {c.name!r}", "give each venue its own name")
+            self.connectors[c.name] = c
+        self.routing = routing or RoutingTable(default=tuple(
+            VenueShare(n, 1.0, i) for i, n in enumerate(self.connectors, 1)))
+        self.risk = risk or RiskEngine()
+        self.throttle = throttle or Throttle()
+        self.journal = journal
+        self.clock = clock
+        self.blotter = Blotter()
+        self.client_orders: dict[str, list[str]] = {}  # client id → child ids ([] if denied)
+        self.denied_unrecorded: Counter[str] = Counter()  # denials that cannot have a record (reused id)
+        self.errors: Counter[str] = Counter()
+        self.last_error = ""
+        self.ack_latency = LatencyHistogram()
+        self.fill_latency = LatencyHistogram()
+        self._ack_ns: list[int] = []
+        self._fill_ns: list[int] = []
+        self.resumed = 0  # orders known from the journal at start
+        self.mass_cancels = 0
+        self._kill_request: str | None = None
+        self._down: set[str] = set()  # venues that reported a disconnect
+        self._live: frozenset[str] = frozenset()  # connected venues as routing sees them (refreshed)
+        self.stores: dict[str, JournalStore] = {}
+        if journal is not None:
+            self._restore(journal)
+        self._refresh()
+
+    # --- venues -----------------------------------------------------------------------------------
+
+    def connect(self, timeout: float = 5.0) -> None:
+        """Log in to every venue (each resuming from its journaled session values)."""
+        for name, c in self.connectors.items():
+            if self.journal is not None:
+                store = self.stores.setdefault(name, JournalStore(self.journal, name))
+                give_store(c, store)
+                _restore_session(c, store.values)
+            c.connect(timeout)
+            self._down.discard(name)
+            self._save_session(name, login=True)
+        self._refresh()
+        if self.risk.killed:  # a restart under the kill switch: make sure nothing rests anywhere
+            self._mass_cancel_all()
+
+    @property
+    def connected(self) -> set[str]:
+        return {n for n, c in self.connectors.items() if c.connected and n not in self._down}
+
+    def _refresh(self) -> None:
+        live = frozenset(self.connected)
+        if live != self._live:
+            self._live = live
+
+    def close(self) -> None:
+        for c in self.connectors.values():
+            try:
+                c.close()
+            except Exception as e:  # noqa: BLE001 - close every venue even if one fails
+                self._error("close", f"{c.name}: {e}")
+        if self.journal is not None:
+            self.journal.close()
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- orders -----------------------------------------------------------------------------------
+
+    def known(self, cl_ord_id: str) -> bool:
+        """The id is in use (a client order, a child, or a replacement) — it will never be sent again."""
+        return cl_ord_id in self.client_orders or cl_ord_id in self.blotter
+
+    def submit(self, order: Order) -> list[OrderRecord]:
+        """Check, split, throttle and send one client order. Returns its records: the children (sent,
+        or pending in the throttle queue, or denied by the throttle's reject policy), or the order
+        itself denied by a risk check or for want of a route. A reused id is denied and not recorded
+        (the id's first order keeps its record)."""
+        go: list[tuple[str, Order]] = []
+        recs = self._admit(order, self.clock(), go)
+        self._send(go)
+        return recs
+
+    def submit_many(self, orders: Iterable[Order]) -> list[OrderRecord]:
+        """``submit`` for many orders with one journal sync before they all leave."""
+        go: list[tuple[str, Order]] = []
+        out: list[OrderRecord] = []
+        now = self.clock()
+        for o in orders:
+            out.extend(self._admit(o, now, go))
+        self._send(go)
+        return out
+
+    def _admit(self, order: Order, now: int, go: list[tuple[str, Order]]) -> list[OrderRecord]:
+        if self.known(order.cl_ord_id):
+            self.risk.deny("duplicate_id")
+            self.denied_unrecorded["duplicate_id"] += 1
+            return []
+        try:
+            legs = self.routing.legs(order, self._live)
+        except NoRoute as e:
+            return [self._deny(order, "no_route", now, str(e))]
+        if len(legs) > 1 and any(self.known(c.cl_ord_id) for _, c in legs):
+            return [self._deny(order, "duplicate_id", now)]
+        why = self.risk.accept(order, now, len(legs))
+        if why:
+            return [self._deny(order, why, now, counted=True)]
+        if len(legs) > 1:
+            self.risk.seen_ids.update(c.cl_ord_id for _, c in legs)
+        self.client_orders[order.cl_ord_id] = [c.cl_ord_id for _, c in legs]
+        recs = []
+        throttle = self.throttle
+        for leg in legs:
+            venue, child = leg
+            rec = self.blotter.add(child, venue=venue)
+            recs.append(rec)
+            if not throttle.active or throttle.try_acquire(venue, now):
+                go.append(leg)
+            elif not throttle.hold(venue, leg):
+                self._refuse(rec, "throttle")
+        return recs
+
+    def _deny(self, order: Order, reason: str, now: int, detail: str = "", counted: bool = False) -> OrderRecord:
+        if not counted:
+            self.risk.deny(reason)
+        self.risk.seen_ids.add(order.cl_ord_id)
+        self.client_orders[order.cl_ord_id] = []
+        if self.journal is not None:
+            self.journal.denied(order, reason, now)
+        return self.blotter.add(order, S.DENIED, reason)
+
+    def _refuse(self, rec: OrderRecord, reason: str) -> None:
+        """A child accepted by risk that will not be sent after all (throttle, recheck, kill)."""
+        o = rec.order
+        self.blotter.move(rec, S.DENIED if reason != "kill switch" else S.CANCELLED, reason)
+        self.risk.release(o.symbol, o.side, o.qty)
+        if reason != "kill switch":
+            self.risk.denied[reason] += 1
+        if self.journal is not None:
+            self.journal.denied(o, reason, self.clock(), rec.venue)
+
+    def _send(self, orders: list[tuple[str, Order]]) -> None:
+        """Journal (synced), then put each (venue, order) on the wire."""
+        if not orders:
+            return
+        if self.journal is not None:
+            self.journal.orders(orders, self.clock())
+            by_venue: dict[str, list[Order]] = {}
+            for v, o in orders:
+                by_venue.setdefault(v, []).append(o)
+            for name, os_ in by_venue.items():
+                self._reserve_refs(name, os_)
+            self.journal.sync()
+        for venue, o in orders:
+            try:
+                ts = self.connectors[venue].send(o)
+            except (GatewayError, OSError) as e:
+                self._error("send", f"{o.cl_ord_id} to {venue}: {e}")
+                self.blotter.move(self.blotter[o.cl_ord_id], S.DENIED, "send_failed")
+                if self.journal is not None:
+                    self.journal.denied(o, "send_failed", self.clock(), venue)
+                self.risk.release(o.symbol, o.side, o.qty)
+                continue
+            self.blotter.sent(o.cl_ord_id, ts)
+
+    def cancel(self, cl_ord_id: str, qty: int = 0) -> None:
+        """Cancel an order (or reduce it to ``qty`` open shares); a client order's id cancels every
+        open child. Cancels pass the kill switch and the throttle."""
+        kids = self.client_orders.get(cl_ord_id)
+        ids = [cl_ord_id] if kids is None or kids == [cl_ord_id] else [k for k in kids if self.blotter[k].open]
+        for i in ids:
+            rec = self.blotter[i]
+            if rec.state is S.PENDING_NEW:
+                self._unqueue(rec)
+                self.blotter.cancel_requested(i)
+                self.risk.release(rec.order.symbol, rec.order.side, rec.order.qty)
+                continue
+            if rec.state.final:
+                self.blotter.move(rec, S.CANCEL_PENDING, "cancel of a finished order")  # raises, counted
+            if rec.state is S.CANCEL_PENDING and not qty:
+                raise GatewayError(f"order {i}: a cancel is already pending", "wait for the venue's answer (poll)")
+            if self.journal is not None:
+                self.journal.cancel(i, qty, self.clock())
+                self.journal.sync()
+            self.connectors[rec.venue].cancel(i, qty)
+            if not qty:
+                self.blotter.cancel_requested(i)
+
+    def replace(self, orig_id: str, new_id: str, qty: int | None = None, price: int | None = None) -> OrderRecord:
+        """Replace a working order by a new one (new id; quantity and/or price). The new order
+        passes the order-alone risk checks and the throttle (GatewayError when it has no slot)."""
+        rec = self.blotter[orig_id]
+        if self.known(new_id):
+            raise GatewayError(f"replacement id {new_id} is already in use", "give the replacement a new id")
+        new = _replace(rec.order, cl_ord_id=new_id, qty=qty or rec.order.qty,
+                       price=rec.order.price if price is None else price, venue=rec.venue, parent_id=None)
+        why = self.risk.recheck(new)
+        if why:
+            raise GatewayError(f"replace of {orig_id} denied by risk check {why}", "change the size or price")
+        if rec.state not in (S.ACKNOWLEDGED, S.PARTIALLY_FILLED):
+            self.blotter.move(rec, S.REPLACE_PENDING, "replace before ack or after the end")  # raises
+        now = self.clock()
+        if not self.throttle.try_acquire(new.venue, now):
+            self.throttle.throttled += 1
+            raise GatewayError(f"replace of {orig_id}: the order rate limit is reached",
+                               "retry after the next poll() (throttle window)")
+        if self.journal is not None:
+            self.journal.replace(orig_id, new, now)
+            self._reserve_refs(new.venue, [new])
+            self.journal.sync()
+        self.risk.seen_ids.add(new_id)
+        ts = self.connectors[new.venue].replace(orig_id, new)
+        return self.blotter.replace_requested(orig_id, new, ts)
+
+    def _unqueue(self, rec: OrderRecord) -> None:
+        q = self.throttle.queues.get(rec.venue)
+        leg = (rec.venue, rec.order)
+        if q is not None and leg in q:
+            q.remove(leg)
+
+    # --- the kill switch --------------------------------------------------------------------------
+
+    def request_kill(self, reason: str = "kill switch") -> None:
+        """Ask for the kill switch from another thread or a signal handler (acted on by ``poll``)."""
+        self._kill_request = reason
+
+    def install_signal(self, signum: int = signal.SIGUSR1) -> None:
+        """The kill switch on a signal (default SIGUSR1: ``kill -USR1 PID``); main thread only."""
+        signal.signal(signum, lambda s, f: self.request_kill(f"signal {signal.Signals(s).name}"))
+
+    def kill(self, reason: str = "kill switch") -> None:
+        """Halt new orders, drop queued ones, cancel every open order at every venue (mass cancel)."""
+        self._kill_request = None
+        if self.risk.killed:
+            return
+        self.risk.kill(reason)
+        if self.journal is not None:
+            self.journal.kill_switch(True, reason, self.clock())
+            self.journal.sync()
+        for _, (_, child) in self.throttle.drop_all():
+            self._refuse(self.blotter[child.cl_ord_id], "kill switch")
+        self._mass_cancel_all()
+
+    def resume(self) -> None:
+        """Lift the kill switch (new orders are checked again)."""
+        self.risk.resume()
+        if self.journal is not None:
+            self.journal.kill_switch(False, "resumed", self.clock())
+            self.journal.sync()
+
+    def _mass_cancel_all(self) -> None:
+        for name in self.connected:
+            try:
+                self._reserve_refs(name, [None])
+                self.connectors[name].mass_cancel()
+                self.mass_cancels += 1
+            except (GatewayError, OSError) as e:
+                self._error("mass_cancel", f"{name}: {e} (retried when it reconnects)")
+
+    # --- events -----------------------------------------------------------------------------------
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Collect every venue's events for up to ``timeout`` s and act on them; release throttled
+        orders whose slot has come. Returns the number of events."""
+        if self._kill_request is not None:
+            self.kill(self._kill_request)
+        self._refresh()
+        nxt = self.throttle.next_release()
+        if nxt is not None:
+            timeout = min(timeout, max(0.0, (nxt - self.clock()) / 1e9))
+        n = 0
+        per = timeout / max(1, len(self.connectors))
+        for name, c in self.connectors.items():
+            if self.journal is None:
+                events = c.poll(per)
+            else:
+                self.journal.hold_puts()  # what the connector stores while polling follows its events
+                events = c.poll(per)
+                self.journal.events(events)
+                self.journal.flush_puts()
+            n += len(events)
+            self._dispatch(name, events, live=True)
+            if self.journal is not None:
+                self._save_session(name, login=any(isinstance(e, SessionEvent) and e.kind == "connected"
+                                                   for e in events))
+        self._release_throttled()
+        if self._ack_ns:
+            self.ack_latency.record_many(self._ack_ns)
+            self._ack_ns.clear()
+        if self._fill_ns:
+            self.fill_latency.record_many(self._fill_ns)
+            self._fill_ns.clear()
+        if self.journal is not None:
+            self.journal.maybe_sync()
+        return n
+
+    def _release_throttled(self) -> None:
+        if not self.throttle.queued:
+            return
+        go = []
+        for _, leg in self.throttle.release(self.clock()):
+            venue, child = leg
+            rec = self.blotter[child.cl_ord_id]
+            why = self.risk.recheck(child)
+            if why:
+                self.blotter.move(rec, S.DENIED, why)
+                self.risk.release(child.symbol, child.side, child.qty)
+                if self.journal is not None:
+                    self.journal.denied(child, why, self.clock(), venue)
+            else:
+                go.append(leg)
+        self._send(go)
+
+    def on_events(self, venue: str, events: list[Event]) -> None:
+        """Apply events a venue reported outside ``poll()`` (journaled first)."""
+        if self.journal is not None and events:
+            self.journal.events(events)
+        self._dispatch(venue, events, live=True)
+
+    def _dispatch(self, venue: str, events: list[Event], live: bool) -> None:
+        for ev in events:
+            if isinstance(ev, SessionEvent):
+                self._session(venue, ev, replaying=not live)
+            else:
+                self._apply(ev, live=live)
+
+    def _session(self, venue: str, ev: SessionEvent, replaying: bool) -> None:
+        if ev.kind == "connected":
+            self._down.discard(venue)
+            if self.risk.killed and not replaying:
+                try:
+                    self._reserve_refs(venue, [None])
+                    self.connectors[venue].mass_cancel()
+                    self.mass_cancels += 1
+                except (GatewayError, OSError) as e:
+                    self._error("mass_cancel", f"{venue}: {e}")
+        elif ev.kind in ("disconnected", "ended", "rejected"):
+            self._down.add(venue)
+        self._refresh()
+
+    def _apply(self, ev: Event, live: bool) -> None:
+        b = self.blotter
+        key = ev.orig_cl_ord_id if isinstance(ev, Replaced) else ev.cl_ord_id
+        before = b.orders.get(key)
+        if before is None:
+            b.unknown += 1
+            return
+        was_open, leaves0, acked0 = before.open, before.leaves_qty, before.ack_ns
+        try:
+            rec = b.apply(ev)
+        except IllegalTransition as e:
+            self._error("illegal_transition", str(e))
+            return
+        if rec is None:
+            return
+        o = before.order
+        if isinstance(ev, Filled):
+            self.risk.on_fill(o.symbol, o.side, ev.qty)
+            if live and not rec.resumed:
+                self._fill_ns.append(ev.ts_ns - rec.send_ns)
+            if was_open and rec.state.final:
+                self.risk.release(o.symbol, o.side, 0)
+            return
+        if isinstance(ev, TradeBroken):
+            qty = rec.broken[-1][0]
+            self.risk.on_broken(o.symbol, o.side, qty)
+            return
+        if isinstance(ev, Replaced):
+            self.risk.release(o.symbol, o.side, leaves0)
+            if rec is not before:
+                self.risk.add_open(o.symbol, o.side, rec.leaves_qty, orders=1)
+            if live and not rec.resumed and rec.ack_ns:
+                self._ack_ns.append(rec.ack_ns - rec.send_ns)
+            return
+        if isinstance(ev, Accepted) and live and not acked0 and rec.ack_ns and not rec.resumed:
+            self._ack_ns.append(rec.ack_ns - rec.send_ns)
+        final_now = was_open and rec.state.final
+        delta = max(0, leaves0 - rec.leaves_qty)
+        if delta or final_now:
+            self.risk.release(o.symbol, o.side, delta, 1 if final_now else 0)
+
+    # --- connector session state in the journal -------------------------------------------------
+
+    def _store(self, name: str) -> JournalStore:
+        st = self.stores.get(name)
+        if st is None:
+            st = self.stores[name] = JournalStore(self.journal, name)
+        return st
+
+    def _reserve_refs(self, name: str, orders: list[Order | None]) -> None:
+        """Before requests leave for a venue that numbers them (OUCH UserRefNums: the connector's
+        ``next_user_ref_num``, one per request): journal the numbers they will take and the next one,
+        so a restart resumes above them. ``None`` stands for a request without an order id."""
+        c = self.connectors.get(name)
+        if self.journal is None or c is None or not hasattr(c, "next_user_ref_num"):
+            return
+        st, ref = self._store(name), c.next_user_ref_num
+        for o in orders:
+            if o is not None:
+                st.put(f"ref:{ref}", o.cl_ord_id)
+            ref += 1
+        st.put("next_user_ref_num", str(ref))
+
+    def _save_session(self, name: str, login: bool = False) -> None:
+        """After a venue's events are journaled: its next expected sequence number (and, after a
+        login, the session name), so a restart asks the venue to replay from there."""
+        c = self.connectors[name]
+        if self.journal is None:
+            return
+        if hasattr(c, "next_sequence"):
+            self._store(name).put("next_sequence", str(c.next_sequence))
+        if login and hasattr(c, "session_state"):
+            self._store(name).put("session", c.session_state().session)
+
+    def _error(self, kind: str, text: str) -> None:
+        self.errors[kind] += 1
+        self.last_error = text
+
+    # --- restart ----------------------------------------------------------------------------------
+
+    def _restore(self, journal: Journal) -> None:
+        """Rebuild orders, exposure, kill switch and session values from an earlier run's journal."""
+        b, risk = self.blotter, self.risk
+        for r in journal.records():
+            try:
+                if r.kind == "O":
+                    o = r.order
+                    client = o.parent_id or o.cl_ord_id
+                    if client not in self.client_orders:
+                        parent = _replace(o, cl_ord_id=client, parent_id=None)
+                        risk.commit(parent, r.ts_ns, children=0)
+                        self.client_orders[client] = []
+                    self.client_orders[client].append(o.cl_ord_id)
+                    risk.seen_ids.add(o.cl_ord_id)
+                    risk.add_open(o.symbol, o.side, 0, orders=1)
+                    b.add(o)
+                    b.sent(o.cl_ord_id, r.ts_ns).resumed = True
+                elif r.kind == "D":
+                    o = r.order
+                    risk.seen_ids.add(o.cl_ord_id)
+                    if o.cl_ord_id in b:  # a child refused after it was accepted (throttle, kill)
+                        continue
+                    if o.parent_id:  # a throttled child that never left
+                        self.client_orders.setdefault(o.parent_id, []).append(o.cl_ord_id)
+                    else:
+                        self.client_orders.setdefault(o.cl_ord_id, [])
+                    b.add(o, S.CANCELLED if r.reason == "kill switch" else S.DENIED, r.reason)
+                elif r.kind == "X":
+                    if r.qty == 0 and r.cl_ord_id in b and b[r.cl_ord_id].open:
+                        b.cancel_requested(r.cl_ord_id)
+                elif r.kind == "R":
+                    risk.seen_ids.add(r.order.cl_ord_id)
+                    b.replace_requested(r.cl_ord_id, r.order, r.ts_ns).resumed = True
+                elif r.kind == "E":
+                    if not isinstance(r.event, SessionEvent):
+                        self._apply(r.event, live=False)
+                elif r.kind == "K":
+                    st = self.stores.get(r.scope)
+                    if st is None:
+                        st = self.stores[r.scope] = JournalStore(journal, r.scope)
+                    st.values[r.key] = r.value
+                elif r.kind == "S":
+                    if r.on:
+                        risk.kill(r.reason)
+                    else:
+                        risk.resume()
+            except GatewayError as e:
+                self._error("journal", f"{r.kind} record: {e}")
+        # open quantities of the orders still working, as the events left them
+        for e in risk.exposure.values():
+            e.open_buy = e.open_sell = 0
+        for rec in b.orders.values():
+            if rec.open:
+                risk.add_open(rec.order.symbol, rec.order.side, rec.leaves_qty)
+        self.resumed = len(self.client_orders)
+
+    # --- reporting --------------------------------------------------------------------------------
+
+    def open_orders(self) -> list[OrderRecord]:
+        return [r for r in self.blotter.orders.values() if r.open]
+
+    def settled(self) -> bool:
+        """Nothing waits for a venue's answer: every order is final or resting (acknowledged and
+        not pending a cancel/replace), and nothing is queued by the throttle."""
+        if self.throttle.queued:
+            return False
+        return all(r.state.final or r.state in (S.ACKNOWLEDGED, S.PARTIALLY_FILLED)
+                   for r in self.blotter.orders.values())
+
+    def summary(self) -> dict[str, Any]:
+        recs = self.blotter.orders.values()
+        states = Counter(r.state for r in recs)
+        rejected = Counter(r.reason or "unknown" for r in recs if r.state is S.REJECTED)
+        denied = Counter(r.reason or "unknown" for r in recs if r.state is S.DENIED) + self.denied_unrecorded
+        lat = {}
+        for key, h in (("send_ack", self.ack_latency), ("send_fill", self.fill_latency)):
+            p = h.percentiles()
+            lat[key] = {k: int(p[k]) for k in ("count", "min", "p50", "p90", "p99", "p99.9", "max")}
+        return {
+            "orders": len(self.client_orders) + sum(self.denied_unrecorded.values()),
+            "child_orders": sum(1 for r in recs if r.state is not S.DENIED or r.order.parent_id),
+            "sent": sum(1 for r in recs if r.send_ns),
+            "acked": sum(1 for r in recs if r.ack_ns),
+            "filled": states[S.FILLED],
+            "partially_filled": sum(1 for r in recs if r.cum_qty and r.state is not S.FILLED),
+            "cancelled": states[S.CANCELLED],
+            "replaced": states[S.REPLACED],
+            "expired": states[S.EXPIRED],
+            "rejected": dict(rejected),
+            "denied": dict(denied),
+            "throttled": self.throttle.throttled,
+            "queued": self.throttle.queued,
+            "open": sum(1 for r in recs if r.open),
+            "unconfirmed": sum(1 for r in recs if r.resumed and r.state is S.SENT),
+            "filled_qty": sum(r.cum_qty for r in recs),
+            "positions": self.risk.positions(),
+            "states": {str(k): v for k, v in states.items()},
+            "latency_ns": lat,
+            "kill_switch": self.risk.killed,
+            "mass_cancels": self.mass_cancels,
+            "resumed": self.resumed,
+            "errors": dict(self.errors) | ({"illegal_transitions": sum(self.blotter.illegal.values())}
+                                           if self.blotter.illegal else {}),
+            "event_duplicates": self.blotter.duplicates,
+            "event_unknown": self.blotter.unknown,
+            "venues": {n: dict(c.stats()) for n, c in self.connectors.items()},
+        }
+
+
+def _restore_session(c: Connector, values: Mapping[str, str]) -> None:
+    """Hand a connector with ``session_state()``/``restore()`` (OUCH) what the journal kept."""
+    if not values or not hasattr(c, "restore") or not hasattr(c, "session_state"):
+        return
+    base = c.session_state()
+    refs = {int(k[4:]): v for k, v in values.items() if k.startswith("ref:")}
+    c.restore(_replace(base, next_user_ref_num=int(values.get("next_user_ref_num", base.next_user_ref_num)),
+                          next_sequence=int(values.get("next_sequence", base.next_sequence)),
+                          session=values.get("session", base.session), refs=refs))
+
+
+def stats_for_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten a router summary into the numeric keys ``xdpgw.metrics`` exports (``xdpgw_stat{name}``)."""
+    out: dict[str, Any] = {}
+    for k, v in summary.items():
+        if isinstance(v, bool):
+            out[k] = int(v)
+        elif isinstance(v, int | float):
+            out[k] = v
+        elif k in ("rejected", "denied") and isinstance(v, Mapping):
+            for reason, n in v.items():
+                out[f"{k}_{reason}"] = n
+        elif k == "latency_ns":
+            for kind, p in v.items():
+                for q in ("p50", "p99"):
+                    out[f"latency_{kind}_{q}_ns"] = p[q]
+    return out

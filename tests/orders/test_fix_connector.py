@@ -214,6 +214,26 @@ def test_kill_switch_cancels_every_open_fix_order(tmp_path):
         assert venue.open_orders() == [] and conn.open_orders() == [] and conn.stats()["cancels"] == 6
 
 
+def test_after_a_restart_cancels_and_mass_cancel_reach_orders_sent_before_it(tmp_path):
+    with fix_pair(tmp_path) as (venue, first, _):
+        for i in range(3):
+            first.send(Order(f"O{i}", "AAPL", Side.BUY, 10, px("100")))
+        wait_events(first, lambda ev: len(of(ev, Accepted)) == 3)
+        first.cancel("O0", qty=4)  # a reduction (a replace with our own id) before the restart
+        first.replace("O1", Order("O1b", "AAPL", Side.BUY, 20, px("99")))
+        wait_events(first, lambda ev: of(ev, Cancelled) and of(ev, Replaced))
+        first.close()
+        with connect_url(venue.url(tmp_path / "us")) as again:  # same store, same logs
+            again.connect(timeout=10)
+            assert sorted(again.open_orders()) == ["O0", "O1b", "O2"]
+            with pytest.raises(GatewayError, match="already in use"):
+                again.send(Order("O2", "AAPL", Side.BUY, 1, px("1")))
+            again.mass_cancel()
+            ev = wait_events(again, lambda ev: len(of(ev, Cancelled)) == 3)
+            assert {e.cl_ord_id: e.qty for e in of(ev, Cancelled)} == {"O0": 4, "O1b": 20, "O2": 10}
+            assert venue.open_orders() == [] and again.open_orders() == []
+
+
 def test_url_and_connect_errors_say_what_to_do(tmp_path):
     with pytest.raises(GatewayError, match="sender=OURCOMPID"):
         from_url("v", "127.0.0.1", 1, {"target": "T"})

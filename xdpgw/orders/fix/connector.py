@@ -14,6 +14,7 @@ instead of one cancel per open order.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -26,6 +27,7 @@ from xdpgw.orders.model import Order
 from xdpgw.orders.venue import Cancelled, Event, Replaced, SessionEvent
 
 qf = engine.quickfix()
+_OWN_ID = re.compile(r"X[CRM][0-9A-Z]{12}")  # ids of our own cancel requests, reductions, mass cancels
 
 
 @dataclass(slots=True)
@@ -142,6 +144,7 @@ class FixConnector:
     def connect(self, timeout: float = 5.0) -> None:
         if self._initiator is None:
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._recover()
             default = engine.common_settings(self.state_dir, self.version, self._heartbeat)
             default.update(ConnectionType="initiator", ReconnectInterval=1, LogonTimeout=max(int(timeout), 1))
             path = engine.write_settings(self.state_dir / "session.cfg", default, {
@@ -176,7 +179,7 @@ class FixConnector:
 
     def cancel(self, cl_ord_id: str, qty: int = 0) -> int:
         live = self._open(cl_ord_id)
-        request_id = self._new_id()
+        request_id = self._new_id("R" if qty > 0 else "C")
         self._alias[request_id] = cl_ord_id
         if qty <= 0:
             ts = self._send("F", messages.cancel_request(request_id, live.wire_id, live.order))
@@ -205,7 +208,7 @@ class FixConnector:
         after all if the venue refuses it (Reject, BusinessMessageReject or a rejected report)."""
         if self._native_mass_cancel:
             self._require_session("mass cancel")
-            request_id = self._new_id()
+            request_id = self._new_id("M")
             self._mass[request_id] = symbol
             scope = [(530, "1"), (55, symbol)] if symbol else [(530, "7")]
             return self._send("q", [(11, request_id), *scope, (60, messages.transact_time())])
@@ -248,6 +251,34 @@ class FixConnector:
 
     # --- inside -------------------------------------------------------------------------------------
 
+    def _recover(self) -> None:
+        """After a restart: what this session sent and heard (the engine's message log) tells which
+        orders are open, their terms and the ids in use, so cancels and mass cancel reach orders
+        sent before the restart. Reports the venue resends on logon are applied on top as usual."""
+        log = engine.message_log(self.state_dir)
+        if log is None or self._used:
+            return
+        ours = self.session_id.getSenderCompID().getValue()
+        for raw in wire.frames(log.read_bytes()):
+            f = wire.fields(raw)
+            if f.get(49) != ours:
+                self._decode(raw.decode("ascii", "replace"), 0)
+                continue
+            msg_type, wire_id = f.get(35), f.get(11, "")
+            if f.get(43) == "Y" or msg_type not in ("D", "F", "G", "q"):
+                continue
+            self._by_seq[int(f.get(34, 0))] = (msg_type, self._resolve(f.get(41 if msg_type in "FG" else 11, "")))
+            self._used.add(wire_id)
+            if msg_type == "D":
+                self._live[wire_id] = _Live(messages.order_from_fields(f), int(f[38]), wire_id)
+            elif msg_type == "F" or _OWN_ID.fullmatch(wire_id):  # our cancel request or reduction
+                self._alias[wire_id] = self._resolve(f.get(41, ""))
+                if msg_type == "G":
+                    self._reductions.add(wire_id)
+            elif msg_type == "G":
+                self._replacing[wire_id] = messages.order_from_fields(f)
+        self._counts = dict.fromkeys(self._counts, 0)  # counters are this run's
+
     def _require_session(self, what: str) -> None:
         if not self._logged_on.is_set():
             raise GatewayError(f"FIX venue {self.name} is not logged on (order {what} not sent)",
@@ -261,15 +292,15 @@ class FixConnector:
                                "cancel or replace only orders this session sent and that are still open")
         return live
 
-    def _new_id(self) -> str:
-        """A ClOrdID for a cancel request or reduction: increasing wall-clock ns in base 36 (13
-        characters, unique across restarts of the day)."""
+    def _new_id(self, kind: str) -> str:
+        """A ClOrdID for a cancel request (``kind`` "C"), a reduction ("R") or a mass cancel ("M"):
+        "X" + kind + increasing wall-clock ns in base 36 (14 characters, unique across restarts)."""
         self._last_id = max(time.time_ns(), self._last_id + 1)
         n, digits = self._last_id, []
         while n:
             n, r = divmod(n, 36)
             digits.append("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[r])
-        return "X" + "".join(reversed(digits))
+        return "X" + kind + "".join(reversed(digits))
 
     def _send(self, msg_type: str, body: list[tuple[int, str]]) -> int:
         message = qf.Message()

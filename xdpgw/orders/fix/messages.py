@@ -76,6 +76,12 @@ def new_order_single(order: Order) -> list[tuple[int, str]]:
     return body
 
 
+def order_from_fields(f: dict[int, str]) -> Order:
+    """The order a NewOrderSingle or OrderCancelReplaceRequest we sent carried (rebuilt from the
+    engine's log after a restart)."""
+    return Order(f[11], f[55], SIDE_OF[f[54]], int(f[38]), ticks_of(f.get(44))[0], TIF_OF.get(f.get(59, "0"), Tif.DAY))
+
+
 def cancel_request(cl_ord_id: str, orig_wire_id: str, order: Order) -> list[tuple[int, str]]:
     """OrderCancelRequest (35=F): ``cl_ord_id`` names this request, ``orig_wire_id`` the order."""
     return [(41, orig_wire_id), (11, cl_ord_id), (55, order.symbol), (54, SIDE[order.side]),

@@ -62,7 +62,7 @@ def _ouch_venue(tmp: Path):
             if time.monotonic() > deadline:
                 raise RuntimeError("the OUCH simulator did not start listening")
             time.sleep(0.05)
-        yield f"ouch://127.0.0.1:{port}"
+        yield f"ouch://127.0.0.1:{port}?user=U1"
     finally:
         proc.terminate()
         proc.wait(10)

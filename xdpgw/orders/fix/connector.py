@@ -173,7 +173,11 @@ class FixConnector:
         body = messages.new_order_single(order)
         self._used.add(order.cl_ord_id)
         self._live[order.cl_ord_id] = _Live(order, order.qty, order.cl_ord_id)
-        ts = self._send("D", body)
+        try:
+            ts = self._send("D", body)
+        except GatewayError:
+            del self._live[order.cl_ord_id]
+            raise
         self._counts["sent"] += 1
         return ts
 
@@ -308,9 +312,13 @@ class FixConnector:
         for tag, value in body:
             message.setField(tag, value)
         ts = time.monotonic_ns()
-        if not qf.Session.sendToTarget(message, self.session_id):
+        try:
+            ok = qf.Session.sendToTarget(message, self.session_id)
+        except qf.SessionNotFound:
+            ok = False
+        if not ok:
             raise GatewayError(f"the FIX engine refused to send {msg_type} to {self.name}",
-                               f"see the engine's log under {self.state_dir / 'log'}")
+                               f"connect() first; the engine's log is under {self.state_dir / 'log'}")
         return ts
 
     def _resolve(self, wire_id: str) -> str:

@@ -11,10 +11,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tests.orders.ouch.conftest import collect as wait_events  # noqa: F401 (the FIX tests' name for it)
 from xdpgw.orders.fix.acceptor import FixVenue, free_port
 from xdpgw.orders.fix.connector import FixConnector
 from xdpgw.orders.model import price_to_ticks
-from xdpgw.orders.venue import Event, connect_url
+from xdpgw.orders.venue import connect_url
 
 REFS = {"AAPL": price_to_ticks("190"), "MSFT": price_to_ticks("410"), "CVLT": price_to_ticks("63.02")}
 
@@ -51,17 +52,6 @@ def fix_pair(tmp: Path, *, link: bool = False, **venue_kw) -> Iterator[tuple[Fix
         venue.close()
     assert not listening(venue.port), "the venue's listening socket outlived it"
     assert threads() <= before, "an engine thread outlived its session"
-
-
-def wait_events(conn: FixConnector, until: Callable[[list[Event]], bool], timeout: float = 10.0) -> list[Event]:
-    """Poll until ``until(all events so far)`` holds; AssertionError with what came after ``timeout``."""
-    got: list[Event] = []
-    deadline = time.monotonic() + timeout
-    while not until(got):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s; events: {got}")
-        got += conn.poll(0.05)
-    return got
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

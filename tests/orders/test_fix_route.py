@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 from tests.conftest import ROOT, xdpgw_cmd
 from xdpgw.orders.fix import engine, wire
@@ -16,18 +15,11 @@ from xdpgw.orders.ouch.simulator import Exchange, VenueServer
 from xdpgw.orders.router import Router
 from xdpgw.orders.venue import connect_url
 
-from .fix_rig import REFS, threads
+from .fix_rig import REFS, threads, wait_for
 
 
 def run_route(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(xdpgw_cmd(None, "route", *args), capture_output=True, text=True, timeout=60, cwd=ROOT)
-
-
-def wait_for(cond, timeout: float = 20.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def ouch_accepted(server: VenueServer) -> list[tuple[str, int]]:

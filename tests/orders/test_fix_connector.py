@@ -15,13 +15,14 @@ from xdpgw.orders.venue import (
     CancelRejected,
     Expired,
     Filled,
+    MemoryStore,
     Rejected,
     Replaced,
     SessionEvent,
     connect_url,
 )
 
-from .fix_rig import REFS, fix_pair, listening, threads, wait_events
+from .fix_rig import REFS, fix_pair, listening, threads, wait_events, wait_for
 
 
 def px(text: str) -> int:
@@ -232,6 +233,24 @@ def test_after_a_restart_cancels_and_mass_cancel_reach_orders_sent_before_it(tmp
             ev = wait_events(again, lambda ev: len(of(ev, Cancelled)) == 3)
             assert {e.cl_ord_id: e.qty for e in of(ev, Cancelled)} == {"O0": 4, "O1b": 20, "O2": 10}
             assert venue.open_orders() == [] and again.open_orders() == []
+
+
+def test_what_the_engine_took_in_but_the_router_never_journaled_is_asked_for_again(tmp_path):
+    journal = MemoryStore()  # stands in for the router's journal (it hands connectors a SessionStore)
+    with fix_pair(tmp_path) as (venue, first, _):
+        first.store = journal
+        first.send(Order("J1", "AAPL", Side.BUY, 100, px("189")))
+        wait_events(first, lambda ev: of(ev, Accepted))
+        kept = int(journal.get("fix_next_in"))
+        venue.set_reference("AAPL", px("188"))  # the fill reaches our engine...
+        wait_for(lambda: first._inbox, what="the fill at our engine")
+        first.close()  # ...but the router dies before it polls: the event never reaches its journal
+        with connect_url(venue.url(tmp_path / "us")) as again:
+            again.store = journal
+            again.connect(timeout=10)
+            ev = wait_events(again, lambda ev: of(ev, Filled))
+            assert [e.cl_ord_id for e in of(ev, Filled)] == ["J1"] and again.stats()["resumed_from"] == kept
+            assert int(journal.get("fix_next_in")) > kept and again.stats()["resent_received"] >= 1
 
 
 def test_url_and_connect_errors_say_what_to_do(tmp_path):

@@ -24,9 +24,10 @@ from pathlib import Path
 from xdpgw.errors import GatewayError
 from xdpgw.orders.fix import engine, messages, wire
 from xdpgw.orders.model import Order
-from xdpgw.orders.venue import Cancelled, Event, Replaced, SessionEvent
+from xdpgw.orders.venue import Cancelled, Event, MemoryStore, Replaced, SessionEvent, SessionStore
 
 qf = engine.quickfix()
+_NEXT_IN = "fix_next_in"  # the store key
 _OWN_ID = re.compile(r"X[CRM][0-9A-Z]{12}")  # ids of our own cancel requests, reductions, mass cancels
 
 
@@ -94,9 +95,15 @@ class FixConnector:
         self._replacing: dict[str, Order] = {}  # new id → the replacement we asked for
         self._by_seq: dict[int, tuple[str, str]] = {}  # our MsgSeqNum → (MsgType, order id)
         self._last_id = 0
+        #: where the next incoming sequence number we handed out is kept (the router gives its journal):
+        #: on a restart the engine asks the venue to resend from there, so nothing the engine took in
+        #: but the router never journaled (a kill -9 in between) is lost
+        self.store: SessionStore = MemoryStore()
+        self._next_in = 0  # after the messages poll() handed out
+        self._stored_in = 0
         self._counts = dict.fromkeys(("sent", "cancels", "replaces", "events", "reconnects", "heartbeats_sent",
                                       "logons", "resent_received", "subtick_prices", "ignored",
-                                      "callback_errors", "mass_cancel_fallbacks"), 0)
+                                      "callback_errors", "mass_cancel_fallbacks", "resumed_from"), 0)
         self.last_callback_error = ""
 
     # --- the engine's side (its threads) ------------------------------------------------------------
@@ -157,6 +164,7 @@ class FixConnector:
             self._stores = qf.FileStoreFactory(self._settings)
             self._logs = qf.FileLogFactory(self._settings)
             self._initiator = qf.SocketInitiator(self._app, self._stores, self._settings, self._logs)
+            self._resume_from_store()
             self._initiator.start()
         if not self._logged_on.wait(timeout):
             detail = engine.last_event(self.state_dir)
@@ -232,6 +240,9 @@ class FixConnector:
             if event is not None:
                 out.append(event)
         self._counts["events"] += len(out)
+        if self._next_in and self._next_in != self._stored_in:
+            self.store.put(_NEXT_IN, str(self._next_in))
+            self._stored_in = self._next_in
         return out
 
     def stats(self) -> dict[str, int]:
@@ -254,6 +265,15 @@ class FixConnector:
         self.close()
 
     # --- inside -------------------------------------------------------------------------------------
+
+    def _resume_from_store(self) -> None:
+        """Make the engine expect the first message the router has not journaled: the venue's Logon
+        then shows a gap and the engine asks for the rest again (they come back as PossDup resends)."""
+        kept = self.store.get(_NEXT_IN)
+        session = qf.Session.lookupSession(self.session_id)
+        if kept and session is not None and 0 < int(kept) < session.getExpectedTargetNum():
+            session.setNextTargetMsgSeqNum(int(kept))
+            self._counts["resumed_from"] = int(kept)
 
     def _recover(self) -> None:
         """After a restart: what this session sent and heard (the engine's message log) tells which
@@ -282,6 +302,7 @@ class FixConnector:
             elif msg_type == "G":
                 self._replacing[wire_id] = messages.order_from_fields(f)
         self._counts = dict.fromkeys(self._counts, 0)  # counters are this run's
+        self._next_in = 0
 
     def _require_session(self, what: str) -> None:
         if not self._logged_on.is_set():
@@ -328,7 +349,11 @@ class FixConnector:
         f = wire.fields(raw)
         if f.get(43) == "Y":
             self._counts["resent_received"] += 1
-        msg_type = f.get(35)
+        seq, msg_type = int(f.get(34) or 0), f.get(35)
+        if msg_type == "A" and f.get(141) == "Y":  # the venue reset the sequence numbers
+            self._next_in = seq + 1
+        else:
+            self._next_in = max(self._next_in, int(f.get(36) or 0) if msg_type == "4" else seq + 1)
         if msg_type == "8":
             return self._report(f, ts)
         if msg_type == "9":  # the request is dead: forget what it would have changed

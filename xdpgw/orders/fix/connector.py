@@ -101,9 +101,11 @@ class FixConnector:
         self.store: SessionStore = MemoryStore()
         self._next_in = 0  # after the messages poll() handed out
         self._stored_in = 0
+        self._logon_seq = 0  # the MsgSeqNum of the venue's last Logon
         self._counts = dict.fromkeys(("sent", "cancels", "replaces", "events", "reconnects", "heartbeats_sent",
                                       "logons", "resent_received", "subtick_prices", "ignored",
-                                      "callback_errors", "mass_cancel_fallbacks", "resumed_from"), 0)
+                                      "callback_errors", "mass_cancel_fallbacks", "resumed_from",
+                                      "catch_up_timeouts"), 0)
         self.last_callback_error = ""
 
     # --- the engine's side (its threads) ------------------------------------------------------------
@@ -127,7 +129,10 @@ class FixConnector:
 
     def _arrived(self, message) -> None:
         ts = time.monotonic_ns()
-        self._inbox.append((ts, "message", message.toString()))
+        raw = message.toString()
+        if "\x0135=A\x01" in raw:  # the venue's Logon: what it has sent before it is ours to catch up on
+            self._logon_seq = int(wire.fields(raw).get(34) or 0)
+        self._inbox.append((ts, "message", raw))
         self._wake.set()
 
     def _admin_out(self, message) -> None:
@@ -166,7 +171,10 @@ class FixConnector:
             self._initiator = qf.SocketInitiator(self._app, self._stores, self._settings, self._logs)
             self._resume_from_store()
             self._initiator.start()
-        if not self._logged_on.wait(timeout):
+        deadline = time.monotonic() + timeout
+        if self._logged_on.wait(timeout):
+            self._catch_up(deadline)
+        else:
             detail = engine.last_event(self.state_dir)
             self.close()
             raise GatewayError(f"FIX venue {self.name} at {self.host}:{self.port} did not log on within {timeout} s"
@@ -265,6 +273,17 @@ class FixConnector:
         self.close()
 
     # --- inside -------------------------------------------------------------------------------------
+
+    def _catch_up(self, deadline: float) -> None:
+        """After logon, wait (until ``deadline``) for what the venue resends to fill the gap before its
+        Logon, so a resumed session's missed reports are in the first poll() (not after the caller
+        already thinks every order is settled)."""
+        session = qf.Session.lookupSession(self.session_id)
+        while session is not None and session.getExpectedTargetNum() <= self._logon_seq:
+            if time.monotonic() > deadline:
+                self._counts["catch_up_timeouts"] += 1
+                return
+            time.sleep(0.002)
 
     def _resume_from_store(self) -> None:
         """Make the engine expect the first message the router has not journaled: the venue's Logon

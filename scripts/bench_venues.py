@@ -37,7 +37,7 @@ def fix_venue(tmp: Path):
         yield f"fix://127.0.0.1:{port}?sender=XDPGW&target=VENUE&dir={tmp / 'us'}"
     finally:
         proc.terminate()
-        proc.wait(10)
+        proc.communicate(timeout=20)
 
 
 def ouch_venue(tmp: Path):

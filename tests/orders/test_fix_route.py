@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 from tests.conftest import ROOT, xdpgw_cmd
 from xdpgw.orders.fix import engine, wire
@@ -13,9 +14,9 @@ from xdpgw.orders.model import Order, Side, State
 from xdpgw.orders.ouch import messages as m
 from xdpgw.orders.ouch.simulator import Exchange, VenueServer
 from xdpgw.orders.router import Router
-from xdpgw.orders.venue import connect_url
+from xdpgw.orders.venue import Filled, connect_url
 
-from .fix_rig import REFS, threads, wait_for
+from .fix_rig import REFS, listening, threads, wait_events, wait_for
 
 
 def run_route(*args: str) -> subprocess.CompletedProcess:
@@ -157,3 +158,24 @@ def test_kill_9_of_route_over_fix_then_rerun_with_the_same_journal(tmp_path):
         frames = wire.frames(venue.message_log().read_bytes())
         assert all(wire.frame_problem(f) is None for f in frames)
         assert wire.sequence_problems(frames, "XDPGW") == wire.sequence_problems(frames, "VENUE") == []
+
+
+def test_the_venue_runs_standalone_and_stops_cleanly_on_sigterm(tmp_path):
+    p = subprocess.Popen([sys.executable, "-m", "xdpgw.orders.fix.acceptor", "--port", "0", "--ref", "AAPL=190",
+                          "--dir", str(tmp_path / "venue")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        url = p.stdout.readline().strip()
+        assert url.startswith("fix://127.0.0.1:") and "sender=XDPGW&target=VENUE" in url
+        with connect_url(f"{url}&dir={tmp_path / 'us'}") as conn:
+            conn.connect(timeout=10)
+            conn.send(Order("S1", "AAPL", Side.BUY, 10, 191_0000))
+            wait_events(conn, lambda ev: any(isinstance(e, Filled) for e in ev))
+        p.terminate()
+        out, _ = p.communicate(timeout=20)
+        assert p.returncode == 0 and json.loads(out)["fills"] == 1
+        assert not listening(int(url.split(":")[2].split("?")[0]))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()

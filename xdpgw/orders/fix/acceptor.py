@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
+import signal
 import socket
 import tempfile
 import threading
@@ -299,11 +301,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", help="store and logs (default: a temporary directory)")
     args = parser.parse_args(argv)
     refs = {s: price_to_ticks(p) for s, _, p in (r.partition("=") for r in args.ref)}
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with FixVenue(references=refs, port=args.port, sender=args.sender, target=args.target,
                   state_dir=args.dir) as venue:
         print(venue.url(), flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+            stop.wait()
+        print(json.dumps(venue.counts), flush=True)
 
 
 if __name__ == "__main__":

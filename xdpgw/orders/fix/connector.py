@@ -158,7 +158,10 @@ class FixConnector:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._recover()
             default = engine.common_settings(self.state_dir, self.version, self._heartbeat)
-            default.update(ConnectionType="initiator", ReconnectInterval=1, LogonTimeout=max(int(timeout), 1))
+            default.update(ConnectionType="initiator", ReconnectInterval=1, LogonTimeout=max(int(timeout), 1),
+                           # a report must not be refused (and lost) for an extra field or field order
+                           # the venue's dialect has: framing, BodyLength and CheckSum stay checked
+                           AllowUnknownMsgFields="Y", ValidateFieldsOutOfOrder="N")
             path = engine.write_settings(self.state_dir / "session.cfg", default, {
                 "BeginString": self.version, "SenderCompID": self.session_id.getSenderCompID().getValue(),
                 "TargetCompID": self.session_id.getTargetCompID().getValue(),

@@ -134,6 +134,8 @@ class BlasterProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            f.close()  # no ResourceWarning for the pipes
 
 
 # --- the consumer side ------------------------------------------------------------------------------------
@@ -164,11 +166,12 @@ def open_receiver(kind: str, lab: Lab):
 
 
 def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail: float = 0.2,
-              limit: float = 60.0) -> dict:
+              limit: float = 60.0, handlers: tuple = (), taps: tuple = ()) -> dict:
     """Start ``cmd`` on the generator and consume until it is done and the stream has drained.
 
     ``probe``: a handler notes every message's send → handler latency (else no handler: the throughput
-    phases measure the pipeline itself, decoding included)."""
+    phases measure the pipeline itself, decoding included). ``handlers``/``taps``: more for the Gateway
+    (e.g. the tick-to-trade strategy)."""
     from xdpgw.gateway import Gateway
 
     lp = SendLatencyProbe()
@@ -187,7 +190,8 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
         if now >= state["deadline"]:
             gw.stop()
 
-    gw = Gateway([rx], [lp] if probe else [], feed=feed, status=None, status_interval=0.002, on_tick=tick)
+    gw = Gateway([rx], ([lp] if probe else []) + list(handlers), feed=feed, status=None, status_interval=0.002,
+                 on_tick=tick, taps=taps)
     stats0 = rx.stats()
     feed0 = feed.stats()
     t0 = time.monotonic()
@@ -253,17 +257,22 @@ def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -
     return rows, burst, hists
 
 
+def two_cpus() -> tuple[int, int]:
+    """(consumer CPU, generator CPU): the first and last this process may use."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
+                           "run it on a machine (or cgroup) with at least 2 CPUs")
+    return cpus[0], cpus[-1]
+
+
 def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *a: None) -> dict:
     """The whole bench on a fresh lab (removed afterwards, also on errors); the result as a dict."""
     from xdpgw.bpf import require_root
     from xdpgw.tuning import on_cpu
 
     require_root()
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        raise GatewayError("the bench needs two CPUs (generator and consumer each on its own)",
-                           "run it on a machine (or cgroup) with at least 2 CPUs")
-    consumer_cpu, gen_cpu = cpus[0], cpus[-1]
+    consumer_cpu, gen_cpu = two_cpus()
     msgs = {"small": SIZES["small"], "1KB": frame_msgs(1024)}
     lab = Lab("xgwbench", queues=1)
     say(f"lab up; generator (blast) on CPU {gen_cpu}, consumer on CPU {consumer_cpu}")

@@ -46,14 +46,14 @@ def parse_cpus(text: str | None, consumers: int) -> list[int] | None:
     return cpus
 
 
-def load_handler(spec: str) -> Callable:
+def load_handler(spec: str, what: str = "handler") -> Callable:
     module, _, func = spec.partition(":")
     if not module or not func:
-        raise GatewayError(f"bad --handler {spec!r}", "use module:function, e.g. mypkg.feed:on_batch")
+        raise GatewayError(f"bad --{what} {spec!r}", "use module:function, e.g. mypkg.feed:on_batch")
     try:
         return getattr(importlib.import_module(module), func)
     except (ImportError, AttributeError) as exc:
-        raise GatewayError(f"cannot load handler {spec!r} ({exc})", "check PYTHONPATH and the function name") from exc
+        raise GatewayError(f"cannot load {what} {spec!r} ({exc})", "check PYTHONPATH and the function name") from exc
 
 
 def make_feed(protocol: str | None, symbols: str | None, retransmit: str | None, lines: int = 1):
@@ -88,6 +88,10 @@ def run_options(fn: Callable) -> Callable:
         click.option("--symbols", default=None, help="With --protocol: deliver only these symbols (AAPL,MSFT)."),
         click.option("--retransmit", default=None, help="With --protocol: re-request server HOST:PORT."),
         click.option("--handler", "handler_specs", multiple=True, help="module:function called per batch."),
+        click.option("--strategy", default=None,
+                     help="module:function called per batch as f(decoded, ctx); ctx.router sends orders (needs --venue)."),
+        click.option("--venue", "venues", multiple=True, help="With --strategy: order venue URL, e.g. ouch://HOST:PORT."),
+        click.option("--router-config", default=None, help="With --strategy: the router's TOML (venues, risk, ...)."),
         click.option("--cpu", default=None,
                      help="Pin the consumer to this CPU; several queues: one CPU each, in queue order (0,1 or 2-3)."),
         click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on 127.0.0.1:P."),
@@ -116,14 +120,14 @@ def _tune(cpu: int | None, fifo: int | None, mlock: bool, quiet: bool) -> None:
 
 
 def _gateway(receivers, *, protocol, symbols, retransmit, handler_specs, line_b, status, on_tick=None,
-             line_b_port=None, taps=()):
+             line_b_port=None, taps=(), extra_handlers=()):
     """The consumer loop over ``receivers`` with its feed decoder and handlers (one per process)."""
     from xdpgw.gateway import Gateway
 
     if line_b is not None and protocol is None:
         raise GatewayError("--line-b needs decoding to arbitrate", "add --protocol moldudp64")
     feed = make_feed(protocol, symbols, retransmit, lines=2 if line_b is not None else 1)
-    handlers = [load_handler(s) for s in handler_specs]
+    handlers = [load_handler(s) for s in handler_specs] + list(extra_handlers)
     return Gateway(receivers, handlers, feed=feed, status=status, on_tick=on_tick, line_b_port=line_b_port,
                    taps=taps)
 
@@ -149,8 +153,15 @@ def _run(receivers, *, count, duration, as_json, quiet, cpu, fifo, mlock, metric
             metrics.update(gw.summary())
             if tick:
                 tick(gw)
-    gw = _gateway(receivers, status=None if quiet else sys.stderr, on_tick=on_tick, line_b_port=line_b_port,
-                  taps=taps, **consumer)
+    strategy = _strategy(consumer.pop("strategy", None), consumer.pop("venues", ()), consumer.pop("router_config", None))
+    try:
+        gw = _gateway(receivers, status=None if quiet else sys.stderr, on_tick=on_tick, line_b_port=line_b_port,
+                      taps=[*taps, strategy.tap] if strategy else taps,
+                      extra_handlers=[strategy] if strategy else (), **consumer)
+    except BaseException:
+        if strategy is not None:
+            strategy.ctx.router.close()
+        raise
     stopped = None
     try:
         summary = gw.run(count=count, duration=duration)
@@ -160,10 +171,26 @@ def _run(receivers, *, count, duration, as_json, quiet, cpu, fifo, mlock, metric
     finally:
         if metrics is not None:
             metrics.close()
+        if strategy is not None:
+            summary_orders = strategy.ctx.router.summary()
+            strategy.ctx.router.close()
+    if strategy is not None:
+        summary["orders"] = summary_orders
     _report(summary, as_json)
     if stopped is not None:
         raise stopped
     return summary
+
+
+def _strategy(spec: str | None, venues: tuple[str, ...], config: str | None):
+    """The --strategy handler with its connected router (None without --strategy)."""
+    if spec is None:
+        if venues or config:
+            raise GatewayError("--venue/--router-config are for --strategy", "add --strategy module:function")
+        return None
+    from xdpgw.orders.strategy import make_strategy
+
+    return make_strategy(spec, venues, config)
 
 
 def _run_workers(pool, *, detach: Callable[[], None], on_tick: Callable, count, duration, as_json, quiet,
@@ -277,6 +304,10 @@ def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, al
                 receivers.append(XdpReceiver(iface, queues[0], program=prog, **receiver_opts))
             else:
                 from xdpgw.workers import QueueWorkers
+
+                if run["strategy"]:
+                    raise GatewayError("--strategy runs on one queue (one router, one order session)",
+                                       "attach one --queue for the strategy")
 
                 cpu_of = dict(zip(queues, cpus or [None] * len(queues), strict=True))
                 consumer = _queue_consumer(iface, prog, cpu_of, receiver_opts, (pcap_path, pcap_max_mb, pcap_sample),

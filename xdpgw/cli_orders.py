@@ -136,21 +136,7 @@ def route(venues, orders_file, journal, config_file, as_json, max_qty, max_notio
 
     The kill switch: SIGUSR1 (kill -USR1 PID), `xdpgw killswitch`, or POST /kill on --metrics-port.
     """
-    from xdpgw.orders.config import RouterConfig, load_config
-    from xdpgw.orders.journal import Journal
-    from xdpgw.orders.risk import RiskEngine
-    from xdpgw.orders.router import Router
-    from xdpgw.orders.venue import connect_url, parse_venue_url
-
-    cfg = load_config(config_file) if config_file else RouterConfig()
-    for url in venues:
-        v = parse_venue_url(url)
-        name = v.params.get("name") or f"{v.scheme}-{v.port}"
-        if name in cfg.venues and cfg.venues[name] != url:
-            raise GatewayError(f"two venues are named {name!r}", "add name=NAME to one of the --venue URLs")
-        cfg.venues[name] = url
-    if not cfg.venues:
-        raise GatewayError("no venue to send to", "pass --venue ouch://HOST:PORT or a --config with [venues]")
+    cfg = router_config(venues, config_file)
     limits = cfg.limits()
     if max_qty is not None:
         limits.max_qty = max_qty
@@ -174,9 +160,7 @@ def route(venues, orders_file, journal, config_file, as_json, max_qty, max_notio
         raise GatewayError(f"orders name venue(s) {', '.join(unknown)} that are not configured",
                            f"use one of {', '.join(cfg.venues)} in the venue column, or add them")
 
-    connectors = [connect_url(url, name) for name, url in cfg.venues.items()]
-    router = Router(connectors, routing=cfg.routing_table(), risk=RiskEngine(limits), throttle=throttle,
-                    journal=Journal(journal) if journal else None)
+    router = make_router(cfg, limits, throttle, journal)
     control = None
     old_usr1 = signal.getsignal(signal.SIGUSR1)
     t0 = time.monotonic()
@@ -237,6 +221,40 @@ def route(venues, orders_file, journal, config_file, as_json, max_qty, max_notio
         click.echo(f"xdpgw route: {waiting} orders still wait for the venue after {timeout} s: "
                    "check the venue, or raise --timeout (a re-run with the same --journal resumes)", err=True)
         sys.exit(1)
+
+
+def router_config(venues: tuple[str, ...], config_file: str | None):
+    """The config file (if any) with the ``--venue`` URLs added (named by ``name=`` or scheme-port)."""
+    from xdpgw.orders.config import RouterConfig, load_config
+    from xdpgw.orders.venue import parse_venue_url
+
+    cfg = load_config(config_file) if config_file else RouterConfig()
+    for url in venues:
+        v = parse_venue_url(url)
+        name = v.params.get("name") or f"{v.scheme}-{v.port}"
+        if name in cfg.venues and cfg.venues[name] != url:
+            raise GatewayError(f"two venues are named {name!r}", "add name=NAME to one of the --venue URLs")
+        cfg.venues[name] = url
+    if not cfg.venues:
+        raise GatewayError("no venue to send to", "pass --venue ouch://HOST:PORT or a --config with [venues]")
+    return cfg
+
+
+def make_router(cfg, limits, throttle, journal: str | None):
+    from xdpgw.orders.journal import Journal
+    from xdpgw.orders.risk import RiskEngine
+    from xdpgw.orders.router import Router
+    from xdpgw.orders.venue import connect_url
+
+    connectors = [connect_url(url, name) for name, url in cfg.venues.items()]
+    return Router(connectors, routing=cfg.routing_table(), risk=RiskEngine(limits), throttle=throttle,
+                  journal=Journal(journal) if journal else None)
+
+
+def build_router(venues: tuple[str, ...], config_file: str | None, journal: str | None = None):
+    """A (not yet connected) Router from ``--venue`` URLs and/or a config file, limits as configured."""
+    cfg = router_config(venues, config_file)
+    return make_router(cfg, cfg.limits(), cfg.make_throttle(), journal)
 
 
 def _settled_but_unconfirmed(router) -> bool:

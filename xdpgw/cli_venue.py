@@ -70,7 +70,9 @@ def venue(port, host, symbols, cross_at, users, max_qty, session, heartbeat, tim
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     if duration is not None:
-        threading.Timer(duration, stop.set).start()
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+        timer.start()
     click.echo(f"venue: OUCH 5.0 / SoupBinTCP on {server.host}:{server.port}, session {session!r}"
                f"  (connect with ouch://{server.host}:{server.port}?user=U1)", err=True)
     sys.stderr.flush()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from tests.orders.fakes import FakeConnector
+from tests.orders.helpers import kill9_when
 from xdpgw.orders.journal import Journal, JournalStore
 from xdpgw.orders.model import Order, Side, State, Tif
 from xdpgw.orders.router import Router
@@ -138,24 +136,10 @@ def run_child(tmp_path, pause: float) -> subprocess.Popen:
                             text=True)
 
 
-def wait_for(cond, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "timed out waiting"
-        time.sleep(0.01)
-
-
 def test_kill_9_mid_basket_then_restart_sends_every_id_once(tmp_path):
     wire = tmp_path / "wire"
     p = run_child(tmp_path, pause=0.004)
-    try:
-        wait_for(lambda: wire.exists() and wire.read_text().count("\n") >= 60)
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=10)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    kill9_when(p, lambda: wire.exists() and wire.read_text().count("\n") >= 60, "60 orders on the wire")
     first = wire.read_text().split()
     assert 60 <= len(first) < 300, "the kill must land mid-basket"
 
@@ -183,3 +167,20 @@ def test_kill_9_mid_basket_then_restart_sends_every_id_once(tmp_path):
     assert r.summary()["unconfirmed"] == len(unconfirmed)
     assert all(rec.state in (S.ACKNOWLEDGED, S.FILLED) for i, rec in r.blotter.orders.items() if i in ids)
     r.close()
+
+
+def test_queued_orders_cancelled_or_killed_stay_unsent_after_restart(tmp_path):
+    from xdpgw.orders.throttle import Throttle
+
+    p = str(tmp_path / "j")
+    v = FakeConnector()
+    r = Router([v], throttle=Throttle(per_venue=1), journal=Journal(p))
+    r.connect()
+    r.submit_many([Order(f"Q{i}", "AAPL", Side.BUY, 100, 1) for i in range(3)])
+    r.cancel("Q1")
+    r.kill("test")
+    r.close()
+    r2 = Router([FakeConnector()], journal=Journal(p))
+    assert [r2.blotter[f"Q{i}"].state for i in range(3)] == [S.SENT, S.CANCELLED, S.CANCELLED]
+    assert all(r2.known(f"Q{i}") for i in range(3))
+    r2.close()

@@ -4,15 +4,13 @@ and `kill -9` of `xdpgw route` mid-basket then a re-run with the same journal.""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import ROOT, xdpgw_cmd
+from tests.orders.helpers import kill9_when, reap, wait_for
 from xdpgw.orders.model import Order, Side, State
 from xdpgw.orders.ouch import messages as m
 from xdpgw.orders.ouch.connector import OuchConnector
@@ -48,13 +46,6 @@ def accepted_ids(server: VenueServer, user: str = "U1") -> list[str]:
 
 def resting(server: VenueServer, user: str = "U1") -> int:
     return server.call(lambda s: len(s.exchange.accounts[user].live) if user in s.exchange.accounts else 0)
-
-
-def wait_for(cond, timeout: float = 20.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def write_basket(path, n: int, resting_every: int = 0) -> list[str]:
@@ -134,20 +125,20 @@ def test_kill_switch_cancels_resting_orders_on_a_live_venue(sim):
         router.close()
 
 
-def test_route_cli_kill_switch_on_sigusr1(sim, tmp_path):
+def test_route_cli_kill_switch_from_xdpgw_killswitch(sim, tmp_path):
     basket = tmp_path / "b.csv"
     ids = write_basket(basket, 6, resting_every=1)  # all resting
     p = subprocess.Popen(xdpgw_cmd(None, "route", "--venue", url(sim), "--orders", str(basket), "--json",
                                    "--hold", "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         wait_for(lambda: resting(sim) == len(ids), what="resting orders")
-        os.kill(p.pid, signal.SIGUSR1)
+        k = subprocess.run(xdpgw_cmd(None, "killswitch", "--pid", str(p.pid)), capture_output=True, text=True,
+                           cwd=ROOT, timeout=30)  # sends SIGUSR1
+        assert k.returncode == 0, k.stderr
         wait_for(lambda: resting(sim) == 0, what="the mass cancel")
         out, err = p.communicate(timeout=90)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        reap(p)
     s = json.loads(out)
     assert s["kill_switch"] and s["cancelled"] == len(ids) and s["open"] == 0, err
 
@@ -158,14 +149,7 @@ def test_kill_9_of_route_mid_basket_then_rerun_with_the_same_journal(sim, tmp_pa
     args = ["--venue", url(sim), "--orders", str(basket), "--journal", str(journal), "--json", "--rate", "40"]
     p = subprocess.Popen(xdpgw_cmd(None, "route", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          cwd=ROOT)
-    try:
-        wait_for(lambda: len(accepted_ids(sim)) >= 45, what="the first orders at the venue")
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=10)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    kill9_when(p, lambda: len(accepted_ids(sim)) >= 45, "the first orders at the venue")
     first = accepted_ids(sim)
     assert 45 <= len(first) < len(ids), "the kill must land mid-basket"
 
@@ -184,3 +168,67 @@ def test_kill_9_of_route_mid_basket_then_rerun_with_the_same_journal(sim, tmp_pa
     assert s["filled"] == sum(1 for i in at_venue if int(i[1:]) % 4) and s["open"] - unconfirmed == \
         sum(1 for i in at_venue if int(i[1:]) % 4 == 0)
     assert s["event_duplicates"] == 0
+
+
+def test_route_with_a_config_splits_across_two_venues(sim, tmp_path):
+    cfg = tmp_path / "router.toml"
+    cfg.write_text(f"""
+[venues]
+a = "ouch://127.0.0.1:{sim.port}?user=U1&heartbeat=0.2"
+b = "ouch://127.0.0.1:{sim.port}?user=U2&heartbeat=0.2"
+
+[routing]
+default = [{{ venue = "a" }}]
+[routing.symbols]
+MSFT = [{{ venue = "a", share = 60, priority = 1 }}, {{ venue = "b", share = 40, priority = 2 }}]
+
+[risk]
+max_qty = 5000
+restricted = ["TSLA"]
+
+[throttle]
+per_venue = 100
+""")
+    basket = tmp_path / "b.csv"
+    basket.write_text("P1,MSFT,B,1050,400.05\nP2,AAPL,B,100,1.00\nP3,MSFT,B,9000,400.05\nP4,MSFT,B,100,400.05,IOC,b\n")
+    r = run_route("--config", str(cfg), "--orders", str(basket), "--json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert (s["orders"], s["child_orders"], s["sent"], s["filled"], s["open"]) == (4, 4, 4, 3, 1)
+    assert s["denied"] == {"max_qty": 1}
+    assert sorted(accepted_ids(sim, "U1")) == ["P1-1", "P2"] and sorted(accepted_ids(sim, "U2")) == ["P1-2", "P4"]
+    assert s["positions"] == {"MSFT": 1150, "AAPL": 0} or s["positions"] == {"MSFT": 1150}
+
+
+def test_strategy_hook_on_listen_sends_orders_per_batch(sim):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen(xdpgw_cmd(None, "listen", "--port", str(port), "--protocol", "moldudp64", "--count", "20",
+                                   "--json", "--strategy", "tests.orders.strat:one_per_batch", "--venue", url(sim)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert "listening" in p.stderr.readline()
+        send = subprocess.run(xdpgw_cmd(None, "send", "--dest", f"127.0.0.1:{port}", "--count", "20", "--rate", "500"),
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert send.returncode == 0, send.stderr
+        out, err = p.communicate(timeout=60)
+    finally:
+        reap(p)
+    assert p.returncode == 0, err
+    s = json.loads(out)
+    assert s["packets"] == 20
+    sent = s["orders"]["sent"]  # one per delivered batch (packets may arrive together)
+    assert 1 <= sent <= 20 and s["orders"]["errors"] == {} and s["handler_errors"] == 0
+    wait_for(lambda: len(accepted_ids(sim)) == sent, what="every order at the venue")
+
+
+def test_strategy_needs_a_venue_and_one_queue(tmp_path):
+    r = subprocess.run(xdpgw_cmd(None, "listen", "--port", "1", "--venue", "ouch://127.0.0.1:1"),
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "add --strategy" in r.stderr
+    r = subprocess.run(xdpgw_cmd(None, "listen", "--port", "1", "--strategy", "tests.orders.strat:one_per_batch"),
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2 and "no venue to send to" in r.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -159,3 +160,30 @@ def test_summary_has_the_agreed_keys_and_flattens_for_metrics():
         assert k in s
     flat = stats_for_metrics(s)
     assert flat["kill_switch"] == 0 and "latency_send_ack_p50_ns" in flat
+
+
+def test_kill_switch_and_metrics_on_the_metrics_port():
+    import urllib.request
+
+    from xdpgw.orders.control import ControlServer, request_kill
+
+    v = FakeConnector()
+    r = Router([v])
+    srv = ControlServer(0, r.request_kill)
+    try:
+        r.submit(Order("A", "AAPL", Side.BUY, 100, PX))
+        r.poll()
+        srv.update(r.summary())
+        with urllib.request.urlopen(srv.url + "/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        assert 'xdpgw_router_stat{name="acked"} 1.0' in text
+        with urllib.request.urlopen(srv.url + "/status", timeout=5) as resp:
+            assert json.loads(resp.read())["acked"] == 1
+        assert "requested" in request_kill(srv.url)
+        r.poll()
+    finally:
+        srv.close()
+    assert r.risk.killed and r.risk.kill_reason.startswith("kill switch via http")
+    assert v.mass_cancels == [None]
+    with pytest.raises(GatewayError, match="cannot reach the router"):
+        request_kill(srv.url, timeout=1)

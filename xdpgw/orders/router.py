@@ -24,6 +24,7 @@ from typing import Any
 
 from xdpgw.errors import GatewayError
 from xdpgw.latency import LatencyHistogram
+from xdpgw.orders.batch import NAMES, OK, BatchPlan, OrderBatch, plan_batch
 from xdpgw.orders.journal import Journal, JournalStore
 from xdpgw.orders.model import Order, State
 from xdpgw.orders.risk import RiskEngine
@@ -42,6 +43,7 @@ from xdpgw.orders.venue import (
 )
 
 S = State
+_UNSENT_CANCEL = "cancelled before sending"  # the reason Blotter.cancel_requested gives
 
 
 class Router:
@@ -146,6 +148,27 @@ class Router:
         self._send(go)
         return out
 
+    def submit_batch(self, batch: OrderBatch) -> BatchPlan:
+        """Many client orders as numpy columns (:class:`~xdpgw.orders.batch.OrderBatch`): risk
+        checks and routing vectorised (:func:`~xdpgw.orders.batch.plan_batch`, the same verdicts as
+        ``submit`` row by row), then records, throttle, one journal sync and the sends. Returns the
+        plan (``reasons`` per row, ``denied()``)."""
+        now = self.clock()
+        plan = plan_batch(batch, self.risk, self.routing, self._live, now, encode=False)
+        go: list[tuple[str, Order]] = []
+        reasons = plan.reasons
+        legs_of = dict(plan.scalar)
+        for i, (why, o) in enumerate(zip(reasons.tolist(), batch.orders(), strict=True)):  # in row order
+            if why != OK:
+                if self.known(o.cl_ord_id):
+                    self.denied_unrecorded[NAMES[why]] += 1
+                else:
+                    self._deny(o, NAMES[why], now, counted=True)
+                continue
+            self._register(o, legs_of.get(i) or [(plan.names[plan.venues[i]], o)], now, go)
+        self._send(go)
+        return plan
+
     def _admit(self, order: Order, now: int, go: list[tuple[str, Order]]) -> list[OrderRecord]:
         if self.known(order.cl_ord_id):
             self.risk.deny("duplicate_id")
@@ -160,6 +183,11 @@ class Router:
         why = self.risk.accept(order, now, len(legs))
         if why:
             return [self._deny(order, why, now, counted=True)]
+        return self._register(order, legs, now, go)
+
+    def _register(self, order: Order, legs: list[tuple[str, Order]], now: int,
+                  go: list[tuple[str, Order]]) -> list[OrderRecord]:
+        """An accepted client order's children: records, then a throttle slot (``go``) or the queue."""
         if len(legs) > 1:
             self.risk.seen_ids.update(c.cl_ord_id for _, c in legs)
         self.client_orders[order.cl_ord_id] = [c.cl_ord_id for _, c in legs]
@@ -198,25 +226,40 @@ class Router:
         """Journal (synced), then put each (venue, order) on the wire."""
         if not orders:
             return
+        by_venue: dict[str, list[Order]] = {}
+        for v, o in orders:
+            by_venue.setdefault(v, []).append(o)
         if self.journal is not None:
             self.journal.orders(orders, self.clock())
-            by_venue: dict[str, list[Order]] = {}
-            for v, o in orders:
-                by_venue.setdefault(v, []).append(o)
             for name, os_ in by_venue.items():
                 self._reserve_refs(name, os_)
             self.journal.sync()
-        for venue, o in orders:
-            try:
-                ts = self.connectors[venue].send(o)
-            except (GatewayError, OSError) as e:
-                self._error("send", f"{o.cl_ord_id} to {venue}: {e}")
-                self.blotter.move(self.blotter[o.cl_ord_id], S.DENIED, "send_failed")
-                if self.journal is not None:
-                    self.journal.denied(o, "send_failed", self.clock(), venue)
-                self.risk.release(o.symbol, o.side, o.qty)
+        for venue, os_ in by_venue.items():
+            conn = self.connectors[venue]
+            if len(os_) > 1 and hasattr(conn, "send_batch"):  # one write for the burst (OUCH)
+                try:
+                    ts = conn.send_batch(os_)
+                except (GatewayError, OSError) as e:  # nothing of the batch was sent
+                    for o in os_:
+                        self._send_failed(venue, o, e)
+                    continue
+                for o in os_:
+                    self.blotter.sent(o.cl_ord_id, ts)
                 continue
-            self.blotter.sent(o.cl_ord_id, ts)
+            for o in os_:
+                try:
+                    ts = conn.send(o)
+                except (GatewayError, OSError) as e:
+                    self._send_failed(venue, o, e)
+                    continue
+                self.blotter.sent(o.cl_ord_id, ts)
+
+    def _send_failed(self, venue: str, o: Order, e: Exception) -> None:
+        self._error("send", f"{o.cl_ord_id} to {venue}: {e}")
+        self.blotter.move(self.blotter[o.cl_ord_id], S.DENIED, "send_failed")
+        if self.journal is not None:
+            self.journal.denied(o, "send_failed", self.clock(), venue)
+        self.risk.release(o.symbol, o.side, o.qty)
 
     def cancel(self, cl_ord_id: str, qty: int = 0) -> None:
         """Cancel an order (or reduce it to ``qty`` open shares); a client order's id cancels every
@@ -229,6 +272,8 @@ class Router:
                 self._unqueue(rec)
                 self.blotter.cancel_requested(i)
                 self.risk.release(rec.order.symbol, rec.order.side, rec.order.qty)
+                if self.journal is not None:  # so a restart does not send it
+                    self.journal.denied(rec.order, _UNSENT_CANCEL, self.clock(), rec.venue)
                 continue
             if rec.state.final:
                 self.blotter.move(rec, S.CANCEL_PENDING, "cancel of a finished order")  # raises, counted
@@ -305,12 +350,15 @@ class Router:
 
     def _mass_cancel_all(self) -> None:
         for name in self.connected:
-            try:
-                self._reserve_refs(name, [None])
-                self.connectors[name].mass_cancel()
-                self.mass_cancels += 1
-            except (GatewayError, OSError) as e:
-                self._error("mass_cancel", f"{name}: {e} (retried when it reconnects)")
+            self._mass_cancel(name)
+
+    def _mass_cancel(self, name: str) -> None:
+        try:
+            self._reserve_refs(name, [None])
+            self.connectors[name].mass_cancel()
+            self.mass_cancels += 1
+        except (GatewayError, OSError) as e:
+            self._error("mass_cancel", f"{name}: {e} (retried when it reconnects)")
 
     # --- events -----------------------------------------------------------------------------------
 
@@ -383,12 +431,7 @@ class Router:
         if ev.kind == "connected":
             self._down.discard(venue)
             if self.risk.killed and not replaying:
-                try:
-                    self._reserve_refs(venue, [None])
-                    self.connectors[venue].mass_cancel()
-                    self.mass_cancels += 1
-                except (GatewayError, OSError) as e:
-                    self._error("mass_cancel", f"{venue}: {e}")
+                self._mass_cancel(venue)
         elif ev.kind in ("disconnected", "ended", "rejected"):
             self._down.add(venue)
         self._refresh()
@@ -499,7 +542,7 @@ class Router:
                         self.client_orders.setdefault(o.parent_id, []).append(o.cl_ord_id)
                     else:
                         self.client_orders.setdefault(o.cl_ord_id, [])
-                    b.add(o, S.CANCELLED if r.reason == "kill switch" else S.DENIED, r.reason)
+                    b.add(o, S.CANCELLED if r.reason in ("kill switch", _UNSENT_CANCEL) else S.DENIED, r.reason)
                 elif r.kind == "X":
                     if r.qty == 0 and r.cl_ord_id in b and b[r.cl_ord_id].open:
                         b.cancel_requested(r.cl_ord_id)

@@ -11,7 +11,7 @@ order already acknowledged) are counted in ``duplicates`` and change nothing.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xdpgw.errors import GatewayError
 from xdpgw.orders.model import Order, State
@@ -82,11 +82,11 @@ class OrderRecord:
     fill_ns: int = 0  # first fill
     replaced_by: str = ""
     replaces: str = ""  # for a replacement: the id it replaces
-    broken: list[tuple[int, int]] = field(default_factory=list)  # (qty, price) of busted fills
+    broken: list[tuple[int, int]] | None = None  # (qty, price) of busted fills
     pending_replacement: str = ""  # the new id of a replace in flight
     pending_from: State = S.PENDING_NEW
     resumed: bool = False  # known from an earlier run's journal (its send time is that run's)  # the state a cancel/replace request left (to go back to)
-    fills: dict[str, tuple[int, int]] = field(default_factory=dict)  # exec id → (qty, price)
+    fills: dict[str, tuple[int, int]] | None = None  # exec id → (qty, price)
 
     def __post_init__(self) -> None:
         if not self.leaves_qty and self.state is S.PENDING_NEW:
@@ -256,14 +256,14 @@ class Blotter:
                 return None
             self.move(rec, S.EXPIRED)
         elif isinstance(ev, TradeBroken):
-            fill = rec.fills.pop(ev.exec_id, None)
+            fill = rec.fills.pop(ev.exec_id, None) if rec.fills else None
             if fill is None:
                 self.duplicates += 1  # unknown or already broken
                 return None
             self.broken += 1  # the execution is void: out of cum qty (the state stays; shares do not reopen)
             rec.cum_qty -= fill[0]
             rec.notional -= fill[0] * fill[1]
-            rec.broken.append(fill)
+            rec.broken = [*(rec.broken or ()), fill]
         return rec
 
     def _back_to_live(self, orig: OrderRecord | None) -> None:
@@ -280,7 +280,7 @@ class Blotter:
             self.move(new, S.REJECTED, reason)
 
     def _fill(self, rec: OrderRecord, ev: Filled) -> OrderRecord | None:
-        if ev.exec_id and ev.exec_id in rec.fills:
+        if ev.exec_id and rec.fills and ev.exec_id in rec.fills:
             self.duplicates += 1
             return None
         if rec.state.final:
@@ -291,6 +291,8 @@ class Blotter:
         elif ev.qty > rec.leaves_qty:
             self.overfills += 1
         if ev.exec_id:
+            if rec.fills is None:
+                rec.fills = {}
             rec.fills[ev.exec_id] = (ev.qty, ev.price)
         rec.cum_qty += ev.qty
         rec.notional += ev.qty * ev.price

@@ -28,6 +28,11 @@ def connector(server_port: int, user: str = "U1", **kw) -> OuchConnector:
     return OuchConnector(f"sim-{user}", "127.0.0.1", server_port, user=user, password="pw", **kw)
 
 
+def of(events: list, kind: type, cid: str | None = None) -> list:
+    """The events of one kind (for one order id when given)."""
+    return [e for e in events if isinstance(e, kind) and (cid is None or getattr(e, "cl_ord_id", None) == cid)]
+
+
 def collect(conn, until: Callable[[list], bool], timeout: float = 5.0) -> list:
     """Poll ``conn`` until ``until(events so far)`` holds; fail after ``timeout`` s."""
     events: list = []

@@ -24,11 +24,7 @@ from xdpgw.orders.venue import (
     connect_url,
 )
 
-from .conftest import collect, connector, wait
-
-
-def of(events, kind, cid=None):
-    return [e for e in events if isinstance(e, kind) and (cid is None or getattr(e, "cl_ord_id", None) == cid)]
+from .conftest import collect, connector, of, wait
 
 
 def test_url_gives_an_ouch_connector(venue):
@@ -79,6 +75,34 @@ def test_orders_fills_cancel_replace_mass_cancel(venue):
         c.close()
     assert not c.connected
     c.close()  # idempotent
+
+
+def test_send_batch_one_write(venue):
+    c = connector(venue.port)
+    try:
+        c.connect(5)
+        orders = [Order(f"K{i}", "CROSS", Side.BUY, 10, 1_000_000 + i) for i in range(50)]
+        c.send_batch(orders)
+        evs = collect(c, lambda e: len(of(e, Filled)) == 50)
+        assert [e.cl_ord_id for e in of(evs, Accepted)] == [o.cl_ord_id for o in orders]
+        with pytest.raises(GatewayError, match="nothing was sent"):
+            c.send_batch([Order("K50", "CROSS", Side.BUY, 1, 1), Order("K0", "CROSS", Side.BUY, 1, 1)])
+        assert c.stats()["sent"] == 50 and c.next_user_ref_num == 51
+    finally:
+        c.close()
+
+
+def test_tx_software_timestamps(venue):
+    c = connect_url(f"ouch://127.0.0.1:{venue.port}?user=U1&tx_stamps=1")
+    try:
+        c.connect(5)
+        sends = [c.send(Order(f"T{i}", "MSFT", Side.BUY, 1, 1 + i)) for i in range(5)]
+        stamps: dict[int, int] = {}
+        wait(lambda: set(sends) <= set(stamps), step=lambda: (c.poll(0.01), stamps.update(c.tx_stamps())))
+        assert all(stamps[t] >= t for t in sends)  # the kernel stamps after we hand the bytes over
+        assert c.stats()["tx_stamps"] >= 5 and c.stats()["tx_stamp_errors"] == 0
+    finally:
+        c.close()
 
 
 def test_venue_rejects_with_reasons(venue):
@@ -293,3 +317,48 @@ def test_cli_venue_serves_and_ends_the_session():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_requests_stuck_in_the_outbox_are_reported_when_the_link_breaks():
+    """A venue that stops reading: the kernel buffers fill, the rest waits in our outbox; when the
+    connection breaks, what never left is reported (Rejected / CancelRejected), never silently lost."""
+    ready, go, box = threading.Event(), threading.Event(), []
+
+    def deaf_venue():
+        with socket.socket() as lst:
+            lst.bind(("127.0.0.1", 0))
+            lst.listen(1)
+            box.append(lst.getsockname()[1])
+            ready.set()
+            conn, _ = lst.accept()
+            with conn:
+                conn.recv(49)
+                conn.sendall(sb.encode_login_accepted("DEAF", 1))
+                go.wait(10)  # reads nothing more, then closes with unread data: a reset
+
+    t = threading.Thread(target=deaf_venue)
+    t.start()
+    try:
+        ready.wait(5)
+        c = OuchConnector("deaf", "127.0.0.1", box[0], user="U1", reconnect=False)
+        c.connect(5)
+        c.send(Order("FIRST", "MSFT", Side.BUY, 1, 1))
+        orders = [Order(f"B{i}", "MSFT", Side.BUY, 1, 1) for i in range(100_000)]
+        for i in range(0, len(orders), 10_000):
+            c.send_batch(orders[i:i + 10_000])
+        c.cancel("FIRST")
+        go.set()
+        def down(events):
+            return [x for x in of(events, SessionEvent) if x.kind == "disconnected"]
+
+        evs = collect(c, down, timeout=10)
+        rejected = {e.cl_ord_id for e in of(evs, Rejected)}
+        assert rejected and all("not sent" in e.reason for e in of(evs, Rejected))
+        assert [e.cl_ord_id for e in of(evs, CancelRejected)] == ["FIRST"]
+        assert "not sent" in down(evs)[0].detail
+        assert all(c.user_ref_num(cid) is None for cid in rejected)  # forgotten: may be sent again
+        assert c.user_ref_num("FIRST") == 1 and c.stats()["unsent"] >= 2
+        c.close()
+    finally:
+        go.set()
+        t.join(10)

@@ -107,3 +107,26 @@ def test_reason_texts():
     assert m.reject_text(0x06) == "0x06 fat finger"
     assert m.reject_text(0x99) == "0x99"
     assert m.cancel_text("I") == "I immediate or cancel"
+
+
+def test_batch_frames_equal_single_frames():
+    enc = m.EnterOrderEncoder(m.encode_appendage(firm="LIME"))
+    orders = [Order(f"ID{i}", ("AAPL", "MSFT", "CVLT")[i % 3], list(Side)[i % 4], 1 + i, 10_000 * i, list(Tif)[i % 5])
+              for i in range(100)]
+    singles = b"".join(bytes(enc.frame(o, 500 + i)) for i, o in enumerate(orders))
+    assert bytes(enc.frames(orders, 500)) == singles
+    assert bytes(enc.frames(orders[:3], 500)) == singles[:3 * enc.size]  # a smaller batch after a big one
+    msgs = [m.decode(singles[i * enc.size + 3:(i + 1) * enc.size], inbound=True) for i in range(100)]
+    assert [(x.user_ref_num, x.cl_ord_id, x.side, x.time_in_force) for x in msgs] == [
+        (500 + i, o.cl_ord_id, o.side.value, o.tif.value) for i, o in enumerate(orders)]
+
+
+def test_fast_path_fields_agree_with_the_layouts():
+    acc, exe, can = (next(s for s in SAMPLES if type(s) is t) for t in (m.OrderAccepted, m.OrderExecuted,
+                                                                          m.OrderCanceled))
+    assert m.ACCEPTED_FIELDS.size == 64 and m.EXECUTED_FIELDS.size == 36 and m.CANCELED_FIELDS.size == 18
+    assert m.ACCEPTED_FIELDS.unpack_from(m.encode(acc)) == (
+        acc.user_ref_num, acc.quantity, acc.price, acc.order_reference_number, acc.cl_ord_id.encode().ljust(14), 0)
+    assert m.EXECUTED_FIELDS.unpack_from(m.encode(exe)) == (
+        exe.user_ref_num, exe.quantity, exe.price, exe.liquidity_flag.encode(), exe.match_number, 0)
+    assert m.CANCELED_FIELDS.unpack_from(m.encode(can)) == (can.user_ref_num, can.quantity, can.reason.encode())

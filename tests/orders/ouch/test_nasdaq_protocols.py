@@ -39,7 +39,7 @@ from xdpgw.orders.ouch.connector import OuchConnector
 from xdpgw.orders.ouch.simulator import Exchange, VenueServer
 from xdpgw.orders.venue import Accepted, Cancelled, Filled, Replaced, SessionEvent
 
-from .conftest import collect, wait
+from .conftest import collect, of, wait
 from .test_messages import SAMPLES
 
 
@@ -318,7 +318,13 @@ class NpVenue:
                 await s.close()
             self.server.close()
             await npc.stop_task(self.task)
-            await asyncio.sleep(0.05)  # let the sessions' reader/monitor tasks finish
+            # End every task the sessions left (readers, monitors, dispatchers) here, on this loop: a
+            # task abandoned in a closed loop is finalized later on another thread, where its
+            # dispatcher meets a queue of this loop and spins without yielding (nasdaq-protocols 1.3.0).
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
 
         try:
             asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
@@ -336,9 +342,6 @@ def np_venue():
     finally:
         v.stop()
 
-
-def of(events, kind):
-    return [e for e in events if isinstance(e, kind)]
 
 
 def test_connector_trades_with_nasdaq_protocols_server(np_venue):

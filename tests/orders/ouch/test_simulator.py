@@ -81,7 +81,7 @@ def test_rejects():
     assert v.send("A", enter(3, "B", 10, 1))[0].reason == sim.REJECT_REF  # decreasing
     assert v.send("A", enter(9, "X", 10, 1))[0].reason == 0x09  # no such side
     assert v.ex.counts["rejects"] == 6
-    assert v.send("A", b"O\x00")  == [] and v.ex.counts["malformed"] == 1  # counted, nothing sent
+    assert v.send("A", b"O\x00")  == [] and v.ex.counts["bad_messages"] == 1  # counted, nothing sent
 
 
 def test_cancel_reduce_and_cancel_reject():

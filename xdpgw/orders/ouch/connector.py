@@ -15,7 +15,8 @@ back through :meth:`restore` after a restart.
 URL parameters: ``user``, ``password``, ``session`` (blank: the current one), ``firm`` (Firm
 appendage on Enter Order and Mass Cancel), ``seq`` (first requested sequence, default 1), ``ref``
 (first UserRefNum, default 1), ``heartbeat`` (s, default 1), ``timeout`` (s of silence, default 15),
-``reconnect`` (1/0), ``busy_poll`` (µs, default 0 = off), ``display`` (Y), ``capacity`` (A).
+``reconnect`` (1/0), ``busy_poll`` (µs, default 0 = off), ``display`` (Y), ``capacity`` (A),
+``tx_stamps`` (1: kernel TX software timestamps, read with :meth:`OuchConnector.tx_stamps`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import select
 import socket
 import struct
 import time
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from xdpgw.errors import GatewayError
@@ -46,8 +49,17 @@ from xdpgw.orders.venue import (
 )
 
 SO_BUSY_POLL = getattr(socket, "SO_BUSY_POLL", 46)
+SO_TIMESTAMPING = getattr(socket, "SO_TIMESTAMPING", 37)
+# SOF_TIMESTAMPING_TX_SOFTWARE | SOFTWARE | OPT_ID | OPT_TSONLY: one software stamp per send, named
+# by the offset of its last byte in the stream, with no copy of the data
+_TX_FLAGS = (1 << 1) | (1 << 4) | (1 << 7) | (1 << 11)
+_SCM_TIMESTAMPING = SO_TIMESTAMPING
+_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err: errno, origin, type, code, pad, info, data
+_SO_EE_ORIGIN_TIMESTAMPING = 4
+_TIMESPEC3 = struct.Struct("=qqqqqq")
 _CANCEL = struct.Struct(">HccII")  # SoupBinTCP length + 'U' + Cancel Order
 _RECV_SIZE = 1 << 16
+_ACCEPTED, _EXECUTED, _CANCELED = m.ACCEPTED_FIELDS, m.EXECUTED_FIELDS, m.CANCELED_FIELDS
 
 
 @dataclass(slots=True)
@@ -67,7 +79,7 @@ class OuchConnector:
                  session: str = "", firm: str = "", sequence: int = 1, first_user_ref_num: int = 1,
                  heartbeat_interval: float = 1.0, timeout: float = 15.0, reconnect: bool = True,
                  reconnect_delay: float = 0.05, reconnect_max_delay: float = 2.0, busy_poll_us: int = 0,
-                 display: str = "Y", capacity: str = "A") -> None:
+                 display: str = "Y", capacity: str = "A", tx_timestamps: bool = False) -> None:
         for what, value, width in (("user", user, 6), ("password", password, 10), ("session", session, 10),
                                    ("firm", firm, 4)):
             if len(value) > width or not value.isascii():
@@ -83,6 +95,10 @@ class OuchConnector:
         self.reconnect_enabled = reconnect
         self.reconnect_delay, self.reconnect_max_delay = reconnect_delay, reconnect_max_delay
         self.busy_poll_us = busy_poll_us
+        self.tx_timestamps = tx_timestamps
+        self._tx_bytes = 0  # bytes handed to this socket (the kernel's OPT_ID counts the same)
+        self._tx_pending: dict[int, int] = {}  # offset of a request's last byte → its send time
+        self._tx_stamps: list[tuple[int, int]] = []
         self._display = display
         self._session_name = session
         self._next_seq = sequence
@@ -98,6 +114,7 @@ class OuchConnector:
         self._connecting = False
         self._logged_in_once = False
         self._outbox = bytearray()
+        self._queued: deque[tuple[int, str, Sequence[str]]] = deque()  # requests (partly) in the outbox
         self._rbuf = bytearray(_RECV_SIZE)
         self._rview = memoryview(self._rbuf)
         self._events: list[Event] = []
@@ -111,7 +128,8 @@ class OuchConnector:
         self._stats = dict.fromkeys(
             ("sent", "cancels", "replaces", "mass_cancels", "events", "reconnects", "disconnects",
              "heartbeats_sent", "heartbeats_received", "messages", "replayed_skipped", "gaps",
-             "malformed", "unknown_refs", "unexpected", "bytes_sent", "bytes_received"), 0)
+             "malformed", "unknown_types", "unknown_refs", "unexpected", "bytes_sent", "bytes_received",
+             "tx_stamps", "tx_stamp_errors", "unsent"), 0)
 
     # --- state for the journal -----------------------------------------------------------------
 
@@ -157,7 +175,8 @@ class OuchConnector:
         self._closed = False
         self._refused = ""
         deadline = time.monotonic() + timeout
-        self._start_connect()
+        if self._sock is None:  # else a reconnect is already under way: finish that one
+            self._start_connect()
         while not self.connected:
             now = time.monotonic()
             if self._refused:
@@ -181,14 +200,35 @@ class OuchConnector:
         self._next_ref = ref + 1
         self._refs[ref] = order.cl_ord_id
         self._ref_of[order.cl_ord_id] = ref
-        t = self._write(self._enc.frame(order, ref))
+        t = self._write(self._enc.frame(order, ref), "new", (order.cl_ord_id,))
         self._stats["sent"] += 1
+        return t
+
+    def send_batch(self, orders: Sequence[Order]) -> int:
+        """Several new orders in one write (frames packed back to back, one ``send`` call); returns the
+        send time they share. Not in the Connector interface: the router's batch path uses it when
+        present. Every id is checked before anything is sent."""
+        self._need_session(f"{len(orders)} orders")
+        ids = [o.cl_ord_id for o in orders]
+        seen = set(self._ref_of)
+        for cid in ids:
+            if cid in seen:
+                raise GatewayError(f"order id {cid} was already sent to {self.name} (or twice in the batch)",
+                                   "give every order a new id (ids are unique for the day); nothing was sent")
+            seen.add(cid)
+        first = self._next_ref
+        self._next_ref = first + len(orders)
+        for i, cid in enumerate(ids):
+            self._refs[first + i] = cid
+            self._ref_of[cid] = first + i
+        t = self._write(self._enc.frames(orders, first), "new", ids)
+        self._stats["sent"] += len(orders)
         return t
 
     def cancel(self, cl_ord_id: str, qty: int = 0) -> int:
         self._need_session(cl_ord_id)
         ref = self._known(cl_ord_id)
-        t = self._write(_CANCEL.pack(10, b"U", b"X", ref, qty))
+        t = self._write(_CANCEL.pack(10, b"U", b"X", ref, qty), "cancel", (cl_ord_id,))
         self._stats["cancels"] += 1
         return t
 
@@ -204,7 +244,7 @@ class OuchConnector:
         self._refs[ref] = new.cl_ord_id
         self._ref_of[new.cl_ord_id] = ref
         self._replacing[ref] = orig_cl_ord_id
-        t = self._write(sb.encode_unsequenced(m.encode(msg)))
+        t = self._write(sb.encode_unsequenced(m.encode(msg)), "new", (new.cl_ord_id,))
         self._stats["replaces"] += 1
         return t
 
@@ -212,7 +252,7 @@ class OuchConnector:
         self._need_session("mass cancel")
         ref = self._next_ref
         self._next_ref = ref + 1
-        t = self._write(sb.encode_unsequenced(m.encode(m.MassCancel(ref, self.firm, symbol or ""))))
+        t = self._write(sb.encode_unsequenced(m.encode(m.MassCancel(ref, self.firm, symbol or ""))), "mass cancel")
         self._stats["mass_cancels"] += 1
         return t
 
@@ -288,6 +328,7 @@ class OuchConnector:
         if self.busy_poll_us:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, SO_BUSY_POLL, self.busy_poll_us)
+
         code = sock.connect_ex((self.host, self.port))
         if code not in (0, errno.EINPROGRESS):
             sock.close()
@@ -318,7 +359,38 @@ class OuchConnector:
                                       self.heartbeat_interval, self.timeout, now)
         self._soup.skip_below = self._next_seq
         self._poller.modify(self._sock, select.POLLIN)
+        self._tx_bytes = 0
+        self._tx_pending.clear()
+        if self.tx_timestamps:  # a TCP socket takes OPT_ID once connected: offsets count from here
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, _TX_FLAGS)
+            except OSError as exc:
+                self._stats["tx_stamp_errors"] += 1
+                self._last_error = f"SO_TIMESTAMPING: {exc}"
+                self.tx_timestamps = False
         self._write(self._soup.login(now))
+
+    def _unsent(self, reason: str) -> str:
+        """Requests that never reached the kernel whole when the connection broke (the venue cannot
+        have read them): new orders and replacements are reported Rejected, cancels CancelRejected,
+        so nobody waits for an answer that cannot come. Returns a note for the disconnect event."""
+        ts = time.monotonic_ns()
+        why = f"not sent: the connection to {self.name} broke before it left ({reason})"
+        counts = dict.fromkeys(("new", "cancel", "mass cancel"), 0)
+        for _, kind, ids in self._queued:
+            counts[kind] += 1
+            for cid in ids:
+                if kind == "cancel":
+                    self._events.append(CancelRejected(cid, why, ts))
+                    continue
+                ref = self._ref_of.pop(cid, None)
+                self._refs.pop(ref, None)
+                self._replacing.pop(ref, None)
+                self._events.append(Rejected(cid, why, ts))
+        self._queued.clear()
+        self._stats["unsent"] += sum(counts.values())
+        return "; not sent: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + (
+            " (send the mass cancel again)" if counts["mass cancel"] else "")
 
     def _drop_socket(self) -> None:
         soup = self._soup
@@ -334,11 +406,15 @@ class OuchConnector:
         self._sock = None
         self._poller = None
         self._connecting = False
+        if self._queued:
+            self._unsent("the session closed")
         self._outbox.clear()
 
     def _lost(self, reason: str, was_active: bool | None = None) -> None:
         if was_active is None:
             was_active = self.connected
+        if self._queued:
+            reason += self._unsent(reason)
         self._drop_socket()
         self._last_error = reason
         if was_active:
@@ -346,7 +422,12 @@ class OuchConnector:
             self._events.append(SessionEvent("disconnected", f"{self.name}: {reason}", time.monotonic_ns()))
         self._schedule_reconnect()
 
-    def _write(self, data: bytes | memoryview) -> int:
+    def _write(self, data: bytes | memoryview, kind: str = "", ids: Sequence[str] = ()) -> int:
+        """Hand ``data`` (a request of ``kind`` for orders ``ids``, or session bytes) to the socket;
+        what it cannot take now waits in the outbox for ``poll``. A broken connection raises
+        GatewayError and forgets ``ids``: they were not sent and may be sent again (their UserRefNums
+        stay used). Requests still in the outbox when the connection breaks are reported by
+        :meth:`_unsent`."""
         t = time.monotonic_ns()
         sock = self._sock
         if self._outbox:
@@ -357,6 +438,10 @@ class OuchConnector:
             except BlockingIOError:
                 n = 0
             except OSError as exc:
+                for cid in ids:
+                    ref = self._ref_of.pop(cid, None)
+                    self._refs.pop(ref, None)
+                    self._replacing.pop(ref, None)
                 self._lost(f"send failed: {exc}")
                 raise GatewayError(f"venue {self.name}: connection lost while sending ({exc})",
                                    "the request was not sent; send it again after the 'connected' event") from None
@@ -364,6 +449,11 @@ class OuchConnector:
                 self._outbox += data[n:]
                 self._poller.modify(sock, select.POLLIN | select.POLLOUT)
         self._stats["bytes_sent"] += len(data)
+        self._tx_bytes += len(data)
+        if self._outbox and kind:
+            self._queued.append((self._tx_bytes, kind, ids))
+        if self.tx_timestamps:
+            self._tx_pending[self._tx_bytes - 1] = t
         self._soup.sent(t / 1e9)
         return t
 
@@ -375,6 +465,9 @@ class OuchConnector:
         except BlockingIOError:
             return
         del self._outbox[:n]
+        left = self._tx_bytes - len(self._outbox)  # bytes the kernel has taken
+        while self._queued and self._queued[0][0] <= left:
+            self._queued.popleft()
         if not self._outbox and self._poller is not None:
             self._poller.modify(self._sock, select.POLLIN)
 
@@ -408,6 +501,8 @@ class OuchConnector:
             return
         if ready:
             flags = ready[0][1]
+            if flags & select.POLLERR and self.tx_timestamps:
+                self._read_tx_stamps()
             if flags & select.POLLOUT:
                 try:
                     self._flush()
@@ -425,6 +520,46 @@ class OuchConnector:
             elif out:
                 with contextlib.suppress(GatewayError):
                     self._write(out)
+
+    def tx_stamps(self) -> list[tuple[int, int]]:
+        """``(send time, kernel TX software stamp)`` pairs (both CLOCK_MONOTONIC ns) of the writes
+        stamped since the last call (orders, cancels, and session packets such as the login and
+        heartbeats; match them by the send time ``send()`` returned), with ``tx_timestamps=True``
+        (URL ``tx_stamps=1``): the stamp is
+        taken when the kernel hands the segment to the device (SO_TIMESTAMPING), so ``stamp - send``
+        is our send path inside the kernel and a feed stamp → ``stamp`` is tick-to-trade."""
+        if self.tx_timestamps and self._sock is not None and self._tx_pending:
+            self._read_tx_stamps()
+        out, self._tx_stamps = self._tx_stamps, []
+        return out
+
+    def _read_tx_stamps(self) -> None:
+        sock = self._sock
+        offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
+        while True:
+            try:
+                _, anc, _, _ = sock.recvmsg(0, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            stamp = key = None
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMPING and len(data) >= _TIMESPEC3.size:
+                    sec, nsec = _TIMESPEC3.unpack_from(data)[:2]
+                    stamp = sec * 1_000_000_000 + nsec - offset
+                elif len(data) >= _EXTENDED_ERR.size:
+                    err = _EXTENDED_ERR.unpack_from(data)
+                    if err[1] == _SO_EE_ORIGIN_TIMESTAMPING:
+                        key = err[6]
+            if stamp is not None and key is not None:
+                sent = self._tx_pending.pop(key, None)
+                if sent is not None:
+                    self._tx_stamps.append((sent, stamp))
+                    self._stats["tx_stamps"] += 1
+            if len(self._tx_pending) > 4096:  # stamps the kernel never gave: forget the oldest
+                for k in sorted(self._tx_pending)[:2048]:
+                    del self._tx_pending[k]
 
     def _read(self) -> None:
         sock, rbuf, view = self._sock, self._rbuf, self._rview
@@ -488,11 +623,40 @@ class OuchConnector:
                                          f"{ev.sequence}, asked for {self._soup.requested}", ts))
 
     def _apply(self, payload: bytes, ts: int) -> None:
-        """One sequenced OUCH message → at most one event."""
+        """One sequenced OUCH message → at most one event (acks, fills and cancels by a fast path)."""
+        kind, n = payload[0], len(payload)
+        if kind == 0x45 and n >= 36:  # E Order Executed
+            ref, qty, price, flag, match, app = _EXECUTED.unpack_from(payload)
+            if n == 36 + app:
+                cid = self._cid(ref)
+                if cid:
+                    self._events.append(Filled(cid, qty, price, str(match), flag.decode("latin-1"), ts))
+                return
+        elif kind == 0x41 and n >= 64:  # A Order Accepted
+            ref, qty, price, order_ref, raw, app = _ACCEPTED.unpack_from(payload)
+            if n == 64 + app:
+                cid = raw.decode("latin-1").rstrip(" \x00") or self._refs.get(ref)
+                if cid:
+                    self._learn(ref, cid)
+                    self._events.append(Accepted(cid, str(order_ref), qty, price, ts))
+                else:
+                    self._stats["unknown_refs"] += 1
+                return
+        elif kind == 0x43 and n == 18:  # C Order Canceled
+            ref, qty, reason = _CANCELED.unpack_from(payload)
+            cid = self._cid(ref)
+            if cid:
+                self._events.append(Expired(cid, ts) if reason == b"T" else
+                                    Cancelled(cid, qty, m.cancel_text(reason.decode("latin-1")), ts))
+            return
+        self._apply_slow(payload, ts)
+
+    def _apply_slow(self, payload: bytes, ts: int) -> None:
         try:
             msg = m.decode(payload, inbound=False)
         except m.OuchError:
-            self._stats["malformed"] += 1
+            known = payload[:1] in m.OUTBOUND_TYPES
+            self._stats["malformed" if known else "unknown_types"] += 1
             return
         kind = type(msg)
         if kind is m.OrderAccepted:
@@ -562,4 +726,5 @@ def from_url(name: str, host: str, port: int, params: dict[str, str]) -> OuchCon
         timeout=float(_number(params, "timeout", 15.0, float)),
         reconnect=params.get("reconnect", "1") not in ("0", "false", "no"),
         busy_poll_us=int(_number(params, "busy_poll", 0)),
-        display=params.get("display", "Y") or "Y", capacity=params.get("capacity", "A") or "A")
+        display=params.get("display", "Y") or "Y", capacity=params.get("capacity", "A") or "A",
+        tx_timestamps=params.get("tx_stamps", "0") in ("1", "true", "yes"))

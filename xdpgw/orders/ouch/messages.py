@@ -13,12 +13,15 @@ that already holds the SoupBinTCP header, so the frame goes to the socket as it 
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 from xdpgw.orders.model import Order, Side, Tif
+from xdpgw.orders.ouch.soupbin import alpha
 
 
 class OuchError(ValueError):
@@ -26,14 +29,11 @@ class OuchError(ValueError):
 
 
 def _alpha(value: str, width: int) -> bytes:
-    raw = value.encode("ascii")
-    if len(raw) > width:
-        raise OuchError(f"{value!r} is longer than its {width}-character field")
-    return raw.ljust(width, b" ")
+    return alpha(value, width, OuchError)
 
 
 def _text(raw: bytes) -> str:
-    return raw.decode("ascii", "replace").rstrip(" \x00")
+    return raw.decode("latin-1").rstrip(" \x00")
 
 
 @dataclass(slots=True)
@@ -285,13 +285,10 @@ OUTBOUND_TYPES: dict[bytes, type[_Message]] = {
 class _Layout:
     struct: struct.Struct  # type byte + fixed fields (+ AppendageLength)
     names: tuple[str, ...]
-    widths: tuple[int, ...]  # alpha width per field, 0 for integers
+    alpha: tuple[tuple[int, int], ...]  # (field index, width) of the alpha fields
+    get: operator.attrgetter  # all fixed fields of a message at once
     appendage: bool
-
-    @property
-    def length(self) -> int:
-        """Fixed length, type byte included (the doc's "length" column)."""
-        return self.struct.size
+    length: int  # fixed length, type byte included (the doc's "length" column)
 
 
 def _layout(cls: type[_Message]) -> _Layout:
@@ -299,9 +296,10 @@ def _layout(cls: type[_Message]) -> _Layout:
     names = tuple(f.name for f in dataclasses.fields(cls) if f.name != "appendage")
     if len(names) != len(parts):
         raise AssertionError(f"{cls.__name__}: {len(names)} fields, {len(parts)} formats")
-    widths = tuple(int(p[:-1] or 1) if p.endswith("s") else 0 for p in parts)
-    return _Layout(struct.Struct(">c" + cls.FORMAT + ("H" if cls.HAS_APPENDAGE else "")), names, widths,
-                   cls.HAS_APPENDAGE)
+    alpha = tuple((i, int(p[:-1] or 1)) for i, p in enumerate(parts) if p.endswith("s"))
+    return _Layout(struct.Struct(">c" + cls.FORMAT + ("H" if cls.HAS_APPENDAGE else "")), names, alpha,
+                   operator.attrgetter(*names), cls.HAS_APPENDAGE,
+                   struct.calcsize(">c" + cls.FORMAT + ("H" if cls.HAS_APPENDAGE else "")))
 
 
 LAYOUTS: dict[type[_Message], _Layout] = {c: _layout(c) for c in (*INBOUND_TYPES.values(), *OUTBOUND_TYPES.values())}
@@ -310,18 +308,19 @@ LAYOUTS: dict[type[_Message], _Layout] = {c: _layout(c) for c in (*INBOUND_TYPES
 def encode(msg: _Message) -> bytes:
     """The OUCH message (type byte first), as it goes inside a SoupBinTCP packet."""
     lay = LAYOUTS[type(msg)]
-    values: list = [msg.TYPE]
-    for name, width in zip(lay.names, lay.widths, strict=True):
-        v = getattr(msg, name)
-        values.append(_alpha(v, width) if width else v)
-    if lay.appendage:
-        values.append(len(msg.appendage))
+    values = list(lay.get(msg))
+    for i, width in lay.alpha:
         try:
-            return lay.struct.pack(*values) + msg.appendage
-        except struct.error as exc:
-            raise OuchError(f"{type(msg).__name__}: {exc}") from None
+            raw = values[i].encode("latin-1")  # ASCII on the wire; latin-1 round-trips what we decoded
+        except UnicodeEncodeError:
+            raise OuchError(f"{type(msg).__name__}: {values[i]!r} is not ASCII") from None
+        if len(raw) > width:
+            raise OuchError(f"{type(msg).__name__}: {values[i]!r} is longer than its {width}-character field")
+        values[i] = raw.ljust(width)
     try:
-        return lay.struct.pack(*values)
+        if lay.appendage:
+            return lay.struct.pack(msg.TYPE, *values, len(msg.appendage)) + msg.appendage
+        return lay.struct.pack(msg.TYPE, *values)
     except struct.error as exc:
         raise OuchError(f"{type(msg).__name__}: {exc}") from None
 
@@ -338,16 +337,25 @@ def decode(payload: bytes | memoryview, inbound: bool) -> _Message:
     lay = LAYOUTS[cls]
     if len(payload) < lay.length:
         raise OuchError(f"{cls.__name__} of {len(payload)} bytes, needs {lay.length}")
-    fields = lay.struct.unpack_from(payload)
-    args = [_text(v) if w else v for v, w in zip(fields[1:], lay.widths, strict=False)]
+    args = list(lay.struct.unpack_from(payload))
+    del args[0]
+    for i, _ in lay.alpha:
+        args[i] = args[i].decode("latin-1").rstrip(" \x00")  # bytes as they came, even non-ASCII
     if lay.appendage:
-        size = fields[-1]
+        size = args.pop()
         if len(payload) != lay.length + size:
             raise OuchError(f"{cls.__name__}: {len(payload)} bytes, appendage length says {lay.length + size}")
         args.append(bytes(payload[lay.length:]))
     elif len(payload) != lay.length:
         raise OuchError(f"{cls.__name__} of {len(payload)} bytes, expected {lay.length}")
     return cls(*args)
+
+
+# The connector's fast path for the frequent exchange messages: only the fields an event needs, read
+# straight from the bytes (no dataclass); a length that disagrees falls back to ``decode``.
+ACCEPTED_FIELDS = struct.Struct(">9xIxI8xQ2xQ4x14sH")  # ref, qty, price, order ref, ClOrdID, appendage length
+EXECUTED_FIELDS = struct.Struct(">9xIIQcQH")  # ref, qty, price, liquidity flag, match number, appendage length
+CANCELED_FIELDS = struct.Struct(">9xIIc")  # ref, qty (a decrement), reason
 
 
 # --- appendage ("optional fields") ---------------------------------------------------------------
@@ -445,30 +453,54 @@ _TIFS = {t: t.value.encode() for t in Tif}
 
 
 class EnterOrderEncoder:
-    """Enter Order frames (SoupBinTCP header included) packed into one preallocated buffer.
+    """Enter Order frames (SoupBinTCP header included) packed into preallocated buffers.
 
-    ``frame(order, user_ref_num)`` returns a memoryview of the buffer valid until the next call;
-    a constant appendage (e.g. the firm) sits after the fixed part once for all orders.
+    ``frame(order, user_ref_num)`` returns a memoryview of one frame, valid until the next call;
+    ``frames(orders, first_ref)`` packs a whole batch back to back (UserRefNums ``first_ref`` on) for
+    one ``send``. A constant appendage (e.g. the firm) is written once per buffer slot.
     """
 
-    __slots__ = ("_buf", "_view", "_size", "_symbols", "_display", "_capacity", "_fixed_tail")
+    __slots__ = ("_buf", "_view", "_size", "_symbols", "_display", "_capacity", "_appendage", "_batch",
+                 "_batch_view")
 
     def __init__(self, appendage: bytes = b"", display: str = "Y", capacity: str = "A") -> None:
         self._size = _SOUP_U_ENTER.size + len(appendage)
+        self._appendage = appendage
         self._buf = bytearray(self._size)
         self._buf[_SOUP_U_ENTER.size:] = appendage
         self._view = memoryview(self._buf)
+        self._batch = bytearray()
+        self._batch_view = memoryview(self._batch)
         self._symbols: dict[str, bytes] = {}
         self._display = display.encode()
         self._capacity = capacity.encode()
-        self._fixed_tail = len(appendage)
+
+    @property
+    def size(self) -> int:
+        """Bytes per frame."""
+        return self._size
+
+    def _symbol(self, symbol: str) -> bytes:
+        sym = self._symbols.get(symbol)
+        if sym is None:
+            sym = self._symbols[symbol] = _alpha(symbol, 8)
+        return sym
 
     def frame(self, order: Order, user_ref_num: int) -> memoryview:
-        sym = self._symbols.get(order.symbol)
-        if sym is None:
-            sym = self._symbols[order.symbol] = _alpha(order.symbol, 8)
         _SOUP_U_ENTER.pack_into(
-            self._buf, 0, self._size - 2, b"U", b"O", user_ref_num, _SIDES[order.side], order.qty, sym,
-            order.price, _TIFS[order.tif], self._display, self._capacity, b"N", b"N",
-            order.cl_ord_id.encode().ljust(14), self._fixed_tail)
+            self._buf, 0, self._size - 2, b"U", b"O", user_ref_num, _SIDES[order.side], order.qty,
+            self._symbol(order.symbol), order.price, _TIFS[order.tif], self._display, self._capacity, b"N", b"N",
+            order.cl_ord_id.encode().ljust(14), len(self._appendage))
         return self._view
+
+    def frames(self, orders: Sequence[Order], first_ref: int) -> memoryview:
+        size, n = self._size, len(orders)
+        if len(self._batch) < size * n:
+            self._batch = bytearray((bytes(_SOUP_U_ENTER.size) + self._appendage) * max(n, 64))
+            self._batch_view = memoryview(self._batch)
+        buf, pack, tail = self._batch, _SOUP_U_ENTER.pack_into, len(self._appendage)
+        head, disp, cap, sides, tifs, sym = size - 2, self._display, self._capacity, _SIDES, _TIFS, self._symbol
+        for i, o in enumerate(orders):
+            pack(buf, i * size, head, b"U", b"O", first_ref + i, sides[o.side], o.qty, sym(o.symbol), o.price,
+                 tifs[o.tif], disp, cap, b"N", b"N", o.cl_ord_id.encode().ljust(14), tail)
+        return self._batch_view[:size * n]

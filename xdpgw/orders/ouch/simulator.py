@@ -111,7 +111,7 @@ class Exchange:
         self._arrivals = itertools.count(1)
         self.ended = False
         self.counts = dict.fromkeys(("orders", "accepted", "executions", "cancels", "replaces", "rejects",
-                                     "cancel_rejects", "mass_cancels", "modifies", "malformed"), 0)
+                                     "cancel_rejects", "mass_cancels", "modifies", "bad_messages"), 0)
 
     def account(self, user: str) -> Account:
         acc = self.accounts.get(user)
@@ -135,7 +135,7 @@ class Exchange:
         try:
             msg = m.decode(payload, inbound=True)
         except m.OuchError:
-            self.counts["malformed"] += 1
+            self.counts["bad_messages"] += 1  # OUCH messages we cannot read (SoupBinTCP ones: "malformed")
             return
         kind = type(msg)
         if kind is m.EnterOrder:
@@ -339,7 +339,7 @@ class VenueServer:
         self._stop = threading.Event()
         self.ended = False
         self.counts = dict.fromkeys(("connections", "logins", "login_rejects", "heartbeats_sent",
-                                     "heartbeats_received", "dead_clients", "malformed", "replayed"), 0)
+                                     "heartbeats_received", "dead_clients", "malformed", "replayed", "errors"), 0)
 
     # --- control (any thread) ------------------------------------------------------------------
 
@@ -480,7 +480,10 @@ class VenueServer:
                     self._close(conn)
                     return
             elif kind == sb.UNSEQUENCED:
-                self.exchange.handle(conn.user, payload)
+                try:
+                    self.exchange.handle(conn.user, payload)
+                except Exception:  # a bug must not take the venue down for every client: count it
+                    self.counts["errors"] += 1
                 if conn.sever_next:
                     self._close(conn)
                     self._flush_streams()

@@ -43,10 +43,11 @@ class SoupError(ValueError):
     """A malformed SoupBinTCP packet or a packet that is illegal in the session's state."""
 
 
-def _alpha(text: str, width: int) -> bytes:
+def alpha(text: str, width: int, error: type[ValueError] = SoupError) -> bytes:
+    """An alpha field: ASCII, left-justified, space-padded to ``width`` (SoupBinTCP and OUCH alike)."""
     raw = text.encode("ascii")
     if len(raw) > width:
-        raise SoupError(f"{text!r} is longer than its {width}-character field")
+        raise error(f"{text!r} is longer than its {width}-character field")
     return raw.ljust(width, b" ")
 
 
@@ -72,13 +73,13 @@ def packet(kind: bytes, payload: bytes | memoryview = b"") -> bytes:
 def encode_login_request(user: str, password: str, session: str = "", sequence: int = 0) -> bytes:
     """Requested sequence 0 = from now, 1 = from the start of the session, n = from message n.
     The number is sent left-justified (as Nasdaq's own nasdaq-protocols does); both justifications decode."""
-    return _LOGIN_REQUEST.pack(47, LOGIN_REQUEST, _alpha(user, 6), _alpha(password, 10), _alpha(session, 10),
-                               _alpha(str(sequence), 20))
+    return _LOGIN_REQUEST.pack(47, LOGIN_REQUEST, alpha(user, 6), alpha(password, 10), alpha(session, 10),
+                               alpha(str(sequence), 20))
 
 
 def encode_login_accepted(session: str, sequence: int) -> bytes:
     """``sequence``: the number of the next sequenced message the client will receive."""
-    return _LOGIN_ACCEPTED.pack(31, LOGIN_ACCEPTED, _alpha(session, 10), str(sequence).rjust(20).encode())
+    return _LOGIN_ACCEPTED.pack(31, LOGIN_ACCEPTED, alpha(session, 10), str(sequence).rjust(20).encode())
 
 
 def encode_login_rejected(reason: str) -> bytes:

@@ -1,0 +1,36 @@
+"""Helpers for the order-path tests: waiting for a condition, and kill -9 at the right moment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def reap(p: subprocess.Popen) -> None:
+    """Kill ``p`` if it still runs, wait for it and close its pipes."""
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+    for f in (p.stdin, p.stdout, p.stderr):
+        if f is not None:
+            f.close()
+
+
+def kill9_when(p: subprocess.Popen, cond: Callable[[], bool], what: str) -> None:
+    """SIGKILL ``p`` as soon as ``cond()`` holds; the process is reaped even if waiting fails."""
+    try:
+        wait_for(cond, what=what)
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+    finally:
+        reap(p)

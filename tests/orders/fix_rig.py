@@ -7,10 +7,10 @@ import contextlib
 import os
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
+from tests.orders.helpers import wait_for  # noqa: F401 (the FIX tests take their waits from here)
 from tests.orders.ouch.conftest import collect as wait_events  # noqa: F401 (the FIX tests' name for it)
 from xdpgw.orders.fix.acceptor import FixVenue, free_port
 from xdpgw.orders.fix.connector import FixConnector
@@ -52,14 +52,6 @@ def fix_pair(tmp: Path, *, link: bool = False, **venue_kw) -> Iterator[tuple[Fix
         venue.close()
     assert not listening(venue.port), "the venue's listening socket outlived it"
     assert threads() <= before, "an engine thread outlived its session"
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.01)
 
 
 class Link:

@@ -17,6 +17,7 @@ from xdpgw.orders.router import Router
 from xdpgw.orders.venue import Filled, connect_url
 
 from .fix_rig import REFS, listening, threads, wait_events, wait_for
+from .helpers import kill9_when, reap
 
 
 def run_route(*args: str) -> subprocess.CompletedProcess:
@@ -134,14 +135,7 @@ def test_kill_9_of_route_over_fix_then_rerun_with_the_same_journal(tmp_path):
                 "--json", "--rate", "40"]
         p = subprocess.Popen(xdpgw_cmd(None, "route", *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              cwd=ROOT)
-        try:
-            wait_for(lambda: venue.counts["orders"] >= 45, what="the first orders at the venue")
-            p.kill()  # SIGKILL: no logout, no journal close
-            p.wait(timeout=10)
-        finally:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        kill9_when(p, lambda: venue.counts["orders"] >= 45, "the first orders at the venue")
         first = len(venue.books)
         assert 45 <= first < len(ids), "the kill must land mid-basket"
         r = run_route(*args, "--timeout", "30")
@@ -175,7 +169,4 @@ def test_the_venue_runs_standalone_and_stops_cleanly_on_sigterm(tmp_path):
         assert p.returncode == 0 and json.loads(out)["fills"] == 1
         assert not listening(int(url.split(":")[2].split("?")[0]))
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdout.close()
+        reap(p)

@@ -253,6 +253,24 @@ def test_what_the_engine_took_in_but_the_router_never_journaled_is_asked_for_aga
             assert int(journal.get("fix_next_in")) > kept and again.stats()["resent_received"] >= 1
 
 
+def test_a_venue_that_starts_over_needs_reset_and_says_so(tmp_path):
+    with fix_pair(tmp_path) as (venue, conn, _):
+        for i in range(20):
+            conn.send(Order(f"D{i}", "AAPL", Side.BUY, 1, px("100")))
+        wait_events(conn, lambda ev: len(of(ev, Accepted)) == 20)
+    with FixVenue(references=dict(REFS), state_dir=tmp_path / "new-day") as fresh:  # its numbers start at 1
+        with connect_url(fresh.url(tmp_path / "us")) as stale, pytest.raises(GatewayError, match="reset=1") as err:
+            stale.connect(timeout=2)
+        assert "MsgSeqNum too low" in str(err.value)
+        with connect_url(fresh.url(tmp_path / "us") + "&reset=1") as again:
+            again.connect(timeout=10)
+            again.send(Order("N1", "AAPL", Side.BUY, 1, px("191")))
+            wait_events(again, lambda ev: of(ev, Filled))
+        logons = [f for f in map(wire.fields, wire.frames(fresh.message_log().read_bytes()))
+                  if f.get(35) == "A" and f.get(49) == "XDPGW"]
+        assert logons[-1][141] == "Y" and logons[-1][34] == "1"
+
+
 def test_url_and_connect_errors_say_what_to_do(tmp_path):
     with pytest.raises(GatewayError, match="sender=OURCOMPID"):
         from_url("v", "127.0.0.1", 1, {"target": "T"})

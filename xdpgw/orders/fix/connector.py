@@ -6,9 +6,10 @@ callbacks only stamp what arrived and queue it; ``poll()`` turns the queue into 
 caller's thread (messages → events: :mod:`xdpgw.orders.fix.messages`).
 
 URL: ``fix://HOST:PORT?sender=OURID&target=THEIRID[&version=FIX.4.2][&heartbeat=30][&dir=PATH]
-[&mass_cancel=native]``; ``dir`` holds the settings, store and logs (default
+[&mass_cancel=native][&reset=1]``; ``dir`` holds the settings, store and logs (default
 ``$XDG_STATE_HOME/xdpgw/fix/SENDER-TARGET``); ``mass_cancel=native`` sends OrderMassCancelRequest
-instead of one cancel per open order.
+instead of one cancel per open order; ``reset=1`` starts the session over at sequence number 1
+(ResetSeqNumFlag on logon: a new trading day, or a venue that lost its store).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class FixConnector:
 
     def __init__(self, name: str, host: str, port: int, *, sender: str, target: str,
                  version: str = "FIX.4.4", heartbeat: int = 30, state_dir: str | Path | None = None,
-                 native_mass_cancel: bool = False) -> None:
+                 native_mass_cancel: bool = False, reset: bool = False) -> None:
         self.name = name
         self.host, self.port = host, port
         self.version = version
@@ -83,6 +84,7 @@ class FixConnector:
         self.session_id = qf.SessionID(version, sender, target)
         self._heartbeat = heartbeat
         self._native_mass_cancel = native_mass_cancel
+        self._reset = reset  # start the day: both sides back to sequence number 1 at logon (141=Y)
         self._mass: dict[str, str | None] = {}  # OrderMassCancelRequest ClOrdID → its symbol (None: all)
         self._inbox: deque[tuple[int, str, object]] = deque()  # (ts_ns, kind, payload) from engine threads
         self._wake = threading.Event()
@@ -161,7 +163,8 @@ class FixConnector:
             default.update(ConnectionType="initiator", ReconnectInterval=1, LogonTimeout=max(int(timeout), 1),
                            # a report must not be refused (and lost) for an extra field or field order
                            # the venue's dialect has: framing, BodyLength and CheckSum stay checked
-                           AllowUnknownMsgFields="Y", ValidateFieldsOutOfOrder="N")
+                           AllowUnknownMsgFields="Y", ValidateFieldsOutOfOrder="N",
+                           ResetOnLogon="Y" if self._reset else "N")
             path = engine.write_settings(self.state_dir / "session.cfg", default, {
                 "BeginString": self.version, "SenderCompID": self.session_id.getSenderCompID().getValue(),
                 "TargetCompID": self.session_id.getTargetCompID().getValue(),
@@ -182,7 +185,8 @@ class FixConnector:
             self.close()
             raise GatewayError(f"FIX venue {self.name} at {self.host}:{self.port} did not log on within {timeout} s"
                                f" (engine: {detail})",
-                               "check the venue is up and sender/target match its session settings")
+                               "check the venue is up and sender/target match its session settings; if the "
+                               "venue started a new day (sequence numbers too low), add reset=1 to the URL once")
 
     def send(self, order: Order) -> int:
         self._require_session(order.cl_ord_id)
@@ -291,7 +295,7 @@ class FixConnector:
     def _resume_from_store(self) -> None:
         """Make the engine expect the first message the router has not journaled: the venue's Logon
         then shows a gap and the engine asks for the rest again (they come back as PossDup resends)."""
-        kept = self.store.get(_NEXT_IN)
+        kept = None if self._reset else self.store.get(_NEXT_IN)
         session = qf.Session.lookupSession(self.session_id)
         if kept and session is not None and 0 < int(kept) < session.getExpectedTargetNum():
             session.setNextTargetMsgSeqNum(int(kept))
@@ -302,7 +306,7 @@ class FixConnector:
         orders are open, their terms and the ids in use, so cancels and mass cancel reach orders
         sent before the restart. Reports the venue resends on logon are applied on top as usual."""
         log = engine.message_log(self.state_dir)
-        if log is None or self._used:
+        if log is None or self._used or self._reset:  # reset: a new day, yesterday's orders are gone
             return
         ours = self.session_id.getSenderCompID().getValue()
         for raw in wire.frames(log.read_bytes()):
@@ -457,9 +461,13 @@ def from_url(name: str, host: str, port: int, params: dict[str, str]) -> FixConn
                            "use e.g. heartbeat=30") from None
     version = params.get("version", "FIX.4.4")
     engine.data_dictionary(version)  # a clear error now rather than at connect
+    reset = params.get("reset", "0")
+    if reset not in ("0", "1", "Y", "N"):
+        raise GatewayError(f"reset={reset!r} is not 0 or 1", "use reset=1 to start at sequence number 1 on logon")
     mass = params.get("mass_cancel", "each")
     if mass not in ("each", "native"):
         raise GatewayError(f"mass_cancel={mass!r} is not a mass cancel mode",
                            "use mass_cancel=each (one cancel per order, the default) or mass_cancel=native")
     return FixConnector(name, host, port, sender=params["sender"], target=params["target"], version=version,
-                        heartbeat=heartbeat, state_dir=params.get("dir"), native_mass_cancel=mass == "native")
+                        heartbeat=heartbeat, state_dir=params.get("dir"), native_mass_cancel=mass == "native",
+                        reset=reset in ("1", "Y"))

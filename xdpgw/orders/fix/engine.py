@@ -74,10 +74,15 @@ def message_log(state_dir: Path) -> Path | None:
     return found[0] if found else None
 
 
+_ROUTINE = ("Connecting to", "Disconnecting", "Initiated logon request", "Created session")
+
+
 def last_event(state_dir: Path) -> str:
-    """The engine's last event line (e.g. "Connection failed"), for error messages."""
+    """The engine's last telling event for error messages: a cause ("MsgSeqNum too low, expecting 40
+    but received 1", "Connection failed") before anything else, never the routine connect lines."""
+    lines: list[str] = []
     for path in sorted(Path(state_dir, "log").glob("FIX*.event.current.log")):
-        lines = path.read_text(errors="replace").strip().splitlines()
-        if lines:
-            return lines[-1].partition(" : ")[2] or lines[-1]
-    return "no engine events logged"
+        lines += [ln.partition(" : ")[2] or ln for ln in path.read_text(errors="replace").splitlines() if ln]
+    telling = [ln for ln in lines if not ln.startswith(_ROUTINE)]
+    causes = [ln for ln in telling if "MsgSeqNum" in ln or "failed" in ln or "refused" in ln]
+    return (causes or telling or lines or ["no engine events logged"])[-1]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -53,3 +56,37 @@ def wait(cond: Callable[[], bool], timeout: float = 5.0, step: Callable[[], obje
             step()
         else:
             time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def raw_venue(serve: Callable[[socket.socket, threading.Event], None]) -> Iterator[int]:
+    """A hand-made peer on a free loopback port (yields the port): ``serve(conn, stop)`` runs for
+    each connection in turn on one thread; thread, connections and listener are gone afterwards."""
+    stop = threading.Event()
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(4)
+    lst.settimeout(0.05)
+    conns: list[socket.socket] = []
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = lst.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(10)
+            conns.append(conn)
+            with contextlib.suppress(OSError):
+                serve(conn, stop)
+
+    thread = threading.Thread(target=run, name="raw-venue")
+    thread.start()
+    try:
+        yield lst.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(15)
+        for conn in conns:
+            conn.close()
+        lst.close()

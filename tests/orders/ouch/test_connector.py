@@ -24,7 +24,7 @@ from xdpgw.orders.venue import (
     connect_url,
 )
 
-from .conftest import collect, connector, of, wait
+from .conftest import collect, connector, of, raw_venue, wait
 
 
 def test_url_gives_an_ouch_connector(venue):
@@ -72,8 +72,9 @@ def test_orders_fills_cancel_replace_mass_cancel(venue):
         assert (s["sent"], s["cancels"], s["replaces"], s["mass_cancels"]) == (4, 2, 1, 1)
         assert s["malformed"] == s["unknown_refs"] == 0
     finally:
-        c.close()
+        c.close()  # Logout Request: the venue lets the session go at once
     assert not c.connected
+    wait(lambda: "U1" not in venue.call(lambda s: s.connected_users()))
     c.close()  # idempotent
 
 
@@ -133,6 +134,20 @@ def test_login_refused_is_a_clear_error():
             c.connect(5)
     finally:
         server.stop()
+
+
+def test_refused_on_reconnect_stops_reconnecting(venue):
+    c = connector(venue.port, reconnect_delay=0.01)
+    try:
+        c.connect(5)
+        venue.call(lambda s: setattr(s, "users", {"U1": "changed"}))
+        venue.call(lambda s: s.drop("U1"))
+        evs = collect(c, lambda e: [x for x in of(e, SessionEvent) if x.kind == "rejected"])
+        assert [x.kind for x in of(evs, SessionEvent)] == ["connected", "disconnected", "rejected"]
+        assert "not authorized" in of(evs, SessionEvent)[-1].detail
+        assert c.poll(0.2) == [] and not c.connected
+    finally:
+        c.close()
 
 
 def test_no_venue_is_a_clear_error():
@@ -227,58 +242,35 @@ def test_fresh_connector_learns_the_day_by_replay(venue):
 
 
 def test_heartbeats_keep_an_idle_session_alive(venue):
-    venue.call(lambda s: setattr(s, "timeout", 0.6))  # the venue drops a client silent for 0.6 s
-    c = connector(venue.port, heartbeat_interval=0.1, timeout=0.6)
+    venue.call(lambda s: setattr(s, "timeout", 1.0))  # the venue drops a client silent for 1 s
+    c = connector(venue.port, heartbeat_interval=0.1, timeout=1.0)
     try:
         c.connect(5)
-        wait(lambda: c.stats()["heartbeats_received"] >= 5 and c.stats()["heartbeats_sent"] >= 10,
-             timeout=10, step=lambda: c.poll(0.05))
+        # idle for longer than either side's timeout (8 venue heartbeats, 0.2 s apart)
+        wait(lambda: c.stats()["heartbeats_received"] >= 8 and c.stats()["heartbeats_sent"] >= 15,
+             timeout=20, step=lambda: c.poll(0.05))
         assert c.connected and c.stats()["disconnects"] == 0
-        assert venue.call(lambda s: s.counts["heartbeats_received"]) >= 5
+        wait(lambda: venue.call(lambda s: s.counts["heartbeats_received"]) >= 15)
     finally:
         c.close()
-
-
-def silent_server(ready: threading.Event, stop: threading.Event, port_box: list) -> None:
-    """Accepts one login and then says nothing at all (a hung venue)."""
-    with socket.socket() as lst:
-        lst.bind(("127.0.0.1", 0))
-        lst.listen(4)
-        port_box.append(lst.getsockname()[1])
-        ready.set()
-        lst.settimeout(5)
-        conns = []
-        try:
-            while not stop.is_set():
-                try:
-                    conn, _ = lst.accept()
-                except TimeoutError:
-                    continue
-                conns.append(conn)
-                conn.recv(1024)
-                conn.sendall(sb.encode_login_accepted("MUTE", 1))
-        finally:
-            for conn in conns:
-                conn.close()
 
 
 def test_dead_peer_is_detected_and_reconnected():
-    ready, stop, box = threading.Event(), threading.Event(), []
-    t = threading.Thread(target=silent_server, args=(ready, stop, box))
-    t.start()
-    try:
-        ready.wait(5)
-        c = OuchConnector("mute", "127.0.0.1", box[0], user="U1", heartbeat_interval=0.05, timeout=0.3,
+    def mute(conn, stop):  # logs the client in, then says nothing at all (a hung venue)
+        conn.recv(1024)
+        conn.sendall(sb.encode_login_accepted("MUTE", 1))
+
+    with raw_venue(mute) as port:
+        c = OuchConnector("mute", "127.0.0.1", port, user="U1", heartbeat_interval=0.05, timeout=0.3,
                           reconnect_delay=0.01)
-        c.connect(5)
-        evs = collect(c, lambda e: [x.kind for x in e if isinstance(x, SessionEvent)][-2:] == ["disconnected", "connected"])
-        assert [e.kind for e in evs] == ["connected", "disconnected", "connected"]
-        assert "dead peer" in evs[1].detail
-        assert c.stats()["reconnects"] == 1
-        c.close()
-    finally:
-        stop.set()
-        t.join(10)
+        try:
+            c.connect(5)
+            evs = collect(c, lambda e: [x.kind for x in of(e, SessionEvent)][-2:] == ["disconnected", "connected"])
+            assert [e.kind for e in evs] == ["connected", "disconnected", "connected"]
+            assert "dead peer" in evs[1].detail
+            assert c.stats()["reconnects"] == 1
+        finally:
+            c.close()
 
 
 def test_end_of_session(venue):
@@ -322,43 +314,35 @@ def test_cli_venue_serves_and_ends_the_session():
 def test_requests_stuck_in_the_outbox_are_reported_when_the_link_breaks():
     """A venue that stops reading: the kernel buffers fill, the rest waits in our outbox; when the
     connection breaks, what never left is reported (Rejected / CancelRejected), never silently lost."""
-    ready, go, box = threading.Event(), threading.Event(), []
+    go = threading.Event()
 
-    def deaf_venue():
-        with socket.socket() as lst:
-            lst.bind(("127.0.0.1", 0))
-            lst.listen(1)
-            box.append(lst.getsockname()[1])
-            ready.set()
-            conn, _ = lst.accept()
-            with conn:
-                conn.recv(49)
-                conn.sendall(sb.encode_login_accepted("DEAF", 1))
-                go.wait(10)  # reads nothing more, then closes with unread data: a reset
+    def deaf(conn, stop):
+        conn.recv(49)
+        conn.sendall(sb.encode_login_accepted("DEAF", 1))
+        go.wait(10)  # reads nothing more, then closes with unread data: a reset
+        conn.close()
 
-    t = threading.Thread(target=deaf_venue)
-    t.start()
-    try:
-        ready.wait(5)
-        c = OuchConnector("deaf", "127.0.0.1", box[0], user="U1", reconnect=False)
-        c.connect(5)
-        c.send(Order("FIRST", "MSFT", Side.BUY, 1, 1))
-        orders = [Order(f"B{i}", "MSFT", Side.BUY, 1, 1) for i in range(100_000)]
-        for i in range(0, len(orders), 10_000):
-            c.send_batch(orders[i:i + 10_000])
-        c.cancel("FIRST")
-        go.set()
-        def down(events):
-            return [x for x in of(events, SessionEvent) if x.kind == "disconnected"]
+    with raw_venue(deaf) as port:
+        c = OuchConnector("deaf", "127.0.0.1", port, user="U1", reconnect=False)
+        try:
+            c.connect(5)
+            c.send(Order("FIRST", "MSFT", Side.BUY, 1, 1))
+            orders = [Order(f"B{i}", "MSFT", Side.BUY, 1, 1) for i in range(100_000)]
+            for i in range(0, len(orders), 10_000):
+                c.send_batch(orders[i:i + 10_000])
+            c.cancel("FIRST")
+            go.set()
 
-        evs = collect(c, down, timeout=10)
-        rejected = {e.cl_ord_id for e in of(evs, Rejected)}
-        assert rejected and all("not sent" in e.reason for e in of(evs, Rejected))
-        assert [e.cl_ord_id for e in of(evs, CancelRejected)] == ["FIRST"]
-        assert "not sent" in down(evs)[0].detail
-        assert all(c.user_ref_num(cid) is None for cid in rejected)  # forgotten: may be sent again
-        assert c.user_ref_num("FIRST") == 1 and c.stats()["unsent"] >= 2
-        c.close()
-    finally:
-        go.set()
-        t.join(10)
+            def down(events):
+                return [x for x in of(events, SessionEvent) if x.kind == "disconnected"]
+
+            evs = collect(c, down, timeout=10)
+            rejected = {e.cl_ord_id for e in of(evs, Rejected)}
+            assert rejected and all("not sent" in e.reason for e in of(evs, Rejected))
+            assert [e.cl_ord_id for e in of(evs, CancelRejected)] == ["FIRST"]
+            assert "not sent" in down(evs)[0].detail
+            assert all(c.user_ref_num(cid) is None for cid in rejected)  # forgotten: may be sent again
+            assert c.user_ref_num("FIRST") == 1 and c.stats()["unsent"] >= 2
+        finally:
+            go.set()
+            c.close()

@@ -2,7 +2,6 @@
 
 import contextlib
 import socket
-import threading
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +12,7 @@ from xdpgw.orders.ouch import soupbin as sb
 from xdpgw.orders.ouch.connector import OuchConnector
 from xdpgw.orders.venue import Accepted, Filled
 
-from .conftest import collect, of, wait
+from .conftest import collect, of, raw_venue
 from .test_messages import SAMPLES
 
 
@@ -48,50 +47,36 @@ def test_client_session_random_bytes(raw):
         s.receive(sb.encode_login_accepted("S", 1) + raw, 0.0)
 
 
-def hostile_venue(ready, stop, box):
+def hostile(conn, stop):
     """Logs the client in, then sends garbage among good messages."""
-    with socket.socket() as lst:
-        lst.bind(("127.0.0.1", 0))
-        lst.listen(1)
-        box.append(lst.getsockname()[1])
-        ready.set()
-        lst.settimeout(5)
-        conn, _ = lst.accept()
-        with conn:
-            conn.recv(1024)  # the login
-            good = m.encode(m.OrderAccepted(1, 1, "B", 10, "AAPL", 100, "0", "Y", 7, "A", "N", "N", "L", "G1"))
-            conn.sendall(
-                sb.encode_login_accepted("EVIL", 1)
-                + sb.encode_sequenced(b"A" + bytes(5))  # truncated Accepted
-                + sb.encode_sequenced(b"Q" + bytes(30))  # a type OUCH 5.0 (our doc) does not have
-                + sb.encode_sequenced(m.encode(m.OrderExecuted(1, 99, 1, 1, "R", 1)))  # unknown UserRefNum
-                + b"\x00\x00"  # a zero-length packet
-                + sb.encode_unsequenced(b"junk"))
-            conn.recv(1024)  # the order
-            conn.sendall(sb.encode_sequenced(good) + sb.encode_sequenced(m.encode(m.OrderExecuted(1, 1, 10, 100, "R", 5))))
-            stop.wait(10)
+    conn.recv(1024)  # the login
+    good = m.encode(m.OrderAccepted(1, 1, "B", 10, "AAPL", 100, "0", "Y", 7, "A", "N", "N", "L", "G1"))
+    conn.sendall(
+        sb.encode_login_accepted("EVIL", 1)
+        + sb.encode_sequenced(b"A" + bytes(5))  # truncated Accepted
+        + sb.encode_sequenced(b"Q" + bytes(30))  # a type OUCH 5.0 (our doc) does not have
+        + sb.encode_sequenced(m.encode(m.OrderExecuted(1, 99, 1, 1, "R", 1)))  # unknown UserRefNum
+        + b"\x00\x00"  # a zero-length packet
+        + sb.encode_unsequenced(b"junk"))
+    conn.recv(1024)  # the order
+    conn.sendall(sb.encode_sequenced(good) + sb.encode_sequenced(m.encode(m.OrderExecuted(1, 1, 10, 100, "R", 5))))
+    stop.wait(10)
 
 
 def test_connector_counts_garbage_and_goes_on():
-    ready, stop, box = threading.Event(), threading.Event(), []
-    t = threading.Thread(target=hostile_venue, args=(ready, stop, box))
-    t.start()
-    try:
-        ready.wait(5)
-        c = OuchConnector("evil", "127.0.0.1", box[0], user="U1", reconnect=False)
-        c.connect(5)
-        c.send(Order("G1", "AAPL", Side.BUY, 10, 100))
-        evs = collect(c, lambda e: of(e, Filled))
-        assert [e.cl_ord_id for e in of(evs, Accepted)] == ["G1"] and c.connected
-        s = c.stats()
-        # malformed: the truncated Accepted and the zero-length packet; unknown types: Q and "junk"
-        assert (s["malformed"], s["unknown_types"], s["unknown_refs"]) == (2, 2, 1)
-        assert s["next_sequence"] == 6  # every sequenced message counted, good or bad
-        c.close()
-    finally:
-        stop.set()
-        t.join(10)
-    wait(lambda: not t.is_alive())
+    with raw_venue(hostile) as port:
+        c = OuchConnector("evil", "127.0.0.1", port, user="U1", reconnect=False)
+        try:
+            c.connect(5)
+            c.send(Order("G1", "AAPL", Side.BUY, 10, 100))
+            evs = collect(c, lambda e: of(e, Filled))
+            assert [e.cl_ord_id for e in of(evs, Accepted)] == ["G1"] and c.connected
+            s = c.stats()
+            # malformed: the truncated Accepted and the zero-length packet; unknown types: Q and "junk"
+            assert (s["malformed"], s["unknown_types"], s["unknown_refs"]) == (2, 2, 1)
+            assert s["next_sequence"] == 6  # every sequenced message counted, good or bad
+        finally:
+            c.close()
 
 
 def test_simulator_survives_a_hostile_client(venue):

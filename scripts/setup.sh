@@ -4,7 +4,9 @@
 #  2. BCC's kernel-header fix when /lib/modules/$(uname -r)/build is missing
 #  3. bpffs mounted at /sys/fs/bpf
 #  4. .venv from Debian's /usr/bin/python3 with --system-site-packages (so `import bcc` works:
-#     bcc is not on PyPI), then `pip install -e .[test]`, which builds the cffi extension.
+#     bcc is not on PyPI), then `pip install -e .[test,plot,metrics,fix]`, which builds the cffi
+#     extension; the `fix` extra is the QuickFIX engine (quickfix 1.16, C++ built from source once,
+#     ~6-15 min on 2 busy cores; later runs install pip's cached wheel in seconds).
 # Re-running it does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. Debian packages ------------------------------------------------------------------------
 PKGS=(libxdp-dev libbpf-dev python3-bpfcc bpfcc-tools linux-headers-amd64 iproute2 ethtool
-      python3-venv python3-dev gcc pkg-config tshark git iputils-ping)
+      python3-venv python3-dev gcc g++ pkg-config tshark git iputils-ping)  # g++: the FIX engine (quickfix)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -59,13 +61,14 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import bcc' 2>/dev/nu
     "$VENV/bin/pip" install -q --upgrade pip
 fi
 # Rebuild only when what the build reads has changed.
-stamp=$(cat pyproject.toml setup.py cffi_build.py csrc/*.c xdpgw/_native/book* | sha256sum | cut -c1-16)
+stamp=$(cat pyproject.toml setup.py cffi_build.py csrc/*.c csrc/*.h xdpgw/_native/book* | sha256sum | cut -c1-16)
 if [ "$(cat "$VENV/.xdpgw-stamp" 2>/dev/null)" != "$stamp" ] || ! "$VENV/bin/python" -c 'import xdpgw._xsk, xdpgw._native._book' 2>/dev/null; then
-    say "pip install -e .[test] (builds the cffi extensions xdpgw._xsk and xdpgw._native._book)"
-    "$VENV/bin/pip" install -q -e ".[test,plot,metrics]" \
+    say "pip install -e .[test,plot,metrics,fix] (builds the cffi extensions xdpgw._xsk and xdpgw._native._book; the first time also the FIX engine quickfix from source: ~6-15 min)"
+    "$VENV/bin/pip" install -q -e ".[test,plot,metrics,fix]" \
         || die "pip install -e . failed: read the compiler output above (is libxdp-dev installed?)"
     echo "$stamp" > "$VENV/.xdpgw-stamp"
 fi
-"$VENV/bin/python" -c 'import bcc, xdpgw._xsk, xdpgw._native._book' || die "the venv cannot import bcc and xdpgw._xsk: rm -rf .venv and re-run"
+"$VENV/bin/python" -c 'import quickfix' || die "the venv cannot import quickfix (the FIX engine): apt-get install g++ python3-dev, then re-run"
+"$VENV/bin/python" -c 'import bcc, xdpgw._xsk, xdpgw._native._book' || die "the venv cannot import bcc, xdpgw._xsk and xdpgw._native._book: rm -rf .venv and re-run"
 [ -x "$VENV/bin/xdpgw" ] || die ".venv/bin/xdpgw missing after install: rm -rf .venv and re-run"
 say "ready: $VENV/bin/xdpgw"

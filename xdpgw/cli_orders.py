@@ -104,7 +104,8 @@ def _human(s: dict) -> str:
 
 @click.command()
 @click.option("--venue", "venues", multiple=True, metavar="URL",
-              help="a venue, e.g. ouch://127.0.0.1:15000?user=U1 (repeatable; name= sets its name)")
+              help="a venue: ouch://127.0.0.1:15000?user=U1 or fix://127.0.0.1:9878?sender=ME&target=VENUE "
+                   "(repeatable; name= sets its name)")
 @click.option("--orders", "orders_file", required=True, type=click.Path(dir_okay=False),
               help="CSV: id,symbol,side,qty,price[,tif,venue]")
 @click.option("--journal", default=None, type=click.Path(dir_okay=False),

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import ROOT, xdpgw_cmd
+from tests.helpers import ROOT, xdpgw_cmd
 from xdpgw.orders.fix import engine, wire
 from xdpgw.orders.fix.acceptor import FixVenue
 from xdpgw.orders.model import Order, Side, State

@@ -31,13 +31,14 @@ def feed_packets(n: int) -> list[bytes]:
     return out
 
 
-def run(fast: bool, packets: list[bytes]) -> tuple[list[int], dict, Gateway]:
+def run(fast: bool, packets: list[bytes], taps=()) -> tuple[list[int], dict, Gateway]:
     got: list[int] = []
     with SocketReceiver(0, "127.0.0.1") as rx, SocketSender("127.0.0.1", rx.port) as tx:
         feed = FeedHandler(lines=1, fast=fast, arbitration_window=0.0)
         if fast:
             feed.fast.set_trace(16)
-        gw = Gateway([rx], [lambda dec: got.extend(dec.seq.tolist())], feed=feed, status=None, burst=5)
+        gw = Gateway([rx], [lambda dec: got.extend(dec.seq.tolist())], feed=feed, status=None, burst=5,
+                     taps=taps)
         for i in range(0, len(packets), 7):
             assert tx.send_batch(Batch.from_payloads(packets[i : i + 7])) == len(packets[i : i + 7])
         summary = gw.run(count=len(packets), duration=10)
@@ -59,6 +60,17 @@ def test_fast_lane_delivers_what_the_general_path_delivers():
     assert 0 < slow_bursts.sum() < len(tr)  # both paths ran
     assert (tr[:, 3] >= tr[:, 2]).all() and (tr[:, 4] >= tr[:, 3]).all() and (tr[:, 5] >= tr[:, 4]).all()
     assert "bursts" in flight.explain(tr)
+
+
+def test_a_tap_sees_every_raw_packet_once_and_keeps_the_fast_lane():
+    """Taps (pcap writer, the strategy's receive stamps) see each raw burst before decoding on both paths,
+    and no longer switch the fast path off."""
+    packets = feed_packets(200)
+    seen: list[bytes] = []
+    fast, s_fast, _ = run(True, packets, taps=[lambda batch, rx: seen.extend(batch.payloads())])
+    slow, _, _ = run(False, packets)
+    assert seen == packets  # every payload once, in arrival order, whichever path took its burst
+    assert fast == slow and 0 < s_fast["fast_path_packets"] < len(packets)
 
 
 def test_flight_recorder_splits_a_tail_into_kernel_and_ours():

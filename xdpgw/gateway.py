@@ -84,8 +84,9 @@ class Gateway:
 
         Tails are kept out of the loop: garbage collection is frozen at start and only runs when idle
         (see :func:`idle_gc`); the status line, ``on_tick`` (state file, metrics) wait for an idle
-        moment too (at most one interval late); with one receiver, a feed with a fast path and no tap,
-        an in-order burst costs one C call to receive and one to decode, sequence, filter and stamp.
+        moment too (at most one interval late); with one receiver and a feed with a fast path, an in-order
+        burst costs one C call to receive and one to decode, sequence, filter and stamp (on XDP without
+        taps, one call for both); taps see every raw burst before it is decoded, on either path.
         """
         t = self.totals = Totals()
         deadline = t.started + duration if duration else None
@@ -99,7 +100,7 @@ class Gateway:
         if fast is not None:
             on_burst, (buf, offs, lens, ts) = fast
             fs, took = self.fast.s, self.fast.took
-            one_call = (wait == 0 and hasattr(receivers[0], "recv_fast")
+            one_call = (wait == 0 and hasattr(receivers[0], "recv_fast") and not self.taps
                         and getattr(self.feed, "clock", None) is time.monotonic)
         perf = time.perf_counter_ns
         gc_was = gc.isenabled()
@@ -117,6 +118,8 @@ class Gateway:
                             k = took(fs.result) if n else 0
                         else:
                             n = rx.recv_raw(m, wait)
+                            if n and self.taps:  # taps see the raw burst before decoding, as on the general path
+                                self._tap(rx.batch_of(n), rx)
                             k = on_burst(buf, offs, lens, ts, n, t_recv) if n else 0
                         if n:
                             idle = False
@@ -161,8 +164,7 @@ class Gateway:
         # a FeedHandler's own fast path only: a wrapper (e.g. BookFeed) has work of its own per burst
         self.fast = self.feed.fast if type(self.feed) is FeedHandler else None
         rx = self.receivers[0] if len(self.receivers) == 1 else None
-        if (self.fast is None or rx is None or self.line_b_port is not None or self.taps
-                or not hasattr(rx, "recv_raw")):
+        if self.fast is None or rx is None or self.line_b_port is not None or not hasattr(rx, "recv_raw"):
             return None
         if self._acc is None:  # the fast path stamps latency into our histogram, in C
             self._acc = latency_acc(self.latency)
@@ -178,9 +180,9 @@ class Gateway:
             t.bytes += self.fast.s.in_bytes
             if k:
                 self._deliver(self.fast.out)
-        else:  # not the common case: the general path, as any burst
+        else:  # not the common case: the general path, as any burst (its taps have seen it already)
             batch = rx.batch_of(n)
-            self._consume(batch, 0, rx)
+            self._consume(batch, 0, rx, tapped=True)
             if self.fast.trace is not None:
                 self._trace_slow(batch, t_recv)
                 return
@@ -198,13 +200,17 @@ class Gateway:
         now = time.perf_counter_ns()
         lib.xgw_trace_burst(fs, ffi.from_buffer("uint64_t[]", ts), batch.count, t_recv, t_recv, now, flags)
 
-    def _consume(self, batch: Batch, line: int, rx: Receiver) -> None:
+    def _tap(self, batch: Batch, rx: Receiver) -> None:
+        for tap in self.taps:
+            tap(batch, rx)
+
+    def _consume(self, batch: Batch, line: int, rx: Receiver, tapped: bool = False) -> None:
         t = self.totals
         n = batch.count
         t.packets += n
         t.bytes += int(batch.lengths[:n].sum())
-        for tap in self.taps:
-            tap(batch, rx)
+        if not tapped:
+            self._tap(batch, rx)
         if self.feed is None:
             items: list[object] = [batch]
         elif self.line_b_port is not None:

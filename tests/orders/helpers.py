@@ -5,15 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
+
+from tests.helpers import wait_for as shared_wait_for
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        time.sleep(0.01)
+    """The suite's ``tests.helpers.wait_for`` with the order tests' 20 s bound, polled every 10 ms."""
+    shared_wait_for(cond, timeout, what, interval=0.01)
 
 
 def reap(p: subprocess.Popen) -> None:

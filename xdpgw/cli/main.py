@@ -298,7 +298,8 @@ def attach(iface, queue_spec, ports, mode, force, spin_us, frames, hugepages, al
     One queue: the consumer runs in this process. Several (--queue 0-3): one consumer process per queue
     (see xdpgw/pipeline/workers.py); this process attaches, aggregates the stats and detaches.
     """
-    from xdpgw.kernel.program import XdpProgram, write_state
+    from xdpgw.kernel.program import XdpProgram
+    from xdpgw.kernel.state import write_state
     from xdpgw.ops.pcap import PcapWriter
     from xdpgw.pipeline.gateway import signals_as_exit
     from xdpgw.transport.xdp.rx import XdpReceiver
@@ -451,7 +452,7 @@ def status(iface, as_json) -> None:
     """What is attached: program, mode, feed ports, BPF counters and consumer stats per queue."""
     from pyroute2 import IPRoute
 
-    from xdpgw.kernel.program import status_iface
+    from xdpgw.kernel.state import status_iface
 
     if iface:
         names = [iface]
@@ -473,7 +474,7 @@ def status(iface, as_json) -> None:
 
 
 def _format_status(r: dict) -> str:
-    from xdpgw.kernel.program import pid_alive
+    from xdpgw.kernel.liveness import pid_alive
 
     if not r["attached"]:
         return f"{r['iface']}: no XDP program"
@@ -507,7 +508,7 @@ def _format_status(r: dict) -> str:
 @friendly
 def detach(iface, any_prog) -> None:
     """Remove xdpgw's XDP program from IFACE (only ours, unless --any)."""
-    from xdpgw.kernel.program import detach_iface
+    from xdpgw.kernel.attach import detach_iface
 
     click.echo(detach_iface(iface, only_ours=not any_prog))
 
@@ -538,7 +539,7 @@ def doctor(iface, port, queue, as_json) -> None:
 def demo(packets, rate, mode, as_json, t2t_s) -> None:
     """Lab up, XDP gateway decoding a synthetic ITCH feed (with a gap and a bad packet), report, lab down;
     then a short tick-to-trade run (feed tick -> OUCH order to the venue simulator), socket vs XDP."""
-    from xdpgw.kernel.program import require_root
+    from xdpgw.kernel.features import require_root
     from xdpgw.tools.demo import run_demo
 
     require_root()

@@ -274,7 +274,7 @@ def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
     """A fresh veth lab with the generator running on one CPU and this process pinned to another (both
     removed afterwards, also on errors): yields ``(lab, generator, {"consumer": cpu, "generator": cpu})``.
     ``name``: the lab's prefix (at most 7 characters; see ``Lab.unique``)."""
-    from xdpgw.kernel.program import require_root
+    from xdpgw.kernel.features import require_root
     from xdpgw.ops.tuning import on_cpu
 
     require_root()

@@ -70,13 +70,13 @@ class Lab:
 
     @property
     def owner_path(self):
-        from xdpgw.kernel.program import STATE_ROOT
+        from xdpgw.kernel.state import STATE_ROOT
 
         return STATE_ROOT / f"lab-{self.name}.pid"
 
     def owner(self) -> int | None:
         """The pid of the process that made this lab and still runs (None: nobody, or it is gone)."""
-        from xdpgw.kernel.program import pid_alive
+        from xdpgw.kernel.liveness import pid_alive
 
         try:
             pid = int(self.owner_path.read_text())
@@ -145,16 +145,15 @@ class Lab:
     def down(self) -> None:
         """Remove the namespaces (and with them the veth and any XDP program on it); also a veth stranded
         in this namespace, and what a killed gateway leaves outside them (pinned maps, state files)."""
-        import shutil
-
-        from xdpgw.kernel.program import pin_dir, state_path
+        from xdpgw.kernel.pins import unpin
+        from xdpgw.kernel.state import remove_state
 
         for ns in (self.tx_ns, self.rx_ns):
             if ns in netns.listnetns():
                 with contextlib.suppress(Exception), in_netns(ns):
                     for ifname in (self.tx_if, self.rx_if):
-                        shutil.rmtree(pin_dir(ifname), ignore_errors=True)
-                        state_path(ifname).unlink(missing_ok=True)
+                        unpin(ifname)
+                        remove_state(ifname)
                 with contextlib.suppress(Exception):
                     netns.remove(ns)
         with IPRoute() as ipr:

@@ -17,7 +17,9 @@ import numpy as np
 
 from xdpgw.batch import Batch
 from xdpgw.errors import GatewayError
-from xdpgw.kernel.program import XdpProgram, require_root, sum_counters
+from xdpgw.kernel.features import require_root
+from xdpgw.kernel.maps import sum_counters
+from xdpgw.kernel.program import XdpProgram
 
 XDP_USE_NEED_WAKEUP = 1 << 3
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute, NetNS, netns
 
 from xdpgw.errors import GatewayError
+from xdpgw.kernel.features import require_root
 
 IFA_F_NODAD = 0x02
 
@@ -85,8 +86,7 @@ class Lab:
         return pid if pid != os.getpid() and pid_alive(pid) else None
 
     def up(self) -> Lab:
-        if os.geteuid() != 0:
-            raise GatewayError("the lab needs root (network namespaces)", "run it with sudo")
+        require_root("the lab (network namespaces)")
         if len(self.tx_if) > 15:
             raise GatewayError(f"lab name {self.name!r} too long", "use at most 13 characters")
         if (pid := self.owner()) is not None and (self.tx_ns in netns.listnetns() or self.rx_ns in netns.listnetns()):

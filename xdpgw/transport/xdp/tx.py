@@ -23,6 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from xdpgw.batch import Batch
 from xdpgw.errors import GatewayError
+from xdpgw.kernel.features import require_root
 
 XDP_USE_NEED_WAKEUP = 1 << 3
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
@@ -201,8 +202,7 @@ class XdpSender:
                  src_ip: str | None = None, dst_mac: str | None = None, frames: int = 2048,
                  frame_size: int = 2048, tx_size: int = 2048, zerocopy: bool | None = None,
                  stall_timeout: float = 1.0, resolve_timeout: float = 1.0, ttl: int = 64) -> None:
-        if os.geteuid() != 0:
-            raise GatewayError("AF_XDP needs root (CAP_NET_ADMIN, CAP_NET_RAW)", "run it with sudo")
+        require_root("AF_XDP (CAP_NET_ADMIN, CAP_NET_RAW)")
         for name, port in (("destination", dest_port), ("source", src_port)):
             if not 1 <= port <= 65535:
                 raise GatewayError(f"{name} UDP port {port} is out of range", "use a port between 1 and 65535")

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from xdpgw.transport.xdp.xsk_errors import xsk_open_error
+
 Status = Literal["ok", "warn", "fail", "info"]
 
 AF_XDP = 44
@@ -249,19 +251,8 @@ def check_af_xdp() -> Check:
     try:
         socket.socket(AF_XDP, socket.SOCK_RAW, 0).close()
     except OSError as e:
-        if e.errno in (1, 13):
-            return Check(
-                "af_xdp",
-                "fail",
-                "AF_XDP socket not permitted (needs CAP_NET_RAW)",
-                "run as root: sudo xdpgw doctor",
-            )
-        return Check(
-            "af_xdp",
-            "fail",
-            f"cannot create an AF_XDP socket: {e.strerror}",
-            "use a kernel with CONFIG_XDP_SOCKETS=y, or run with --transport socket",
-        )
+        err = xsk_open_error(e.errno)
+        return Check("af_xdp", "fail", err.what, err.fix)
     return Check("af_xdp", "ok", "socket(AF_XDP, SOCK_RAW) works")
 
 

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from xdpgw.errors import GatewayError
+from xdpgw.kernel.netdev import Interface, interface
 from xdpgw.transport.xdp.xsk_errors import xsk_open_error
 
 Status = Literal["ok", "warn", "fail", "info"]
@@ -165,26 +167,19 @@ def _kallsyms_has(symbol: str) -> bool | None:
         return None
 
 
-def _link_info(iface: str) -> dict[str, object] | None:
-    """Netlink (pyroute2) facts: index, mtu, operstate, attached XDP program."""
-    from pyroute2 import IPRoute
+def _link(iface: str) -> Interface | None:
+    """The interface's netlink facts (xdpgw.kernel.netdev); None if there is no such interface."""
+    try:
+        return interface(iface)
+    except GatewayError:
+        return None
 
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=iface)
-        if not idx:
-            return None
-        link = ipr.get_links(idx[0])[0]
-        xdp = link.get_attr("IFLA_XDP")
-        attached = {1: "native", 2: "generic", 3: "offload", 4: "multi"}.get(
-            xdp.get_attr("IFLA_XDP_ATTACHED") if xdp else 0, ""
-        )
-        prog = xdp.get_attr("IFLA_XDP_PROG_ID") if xdp else None
-        return {
-            "index": idx[0],
-            "mtu": link.get_attr("IFLA_MTU"),
-            "state": link.get_attr("IFLA_OPERSTATE"),
-            "xdp": f"{attached} prog {prog}" if attached else "none",
-        }
+
+def _xdp_attached(link: Interface | None) -> str:
+    if link is None:
+        return "?"
+    x = link.xdp
+    return f"{x.mode} prog {x.prog_id} ({x.name or '?'})" if x else "none"
 
 
 def _cap_effective(bit: int) -> bool:
@@ -308,8 +303,7 @@ def check_headers() -> Check:
 def check_driver(iface: str) -> Check:
     drv = driver_of(iface) or "unknown"
     caps = DRIVERS.get(drv)
-    link = _link_info(iface) or {}
-    attached = f"; XDP attached: {link.get('xdp', '?')}"
+    attached = f"; XDP attached: {_xdp_attached(_link(iface))}"
     if caps is None:
         return Check(
             "driver",
@@ -339,8 +333,8 @@ def check_driver(iface: str) -> Check:
 
 
 def check_mtu(iface: str) -> Check:
-    link = _link_info(iface)
-    mtu = int(link["mtu"]) if link and link.get("mtu") else 0
+    link = _link(iface)
+    mtu = link.mtu if link else 0
     # 4 KiB AF_XDP frames: 4096 - XDP_PACKET_HEADROOM (256) - skb_shared_info (~320) - Ethernet/VLAN header
     if mtu > 3498:
         return Check(
@@ -349,7 +343,7 @@ def check_mtu(iface: str) -> Check:
             f"{iface} MTU {mtu} too big for 4 KiB XDP frames (native XDP refuses it)",
             f"ip link set dev {iface} mtu 1500",
         )
-    return Check("mtu", "ok", f"{iface} MTU {mtu}, state {link.get('state') if link else '?'}")
+    return Check("mtu", "ok", f"{iface} MTU {mtu}, state {link.state if link else '?'}")
 
 
 def check_queues(iface: str, port: int | None, queue: int) -> list[Check]:
@@ -561,15 +555,15 @@ def check_busy_poll() -> Check:
 
 
 def check_iface(iface: str) -> Check:
-    link = _link_info(iface)
+    link = _link(iface)
     if link is None:
         names = sorted(os.listdir("/sys/class/net"))
         return Check("iface", "fail", f"no interface {iface!r} (have: {', '.join(names)})", "ip -br link")
-    state = link["state"]
+    state = link.state
     return Check(
         "iface",
         "ok" if state in ("UP", "UNKNOWN") else "warn",
-        f"{iface} index {link['index']} state {state}",
+        f"{iface} index {link.index} state {state}",
         "" if state in ("UP", "UNKNOWN") else f"ip link set dev {iface} up",
     )
 

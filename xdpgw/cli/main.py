@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import click
 
+from xdpgw.cli.send import parse_dest
 from xdpgw.errors import GatewayError, friendly
 from xdpgw.pipeline.options import DEFAULTS, FeedOptions, Options, ProgramOptions, ReceiverOptions, RunOptions
 
@@ -51,16 +52,6 @@ def parse_symbols(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in text.split(",") if s.strip()) if text else ()
 
 
-def parse_hostport(text: str | None, option: str) -> tuple[str, int] | None:
-    """"HOST:PORT" → (host, port); None when not given."""
-    if text is None:
-        return None
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise GatewayError(f"bad {option} {text!r}", "use HOST:PORT of the re-request server")
-    return host, int(port)
-
-
 def pipeline_options(receiver: ReceiverOptions, run: dict, consumers: int, program: ProgramOptions | None = None,
                      **capture) -> Options:
     """The `Options` of `attach`/`listen`: ``run`` holds the `run_options` values; ``capture`` the pcap ones."""
@@ -70,7 +61,8 @@ def pipeline_options(receiver: ReceiverOptions, run: dict, consumers: int, progr
         receiver=receiver,
         program=program or DEFAULTS.program,
         feed=FeedOptions(protocol=protocol, symbols=parse_symbols(run["symbols"]),
-                         retransmit=parse_hostport(run["retransmit"], "--retransmit"), line_b=run["line_b"],
+                         retransmit=parse_dest(run["retransmit"], "--retransmit") if run["retransmit"] else None,
+                         line_b=run["line_b"],
                          book=run["book"], handlers=tuple(run["handler_specs"]), strategy=run["strategy"],
                          venues=tuple(run["venues"]), router_config=run["router_config"]),
         run=RunOptions(count=run["count"], duration=run["duration"], quiet=run["quiet"],

@@ -4,6 +4,7 @@ handler chain; and the whole `xdpgw listen` pipeline over kernel sockets on loop
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import re
@@ -189,6 +190,14 @@ def test_socket_options_open_one_kernel_socket_per_line_and_a_gateway_over_them(
     finally:
         for r in rxs:
             r.close()
+
+
+def test_the_pcap_tap_writes_one_file_per_queue_worker(tmp_path):
+    with contextlib.ExitStack() as stack:
+        assert assembly.pcap_taps(stack, RunOptions()) == []
+        run = RunOptions(pcap=str(tmp_path / "feed.pcap"), pcap_sample=2)
+        assert len(assembly.pcap_taps(stack, run)) == len(assembly.pcap_taps(stack, run, queue=3)) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feed-q3.pcap", "feed.pcap"]
 
 
 def test_xdp_options_are_checked_before_anything_is_attached():

@@ -25,6 +25,7 @@ from typing import Literal
 
 from xdpgw.errors import GatewayError
 from xdpgw.kernel.netdev import Interface, interface
+from xdpgw.pipeline.options import DEFAULTS, ReceiverOptions
 from xdpgw.transport.xdp.xsk_errors import xsk_open_error
 
 Status = Literal["ok", "warn", "fail", "info"]
@@ -32,10 +33,9 @@ Status = Literal["ok", "warn", "fail", "info"]
 AF_XDP = 44
 SIOCETHTOOL = 0x8946
 ETHTOOL_GDRVINFO, ETHTOOL_GRINGPARAM, ETHTOOL_GCHANNELS = 0x03, 0x10, 0x3C
-WANT_SOCKBUF = 64 << 20
+WANT_SOCKBUF = DEFAULTS.receiver.rcvbuf  # the socket receiver's SO_RCVBUF (scripts/tune_network.sh sets the same)
 TUNE = "scripts/tune_network.sh --apply"
 HUGEPAGES = "scripts/setup_hugepages.sh --apply"
-DEFAULT_UMEM_BYTES = 4096 * 4096  # 4096 frames of 4 KiB, xdpgw's default UMEM
 CAP_IPC_LOCK = 14
 
 
@@ -332,15 +332,17 @@ def check_driver(iface: str) -> Check:
     )
 
 
-def check_mtu(iface: str) -> Check:
+def check_mtu(iface: str, receiver: ReceiverOptions = DEFAULTS.receiver) -> Check:
     link = _link(iface)
     mtu = link.mtu if link else 0
-    # 4 KiB AF_XDP frames: 4096 - XDP_PACKET_HEADROOM (256) - skb_shared_info (~320) - Ethernet/VLAN header
-    if mtu > 3498:
+    # a frame must fit the receiver's UMEM frame after XDP_PACKET_HEADROOM (the kernel drops longer ones),
+    # and a 4 KiB page for native XDP (which refuses the MTU otherwise)
+    if mtu > receiver.max_mtu:
         return Check(
             "mtu",
             "warn",
-            f"{iface} MTU {mtu} too big for 4 KiB XDP frames (native XDP refuses it)",
+            f"{iface} MTU {mtu} too big: frames up to {receiver.max_frame} bytes fit the receiver's "
+            f"{receiver.frame_size}-byte UMEM frames (MTU <= {receiver.max_mtu}); longer ones are dropped",
             f"ip link set dev {iface} mtu 1500",
         )
     return Check("mtu", "ok", f"{iface} MTU {mtu}, state {link.state if link else '?'}")
@@ -434,11 +436,11 @@ def check_sockbuf() -> list[Check]:
     return out
 
 
-def check_hugepages() -> Check:
+def check_hugepages(umem_bytes: int = DEFAULTS.receiver.umem_bytes) -> Check:
     info = dict(re.findall(r"^(\w+):\s+(\d+)", _read("/proc/meminfo"), re.M))
     total, free, size = (int(info.get(k, 0)) for k in ("HugePages_Total", "HugePages_Free", "Hugepagesize"))
-    need = -(-DEFAULT_UMEM_BYTES // max(size << 10, 1))
-    detail = f"{total} x {size} kB reserved, {free} free; default UMEM needs {need}"
+    need = -(-umem_bytes // max(size << 10, 1))
+    detail = f"{total} x {size} kB reserved, {free} free; a queue's UMEM ({umem_bytes >> 20} MiB) needs {need}"
     if free >= need:
         return Check("hugepages", "ok", detail)
     return Check(
@@ -527,7 +529,7 @@ def check_governor() -> Check:
     )
 
 
-def check_memlock(umem_bytes: int = DEFAULT_UMEM_BYTES) -> Check:
+def check_memlock(umem_bytes: int = DEFAULTS.receiver.umem_bytes) -> Check:
     soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
     shown = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft >> 10} KiB"
     note = "BPF maps: memcg-accounted since 5.11, limit irrelevant"
@@ -585,9 +587,10 @@ def _guard(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
 
 
 def run_checks(
-    iface: str | None, port: int | None = None, queue: int = 0, umem_bytes: int = DEFAULT_UMEM_BYTES
+    iface: str | None, port: int | None = None, queue: int = 0, receiver: ReceiverOptions = DEFAULTS.receiver
 ) -> list[Check]:
-    """Every check, in display order. Interface checks only when ``iface`` is given and exists."""
+    """Every check, in display order. Interface checks only when ``iface`` is given and exists. Sizes
+    (UMEM, frames) are those of ``receiver``: by default what `xdpgw attach` opens."""
     plan: list[tuple[str, Callable[[], Check | list[Check]]]] = [
         ("kernel", check_kernel),
         ("bpf", check_bpf_syscall),
@@ -606,17 +609,17 @@ def run_checks(
         if first[0].status != "fail":
             for name, fn in (
                 ("driver", lambda: check_driver(iface)),
-                ("mtu", lambda: check_mtu(iface)),
+                ("mtu", lambda: check_mtu(iface, receiver)),
                 ("queues", lambda: check_queues(iface, port, queue)),
                 ("irq affinity", lambda: check_irq_affinity(iface)),
             ):
                 checks += _guard(name, fn)
     for name, fn in (
         ("sockbuf", check_sockbuf),
-        ("hugepages", check_hugepages),
+        ("hugepages", lambda: check_hugepages(receiver.umem_bytes)),
         ("thp", check_thp),
         ("cpu governor", check_governor),
-        ("memlock", lambda: check_memlock(umem_bytes)),
+        ("memlock", lambda: check_memlock(receiver.umem_bytes)),
         ("busy poll", check_busy_poll),
     ):
         checks += _guard(name, fn)

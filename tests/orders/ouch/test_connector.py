@@ -24,7 +24,7 @@ from xdpgw.orders.venue import (
     connect_url,
 )
 
-from .conftest import collect, connector, of, raw_venue, wait
+from .conftest import collect, connector, ended, kinds, of, raw_venue, wait
 
 
 def test_url_gives_an_ouch_connector(venue):
@@ -143,7 +143,7 @@ def test_refused_on_reconnect_stops_reconnecting(venue):
         venue.call(lambda s: setattr(s, "users", {"U1": "changed"}))
         venue.call(lambda s: s.drop("U1"))
         evs = collect(c, lambda e: [x for x in of(e, SessionEvent) if x.kind == "rejected"])
-        assert [x.kind for x in of(evs, SessionEvent)] == ["connected", "disconnected", "rejected"]
+        assert kinds(evs) == ["connected", "disconnected", "rejected"]
         assert "not authorized" in of(evs, SessionEvent)[-1].detail
         assert c.poll(0.2) == [] and not c.connected
     finally:
@@ -178,8 +178,7 @@ def test_reconnect_replays_missed_acks_and_fills_exactly_once(venue):
         collect(other, lambda e: len(of(e, Filled)) == 2)
         evs = collect(c, lambda e: len(of(e, Filled)) >= 2 and of(e, Accepted))
         evs += c.poll(0.3)  # anything more (a duplicate) would show up here
-        kinds = [e.kind for e in evs if isinstance(e, SessionEvent)]
-        assert kinds == ["disconnected", "connected"]
+        assert kinds(evs) == ["disconnected", "connected"]
         assert [e.cl_ord_id for e in of(evs, Accepted)] == ["A2"]
         assert [(e.cl_ord_id, e.qty) for e in of(evs, Filled)] == [("A1", 100), ("A2", 50)]
         s = c.stats()
@@ -280,8 +279,8 @@ def test_end_of_session(venue):
         c.send(Order("E1", "MSFT", Side.BUY, 10, 1))
         collect(c, lambda e: of(e, Accepted))
         venue.call(lambda s: s.end_session())
-        evs = collect(c, lambda e: of(e, SessionEvent))
-        assert evs[-1].kind == "ended" and not c.connected
+        evs = collect(c, ended)
+        assert kinds(evs)[-1] == "ended" and not c.connected
         assert c.poll(0.2) == []  # no reconnect after the end of the session
         with pytest.raises(GatewayError, match="ended"):
             c.connect(1)
@@ -301,7 +300,7 @@ def test_cli_venue_serves_and_ends_the_session():
         evs = collect(c, lambda e: of(e, Filled))
         assert of(evs, Filled)[0].price == 1_900_000
         proc.terminate()
-        assert collect(c, lambda e: of(e, SessionEvent))[-1].kind == "ended"
+        assert kinds(collect(c, ended))[-1] == "ended"
         out, _ = proc.communicate(timeout=10)
         assert proc.returncode == 0 and '"executions": 1' in out
         c.close()

@@ -320,3 +320,48 @@ def test_route_killed_after_sending_and_mid_fill_then_rerun_against_nasdaq_proto
         assert [login[1] for login in venue.logins][0] == 1 and venue.logins[-1][1] > 1  # resumed, not from 1
     finally:
         venue.stop()
+
+
+# --- the narrowest kill point: journaled (and synced), killed before the request left -------------------
+
+
+def crash_after_journal_sync(journal: Path, venue: str, order: Order) -> None:
+    """What a kill -9 between the router's journal sync and its socket write leaves on disk: the
+    order's record, written and synced by the same calls the router makes before a send."""
+    with Journal(str(journal)) as j:
+        j.orders([(venue, order)], 1)
+        j.sync()
+
+
+def test_order_journaled_but_killed_before_it_left_is_sent_once_on_rerun_ouch(sim, tmp_path):
+    basket, journal = tmp_path / "b.csv", tmp_path / "j"
+    args = ["--venue", f"ouch://127.0.0.1:{sim.port}?user=U1&heartbeat=0.2&name=v1", "--orders", str(basket),
+            "--journal", str(journal), "--json"]
+    write_basket(basket, [("A1", "AAPL", "1.00")])
+    assert rerun(*args)["acked"] == 1
+    crash_after_journal_sync(journal, "v1", Order("G1", "AAPL", Side.BUY, 100, 1_0000))
+    ids = write_basket(basket, [("A1", "AAPL", "1.00"), ("G1", "AAPL", "1.00"), ("A2", "AAPL", "1.00")])
+    s = rerun(*args)
+    assert s["skipped"] == 2 and s["recovered"] == {"resent_orders": 1} and s["unconfirmed"] == 0
+    assert_journal_equals_venue(journal, sim.call(lambda v: list(v.exchange.accounts["U1"].stream)), ids)
+    assert sim.call(lambda v: v.exchange.counts["rejects"]) == 0
+
+
+def test_order_journaled_but_killed_before_it_left_is_sent_once_on_rerun_fix(tmp_path):
+    from xdpgw.orders.fix.acceptor import FixVenue
+
+    from .fix_rig import REFS
+
+    basket, journal = tmp_path / "b.csv", tmp_path / "j"
+    with FixVenue(references=dict(REFS), state_dir=tmp_path / "venue") as venue:
+        args = ["--venue", venue.url(tmp_path / "us") + "&name=v1", "--orders", str(basket),
+                "--journal", str(journal), "--json"]
+        write_basket(basket, [("A1", "AAPL", "1.00")])
+        assert rerun(*args)["acked"] == 1
+        crash_after_journal_sync(journal, "v1", Order("G1", "AAPL", Side.BUY, 100, 1_0000))
+        write_basket(basket, [("A1", "AAPL", "1.00"), ("G1", "AAPL", "1.00"), ("A2", "AAPL", "1.00")])
+        s = rerun(*args)
+        assert s["skipped"] == 2 and s["recovered"] == {"resent_orders": 1} and s["unconfirmed"] == 0
+        assert sorted(venue.books) == ["A1", "A2", "G1"] and venue.counts["rejects"] == 0
+        recs, _ = journal_view(journal)
+        assert [recs[i].state for i in ("A1", "G1", "A2")] == [S.ACKNOWLEDGED] * 3

@@ -16,10 +16,13 @@ Replaced or Rejected). A request still unanswered never reached the venue:
 
 Each request sent again is journaled like the first (a later restart sees it); an order settled
 here is journaled as the :class:`~xdpgw.orders.venue.Cancelled` event it stands for. Only
-connectors that can take an order back (``forget(cl_ord_id)``) are reconciled; with others an
-order a killed run journaled but the venue never confirmed stays ``sent`` (the summary's
-``unconfirmed``). Candidates are the orders sent before the login: an order sent after it is
-simply in flight.
+connectors that can take an order back (``forget(cl_ord_id)``, True when it may be sent again) are
+reconciled; with others an order a killed run journaled but the venue never confirmed stays
+``sent`` (the summary's ``unconfirmed``). A connector whose session layer resends what it took
+(FIX: ``session_resends``; the engine's store answers the venue's ResendRequest) sends again only
+what never reached its engine (a kill between the journal and the engine), and no cancel or
+replace. Candidates are the orders sent before the login: an order sent after it is simply in
+flight.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class Recovery:
                     self._settle_here(venue, cid)
                 else:
                     self.waiting.append((venue, cid))
+            elif getattr(self.router.connectors[venue], "session_resends", False):
+                self.counts["left_to_session"] += 1  # a cancel/replace the engine took, it delivers
             elif before is S.CANCEL_PENDING:
                 if rec.ack_ns or rec.cum_qty:
                     self._resend_cancel(venue, cid)
@@ -106,11 +111,13 @@ class Recovery:
         r = self.router
         rec, conn = r.blotter[cid], r.connectors[venue]
         o = rec.order
+        if not conn.forget(cid):  # the connector's session layer still delivers it (FIX resend)
+            self.counts["left_to_session"] += 1
+            return
         if r.journal is not None:
             r.journal.orders([(venue, o)], r.clock())
             r._reserve_refs(venue, [o])
             r.journal.sync()
-        conn.forget(cid)
         try:
             rec.send_ns = conn.send(o)
         except (GatewayError, OSError) as e:  # still unanswered: the next login's replay decides again
@@ -134,11 +141,11 @@ class Recovery:
     def _resend_replace(self, venue: str, orig: str, new_id: str) -> None:
         r = self.router
         new, conn = r.blotter[new_id].order, r.connectors[venue]
+        conn.forget(new_id)
         if r.journal is not None:
             r.journal.replace(orig, new, r.clock(), venue)
             r._reserve_refs(venue, [new])
             r.journal.sync()
-        conn.forget(new_id)
         try:
             r.blotter[new_id].send_ns = conn.replace(orig, new)
         except (GatewayError, OSError) as e:

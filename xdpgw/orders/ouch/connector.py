@@ -161,13 +161,15 @@ class OuchConnector:
             self._refs[ref] = cid
             self._ref_of[cid] = ref
 
-    def forget(self, cl_ord_id: str) -> None:
+    def forget(self, cl_ord_id: str) -> bool:
         """Drop an order the venue has shown it never received (its replay is over and has no
-        answer to it), so that it may be sent again under a new UserRefNum (the old one stays used)."""
+        answer to it), so that it may be sent again under a new UserRefNum (the old one stays used).
+        Always True: SoupBinTCP has no resend of client messages, so nothing else will deliver it."""
         ref = self._ref_of.pop(cl_ord_id, None)
         if ref is not None:
             self._refs.pop(ref, None)
             self._replacing.pop(ref, None)
+        return True
 
     # --- the Connector interface ---------------------------------------------------------------
 

@@ -365,3 +365,19 @@ def test_order_journaled_but_killed_before_it_left_is_sent_once_on_rerun_fix(tmp
         assert sorted(venue.books) == ["A1", "A2", "G1"] and venue.counts["rejects"] == 0
         recs, _ = journal_view(journal)
         assert [recs[i].state for i in ("A1", "G1", "A2")] == [S.ACKNOWLEDGED] * 3
+
+
+def test_route_timing_out_on_a_silent_venue_says_so_and_a_rerun_resumes(sim, tmp_path):
+    basket, journal = tmp_path / "b.csv", tmp_path / "j"
+    ids = write_basket(basket, [("T1", "MSFT", "400.01"), ("T2", "AAPL", "1.00")])
+    args = ["--venue", f"ouch://127.0.0.1:{sim.port}?user=U1&heartbeat=0.2", "--orders", str(basket),
+            "--journal", str(journal), "--json"]
+    sim.call(lambda s: s.mute("U1"))  # logs in, takes the orders, answers nothing
+    r = subprocess.run(xdpgw_cmd(None, "route", *args, "--timeout", "1"), capture_output=True, text=True,
+                       timeout=60, cwd=ROOT)
+    assert r.returncode == 1 and "2 orders still wait for the venue" in r.stderr, r.stderr
+    assert "same --journal resumes" in r.stderr and json.loads(r.stdout)["timed_out"]
+    sim.call(lambda s: s.mute("U1", False))
+    s = rerun(*args)
+    assert s["skipped"] == 2 and s["recovered"] == {} and (s["filled"], s["open"]) == (1, 1)
+    assert_journal_equals_venue(journal, sim.call(lambda v: list(v.exchange.accounts["U1"].stream)), ids)

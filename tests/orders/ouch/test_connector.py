@@ -345,3 +345,41 @@ def test_requests_stuck_in_the_outbox_are_reported_when_the_link_breaks():
         finally:
             go.set()
             c.close()
+
+
+def test_every_venue_message_maps_to_its_event_or_is_ignored_and_the_socket_options():
+    from xdpgw.orders.model import State
+    from xdpgw.orders.ouch import messages as m
+    from xdpgw.orders.router import Router
+
+    stream = [m.SystemEvent(1, "S"),
+              m.OrderAccepted(2, 1, "B", 100, "AAPL", 1_0000, "6", "Y", 77, "A", "N", "N", "L", "X1"),
+              m.OrderExecuted(3, 1, 10, 1_0000, "A", 5),
+              m.BrokenTrade(4, 1, 5, "E", "X1"),
+              m.CancelPending(5, 1),
+              m.OrderModified(6, 1, "B", 90),
+              m.OrderCanceled(7, 1, 90, "T"),  # T: the order's time ran out (GTT)
+              m.MassCancelResponse(8, 2, "", "")]
+
+    def serve(conn, stop):  # logs in, takes one order, answers with the whole stream, then heartbeats
+        conn.recv(1024)
+        conn.sendall(sb.encode_login_accepted("RAW", 1))
+        conn.recv(1024)
+        conn.sendall(b"".join(sb.encode_sequenced(m.encode(x)) for x in stream) + sb.SERVER_HEARTBEAT_PACKET)
+        stop.wait(5)
+
+    with raw_venue(serve) as port:
+        c = OuchConnector("raw", "127.0.0.1", port, user="U1", busy_poll_us=50)
+        r = Router([c])
+        try:
+            r.connect(5)
+            assert c._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            assert c._sock.getsockopt(socket.SOL_SOCKET, 46) == 50  # SO_BUSY_POLL
+            r.submit(Order("X1", "AAPL", Side.BUY, 100, 1_0000, Tif.GTT))
+            wait(lambda: r.poll(0.02) is not None and r.blotter["X1"].state.final)
+            rec = r.blotter["X1"]  # Filled, then TradeBroken (the fill is void), then Expired
+            assert (rec.state, rec.cum_qty, rec.broken) == (State.EXPIRED, 0, [(10, 1_0000)])
+            s = r.summary()
+            assert (s["expired"], s["errors"], s["event_unknown"], s["venues"]["raw"]["unknown_types"]) == (1, {}, 0, 0)
+        finally:
+            r.close()

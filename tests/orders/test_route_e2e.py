@@ -127,46 +127,31 @@ def test_kill_switch_cancels_resting_orders_on_a_live_venue(sim):
         router.close()
 
 
-def test_route_cli_kill_switch_from_xdpgw_killswitch(sim, tmp_path):
-    basket = tmp_path / "b.csv"
-    ids = write_basket(basket, 6, resting_every=1)  # all resting
-    p = subprocess.Popen(xdpgw_cmd(None, "route", "--venue", url(sim), "--orders", str(basket), "--json",
-                                   "--hold", "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        wait_for(lambda: resting(sim) == len(ids), what="resting orders")
-        k = subprocess.run(xdpgw_cmd(None, "killswitch", "--pid", str(p.pid)), capture_output=True, text=True,
-                           cwd=ROOT, timeout=30)  # sends SIGUSR1
-        assert k.returncode == 0, k.stderr
-        wait_for(lambda: resting(sim) == 0, what="the mass cancel")
-        out, err = p.communicate(timeout=90)
-    finally:
-        reap(p)
-    s = json.loads(out)
-    assert s["kill_switch"] and s["cancelled"] == len(ids) and s["open"] == 0, err
-
-
-def test_route_cli_kill_switch_from_the_metrics_port(sim, tmp_path):
+@pytest.mark.parametrize("how", ["pid", "url"])
+def test_route_cli_kill_switch_from_xdpgw_killswitch(sim, tmp_path, how):
+    """``killswitch --pid`` (SIGUSR1) or ``killswitch --url`` (POST /kill on ``route --metrics-port``)."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     basket = tmp_path / "b.csv"
-    ids = write_basket(basket, 4, resting_every=1)
+    ids = write_basket(basket, 6, resting_every=1)  # all resting
     p = subprocess.Popen(xdpgw_cmd(None, "route", "--venue", url(sim), "--orders", str(basket), "--json",
                                    "--hold", "60", "--metrics-port", str(port)),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         wait_for(lambda: resting(sim) == len(ids), what="resting orders")
-        k = subprocess.run(xdpgw_cmd(None, "killswitch", "--url", f"http://127.0.0.1:{port}"), capture_output=True,
-                           text=True, cwd=ROOT, timeout=30)  # POST /kill
+        target = ["--pid", str(p.pid)] if how == "pid" else ["--url", f"http://127.0.0.1:{port}"]
+        k = subprocess.run(xdpgw_cmd(None, "killswitch", *target), capture_output=True, text=True, cwd=ROOT,
+                           timeout=30)
         assert k.returncode == 0, k.stderr
         wait_for(lambda: resting(sim) == 0, what="the mass cancel")
         out, err = p.communicate(timeout=90)
     finally:
         reap(p)
     s = json.loads(out)
-    assert s["kill_switch"] and s["cancelled"] == len(ids) and s["mass_cancels"] == 1, err
+    assert s["kill_switch"] and s["cancelled"] == len(ids) and s["open"] == 0 and s["mass_cancels"] == 1, err
 
 
 def test_kill_9_of_route_mid_basket_then_rerun_with_the_same_journal(sim, tmp_path):

@@ -361,12 +361,16 @@ def test_every_venue_message_maps_to_its_event_or_is_ignored_and_the_socket_opti
               m.OrderCanceled(7, 1, 90, "T"),  # T: the order's time ran out (GTT)
               m.MassCancelResponse(8, 2, "", "")]
 
-    def serve(conn, stop):  # logs in, takes one order, answers with the whole stream, then heartbeats
+    heard = sb.PacketDecoder()
+    last: list[tuple[bytes, bytes]] = []
+
+    def serve(conn, stop):  # logs in, takes one order, answers with the whole stream, then listens
         conn.recv(1024)
         conn.sendall(sb.encode_login_accepted("RAW", 1))
         conn.recv(1024)
         conn.sendall(b"".join(sb.encode_sequenced(m.encode(x)) for x in stream) + sb.SERVER_HEARTBEAT_PACKET)
-        stop.wait(5)
+        while data := conn.recv(1024):
+            last[:] = heard.feed(data)[-1:] or last
 
     with raw_venue(serve) as port:
         c = OuchConnector("raw", "127.0.0.1", port, user="U1", busy_poll_us=50)
@@ -383,3 +387,4 @@ def test_every_venue_message_maps_to_its_event_or_is_ignored_and_the_socket_opti
             assert (s["expired"], s["errors"], s["event_unknown"], s["venues"]["raw"]["unknown_types"]) == (1, {}, 0, 0)
         finally:
             r.close()
+        wait(lambda: last == [(sb.LOGOUT_REQUEST, b"")])  # close() logs out before it hangs up

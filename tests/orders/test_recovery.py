@@ -154,6 +154,26 @@ def test_lost_order_cancel_and_replace_are_sent_again_after_the_replay(sim):
         router.close()
 
 
+def test_orders_sent_again_keep_to_the_throttle(sim):
+    from tests.orders.test_throttle import max_in_any_window
+    from xdpgw.orders.throttle import Throttle
+
+    c = OuchConnector("sim", "127.0.0.1", sim.port, user="U1", heartbeat_interval=0.2, reconnect_delay=0.01)
+    router = Router([c], throttle=Throttle(per_venue=2))
+    try:
+        router.connect()
+        sim.call(lambda s: s.deafen("U1"))
+        router.submit_many([Order(f"N{i}", "AAPL", Side.BUY, 100, 1_0000) for i in range(2)])
+        first = [router.blotter[f"N{i}"].send_ns for i in range(2)]
+        wait_for(lambda: sim.call(lambda s: s.counts["lost_requests"]) == 2, what="two lost orders")
+        sim.call(lambda s: (s.deafen("U1", False), s.drop("U1")))
+        wait_for(lambda: router.poll(0.02) is not None and router.settled(), what="the orders sent again")
+        again = [router.blotter[f"N{i}"].send_ns for i in range(2)]
+        assert router.recovery.counts == {"resent_orders": 2} and max_in_any_window(first + again) == 2
+    finally:
+        router.close()
+
+
 def test_under_the_kill_switch_a_lost_order_is_cancelled_here_not_sent(sim, tmp_path):
     c = OuchConnector("sim", "127.0.0.1", sim.port, user="U1", heartbeat_interval=0.2, reconnect_delay=0.01)
     router = Router([c], journal=Journal(str(tmp_path / "j")))

@@ -12,7 +12,8 @@ Replaced or Rejected). A request still unanswered never reached the venue:
   saw it), through the throttle; under the kill switch it is cancelled here instead;
 * a cancel still pending: sent again when the venue had acknowledged the order; an order it never
   acknowledged never reached it either, and is cancelled here;
-* a replace still pending: sent again (the replacement under a new UserRefNum).
+* a replace still pending: sent again (the replacement under a new UserRefNum), through the
+  throttle; under the kill switch it is dropped (the mass cancel takes the original).
 
 Each request sent again is journaled like the first (a later restart sees it); an order settled
 here is journaled as the :class:`~xdpgw.orders.venue.Cancelled` event it stands for. Only
@@ -48,7 +49,7 @@ class Recovery:
         self.router = router
         #: venue → {order id: state} of the requests unanswered at its login
         self.candidates: dict[str, dict[str, State]] = {}
-        self.waiting: deque[tuple[str, str]] = deque()  # (venue, order id) resends the throttle holds
+        self.waiting: deque[tuple[str, str]] = deque()  # (venue, order id) orders/replaces for a throttle slot
         self.counts: Counter[str] = Counter()  # resent_orders, resent_cancels, resent_replaces, settled_here
 
     def on_session(self, venue: str, ev: SessionEvent) -> None:
@@ -84,26 +85,33 @@ class Recovery:
                 else:
                     self._settle_here(venue, cid)
             elif rec.pending_replacement and b[rec.pending_replacement].state is S.SENT:
-                self._resend_replace(venue, cid, rec.pending_replacement)
+                self.waiting.append((venue, cid))
         self.step()
 
     def step(self) -> None:
-        """Send the orders waiting for a throttle slot (called from the router's poll)."""
+        """Send the orders and replaces waiting for a throttle slot (called from the router's poll).
+        Under the kill switch an order is cancelled here and a replace dropped (the mass cancel takes
+        the original, and with it the replacement)."""
         r = self.router
         while self.waiting:
             venue, cid = self.waiting[0]
             rec = r.blotter.orders.get(cid)
-            if rec is None or rec.state is not S.SENT or venue not in r.connected:
+            new = rec.pending_replacement if rec is not None and rec.state is S.REPLACE_PENDING else ""
+            if rec is None or (rec.state is not S.SENT and not new) or venue not in r.connected:
                 self.waiting.popleft()
                 continue
             if r.risk.killed:
                 self.waiting.popleft()
-                self._settle_here(venue, cid)
+                if not new:
+                    self._settle_here(venue, cid)
                 continue
             if r.throttle.active and not r.throttle.try_acquire(venue, r.clock()):
                 return
             self.waiting.popleft()
-            self._resend_order(venue, cid)
+            if new:
+                self._resend_replace(venue, cid, new)
+            else:
+                self._resend_order(venue, cid)
 
     # --- the requests ------------------------------------------------------------------------------
 

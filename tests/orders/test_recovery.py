@@ -30,7 +30,7 @@ from xdpgw.orders.ouch import messages as m
 from xdpgw.orders.ouch.connector import OuchConnector
 from xdpgw.orders.ouch.simulator import Exchange, VenueServer
 from xdpgw.orders.recovery import NEVER_REACHED
-from xdpgw.orders.router import Router
+from xdpgw.orders.router import Router, stats_for_metrics
 
 S = State
 
@@ -147,6 +147,7 @@ def test_lost_order_cancel_and_replace_are_sent_again_after_the_replay(sim):
         assert [b[i].state for i in ("R0", "R1", "R1B", "N1")] == [S.CANCELLED, S.REPLACED, S.ACKNOWLEDGED,
                                                                     S.ACKNOWLEDGED]
         assert router.recovery.counts == {"resent_orders": 1, "resent_cancels": 1, "resent_replaces": 1}
+        assert stats_for_metrics(router.summary())["recovered_resent_orders"] == 1  # on /metrics too
         venue = venue_view(sim.call(lambda s: list(s.exchange.accounts["U1"].stream)))
         assert venue["N1"]["accepted"] == 1 and venue["R0"]["cancelled"] == 100
         assert sim.call(lambda s: s.exchange.counts["rejects"]) == 0  # UserRefNums kept increasing

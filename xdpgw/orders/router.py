@@ -656,7 +656,7 @@ def stats_for_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
             out[k] = int(v)
         elif isinstance(v, int | float):
             out[k] = v
-        elif k in ("rejected", "denied") and isinstance(v, Mapping):
+        elif k in ("rejected", "denied", "recovered") and isinstance(v, Mapping):
             for reason, n in v.items():
                 out[f"{k}_{reason}"] = n
         elif k == "latency_ns":

@@ -169,6 +169,8 @@ def _run(receivers, *, count, duration, as_json, quiet, cpu, fifo, mlock, metric
         gw = _gateway(receivers, status=None if quiet else sys.stderr, on_tick=on_tick, line_b_port=line_b_port,
                       taps=[*taps, strategy.tap] if strategy else taps,
                       extra_handlers=[strategy] if strategy else (), **consumer)
+        if strategy is not None:
+            strategy.attach_feed(gw.feed)  # --book: the collar's reference is the live mid
         fast = getattr(gw.feed, "fast", None)
         if trace_latency:
             if fast is None:

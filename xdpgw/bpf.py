@@ -354,6 +354,12 @@ class XdpProgram:
             flags |= FLAG_WATCHDOG
         self._set_config(CFG_FLAGS, flags)
 
+    def watchdog_ns(self) -> int:
+        """The watchdog's limit in ns as the program has it now (0: off); right in forked workers too."""
+        if self._bpf is None or not self._flags() & FLAG_WATCHDOG:  # closed (detached): no watchdog
+            return 0
+        return int(self.table("config")[ctypes.c_int(CFG_WATCHDOG_NS)].value)
+
     def register_consumer(self, queue: int, pid: int | None = None) -> None:
         """Process ``pid`` (as this process sees it; default: this process) consumes ``queue``.
 

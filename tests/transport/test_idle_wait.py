@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xdpgw.transport.xdp import idle_wait_ms
+from xdpgw.transport.xdp.rx import idle_wait_ms
 
 
 @pytest.mark.parametrize(("left", "watchdog_ns", "ms"), [

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import math
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,15 @@ def _ffi():
     from xdpgw._xsk import ffi, lib
 
     return ffi, lib
+
+
+def idle_wait_ms(left: float | None, watchdog_ns: int = 0) -> int:
+    """How long one idle wait may sleep (ms): the ``left`` seconds of the caller's timeout (None: forever,
+    in 100 ms steps so signals get through). Under the XDP watchdog (limit ``watchdog_ns``) a quarter of
+    the limit at most: the heartbeat is stamped on every wake, so a healthy idle consumer never looks hung
+    (its feed would go to the kernel and never wake it). Under a 4 ms limit: 0, poll without sleeping."""
+    ms = 100 if left is None else max(1, int(left * 1000))
+    return min(ms, watchdog_ns // 4_000_000) if watchdog_ns > 0 else ms
 
 
 class XdpReceiver:
@@ -142,11 +152,13 @@ class XdpReceiver:
         m = min(max_packets, self._batch_cap)
         n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr, self.spin_ns)
         if n == 0 and timeout != 0:
-            ms = -1 if timeout is None else max(1, int(timeout * 1000))
+            watchdog_ns = self.program.watchdog_ns()
+            deadline = None if timeout is None else time.monotonic() + timeout
             while True:
-                r = lib.xgw_xsk_wait(self._xsk, 100 if ms < 0 else ms)  # bounded: signals get through
-                n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr, 0)
-                if n or ms >= 0 or r < 0:
+                left = None if deadline is None else deadline - time.monotonic()
+                r = lib.xgw_xsk_wait(self._xsk, idle_wait_ms(left, watchdog_ns))
+                n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr, 0)  # stamps
+                if n or r < 0 or (deadline is not None and time.monotonic() >= deadline):
                     break
         if n < 0:
             raise GatewayError(f"AF_XDP receive failed: {errno.errorcode.get(-n, n)}", "restart the gateway")

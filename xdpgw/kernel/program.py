@@ -22,23 +22,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xdpgw._native._bpfobj import ffi, lib
 from xdpgw.errors import GatewayError
 from xdpgw.kernel.netdev import Interface, NetnsRef, interface, netns_tag
 from xdpgw.kernel.programs import compile_xdp
 
 PROG_NAME = "xdpgw_rx"
-COUNTERS = ("seen", "redirected", "passed", "malformed", "no_socket", "denied", "rate_limited", "no_meta", "stale",
-            "consumer_gone")
-MAX_QUEUES = 64
+# The program's ABI comes from its header (xdpgw/kernel/programs/xdpgw_rx.h) through the cffi build, never
+# mirrored here: counter slots by enum order (C_SEEN -> "seen"), queues, config slots, guard flags.
+_SLOTS = ffi.typeof("enum xgw_counter").elements
+COUNTERS = tuple(_SLOTS[i].removeprefix("C_").lower() for i in range(lib.XGW_NCOUNTERS))
+MAX_QUEUES = lib.XGW_MAX_QUEUES
 PIN_ROOT = Path("/sys/fs/bpf/xdpgw")
 STATE_ROOT = Path("/run/xdpgw")
 PINNED_MAPS = ("counters", "feed_ports", "xsks", "config", "allowed_src")
 
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
 MODE_FLAGS = {"skb": 1 << 1, "drv": 1 << 2}
-FLAG_ALLOWLIST, FLAG_DENY_DROP, FLAG_RATE_CAP, FLAG_WATCHDOG = 1, 2, 4, 8
+FLAG_ALLOWLIST, FLAG_DENY_DROP, FLAG_RATE_CAP, FLAG_WATCHDOG = (
+    lib.FLAG_ALLOWLIST, lib.FLAG_DENY_DROP, lib.FLAG_RATE_CAP, lib.FLAG_WATCHDOG)
 (CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS, CFG_PIDNS_DEV, CFG_PIDNS_INO,
- CFG_TASK_TGID_OFF) = range(7)
+ CFG_TASK_TGID_OFF) = (lib.CFG_FLAGS, lib.CFG_RATE_INTERVAL_NS, lib.CFG_RATE_BURST_NS, lib.CFG_WATCHDOG_NS,
+                       lib.CFG_PIDNS_DEV, lib.CFG_PIDNS_INO, lib.CFG_TASK_TGID_OFF)
 PROC_PID_INIT_INO = 0xEFFFFFFC  # inode of the root pid namespace
 # Death notice hooks (xdpgw/kernel/programs/xdpgw_rx.c): every one the kernel offers is attached; any one of them is enough
 # for kill -9 (kprobes may be compiled out: then the raw tracepoints carry it). signal_generate runs in the
@@ -97,8 +102,6 @@ def pid_alive(pid: int) -> bool:
 def sum_counters(map_fd: int, queues: int) -> dict[int, dict[str, int]]:
     """Per-queue counters of the per-CPU ``counters`` map, summed over CPUs."""
     import numpy as np
-
-    from xdpgw._xsk import ffi, lib
 
     n = min(queues, MAX_QUEUES) * len(COUNTERS)
     scratch = np.zeros(possible_cpus(), dtype=np.uint64)
@@ -240,8 +243,6 @@ class XdpProgram:
 
     def _task_tgid_offset(self) -> bool:
         """Tell the program where task_struct.tgid is (from the kernel's BTF); False if unknown."""
-        from xdpgw._xsk import lib
-
         off = lib.xgw_btf_member_offset(b"task_struct", b"tgid")
         self._set_config(CFG_TASK_TGID_OFF, off + 1 if off >= 0 else 0)
         return off >= 0
@@ -257,8 +258,6 @@ class XdpProgram:
         self.death_notice = ()
 
     def _pin(self) -> None:
-        from xdpgw._xsk import lib
-
         d = pin_dir(self.iface)
         try:
             if not os.path.ismount("/sys/fs/bpf"):  # e.g. under `ip netns exec`, which remounts /sys
@@ -331,8 +330,6 @@ class XdpProgram:
     def heartbeat_slot(self, queue: int):
         """A ``uint64_t *`` to ``queue``'s heartbeat in the mmapped map (stamped now), for the C burst loop."""
         import mmap
-
-        from xdpgw._xsk import ffi
 
         if self._heartbeat is None:
             self._heartbeat = mmap.mmap(self.table("heartbeat").map_fd, 4096 * ((MAX_QUEUES * 8 + 4095) // 4096),
@@ -464,8 +461,6 @@ def detach_iface(iface: str, only_ours: bool = True) -> str:
 
 def status_iface(iface: str) -> dict:
     """What is attached to ``iface``: program, mode, BPF counters, and the consumer's live stats."""
-    from xdpgw._xsk import lib
-
     info = interface(iface)
     out: dict = {"iface": iface, "index": info.index, "rx_queues": info.rx_queues, "attached": False}
     if info.xdp is not None:

@@ -17,7 +17,10 @@ import numpy as np
 
 from xdpgw.batch import Batch
 from xdpgw.errors import GatewayError
-from xdpgw.kernel.program import XdpProgram, require_root, sum_counters
+from xdpgw.kernel.features import require_root
+from xdpgw.kernel.maps import sum_counters
+from xdpgw.kernel.program import XdpProgram
+from xdpgw.transport.xdp.xsk_errors import xsk_open_error
 
 XDP_USE_NEED_WAKEUP = 1 << 3
 
@@ -26,22 +29,6 @@ def _ffi():
     from xdpgw._native._xsk import ffi, lib
 
     return ffi, lib
-
-
-def _open_error(iface: str, queue: int, text: str) -> GatewayError:
-    if f"errno {errno.EBUSY}" in text:
-        return GatewayError(
-            f"queue {queue} of {iface} already has an AF_XDP socket ({text})",
-            "stop the other consumer (`xdpgw status " + iface + "`) or pick another --queue",
-        )
-    if f"errno {errno.EPERM}" in text or f"errno {errno.EACCES}" in text:
-        return GatewayError(f"not allowed to open AF_XDP on {iface} ({text})", "run it as root")
-    if f"errno {errno.ENOMEM}" in text or f"errno {errno.ENOBUFS}" in text:
-        return GatewayError(
-            f"cannot allocate the UMEM/rings for {iface} ({text})",
-            "lower --frames / ring sizes, or check memory limits (`xdpgw doctor`)",
-        )
-    return GatewayError(f"cannot open AF_XDP on {iface} queue {queue} ({text})", "run `xdpgw doctor " + iface + "`")
 
 
 class XdpReceiver:
@@ -128,7 +115,7 @@ class XdpReceiver:
         err = ffi.new("char[]", 256)
         xsk = lib.xgw_xsk_open(self.iface.encode(), self.queue, cfg, err, 256)
         if xsk == ffi.NULL:
-            raise _open_error(self.iface, self.queue, ffi.string(err).decode())
+            raise xsk_open_error(ffi.string(err).decode(), self.iface, self.queue)
         self._xsk = xsk
         ret = lib.xgw_xsk_update_map(xsk, self.program.xsks_map_fd)
         if ret:

@@ -40,9 +40,9 @@ def xdp_unavailable() -> str:
         return "no kernel headers for BCC (run scripts/setup.sh)"
     try:
         import bcc  # noqa: F401
-        import xdpgw._xsk  # noqa: F401
+        import xdpgw._native._xsk  # noqa: F401
     except ImportError as exc:
-        return f"cannot import bcc / xdpgw._xsk ({exc}); run scripts/setup.sh"
+        return f"cannot import bcc / xdpgw._native._xsk ({exc}); run scripts/setup.sh"
     try:
         s = socket.socket(44, socket.SOCK_RAW)  # AF_XDP
         s.close()

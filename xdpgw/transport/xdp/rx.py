@@ -27,7 +27,7 @@ XDP_USE_NEED_WAKEUP = 1 << 3
 
 
 def _ffi():
-    from xdpgw._xsk import ffi, lib
+    from xdpgw._native._xsk import ffi, lib
 
     return ffi, lib
 

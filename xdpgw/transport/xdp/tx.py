@@ -1,7 +1,7 @@
 """AF_XDP transport, send side: UDP payloads framed in C straight into UMEM TX frames.
 
 The Ethernet/IP/UDP header is built once per destination (a template: our MAC and address from the
-interface, the next hop's MAC from the kernel's neighbour table) and ``csrc/frames.c`` copies it in
+interface, the next hop's MAC from the kernel's neighbour table) and ``xdpgw/_native/frames.c`` copies it in
 front of every payload, patching lengths, the IPv4 id and both checksums, for a whole burst per call.
 """
 
@@ -34,7 +34,7 @@ DISCARD_PORT = 9  # where the resolution probe goes (RFC 863 discard): never the
 
 
 def _ffi():
-    from xdpgw._xsk import ffi, lib
+    from xdpgw._native._xsk import ffi, lib
 
     return ffi, lib
 

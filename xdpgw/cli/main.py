@@ -408,14 +408,10 @@ def _queue_consumer(iface: str, prog, cpu_of: dict[int, int | None], receiver_op
 
 
 def pcap_tap(writer) -> Callable:
-    """Write each XDP batch's whole frames (headers are still in the UMEM in front of the payloads)."""
-    from xdpgw.ops.pcap import monotonic_to_realtime
+    """Write each batch's whole frames, from any transport (``PcapWriter.write_packets``: Batch fields only)."""
 
-    def tap(batch, rx) -> None:
-        n = batch.count
-        hdr = rx.header_lengths(n).astype("int64")
-        writer.write_batch(batch.buf, batch.offsets[:n] - hdr, batch.lengths[:n] + hdr,
-                           monotonic_to_realtime(batch.ts_ns[:n]))
+    def tap(batch, _rx) -> None:
+        writer.write_packets(batch)
 
     return tap
 
@@ -440,7 +436,7 @@ def listen(port, group, iface, bind_addr, rcvbuf, **run) -> None:
         if not run["quiet"]:
             click.echo(f"xdpgw: listening on UDP port(s) {', '.join(str(r.port) for r in rxs)}"
                        + (f" group {group}" if group else ""), err=True)
-        _run(rxs, **run)
+        _run(rxs, line_b_port=run["line_b"], **run)  # A/B by UDP port, as on XDP
 
 
 @main.command()

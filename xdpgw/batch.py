@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,16 +71,18 @@ class Batch:
         return cls(_EMPTY_U8, np.zeros(0, np.int64), np.zeros(0, np.uint32), np.zeros(0, np.uint64), 0)
 
     @classmethod
-    def from_payloads(cls, payloads: Iterable[bytes], ts_ns: int = 0, dport: int = 0) -> Batch:
-        """Pack payloads contiguously, all to UDP port ``dport`` (for senders, tests and tools; not the hot path)."""
+    def from_payloads(cls, payloads: Iterable[bytes], ts_ns: int = 0, dport: int | Sequence[int] = 0) -> Batch:
+        """Pack payloads contiguously, to UDP port ``dport`` (one for all, or one each) (for senders, tests
+        and tools; not the hot path)."""
         items = [bytes(p) for p in payloads]
         lengths = np.fromiter((len(p) for p in items), dtype=np.uint32, count=len(items))
         offsets = np.zeros(len(items), dtype=np.int64)
         if len(items) > 1:
             np.cumsum(lengths[:-1], out=offsets[1:])
         buf = np.frombuffer(b"".join(items), dtype=np.uint8) if items else _EMPTY_U8
-        return cls(buf, offsets, lengths, np.full(len(items), ts_ns, dtype=np.uint64), len(items),
-                   np.full(len(items), dport, dtype=np.uint16))
+        dports = np.zeros(len(items), dtype=np.uint16)
+        dports[:] = dport
+        return cls(buf, offsets, lengths, np.full(len(items), ts_ns, dtype=np.uint64), len(items), dports)
 
     def slice(self, start: int, stop: int | None = None) -> Batch:
         """Packets ``start`` to ``stop`` (default: the end) as a Batch over the same buffer (no copy)."""

@@ -1,8 +1,8 @@
 """AF_XDP transport: a UMEM + rings from libxdp (via the cffi module), fed by our XDP program.
 
 One ``recv_batch`` is one C call that drains up to a burst of RX descriptors into preallocated numpy
-arrays (payload offsets into the UMEM, lengths, XDP receive stamps) and recycles the previous burst's
-frames to the fill ring. Payloads are read in place through a numpy view of the UMEM.
+arrays (payload offsets into the UMEM, lengths, XDP receive stamps, header lengths, UDP destination ports)
+and recycles the previous burst's frames to the fill ring. Payloads are read in place through a numpy view of the UMEM.
 """
 
 from __future__ import annotations

@@ -303,7 +303,7 @@ def wait_gone(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
 
 def status_of(lab: Lab) -> dict:
     """`xdpgw status --json` of the lab's rx interface, read in this process (no interpreter start-up)."""
-    from xdpgw.kernel.program import status_iface
+    from xdpgw.kernel.state import status_iface
 
     with in_netns(lab.rx_ns):
         return status_iface(lab.rx_if)

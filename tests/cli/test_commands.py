@@ -171,7 +171,8 @@ def test_pinned_maps_are_the_programs_own_and_go_with_it(lab):
     from xdpgw._xsk import lib
 
     from tests.helpers import feed_frames, send_frames
-    from xdpgw.kernel.program import PINNED_MAPS, pin_dir, sum_counters
+    from xdpgw.kernel.maps import sum_counters
+    from xdpgw.kernel.pins import PINNED_MAPS, pin_dir
     from xdpgw.transport.xdp.rx import XdpReceiver
 
     with in_netns(lab.rx_ns):

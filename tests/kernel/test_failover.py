@@ -156,9 +156,9 @@ def test_dead_consumer_hands_its_feed_to_the_kernel_and_a_new_one_takes_it_back(
 
 def test_kill_9_is_noticed_in_the_killer(lab, monkeypatch):
     """With only the sender-side hook (signal_generate), kill -9 is noticed without the victim's help."""
-    import xdpgw.kernel.program as bpf
+    import xdpgw.kernel.liveness as liveness
 
-    monkeypatch.setattr(bpf, "DEATH_HOOKS", tuple(h for h in bpf.DEATH_HOOKS if h[1] == "signal_generate"))
+    monkeypatch.setattr(liveness, "DEATH_HOOKS", tuple(h for h in liveness.DEATH_HOOKS if h[1] == "signal_generate"))
     prog = shared_program(lab)
     p = None
     try:

@@ -1,4 +1,4 @@
-"""Interface facts from netlink (pyroute2): index, MAC, RX queues, and the XDP program attached."""
+"""Interface facts from netlink (pyroute2): index, MAC, RX queues, MTU, state, and the XDP program attached."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class Interface:
     mac: str
     rx_queues: int
     xdp: XdpAttachment | None
+    mtu: int = 0
+    state: str = ""  # operstate: UP, DOWN, UNKNOWN, ...
 
 
 def prog_name(prog_id: int) -> str:
@@ -65,6 +67,8 @@ def interface(name: str) -> Interface:
         mac=link.get_attr("IFLA_ADDRESS") or "",
         rx_queues=link.get_attr("IFLA_NUM_RX_QUEUES") or 1,
         xdp=xdp,
+        mtu=link.get_attr("IFLA_MTU") or 0,
+        state=link.get_attr("IFLA_OPERSTATE") or "",
     )
 
 

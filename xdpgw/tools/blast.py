@@ -19,6 +19,7 @@ import struct
 import time
 
 from xdpgw.errors import GatewayError
+from xdpgw.kernel.features import require_root
 from xdpgw.kernel.programs import compile_xdp
 from xdpgw.ops.tuning import on_cpu
 from xdpgw.tools.synth import synth_packets
@@ -93,8 +94,7 @@ class Blaster:
     def __init__(self, iface: str, dst_ip: str, port: int, *, dst_mac: str | None = None,
                  src_ip: str | None = None, src_port: int = 40000, msgs_per_packet: int = 1,
                  session: str = "BLAST", first_seq: int = 1, batch_size: int = 64, queue: int = 0) -> None:
-        if os.geteuid() != 0:
-            raise GatewayError("blast needs root (BPF_PROG_RUN, CAP_BPF)", "run it with sudo")
+        require_root("blast (BPF_PROG_RUN, CAP_BPF)")
         if not 1 <= batch_size <= 256:
             raise GatewayError(f"batch size {batch_size} is out of range", "use 1..256 frames per batch")
         self._bpf, self._anchor_fd = None, None

@@ -214,7 +214,7 @@ int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, s
     uint32_t lens[256];
     uint64_t ts[256];
     while (xgw_mono_ns() < until_ns) {
-        int n = xgw_rx_burst(s, 256, offs, lens, ts, NULL, spin_ns);
+        int n = xgw_rx_burst(s, 256, offs, lens, ts, NULL, NULL, spin_ns);
         if (n < 0)
             return n;
         if (n) {
@@ -226,9 +226,9 @@ int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, s
 }
 
 int32_t xgw_fast_rx_xdp(struct xgw_fast *f, struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
-                        uint64_t *ts, uint16_t *hdr, int64_t spin_ns, int64_t t_poll)
+                        uint64_t *ts, uint16_t *hdr, uint16_t *dport, int64_t spin_ns, int64_t t_poll)
 {
-    int n = xgw_rx_burst(s, max, offs, lens, ts, hdr, spin_ns);
+    int n = xgw_rx_burst(s, max, offs, lens, ts, hdr, dport, spin_ns);
     f->result = XGW_FAST_DEFER;
     if (n > 0)
         f->result = xgw_fast_burst(f, (const uint8_t *)xgw_xsk_area(s), offs, lens, ts, (uint32_t)n, 0,

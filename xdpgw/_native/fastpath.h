@@ -98,5 +98,5 @@ struct xgw_xsk;
  * the packets received (< 0: a receive error) and leaves xgw_fast_burst's answer in f->result (last_heard:
  * CLOCK_MONOTONIC seconds, the FeedHandler's default clock). */
 int32_t xgw_fast_rx_xdp(struct xgw_fast *f, struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
-                        uint64_t *ts, uint16_t *hdr, int64_t spin_ns, int64_t t_poll);
+                        uint64_t *ts, uint16_t *hdr, uint16_t *dport, int64_t spin_ns, int64_t t_poll);
 int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, struct xgw_latency_acc *acc);

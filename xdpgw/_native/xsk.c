@@ -251,13 +251,13 @@ static int xgw_udp_payload(const uint8_t *p, uint32_t len, uint32_t *off, uint32
 /*
  * Receive up to `max` packets. For each valid one: offs[k] = UDP payload offset in the UMEM area,
  * lens[k] = payload length, ts[k] = XDP receive stamp (0 if none), hdr[k] = header bytes in front of
- * the payload (frame start = offs - hdr; `hdr` may be NULL). With checksum verification on, packets with
+ * the payload (frame start = offs - hdr), dport[k] = UDP destination port (`hdr`, `dport` may be NULL). With checksum verification on, packets with
  * a wrong UDP checksum are dropped (their frames recycled) and counted in rx_bad_csum. The previous burst's frames go back to
  * the fill ring first, so a returned batch stays valid until the next call. With nothing to read it
  * kicks the kernel if it asked for a wakeup and spins for up to spin_ns. Returns the count.
  */
 int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens, uint64_t *ts,
-                 uint16_t *hdr, int64_t spin_ns)
+                 uint16_t *hdr, uint16_t *dport, int64_t spin_ns)
 {
     uint32_t idx = 0, n, k = 0;
     int64_t deadline = 0;
@@ -308,6 +308,8 @@ int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
         lens[k] = plen;
         if (hdr)
             hdr[k] = (uint16_t)off;
+        if (dport) /* the UDP header ends at the payload: destination port at bytes 2-3 of its 8 */
+            dport[k] = (uint16_t)(frame[off - 6] << 8 | frame[off - 5]);
         s->st.rx_bytes += d->len;
         k++;
     }

@@ -44,6 +44,6 @@ int xgw_xsk_update_map(struct xgw_xsk *s, int map_fd);
 void xgw_xsk_set_heartbeat(struct xgw_xsk *s, uint64_t *slot);
 void xgw_xsk_set_verify_csum(struct xgw_xsk *s, int on);
 int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens, uint64_t *ts,
-                 uint16_t *hdr, int64_t spin_ns);
+                 uint16_t *hdr, uint16_t *dport, int64_t spin_ns);
 int xgw_xsk_stats(struct xgw_xsk *s, struct xgw_xsk_stats *out);
 int xgw_xsk_wait(struct xgw_xsk *s, int timeout_ms);

@@ -25,7 +25,8 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
   session's packets are held, never delivered and never able to stop ours; once it is given up (silent
   ``session_timeout`` while another is followed, ended, or over the bounds) its messages are rejected
   as ``foreign_session``. At start-up, when several sessions compete, the one that keeps chaining for
-  ``prove_for`` seconds (most chained packets, then the earliest) is followed; the others wait.
+  ``prove_for`` seconds (most chained packets, then the one heard first, in order of arrival) is
+  followed; the others wait.
 - Every message taken in is accounted for at any moment (:meth:`Sequencer.accounts`): ``received ==
   delivered + duplicates + sum(rejected) + sum(held)``; ``rejected`` counts messages by cause, ``held``
   what still waits by reason (``behind_hole``, ``parked_far_ahead``, ``unconfirmed_session``).
@@ -75,8 +76,8 @@ Piece = tuple[Decoded, "slice | np.ndarray | None"]  # to deliver: a burst, or s
 @dataclass(slots=True)
 class Candidate:
     """Packets of a session not followed (yet), held, and what they prove: well-formed packets that
-    chained (each at or beyond the end of the one before), when it was first and last heard, and
-    whether it ended (its own well-formed end-of-session: it is never followed then)."""
+    chained (each at or beyond the end of the one before), when (and in which order) it was first heard,
+    when last, and whether it ended (its own well-formed end-of-session: it is never followed then)."""
 
     parts: list[Decoded] = field(default_factory=list)
     messages: int = 0
@@ -86,6 +87,7 @@ class Candidate:
     chain_end: int | None = None
     first: float = 0.0
     last: float = 0.0
+    heard: int = 0  # the order sessions were first heard in (``first`` ties within a burst; this does not)
     ended: bool = False
 
 
@@ -139,6 +141,7 @@ class Sequencer:
         self.old_sessions: set[bytes] = set()  # followed until their own end-of-session
         self.resume: dict[bytes, int] = {}  # followed until they went silent: where each left off
         self.candidates: dict[bytes, Candidate] = {}
+        self._heard = 0  # sessions heard so far as candidates (numbers Candidate.heard)
         self.parked: list[tuple[int, int, Decoded]] = []  # (start, end, packet) far ahead, uncorroborated
         self.ended = False
         self.last_heard: float | None = None
@@ -277,7 +280,8 @@ class Sequencer:
                 self.counters["foreign_malformed_packets"] += len(dec.pkt_seq)
                 self.rejected["foreign_malformed"] += len(dec)
                 return
-            c = Candidate(first=now)
+            self._heard += 1
+            c = Candidate(first=now, heard=self._heard)
         self._prove(c, dec, well, now)
         if c.messages + len(dec) > self.max_buffered or len(c.parts) >= 64:
             self.rejected["foreign_session"] += len(dec)
@@ -335,7 +339,7 @@ class Sequencer:
             proven = [(s, c) for s, c in proven if self.ended or c.last > last]
             if not proven:
                 return
-        session, c = max(proven, key=lambda sc: (not sc[1].ended, sc[1].chain, -sc[1].first))
+        session, c = max(proven, key=lambda sc: (not sc[1].ended, sc[1].chain, -sc[1].heard))
         live = sum(not o.ended for o in cands.values())
         if not following and ((c.ended and live) or (live > 1 and now - c.first < self.prove_for)):
             return  # at start-up a live session beats an ended one; live ones compete: the real feed keeps chaining

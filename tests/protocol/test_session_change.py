@@ -135,6 +135,32 @@ def test_competing_sessions_tied_in_one_burst_the_first_heard_wins(a_first):
     assert acc["received"] == acc["delivered"] + sum(acc["rejected"].values()) + sum(acc["held"].values())
 
 
+REPEATS = {
+    "one_heartbeat_three_times": [encode_heartbeat(B, 5)] * 3,
+    "data_then_its_start_twice": [pkt(1, B), encode_heartbeat(B, 1), encode_heartbeat(B, 1)],
+    "heartbeat_data_heartbeat_copies": [pkt(1, B), encode_heartbeat(B, 3), pkt(1, B), encode_heartbeat(B, 3)],
+}
+
+
+@pytest.mark.parametrize("stray", list(REPEATS))
+def test_repeated_heartbeats_prove_nothing_at_start_up(stray):
+    """A copy proves nothing, and a heartbeat repeated is a copy: a stray sending the same heartbeat
+    again and again must not out-chain our feed at start-up (it did: three heartbeats beat two packets)."""
+    sq = Sequencer(give_up_after=0.002, prove_for=0.05)
+    got = run(sq, [pkt(1), *REPEATS[stray], pkt(3)], 0.0)
+    out = sq.poll(0.2)
+    got += list(zip(out.pkt_session[out.pkt].tolist(), out.seq.tolist(), strict=True))
+    assert seqs_of(got) == [1, 2, 3, 4] and not seqs_of(got, B) and sq.session.rstrip() == A.encode()
+
+
+def test_a_heartbeat_after_new_data_still_proves_a_session():
+    """What a one-packet session shows before it goes idle (its data, then its heartbeat) still proves it."""
+    sq = Sequencer(give_up_after=0.002)
+    run(sq, feed_a(1, 2) + [encode_end_of_session(A, 5)], 0.0)
+    got = run(sq, [pkt(1, B), pkt(1, B), encode_heartbeat(B, 3)], 0.1)
+    assert seqs_of(got, B) == [1, 2] and sq.session.rstrip() == B.encode()
+
+
 # --- the property: any hostile mix of other sessions' packets costs ours nothing -----------------------
 def seqs_of_a(out) -> list[int]:
     """The sequences delivered, which must all be of session A."""

@@ -83,6 +83,7 @@ class Candidate:
     messages: int = 0
     packets: int = 0
     chain: int = 0
+    beat: int | None = None  # the sequence the last packet without messages showed (another there is a copy)
     chain_start: int = 0  # the sequences it showed: [chain_start, chain_end)
     chain_end: int | None = None
     first: float = 0.0
@@ -302,7 +303,9 @@ class Sequencer:
     @staticmethod
     def _prove(c: Candidate, dec: Decoded, well: np.ndarray | None, now: float) -> None:
         """Count the well-formed packets of ``dec`` that chain on what ``c`` showed so far: each lies wholly
-        beyond (or, reordered, wholly before) the sequences seen before it; a copy proves nothing."""
+        beyond (or, reordered, wholly before) the sequences seen before it; a copy proves nothing. A packet
+        without messages (heartbeat, end-of-session) must announce a sequence beyond (or before) what was
+        seen, and not the one the last such packet showed: a repeated heartbeat is a copy, not a chain."""
         starts = dec.pkt_seq.astype(np.int64)
         ends = starts + dec.pkt_nmsg
         count = dec.pkt_count
@@ -312,14 +315,23 @@ class Sequencer:
             return
         c.last = now
         c.ended = c.ended or bool((count == END_OF_SESSION).any())
+        empty = ends == starts
         if c.chain_end is None:  # the first one proves itself
             c.chain, c.chain_start, c.chain_end = 1, int(starts[0]), int(ends[0])
-            starts, ends = starts[1:], ends[1:]
+            c.beat = int(starts[0]) if empty[0] else c.beat
+            starts, ends, empty = starts[1:], ends[1:], empty[1:]
             if not len(starts):
                 return
         hi = np.maximum.accumulate(np.r_[c.chain_end, ends[:-1]])
         lo = np.minimum.accumulate(np.r_[c.chain_start, starts[:-1]])
-        c.chain += int(np.count_nonzero((starts >= hi) | (ends <= lo)))
+        new = ~empty & ((starts >= hi) | (ends <= lo))
+        if empty.any():  # a heartbeat at or beyond the end (or before) what was seen, unless it repeats the last
+            at = np.flatnonzero(empty)
+            beats = starts[at]
+            before = np.r_[-1 if c.beat is None else c.beat, beats[:-1]]
+            new[at] = ((beats >= hi[at]) | (beats < lo[at])) & (beats != before)
+            c.beat = int(beats[-1])
+        c.chain += int(np.count_nonzero(new))
         c.chain_start, c.chain_end = min(c.chain_start, int(starts.min())), max(c.chain_end, int(ends.max()))
 
     def _decide(self, now: float, out: list[Piece]) -> None:

@@ -16,7 +16,8 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
   received and only that prefix is announced; a broken copy leaves its missing messages *missing*,
   so a later good copy (other line, retransmission) fills them exactly once.
 - A session is believed only after two well-formed packets of it that *chain* (each wholly beyond, or
-  reordered wholly before, what was seen of it; either line, a heartbeat counts; a copy does not); until then its packets wait aside
+  reordered wholly before, what was seen of it; either line, a heartbeat counts; a copy does not, and a
+  heartbeat showing the sequence the last one showed is a copy); until then its packets wait aside
   (``candidates``). A malformed packet never starts a session, and an end-of-session packet never ends
   any session but its own (a lone one of another session is rejected at once).
 - What proves a session change (day rollover, failover to a backup publisher): the followed session

@@ -139,13 +139,14 @@ REPEATS = {
     "one_heartbeat_three_times": [encode_heartbeat(B, 5)] * 3,
     "data_then_its_start_twice": [pkt(1, B), encode_heartbeat(B, 1), encode_heartbeat(B, 1)],
     "heartbeat_data_heartbeat_copies": [pkt(1, B), encode_heartbeat(B, 3), pkt(1, B), encode_heartbeat(B, 3)],
+    "stale_heartbeats": [pkt(5, B), encode_heartbeat(B, 3), encode_heartbeat(B, 1)],
 }
 
 
 @pytest.mark.parametrize("stray", list(REPEATS))
 def test_repeated_heartbeats_prove_nothing_at_start_up(stray):
-    """A copy proves nothing, and a heartbeat repeated is a copy: a stray sending the same heartbeat
-    again and again must not out-chain our feed at start-up (it did: three heartbeats beat two packets)."""
+    """A copy proves nothing, and a heartbeat repeated (or behind what was seen) is no progress: a stray
+    sending heartbeats must not out-chain our feed at start-up (it did: three heartbeats beat two packets)."""
     sq = Sequencer(give_up_after=0.002, prove_for=0.05)
     got = run(sq, [pkt(1), *REPEATS[stray], pkt(3)], 0.0)
     out = sq.poll(0.2)

@@ -16,8 +16,8 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
   received and only that prefix is announced; a broken copy leaves its missing messages *missing*,
   so a later good copy (other line, retransmission) fills them exactly once.
 - A session is believed only after two well-formed packets of it that *chain* (each wholly beyond, or
-  reordered wholly before, what was seen of it; either line, a heartbeat counts; a copy does not, and a
-  heartbeat showing the sequence the last one showed is a copy); until then its packets wait aside
+  reordered wholly before, what was seen of it; either line; a copy does not, and a heartbeat counts only
+  at or beyond the end of what was seen and not repeating the last one); until then its packets wait aside
   (``candidates``). A malformed packet never starts a session, and an end-of-session packet never ends
   any session but its own (a lone one of another session is rejected at once).
 - What proves a session change (day rollover, failover to a backup publisher): the followed session
@@ -305,8 +305,8 @@ class Sequencer:
     def _prove(c: Candidate, dec: Decoded, well: np.ndarray | None, now: float) -> None:
         """Count the well-formed packets of ``dec`` that chain on what ``c`` showed so far: each lies wholly
         beyond (or, reordered, wholly before) the sequences seen before it; a copy proves nothing. A packet
-        without messages (heartbeat, end-of-session) must announce a sequence beyond (or before) what was
-        seen, and not the one the last such packet showed: a repeated heartbeat is a copy, not a chain."""
+        without messages (heartbeat, end-of-session) must show a sequence at or beyond the end of what was
+        seen, and not the one the last such packet showed: a repeated or stale heartbeat is no progress."""
         starts = dec.pkt_seq.astype(np.int64)
         ends = starts + dec.pkt_nmsg
         count = dec.pkt_count
@@ -326,11 +326,10 @@ class Sequencer:
         hi = np.maximum.accumulate(np.r_[c.chain_end, ends[:-1]])
         lo = np.minimum.accumulate(np.r_[c.chain_start, starts[:-1]])
         new = ~empty & ((starts >= hi) | (ends <= lo))
-        if empty.any():  # a heartbeat at or beyond the end (or before) what was seen, unless it repeats the last
+        if empty.any():  # a heartbeat at or beyond the end of what was seen, unless it repeats the last one
             at = np.flatnonzero(empty)
             beats = starts[at]
-            before = np.r_[-1 if c.beat is None else c.beat, beats[:-1]]
-            new[at] = ((beats >= hi[at]) | (beats < lo[at])) & (beats != before)
+            new[at] = (beats >= hi[at]) & (beats != np.r_[-1 if c.beat is None else c.beat, beats[:-1]])
             c.beat = int(beats[-1])
         c.chain += int(np.count_nonzero(new))
         c.chain_start, c.chain_end = min(c.chain_start, int(starts.min())), max(c.chain_end, int(ends.max()))

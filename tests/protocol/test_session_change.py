@@ -7,7 +7,7 @@ Sans-IO: the sequencer and the feed handler over decoded bursts, time passed in.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from xdpgw.batch import Batch
@@ -111,7 +111,65 @@ def test_competing_sessions_at_start_up_the_one_that_keeps_chaining_wins():
     assert seqs_of(got) == list(range(1, 9)) and not seqs_of(got, B)
 
 
+@pytest.mark.parametrize("a_first", [True, False])
+def test_competing_sessions_tied_in_one_burst_the_first_heard_wins(a_first):
+    """Regression (found by the property below): A's packet 1, B's heartbeat at 1 and B's packet 1, A's
+    packet 3, all in one burst at one instant. Both chained twice at the same time; the tie went to the
+    session heard *last* (the candidates' order), so B was followed and A's messages held. The session
+    heard first wins, whichever it is; the other is held, never delivered, then given up."""
+    a, b = [pkt(1), pkt(3)], [encode_heartbeat(B, 1), pkt(1, B)]
+    burst = [a[0], *b, a[1]] if a_first else [b[0], a[0], b[1], a[1]]
+    sq = Sequencer(give_up_after=0.002, prove_for=0.05)
+    got = run(sq, burst, 0.0)
+    assert got == [] and sq.session is None  # both chain: wait prove_for
+    out = sq.poll(0.2)
+    got += list(zip(out.pkt_session[out.pkt].tolist(), out.seq.tolist(), strict=True))
+    ours, other, mine, theirs = (A, B, [1, 2, 3, 4], 2) if a_first else (B, A, [1, 2], 4)
+    assert seqs_of(got, ours) == mine and not seqs_of(got, other) and sq.session.rstrip() == ours.encode()
+    assert sq.held()["unconfirmed_session"] == theirs
+    if a_first:  # ours goes on delivering in order, the other is given up once silent
+        got = run(sq, [pkt(5)], 0.3) + run(sq, [pkt(7)], 0.2 + sq.session_timeout)
+        assert seqs_of(got) == [5, 6, 7, 8] and not seqs_of(got, B)
+        assert sq.held()["unconfirmed_session"] == 0 and sq.rejected["foreign_session"] == 2
+    acc = sq.accounts()
+    assert acc["received"] == acc["delivered"] + sum(acc["rejected"].values()) + sum(acc["held"].values())
+
+
+REPEATS = {
+    "one_heartbeat_three_times": [encode_heartbeat(B, 5)] * 3,
+    "data_then_its_start_twice": [pkt(1, B), encode_heartbeat(B, 1), encode_heartbeat(B, 1)],
+    "heartbeat_data_heartbeat_copies": [pkt(1, B), encode_heartbeat(B, 3), pkt(1, B), encode_heartbeat(B, 3)],
+    "stale_heartbeats": [pkt(5, B), encode_heartbeat(B, 3), encode_heartbeat(B, 1)],
+}
+
+
+@pytest.mark.parametrize("stray", list(REPEATS))
+def test_repeated_heartbeats_prove_nothing_at_start_up(stray):
+    """A copy proves nothing, and a heartbeat repeated (or behind what was seen) is no progress: a stray
+    sending heartbeats must not out-chain our feed at start-up (it did: three heartbeats beat two packets)."""
+    sq = Sequencer(give_up_after=0.002, prove_for=0.05)
+    got = run(sq, [pkt(1), *REPEATS[stray], pkt(3)], 0.0)
+    out = sq.poll(0.2)
+    got += list(zip(out.pkt_session[out.pkt].tolist(), out.seq.tolist(), strict=True))
+    assert seqs_of(got) == [1, 2, 3, 4] and not seqs_of(got, B) and sq.session.rstrip() == A.encode()
+
+
+def test_a_heartbeat_after_new_data_still_proves_a_session():
+    """What a one-packet session shows before it goes idle (its data, then its heartbeat) still proves it."""
+    sq = Sequencer(give_up_after=0.002)
+    run(sq, feed_a(1, 2) + [encode_end_of_session(A, 5)], 0.0)
+    got = run(sq, [pkt(1, B), pkt(1, B), encode_heartbeat(B, 3)], 0.1)
+    assert seqs_of(got, B) == [1, 2] and sq.session.rstrip() == B.encode()
+
+
 # --- the property: any hostile mix of other sessions' packets costs ours nothing -----------------------
+def seqs_of_a(out) -> list[int]:
+    """The sequences delivered, which must all be of session A."""
+    sessions = set(out.pkt_session[out.pkt].tolist())
+    assert sessions <= {A.encode().ljust(10)}, sessions
+    return out.seq.tolist()
+
+
 @st.composite
 def hostile_feed(draw: st.DrawFn) -> list[tuple[float, list[bytes]]]:
     n = draw(st.integers(2, 30))
@@ -137,6 +195,7 @@ def hostile_feed(draw: st.DrawFn) -> list[tuple[float, list[bytes]]]:
 
 @settings(max_examples=150, deadline=None)
 @given(hostile_feed())
+@example([(0.0, [pkt(1), encode_heartbeat(B, 1), pkt(1, B), pkt(3)])])  # a tie at start-up went to B
 def test_any_mix_of_other_sessions_costs_nothing_and_everything_is_accounted_for(case):
     clock = [0.0]
     feed = FeedHandler(clock=lambda: clock[0], lines=1)
@@ -144,12 +203,12 @@ def test_any_mix_of_other_sessions_costs_nothing_and_everything_is_accounted_for
     for t, burst in case:
         clock[0] = t
         out = feed.on_batch(Batch.from_payloads(burst))
-        got += [] if out is None else out.seq.tolist()
+        got += [] if out is None else seqs_of_a(out)
         st_ = feed.stats()
         assert accounted(st_) == st_["received"], st_
     clock[0] = case[-1][0] + 0.2
     out = feed.poll()
-    got += [] if out is None else out.seq.tolist()
+    got += [] if out is None else seqs_of_a(out)
     want = sorted({s for _, b in case for p in b for s in decode_payloads([p]).seq.tolist()
                    if p[:10] == A.encode().ljust(10) and len(p) == len(pkt(1))})
     assert got == want, (sorted(set(want) - set(got)), sorted(set(got) - set(want)), feed.sequencer.stats())

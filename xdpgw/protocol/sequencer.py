@@ -16,7 +16,8 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
   received and only that prefix is announced; a broken copy leaves its missing messages *missing*,
   so a later good copy (other line, retransmission) fills them exactly once.
 - A session is believed only after two well-formed packets of it that *chain* (each wholly beyond, or
-  reordered wholly before, what was seen of it; either line, a heartbeat counts; a copy does not); until then its packets wait aside
+  reordered wholly before, what was seen of it; either line; a copy does not, and a heartbeat counts only
+  at or beyond the end of what was seen and not repeating the last one); until then its packets wait aside
   (``candidates``). A malformed packet never starts a session, and an end-of-session packet never ends
   any session but its own (a lone one of another session is rejected at once).
 - What proves a session change (day rollover, failover to a backup publisher): the followed session
@@ -25,7 +26,8 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
   session's packets are held, never delivered and never able to stop ours; once it is given up (silent
   ``session_timeout`` while another is followed, ended, or over the bounds) its messages are rejected
   as ``foreign_session``. At start-up, when several sessions compete, the one that keeps chaining for
-  ``prove_for`` seconds (most chained packets, then the earliest) is followed; the others wait.
+  ``prove_for`` seconds (most chained packets, then the one heard first, in order of arrival) is
+  followed; the others wait.
 - Every message taken in is accounted for at any moment (:meth:`Sequencer.accounts`): ``received ==
   delivered + duplicates + sum(rejected) + sum(held)``; ``rejected`` counts messages by cause, ``held``
   what still waits by reason (``behind_hole``, ``parked_far_ahead``, ``unconfirmed_session``).
@@ -75,17 +77,19 @@ Piece = tuple[Decoded, "slice | np.ndarray | None"]  # to deliver: a burst, or s
 @dataclass(slots=True)
 class Candidate:
     """Packets of a session not followed (yet), held, and what they prove: well-formed packets that
-    chained (each at or beyond the end of the one before), when it was first and last heard, and
-    whether it ended (its own well-formed end-of-session: it is never followed then)."""
+    chained (each at or beyond the end of the one before), when (and in which order) it was first heard,
+    when last, and whether it ended (its own well-formed end-of-session: it is never followed then)."""
 
     parts: list[Decoded] = field(default_factory=list)
     messages: int = 0
     packets: int = 0
     chain: int = 0
+    beat: int | None = None  # the sequence the last packet without messages showed (another there is a copy)
     chain_start: int = 0  # the sequences it showed: [chain_start, chain_end)
     chain_end: int | None = None
     first: float = 0.0
     last: float = 0.0
+    heard: int = 0  # the order sessions were first heard in (``first`` ties within a burst; this does not)
     ended: bool = False
 
 
@@ -139,6 +143,7 @@ class Sequencer:
         self.old_sessions: set[bytes] = set()  # followed until their own end-of-session
         self.resume: dict[bytes, int] = {}  # followed until they went silent: where each left off
         self.candidates: dict[bytes, Candidate] = {}
+        self._heard = 0  # sessions heard so far as candidates (numbers Candidate.heard)
         self.parked: list[tuple[int, int, Decoded]] = []  # (start, end, packet) far ahead, uncorroborated
         self.ended = False
         self.last_heard: float | None = None
@@ -277,7 +282,8 @@ class Sequencer:
                 self.counters["foreign_malformed_packets"] += len(dec.pkt_seq)
                 self.rejected["foreign_malformed"] += len(dec)
                 return
-            c = Candidate(first=now)
+            self._heard += 1
+            c = Candidate(first=now, heard=self._heard)
         self._prove(c, dec, well, now)
         if c.messages + len(dec) > self.max_buffered or len(c.parts) >= 64:
             self.rejected["foreign_session"] += len(dec)
@@ -298,7 +304,9 @@ class Sequencer:
     @staticmethod
     def _prove(c: Candidate, dec: Decoded, well: np.ndarray | None, now: float) -> None:
         """Count the well-formed packets of ``dec`` that chain on what ``c`` showed so far: each lies wholly
-        beyond (or, reordered, wholly before) the sequences seen before it; a copy proves nothing."""
+        beyond (or, reordered, wholly before) the sequences seen before it; a copy proves nothing. A packet
+        without messages (heartbeat, end-of-session) must show a sequence at or beyond the end of what was
+        seen, and not the one the last such packet showed: a repeated or stale heartbeat is no progress."""
         starts = dec.pkt_seq.astype(np.int64)
         ends = starts + dec.pkt_nmsg
         count = dec.pkt_count
@@ -308,14 +316,22 @@ class Sequencer:
             return
         c.last = now
         c.ended = c.ended or bool((count == END_OF_SESSION).any())
+        empty = ends == starts
         if c.chain_end is None:  # the first one proves itself
             c.chain, c.chain_start, c.chain_end = 1, int(starts[0]), int(ends[0])
-            starts, ends = starts[1:], ends[1:]
+            c.beat = int(starts[0]) if empty[0] else c.beat
+            starts, ends, empty = starts[1:], ends[1:], empty[1:]
             if not len(starts):
                 return
         hi = np.maximum.accumulate(np.r_[c.chain_end, ends[:-1]])
         lo = np.minimum.accumulate(np.r_[c.chain_start, starts[:-1]])
-        c.chain += int(np.count_nonzero((starts >= hi) | (ends <= lo)))
+        new = ~empty & ((starts >= hi) | (ends <= lo))
+        if empty.any():  # a heartbeat at or beyond the end of what was seen, unless it repeats the last one
+            at = np.flatnonzero(empty)
+            beats = starts[at]
+            new[at] = (beats >= hi[at]) & (beats != np.r_[-1 if c.beat is None else c.beat, beats[:-1]])
+            c.beat = int(beats[-1])
+        c.chain += int(np.count_nonzero(new))
         c.chain_start, c.chain_end = min(c.chain_start, int(starts.min())), max(c.chain_end, int(ends.max()))
 
     def _decide(self, now: float, out: list[Piece]) -> None:
@@ -335,7 +351,7 @@ class Sequencer:
             proven = [(s, c) for s, c in proven if self.ended or c.last > last]
             if not proven:
                 return
-        session, c = max(proven, key=lambda sc: (not sc[1].ended, sc[1].chain, -sc[1].first))
+        session, c = max(proven, key=lambda sc: (not sc[1].ended, sc[1].chain, -sc[1].heard))
         live = sum(not o.ended for o in cands.values())
         if not following and ((c.ended and live) or (live > 1 and now - c.first < self.prove_for)):
             return  # at start-up a live session beats an ended one; live ones compete: the real feed keeps chaining

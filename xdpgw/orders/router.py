@@ -51,7 +51,8 @@ class Router:
 
     def __init__(self, connectors: Iterable[Connector], routing: RoutingTable | None = None,
                  risk: RiskEngine | None = None, throttle: Throttle | None = None,
-                 journal: Journal | None = None, clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 journal: Journal | None = None, clock: Callable[[], int] = time.monotonic_ns,
+                 sync_each_send: bool = True) -> None:
         self.connectors: dict[str, Connector] = {}
         for c in connectors:
             if c.name in self.connectors:
@@ -62,6 +63,7 @@ class Router:
         self.risk = risk or RiskEngine()
         self.throttle = throttle or Throttle()
         self.journal = journal
+        self.sync_each_send = sync_each_send  # the fsync policy (module docstring)
         self.clock = clock
         self.blotter = Blotter()
         self.client_orders: dict[str, list[str]] = {}  # client id → child ids ([] if denied)
@@ -132,14 +134,28 @@ class Router:
         """Check, split, throttle and send one client order. Returns its records: the children (sent,
         or pending in the throttle queue, or denied by the throttle's reject policy), or the order
         itself denied by a risk check or for want of a route. A reused id is denied and not recorded
-        (the id's first order keeps its record)."""
+        (the id's first order keeps its record).
+
+        The common case (one venue, a throttle slot) is the per-order hot path: risk, then the
+        journal (if any), then the connector's send, and only then the bookkeeping — the order's
+        record is made already sent (pending-new → sent, as ``Blotter.sent`` would move it)."""
+        now = self.clock()
+        legs = self._check(order, now)
+        if type(legs) is not list:  # denied: its record (or None: a reused id, not recorded)
+            return [] if legs is None else [legs]
+        if len(legs) == 1:
+            venue, child = legs[0]
+            throttle = self.throttle
+            if not throttle.active or throttle.try_acquire(venue, now):
+                return [self._send_one(order.cl_ord_id, venue, child)]
         go: list[tuple[str, Order]] = []
-        recs = self._admit(order, self.clock(), go)
+        recs = self._register(order, legs, now, go)
         self._send(go)
         return recs
 
     def submit_many(self, orders: Iterable[Order]) -> list[OrderRecord]:
-        """``submit`` for many orders with one journal sync before they all leave."""
+        """``submit`` for many orders with one journal sync before they all leave (and one write per
+        venue for the orders that go at once)."""
         go: list[tuple[str, Order]] = []
         out: list[OrderRecord] = []
         now = self.clock()
@@ -151,38 +167,75 @@ class Router:
     def submit_batch(self, batch: OrderBatch) -> BatchPlan:
         """Many client orders as numpy columns (:class:`~xdpgw.orders.batch.OrderBatch`): risk
         checks and routing vectorised (:func:`~xdpgw.orders.batch.plan_batch`, the same verdicts as
-        ``submit`` row by row), then records, throttle, one journal sync and the sends. Returns the
-        plan (``reasons`` per row, ``denied()``)."""
+        ``submit`` row by row), then records, throttle and journal (one write, one sync) as ``submit``
+        keeps them, and to the wire: one write per venue, its frames encoded from the columns
+        (connectors with ``send_rows``; OUCH) — byte for byte what ``submit`` row by row sends.
+        Returns the plan (``reasons`` per row, ``denied()``)."""
         now = self.clock()
         plan = plan_batch(batch, self.risk, self.routing, self._live, now, encode=False)
-        go: list[tuple[str, Order]] = []
         reasons = plan.reasons
+        orders = batch.orders()
+        go: list[tuple[str, Order]] = []
+        rows: dict[str, list[int]] = {}  # venue → the batch rows it gets whole, in row order
+        whole: dict[str, bool] = {}  # venue → every order it gets now is a row of the batch
+        names, venues = plan.names, plan.venues.tolist()
+        b, client_orders = self.blotter.orders, self.client_orders
+        throttle = self.throttle
+        free = not throttle.active
         legs_of = dict(plan.scalar)
-        for i, (why, o) in enumerate(zip(reasons.tolist(), batch.orders(), strict=True)):  # in row order
+        for i, why in enumerate(reasons.tolist()):  # in row order, as submit row by row
+            o = orders[i]
             if why != OK:
                 if self.known(o.cl_ord_id):
                     self.denied_unrecorded[NAMES[why]] += 1
                 else:
                     self._deny(o, NAMES[why], now, counted=True)
                 continue
-            self._register(o, legs_of.get(i) or [(plan.names[plan.venues[i]], o)], now, go)
-        self._send(go)
+            v = venues[i]
+            if v < 0:  # split on the scalar path: its children
+                n = len(go)
+                self._register(o, legs_of[i], now, go)
+                for venue, _ in go[n:]:
+                    whole[venue] = False
+                continue
+            venue = names[v]
+            cid = o.cl_ord_id
+            client_orders[cid] = [cid]
+            if cid in b:
+                self.blotter.add(o)  # raises: the id is in use
+            rec = b[cid] = OrderRecord(o, S.PENDING_NEW, venue, o.qty)
+            if free or throttle.try_acquire(venue, now):
+                go.append((venue, o))
+                rows.setdefault(venue, []).append(i)
+                whole.setdefault(venue, True)
+            elif not throttle.hold(venue, (venue, o)):
+                self._refuse(rec, "throttle")
+        self._send(go, {v: (batch, rs) for v, rs in rows.items() if whole[v]})
         return plan
 
-    def _admit(self, order: Order, now: int, go: list[tuple[str, Order]]) -> list[OrderRecord]:
-        if self.known(order.cl_ord_id):
+    def _check(self, order: Order, now: int) -> list[tuple[str, Order]] | OrderRecord | None:
+        """The order's legs if it may go (exposure reserved), else its denial's record (None: a
+        reused id, counted but not recorded)."""
+        cid = order.cl_ord_id
+        if cid in self.client_orders or cid in self.blotter.orders:
             self.risk.deny("duplicate_id")
             self.denied_unrecorded["duplicate_id"] += 1
-            return []
+            return None
         try:
             legs = self.routing.legs(order, self._live)
         except NoRoute as e:
-            return [self._deny(order, "no_route", now, str(e))]
+            return self._deny(order, "no_route", now, str(e))
         if len(legs) > 1 and any(self.known(c.cl_ord_id) for _, c in legs):
-            return [self._deny(order, "duplicate_id", now)]
+            return self._deny(order, "duplicate_id", now)
         why = self.risk.accept(order, now, len(legs))
         if why:
-            return [self._deny(order, why, now, counted=True)]
+            return self._deny(order, why, now, counted=True)
+        return legs
+
+    def _admit(self, order: Order, now: int, go: list[tuple[str, Order]]) -> list[OrderRecord]:
+        legs = self._check(order, now)
+        if type(legs) is not list:
+            return [] if legs is None else [legs]
         return self._register(order, legs, now, go)
 
     def _register(self, order: Order, legs: list[tuple[str, Order]], now: int,
@@ -222,37 +275,97 @@ class Router:
         if self.journal is not None:
             self.journal.denied(o, reason, self.clock(), rec.venue)
 
-    def _send(self, orders: list[tuple[str, Order]]) -> None:
-        """Journal (synced), then put each (venue, order) on the wire."""
+    def _journal_sends(self, by_venue: Mapping[str, list[Order]], orders: list[tuple[str, Order]]) -> None:
+        """Before requests leave: their records, the UserRefNums they will take, then the sync the
+        fsync policy asks for (``sync_each_send``)."""
+        j = self.journal
+        j.orders(orders, self.clock())
+        held = getattr(j, "_pending_kv", None) is not None  # puts already held (by poll): leave them
+        if not held:
+            j.hold_puts()  # the reserved UserRefNums in one write after the orders
+        try:
+            for name, os_ in by_venue.items():
+                self._reserve_refs(name, os_)
+        finally:
+            if not held:
+                j.flush_puts()
+        if self.sync_each_send:
+            j.sync()
+        else:
+            j.maybe_sync()
+
+    def _send_one(self, client_id: str, venue: str, order: Order) -> OrderRecord:
+        """One order, one venue, a throttle slot taken: journal, send, then its record (already sent)."""
+        if self.journal is not None:
+            self._journal_sends({venue: [order]}, [(venue, order)])
+        conn = self.connectors[venue]
+        try:
+            ts = conn.send(order)
+        except (GatewayError, OSError) as e:
+            self.client_orders[client_id] = [order.cl_ord_id]
+            self.blotter.add(order, venue=venue)
+            self._send_failed(venue, order, e)
+            return self.blotter.orders[order.cl_ord_id]
+        except BaseException:
+            self.client_orders[client_id] = [order.cl_ord_id]
+            self.blotter.add(order, venue=venue)
+            raise
+        self.client_orders[client_id] = [order.cl_ord_id]
+        rec = self.blotter.orders[order.cl_ord_id] = OrderRecord(order, S.SENT, venue, order.qty)
+        rec.send_ns = ts
+        return rec
+
+    def _send(self, orders: list[tuple[str, Order]],
+              rows: Mapping[str, tuple[OrderBatch, list[int]]] | None = None) -> None:
+        """Journal, then put each (venue, order) on the wire: one write per venue for a burst.
+        ``rows``: venues whose orders are exactly these rows of a batch (their frames are encoded
+        from its columns by a connector with ``send_rows``)."""
         if not orders:
             return
         by_venue: dict[str, list[Order]] = {}
         for v, o in orders:
-            by_venue.setdefault(v, []).append(o)
+            os_ = by_venue.get(v)
+            if os_ is None:
+                by_venue[v] = [o]
+            else:
+                os_.append(o)
         if self.journal is not None:
-            self.journal.orders(orders, self.clock())
-            for name, os_ in by_venue.items():
-                self._reserve_refs(name, os_)
-            self.journal.sync()
+            self._journal_sends(by_venue, orders)
+        b = self.blotter.orders
         for venue, os_ in by_venue.items():
             conn = self.connectors[venue]
-            if len(os_) > 1 and hasattr(conn, "send_batch"):  # one write for the burst (OUCH)
-                try:
+            try:
+                if len(os_) == 1:
+                    ts = conn.send(os_[0])
+                elif rows and venue in rows and hasattr(conn, "send_rows"):  # frames from the columns
+                    batch, rs = rows[venue]
+                    ts = conn.send_rows(batch, rs, os_)
+                elif hasattr(conn, "send_batch"):  # one write for the burst (OUCH)
                     ts = conn.send_batch(os_)
-                except (GatewayError, OSError) as e:  # nothing of the batch was sent
+                else:
                     for o in os_:
-                        self._send_failed(venue, o, e)
+                        try:
+                            ts = conn.send(o)
+                        except (GatewayError, OSError) as e:
+                            self._send_failed(venue, o, e)
+                            continue
+                        self._sent(b[o.cl_ord_id], ts)
                     continue
+            except (GatewayError, OSError) as e:  # nothing of the burst was sent
                 for o in os_:
-                    self.blotter.sent(o.cl_ord_id, ts)
+                    self._send_failed(venue, o, e)
                 continue
             for o in os_:
-                try:
-                    ts = conn.send(o)
-                except (GatewayError, OSError) as e:
-                    self._send_failed(venue, o, e)
-                    continue
-                self.blotter.sent(o.cl_ord_id, ts)
+                rec = b[o.cl_ord_id]
+                if rec.state is S.PENDING_NEW:  # Blotter.sent, inlined (pending-new → sent is legal)
+                    rec.state = S.SENT
+                    rec.send_ns = ts
+                else:
+                    self._sent(rec, ts)
+
+    def _sent(self, rec: OrderRecord, ts: int) -> None:
+        self.blotter.move(rec, S.SENT)  # raises (counted) unless the move is legal
+        rec.send_ns = ts
 
     def _send_failed(self, venue: str, o: Order, e: Exception) -> None:
         self._error("send", f"{o.cl_ord_id} to {venue}: {e}")

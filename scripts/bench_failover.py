@@ -32,7 +32,7 @@ import sys
 import time
 from contextlib import contextmanager
 
-from xdpgw.lab import Lab, in_netns
+from xdpgw.tools.lab import Lab, in_netns
 
 PORT = 9001
 

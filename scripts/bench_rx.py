@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from xdpgw.lab import Lab, in_netns
+from xdpgw.tools.lab import Lab, in_netns
 
 PORT = 9001
 PAYLOAD = 22  # 14 Ethernet + 20 IPv4 + 8 UDP + 22 = 64-byte frames
@@ -26,7 +26,7 @@ PAYLOAD = 22  # 14 Ethernet + 20 IPv4 + 8 UDP + 22 = 64-byte frames
 
 def send(lab: Lab, n: int, cpu: int) -> None:
     code = (
-        "from xdpgw.transport.socket import SocketSender; from xdpgw.transport.base import Batch\n"
+        "from xdpgw.transport.socket import SocketSender; from xdpgw.batch import Batch\n"
         f"b = Batch.from_payloads([i.to_bytes(8, 'big') + bytes({PAYLOAD - 8}) for i in range(1024)])\n"
         f"left = {n}\n"
         f"with SocketSender('{lab.rx_ip}', {PORT}) as tx:\n"
@@ -69,7 +69,7 @@ def measure(lab: Lab, kind: str, n: int, burst: int, cpu_rx: int, cpu_tx: int) -
 
             rx = SocketReceiver(PORT, rcvbuf=1 << 30, batch=burst)
         else:
-            from xdpgw.transport.xdp import XdpReceiver
+            from xdpgw.transport.xdp.rx import XdpReceiver
 
             size = 1 << (n - 1).bit_length()
             rx = XdpReceiver(lab.rx_if, 0, [PORT], mode=kind.split("-")[1], frames=2 * size, rx_size=size,

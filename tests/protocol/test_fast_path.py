@@ -12,14 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import builders
-from xdpgw.feed import FeedHandler
+from xdpgw.batch import Batch
+from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.protocol import itch
 from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.decode import Decoded, decode_payloads
 from xdpgw.protocol.moldudp64 import HEADER_SIZE, encode_end_of_session, encode_heartbeat, encode_packet
 from xdpgw.protocol.sequencer import Sequencer
-from xdpgw.protocol.synth import synth_packets
-from xdpgw.transport.base import Batch
+from xdpgw.tools.synth import synth_packets
 
 
 def pkt(seq: int, n: int, session: str = "FAST") -> bytes:

@@ -1,6 +1,6 @@
 """The in-order fast path: one C call per burst (``csrc/fastpath.c``) for the common case of a feed.
 
-A :class:`~xdpgw.feed.FeedHandler` *arms* its :class:`FastPath` whenever the sequencer's state makes an
+A :class:`~xdpgw.pipeline.feed.FeedHandler` *arms* its :class:`FastPath` whenever the sequencer's state makes an
 in-order burst trivial (a confirmed session, nothing missing, buffered, parked or held for another session; no
 retransmission client; with A/B lines, for a line at the front of the merged stream). While armed, a burst whose packets all belong to that session and
 continue it exactly, framed exactly, with only valid ITCH messages (heartbeats allowed), is split,

@@ -1,0 +1,1 @@
+"""The kernel side: the XDP program (compile, load, attach, guards, liveness, pins, state) and netdev facts."""

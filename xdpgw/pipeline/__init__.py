@@ -1,0 +1,1 @@
+"""The receive pipeline: feed handler, gateway loop, typed summary, histogram, workers, flight recorder."""

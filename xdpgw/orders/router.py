@@ -156,6 +156,8 @@ class Router:
     def submit_many(self, orders: Iterable[Order]) -> list[OrderRecord]:
         """``submit`` for many orders with one journal sync before they all leave (and one write per
         venue for the orders that go at once)."""
+        if type(orders) is list and len(orders) == 1:
+            return self.submit(orders[0])
         go: list[tuple[str, Order]] = []
         out: list[OrderRecord] = []
         now = self.clock()

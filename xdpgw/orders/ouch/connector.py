@@ -135,7 +135,7 @@ class OuchConnector:
             ("sent", "cancels", "replaces", "mass_cancels", "events", "reconnects", "disconnects",
              "heartbeats_sent", "heartbeats_received", "messages", "replayed_skipped", "gaps",
              "malformed", "unknown_types", "unknown_refs", "unexpected", "bytes_sent", "bytes_received",
-             "tx_stamps", "tx_stamp_errors", "unsent"), 0)
+             "tx_stamps", "tx_stamp_errors", "unsent", "writes"), 0)
 
     # --- state for the journal -----------------------------------------------------------------
 
@@ -483,7 +483,9 @@ class OuchConnector:
                 ref_of[cid] = ref
             self._next_ref = first_ref + len(ids)
         size = len(data)
-        self._stats["bytes_sent"] += size
+        stats = self._stats
+        stats["writes"] += 1
+        stats["bytes_sent"] += size
         self._tx_bytes += size
         if self._outbox and kind:
             self._queued.append((self._tx_bytes, kind, ids))

@@ -20,7 +20,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace as _replace
+from itertools import repeat
 from typing import Any
+
+import numpy as np
 
 from xdpgw.errors import GatewayError
 from xdpgw.orders.batch import NAMES, OK, BatchPlan, OrderBatch, plan_batch
@@ -173,47 +176,70 @@ class Router:
         keeps them, and to the wire: one write per venue, its frames encoded from the columns
         (connectors with ``send_rows``; OUCH) — byte for byte what ``submit`` row by row sends.
         Returns the plan (``reasons`` per row, ``denied()``)."""
+        orders = batch.orders()  # checks every row first: a bad row raises before anything is reserved
         now = self.clock()
         plan = plan_batch(batch, self.risk, self.routing, self._live, now, encode=False)
-        reasons = plan.reasons
-        orders = batch.orders()
+        names, vrow = plan.names, plan.venues
+        easy = (plan.reasons == OK) & (vrow >= 0)  # accepted, whole to one venue: recorded in bulk
+        if self.throttle.active:
+            easy[:] = False  # row by row through the throttle, as submit
         go: list[tuple[str, Order]] = []
+        by_venue: dict[str, list[Order]] = {}
         rows: dict[str, list[int]] = {}  # venue → the batch rows it gets whole, in row order
-        whole: dict[str, bool] = {}  # venue → every order it gets now is a row of the batch
-        names, venues = plan.names, plan.venues.tolist()
-        b, client_orders = self.blotter.orders, self.client_orders
-        throttle = self.throttle
-        free = not throttle.active
+        mixed: set[str] = set()  # venues that also get orders that are not rows (split children)
         legs_of = dict(plan.scalar)
-        for i, why in enumerate(reasons.tolist()):  # in row order, as submit row by row
-            o = orders[i]
-            if why != OK:
-                if self.known(o.cl_ord_id):
-                    self.denied_unrecorded[NAMES[why]] += 1
-                else:
-                    self._deny(o, NAMES[why], now, counted=True)
-                continue
-            v = venues[i]
-            if v < 0:  # split on the scalar path: its children
-                n = len(go)
-                self._register(o, legs_of[i], now, go)
-                for venue, _ in go[n:]:
-                    whole[venue] = False
-                continue
-            venue = names[v]
-            cid = o.cl_ord_id
-            client_orders[cid] = [cid]
-            if cid in b:
-                self.blotter.add(o)  # raises: the id is in use
-            rec = b[cid] = OrderRecord(o, S.PENDING_NEW, venue, o.qty)
-            if free or throttle.try_acquire(venue, now):
-                go.append((venue, o))
-                rows.setdefault(venue, []).append(i)
-                whole.setdefault(venue, True)
-            elif not throttle.hold(venue, (venue, o)):
-                self._refuse(rec, "throttle")
-        self._send(go, {v: (batch, rs) for v, rs in rows.items() if whole[v]})
+        cuts = [0, *(np.flatnonzero(easy[1:] != easy[:-1]) + 1).tolist(), len(batch)]
+        for s, e in zip(cuts, cuts[1:], strict=False):  # runs of rows of one kind, in row order
+            if e > s and easy[s]:
+                self._record_rows(orders[s:e], s, vrow[s:e], names, go, by_venue, rows)
+            else:
+                for i in range(s, e):
+                    self._record_row(i, orders[i], plan, legs_of, now, go, by_venue, rows, mixed)
+        self._send(go, {v: (batch, rs) for v, rs in rows.items() if v not in mixed}, by_venue)
         return plan
+
+    def _record_rows(self, os_: list[Order], first: int, vrow: np.ndarray, names: list[str],
+                     go: list[tuple[str, Order]], by_venue: dict[str, list[Order]], rows: dict[str, list[int]]) -> None:
+        """Accepted rows, each whole to one venue with a free throttle: their records, in bulk."""
+        b = self.blotter.orders
+        ids = [o.cl_ord_id for o in os_]
+        if not b.keys().isdisjoint(ids):
+            self.blotter.add(next(o for o in os_ if o.cl_ord_id in b))  # raises: the id is in use
+        vs = [names[v] for v in vrow.tolist()]
+        b.update(zip(ids, map(OrderRecord, os_, repeat(S.PENDING_NEW), vs, [o.qty for o in os_]), strict=True))
+        self.client_orders.update(zip(ids, [[c] for c in ids], strict=True))
+        go += zip(vs, os_, strict=True)
+        for k in np.unique(vrow).tolist():
+            at = np.flatnonzero(vrow == k)
+            name = names[k]
+            rows.setdefault(name, []).extend((at + first).tolist())
+            by_venue.setdefault(name, []).extend([os_[j] for j in at.tolist()] if len(at) < len(os_) else os_)
+
+    def _record_row(self, i: int, o: Order, plan: BatchPlan, legs_of: dict[int, list[tuple[str, Order]]], now: int,
+                    go: list[tuple[str, Order]],
+                    by_venue: dict[str, list[Order]], rows: dict[str, list[int]], mixed: set[str]) -> None:
+        """One row as ``submit`` would record it: denied, split (children), or through the throttle."""
+        why = int(plan.reasons[i])
+        if why != OK:
+            if self.known(o.cl_ord_id):
+                self.denied_unrecorded[NAMES[why]] += 1
+            else:
+                self._deny(o, NAMES[why], now, counted=True)
+            return
+        v = int(plan.venues[i])
+        if v < 0:  # split on the scalar path: its children
+            n = len(go)
+            self._register(o, legs_of[i], now, go)
+            for venue, child in go[n:]:
+                mixed.add(venue)
+                by_venue.setdefault(venue, []).append(child)
+            return
+        n = len(go)
+        self._register(o, [(plan.names[v], o)], now, go)
+        if len(go) > n:
+            venue = plan.names[v]
+            rows.setdefault(venue, []).append(i)
+            by_venue.setdefault(venue, []).append(o)
 
     def _check(self, order: Order, now: int) -> list[tuple[str, Order]] | OrderRecord | None:
         """The order's legs if it may go (exposure reserved), else its denial's record (None: a
@@ -317,20 +343,22 @@ class Router:
         rec.send_ns = ts
         return rec
 
-    def _send(self, orders: list[tuple[str, Order]],
-              rows: Mapping[str, tuple[OrderBatch, list[int]]] | None = None) -> None:
+    def _send(self, orders: list[tuple[str, Order]], rows: Mapping[str, tuple[OrderBatch, list[int]]] | None = None,
+              by_venue: dict[str, list[Order]] | None = None) -> None:
         """Journal, then put each (venue, order) on the wire: one write per venue for a burst.
         ``rows``: venues whose orders are exactly these rows of a batch (their frames are encoded
-        from its columns by a connector with ``send_rows``)."""
+        from its columns by a connector with ``send_rows``); ``by_venue``: ``orders`` grouped by
+        venue, when the caller has it."""
         if not orders:
             return
-        by_venue: dict[str, list[Order]] = {}
-        for v, o in orders:
-            os_ = by_venue.get(v)
-            if os_ is None:
-                by_venue[v] = [o]
-            else:
-                os_.append(o)
+        if by_venue is None:
+            by_venue = {}
+            for v, o in orders:
+                os_ = by_venue.get(v)
+                if os_ is None:
+                    by_venue[v] = [o]
+                else:
+                    os_.append(o)
         if self.journal is not None:
             self._journal_sends(by_venue, orders)
         b = self.blotter.orders

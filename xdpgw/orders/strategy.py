@@ -31,7 +31,10 @@ class StrategyContext:
 
 
 class StrategyHandler:
-    """A Gateway tap (notes each raw batch's receive stamps) and handler (runs the strategy)."""
+    """A Gateway handler (runs the strategy on each decoded batch). The receive stamps come with the
+    batch (``pkt_ts_ns`` of a decoded feed batch: its packets' stamps); for handlers of other
+    batches, :meth:`tap` (a Gateway tap) notes each raw batch's stamps instead — a tap costs the
+    consumer its one-call receive + decode path, so the decoded batch's own stamps are preferred."""
 
     def __init__(self, fn: Callable[[Any, StrategyContext], None], router: Router) -> None:
         self.fn = fn
@@ -43,6 +46,9 @@ class StrategyHandler:
     def __call__(self, decoded) -> None:
         ctx = self.ctx
         ctx.calls += 1
+        stamps = getattr(decoded, "pkt_ts_ns", None)
+        if stamps is not None:
+            ctx.rx_ns = stamps.view(np.int64)  # (the fast path keeps them as uint64)
         try:
             self.fn(decoded, ctx)
         finally:

@@ -84,7 +84,7 @@ def run_rate(rx, gen, venue_port: int, rate: int, seconds: float, user: str) -> 
         handler = StrategyHandler(strat, router)
         phase = run_phase(rx, FeedHandler(lines=1), gen, {"op": "paced", "size": "small", "pps": rate,
                                                           "seconds": seconds},
-                          probe=False, handlers=(handler,), taps=(handler.tap,))
+                          probe=False, handlers=(handler,))
         end = time.monotonic() + 2.0
         while time.monotonic() < end and not router.settled():
             router.poll(0.01)

@@ -167,7 +167,7 @@ def _run(receivers, *, count, duration, as_json, quiet, cpu, fifo, mlock, metric
     strategy = _strategy(consumer.pop("strategy", None), consumer.pop("venues", ()), consumer.pop("router_config", None))
     try:
         gw = _gateway(receivers, status=None if quiet else sys.stderr, on_tick=on_tick, line_b_port=line_b_port,
-                      taps=[*taps, strategy.tap] if strategy else taps,
+                      taps=taps,  # the strategy takes its receive stamps from the batches it gets
                       extra_handlers=[strategy] if strategy else (), **consumer)
         fast = getattr(gw.feed, "fast", None)
         if trace_latency:

@@ -31,10 +31,10 @@ class StrategyContext:
 
 
 class StrategyHandler:
-    """A Gateway handler (runs the strategy on each decoded batch). The receive stamps come with the
-    batch (``pkt_ts_ns`` of a decoded feed batch: its packets' stamps); for handlers of other
-    batches, :meth:`tap` (a Gateway tap) notes each raw batch's stamps instead — a tap costs the
-    consumer its one-call receive + decode path, so the decoded batch's own stamps are preferred."""
+    """A Gateway handler (runs the strategy on each batch). The receive stamps come with the batch
+    (``pkt_ts_ns`` of a decoded feed batch, ``ts_ns`` of a raw one). :meth:`tap` (a Gateway tap
+    noting each raw burst's stamps) is kept for callers that deliver something else; a tap costs the
+    consumer its one-call receive + decode path."""
 
     def __init__(self, fn: Callable[[Any, StrategyContext], None], router: Router) -> None:
         self.fn = fn
@@ -49,6 +49,8 @@ class StrategyHandler:
         stamps = getattr(decoded, "pkt_ts_ns", None)
         if stamps is not None:
             ctx.rx_ns = stamps.view(np.int64)  # (the fast path keeps them as uint64)
+        elif hasattr(decoded, "ts_ns"):  # a raw receiver batch (no feed protocol)
+            ctx.rx_ns = decoded.ts_ns[:decoded.count]
         try:
             self.fn(decoded, ctx)
         finally:

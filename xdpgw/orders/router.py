@@ -10,7 +10,16 @@ latency (send→ack, send→fill), and releases throttled children (risk-checked
 With a journal, everything sent and received is recorded (:mod:`xdpgw.orders.journal`); a router
 made on an existing journal rebuilds every order, its exposure and the kill switch from it, never
 reuses an id it holds, and hands each connector its session values (``give_store``) so sequence
-numbers resume and the venue replays what was missed.
+numbers resume and the venue replays what was missed. Fsync policy for new orders: their records (and
+the UserRefNums they take) are written before they leave, a burst in one write each; with
+``sync_each_send`` (the default) the journal is also ``fdatasync``-ed before they leave (an id on the
+wire survives a power cut), without it it is synced by the next ``poll()`` or send once the journal's
+``sync_interval_s`` has passed (group commit: ``kill -9``-safe, not power-cut-safe). Cancels,
+replaces and the kill switch are always synced before they leave.
+
+Hot paths: ``submit`` of an order that stays whole and finds a throttle slot does only risk, journal and
+the connector's send before the order is on the wire, then makes its record (already sent);
+``submit_batch`` checks and routes the columns vectorised and sends one write per venue.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ from xdpgw.orders.venue import (
 from xdpgw.pipeline.histogram import LatencyHistogram
 
 S = State
+_LATENCY_BULK = 4096  # latencies kept before they go into the histograms (and on any read)
 _UNSENT_CANCEL = "cancelled before sending"  # the reason Blotter.cancel_requested gives
 
 
@@ -82,9 +83,9 @@ class Router:
         self.denied_unrecorded: Counter[str] = Counter()  # denials that cannot have a record (reused id)
         self.errors: Counter[str] = Counter()
         self.last_error = ""
-        self.ack_latency = LatencyHistogram()
-        self.fill_latency = LatencyHistogram()
-        self._ack_ns: list[int] = []
+        self._ack_hist = LatencyHistogram()
+        self._fill_hist = LatencyHistogram()
+        self._ack_ns: list[int] = []  # latencies not yet in the histograms (recorded in bulk: _flush_latency)
         self._fill_ns: list[int] = []
         self.resumed = 0  # orders known from the journal at start
         self.mass_cancels = 0
@@ -539,15 +540,33 @@ class Router:
                 self._save_session(name, login=any(isinstance(e, SessionEvent) and e.kind == "connected"
                                                    for e in events))
         self._release_throttled()
-        if self._ack_ns:
-            self.ack_latency.record_many(self._ack_ns)
-            self._ack_ns.clear()
-        if self._fill_ns:
-            self.fill_latency.record_many(self._fill_ns)
-            self._fill_ns.clear()
+        if len(self._ack_ns) + len(self._fill_ns) >= _LATENCY_BULK:
+            self._flush_latency()
         if self.journal is not None:
             self.journal.maybe_sync()
         return n
+
+    @property
+    def ack_latency(self) -> LatencyHistogram:
+        """send → ack per order (CLOCK_MONOTONIC ns)."""
+        self._flush_latency()
+        return self._ack_hist
+
+    @property
+    def fill_latency(self) -> LatencyHistogram:
+        """send → each fill."""
+        self._flush_latency()
+        return self._fill_hist
+
+    def _flush_latency(self) -> None:
+        """Into the histograms in bulk: one numpy call per few thousand latencies, not one per poll (a
+        histogram call on a handful of values costs more than the poll's events themselves)."""
+        if self._ack_ns:
+            self._ack_hist.record_many(self._ack_ns)
+            self._ack_ns.clear()
+        if self._fill_ns:
+            self._fill_hist.record_many(self._fill_ns)
+            self._fill_ns.clear()
 
     def _release_throttled(self) -> None:
         if not self.throttle.queued:

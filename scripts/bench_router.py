@@ -9,7 +9,10 @@ Rows, side by side (every risk check switched on, limits loose enough that every
   batch plan_batch           OrderBatch columns → risk + route + encoded frames per venue
   batch Router.submit_batch  plan_batch + records + the frames encoded from the columns (send_rows)
   wire Router.submit         submit to a real OUCH session on loopback (`xdpgw venue`): + the send(2)
-  wire Router.submit_batch   submit_batch to it: one write per batch (--no-wire skips both)
+  wire Router.submit_batch   submit_batch to it: one write per batch (--no-wire skips the wire rows)
+  wire paced N/s             a strategy's order path at N orders/s, spinning in between as a feed
+                             consumer does: Order() + submit + poll, entry -> the kernel's TX stamp
+                             (p50/p99; tick-to-trade without the feed side)
 
 Targets (issue 12): p50 ≤ 2 µs per order on the scalar path, ≥ 1 M orders/s on the batch API.
 Usage: .venv/bin/python scripts/bench_router.py [--orders N] [--json]
@@ -145,12 +148,47 @@ def batch_router(b: OrderBatch) -> dict:
     return _timed(lambda: r.submit_batch(b), len(b))
 
 
-def wire_router(port: int, user: str) -> Router:
+def wire_router(port: int, user: str, tx: bool = False) -> Router:
     from xdpgw.orders.ouch.connector import OuchConnector
 
-    r = Router([OuchConnector("v", "127.0.0.1", port, user=user)], risk=RiskEngine(limits()))
+    r = Router([OuchConnector("v", "127.0.0.1", port, user=user, tx_timestamps=tx)], risk=RiskEngine(limits()))
     r.connect()
     return r
+
+
+def wire_paced(port: int, user: str, rate: int, n: int) -> dict:
+    """One order per 1/rate s (busy-waiting in between, as the feed consumer spins): strategy entry
+    (before the Order is made) -> the order's TX software stamp, and the router's poll after it."""
+    from xdpgw.orders.model import Tif
+
+    r = wire_router(port, user, tx=True)
+    conn = r.connectors["v"]
+    conn.tx_stamps()  # the login's
+    mono, gap = time.monotonic_ns, 1_000_000_000 // rate
+    entry: dict[int, int] = {}
+    stamps: list[tuple[int, int]] = []
+    try:
+        nxt = mono()
+        for i in range(n):
+            nxt += gap
+            while mono() < nxt:
+                pass
+            t_in = mono()
+            (rec,) = r.submit(Order(f"P{i}", "S001", Side.BUY, 100, 100 * PRICE_SCALE, Tif.IOC))
+            entry[rec.send_ns] = t_in
+            r.poll(0)
+            if i % 32 == 31:
+                stamps += conn.tx_stamps()
+        end = time.monotonic() + 2
+        while len(stamps) < n and time.monotonic() < end:
+            r.poll(0.01)
+            stamps += conn.tx_stamps()
+    finally:
+        r.close()
+    lat = np.array([st - entry[sent] for sent, st in stamps if sent in entry])
+    return {"p50_ns": float(np.percentile(lat, 50)), "p99_ns": float(np.percentile(lat, 99)), "stamped": len(lat),
+            "mean_ns": float(lat.mean()), "orders_per_s": float(rate), "cpu_ns": float("nan"),
+            "orders_per_cpu_s": float("nan")}
 
 
 def wire_scalar(port: int, os_: list[Order]) -> dict:
@@ -213,6 +251,8 @@ def main() -> None:
             try:
                 rows["wire Router.submit"] = wire_scalar(port, os_[:min(a.orders, 20_000)])
                 rows["wire Router.submit_batch"] = wire_batch(port, b)
+                for k, rate in enumerate((1_000, 10_000)):
+                    rows[f"wire paced {rate // 1000}k/s -> TX"] = wire_paced(port, f"T{k}", rate, rate * 2)
             finally:
                 venue.terminate()
                 venue.wait()

@@ -32,6 +32,8 @@ import sys
 import time
 from contextlib import contextmanager
 
+from xdpgw.errors import friendly
+from xdpgw.kernel.features import require_root
 from xdpgw.tools.lab import Lab, in_netns
 
 PORT = 9001
@@ -57,7 +59,7 @@ def wait_attached(lab: Lab, pid: int, timeout: float = 20) -> dict:
 @contextmanager
 def prog_map(prog_id: int, name: str):
     """fd of map ``name`` of program ``prog_id`` (BPF ids are global: no namespace needed)."""
-    from xdpgw._xsk import lib
+    from xdpgw._native._bpfobj import lib
 
     fd = lib.xgw_prog_map_fd(prog_id, name.encode())
     if fd < 0:
@@ -147,6 +149,7 @@ def sender(tx: socket.socket, cpu: int, seconds: float, out) -> None:
     out.send(stamps)
 
 
+@friendly
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -154,8 +157,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("death_notice", "no_notice", "watchdog"), help="Run one configuration.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench_failover: needs root: sudo .venv/bin/python scripts/bench_failover.py")
+    require_root("bench_failover (XDP, namespaces)")
     cpus = sorted(os.sched_getaffinity(0))
     lab = Lab.unique("xgf", queues=1).up()
     results = {}

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+from xdpgw.errors import friendly
+from xdpgw.kernel.features import require_root
 from xdpgw.tools.lab import Lab, in_netns
 
 PORT = 9001
@@ -85,6 +87,7 @@ def measure(lab: Lab, kind: str, n: int, burst: int, cpu_rx: int, cpu_tx: int) -
             "drops": st.get("drops", 0)}
 
 
+@friendly
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--packets", type=int, default=131072)
@@ -92,8 +95,7 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=256)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench_rx: needs root (XDP, namespaces): sudo .venv/bin/python scripts/bench_rx.py")
+    require_root("bench_rx (XDP, namespaces)")
     cpus = sorted(os.sched_getaffinity(0))
     cpu_rx, cpu_tx = cpus[0], cpus[-1]
     lab = Lab.unique("xgr", queues=1).up()

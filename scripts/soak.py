@@ -288,9 +288,10 @@ def main() -> int:
     if args.sender:
         run_sender(args)
         return 0
-    if os.geteuid() != 0:
-        print("soak: needs root (network namespaces, XDP): run it with sudo", file=sys.stderr)
-        return 2
+    from xdpgw.errors import friendly
+    from xdpgw.kernel.features import require_root
+
+    friendly(require_root)("the soak (network namespaces, XDP)")  # else one line on stderr, exit status 2
     return run_soak(args)
 
 

@@ -40,9 +40,9 @@ def xdp_unavailable() -> str:
         return "no kernel headers for BCC (run scripts/setup.sh)"
     try:
         import bcc  # noqa: F401
-        import xdpgw._xsk  # noqa: F401
+        import xdpgw._native._xsk  # noqa: F401
     except ImportError as exc:
-        return f"cannot import bcc / xdpgw._xsk ({exc}); run scripts/setup.sh"
+        return f"cannot import bcc / xdpgw._native._xsk ({exc}); run scripts/setup.sh"
     try:
         s = socket.socket(44, socket.SOCK_RAW)  # AF_XDP
         s.close()
@@ -303,7 +303,7 @@ def wait_gone(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
 
 def status_of(lab: Lab) -> dict:
     """`xdpgw status --json` of the lab's rx interface, read in this process (no interpreter start-up)."""
-    from xdpgw.kernel.program import status_iface
+    from xdpgw.kernel.state import status_iface
 
     with in_netns(lab.rx_ns):
         return status_iface(lab.rx_if)

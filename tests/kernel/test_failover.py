@@ -156,9 +156,9 @@ def test_dead_consumer_hands_its_feed_to_the_kernel_and_a_new_one_takes_it_back(
 
 def test_kill_9_is_noticed_in_the_killer(lab, monkeypatch):
     """With only the sender-side hook (signal_generate), kill -9 is noticed without the victim's help."""
-    import xdpgw.kernel.program as bpf
+    import xdpgw.kernel.liveness as liveness
 
-    monkeypatch.setattr(bpf, "DEATH_HOOKS", tuple(h for h in bpf.DEATH_HOOKS if h[1] == "signal_generate"))
+    monkeypatch.setattr(liveness, "DEATH_HOOKS", tuple(h for h in liveness.DEATH_HOOKS if h[1] == "signal_generate"))
     prog = shared_program(lab)
     p = None
     try:
@@ -178,7 +178,7 @@ def test_kill_9_is_noticed_in_the_killer(lab, monkeypatch):
 
 def test_btf_member_offsets():
     """The sender-side hook reads task_struct.tgid at the offset the running kernel's BTF gives."""
-    from xdpgw._xsk import lib
+    from xdpgw._native._bpfobj import lib
 
     tgid, pid = lib.xgw_btf_member_offset(b"task_struct", b"tgid"), lib.xgw_btf_member_offset(b"task_struct", b"pid")
     require(tgid != -errno.ENOENT or os.path.exists("/sys/kernel/btf/vmlinux"),

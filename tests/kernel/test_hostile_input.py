@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import feed_frames, send_frames
 from xdpgw.batch import Batch
-from xdpgw.kernel.program import COUNTERS
+from xdpgw.kernel.maps import COUNTERS
 from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.protocol.decode import Decoder
 from xdpgw.protocol.moldudp64 import BLOCK_OVERRUN, COUNT_MISMATCH, HEADER_SIZE, SHORT_PACKET

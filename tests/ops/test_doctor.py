@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, as_nobody, require
+from tests.helpers import ROOT, as_nobody, require, wait_for
 from xdpgw.ops import doctor
 from xdpgw.ops.doctor import Check, checks_to_json, exit_status, format_checks, run_checks
+from xdpgw.pipeline.assembly import open_receivers
+from xdpgw.pipeline.options import DEFAULTS
+from xdpgw.tools.lab import in_netns
 
 STATUSES = {"ok", "warn", "fail", "info"}
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (bpf, AF_XDP, namespaces)")
@@ -142,3 +146,30 @@ def test_crashing_check_becomes_a_warning() -> None:
 
     (c,) = doctor._guard("thing", boom)
     assert c.status == "warn" and "RuntimeError: no /proc" in c.detail and c.fix
+
+
+@pytest.mark.xdp
+def test_the_mtu_check_is_the_room_the_receivers_frames_really_have(lab):
+    """With MTU 3000 on the lab, a frame of ``max_frame`` bytes reaches the AF_XDP socket `xdpgw attach`
+    opens and one byte more is dropped by the kernel (XDP_STATISTICS rx_dropped); the doctor warns."""
+    room = DEFAULTS.receiver.max_frame
+    for ns, ifc in ((lab.tx_ns, lab.tx_if), (lab.rx_ns, lab.rx_if)):
+        subprocess.run(["ip", "-n", ns, "link", "set", ifc, "mtu", "3000"], check=True)
+    with in_netns(lab.rx_ns):
+        mtu = doctor.check_mtu(lab.rx_if)
+        (rx,) = open_receivers(DEFAULTS.with_(receiver={"iface": lab.rx_if}))
+    assert mtu.status == "warn" and f"MTU 3000 too big: frames up to {room} bytes" in mtu.detail, mtu
+    with in_netns(lab.tx_ns):
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    got: list[int] = []
+
+    def both_seen() -> bool:
+        batch = rx.recv_batch(16)
+        got.extend(batch.lengths[: batch.count].tolist())
+        return bool(got) and rx.stats()["xdp_rx_dropped"] >= 1
+
+    with rx, tx:
+        for frame in (room, room + 1):  # Ethernet 14 + IPv4 20 + UDP 8 bytes of headers
+            tx.sendto(b"x" * (frame - 42), (lab.rx_ip, 9001))
+        wait_for(both_seen, what=lambda: f"one frame received and one dropped (got {got}, {rx.stats()})")
+        assert got == [room - 42] and rx.stats()["xdp_rx_dropped"] == 1

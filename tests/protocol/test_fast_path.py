@@ -301,7 +301,7 @@ def test_steady_state_allocates_nothing():
     """A million in-order bursts through the C fast path: no Python object is left behind."""
     import sys
 
-    from xdpgw._xsk import ffi
+    from xdpgw._native._xsk import ffi
 
     feed = FeedHandler(lines=1, clock=lambda: 0.0, symbols=["AB"])
     payloads = [pkt(s, 1) for s in (1, 2)]

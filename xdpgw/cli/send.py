@@ -13,12 +13,12 @@ import click
 from xdpgw.errors import GatewayError, friendly
 
 
-def parse_dest(text: str) -> tuple[str, int]:
+def parse_dest(text: str, option: str = "--dest") -> tuple[str, int]:
     """"10.0.0.2:9001" / "[fd00::2]:9001" → (host, port)."""
     host, _, port = text.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise GatewayError(f"bad --dest {text!r}", "use HOST:PORT, e.g. 10.77.0.2:9001 or [fd77::2]:9001")
+        raise GatewayError(f"bad {option} {text!r}", "use HOST:PORT, e.g. 10.77.0.2:9001 or [fd77::2]:9001")
     return host, int(port)
 
 

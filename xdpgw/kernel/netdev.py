@@ -1,4 +1,4 @@
-"""Interface facts from netlink (pyroute2): index, MAC, RX queues, and the XDP program attached."""
+"""Interface facts from netlink (pyroute2): index, MAC, RX queues, MTU, state, and the XDP program attached."""
 
 from __future__ import annotations
 
@@ -30,11 +30,13 @@ class Interface:
     mac: str
     rx_queues: int
     xdp: XdpAttachment | None
+    mtu: int = 0
+    state: str = ""  # operstate: UP, DOWN, UNKNOWN, ...
 
 
 def prog_name(prog_id: int) -> str:
     """The name of a loaded BPF program ("" if it is gone or unreadable)."""
-    from xdpgw._xsk import ffi, lib
+    from xdpgw._native._bpfobj import ffi, lib
 
     buf = ffi.new("char[]", 64)
     return ffi.string(buf).decode() if lib.xgw_prog_name_by_id(prog_id, buf, 64) == 0 else ""
@@ -65,6 +67,8 @@ def interface(name: str) -> Interface:
         mac=link.get_attr("IFLA_ADDRESS") or "",
         rx_queues=link.get_attr("IFLA_NUM_RX_QUEUES") or 1,
         xdp=xdp,
+        mtu=link.get_attr("IFLA_MTU") or 0,
+        state=link.get_attr("IFLA_OPERSTATE") or "",
     )
 
 

@@ -23,15 +23,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from xdpgw.errors import GatewayError
+from xdpgw.kernel.netdev import Interface, interface
+from xdpgw.pipeline.options import DEFAULTS, ReceiverOptions
+from xdpgw.transport.xdp.xsk_errors import xsk_open_error
+
 Status = Literal["ok", "warn", "fail", "info"]
 
 AF_XDP = 44
 SIOCETHTOOL = 0x8946
 ETHTOOL_GDRVINFO, ETHTOOL_GRINGPARAM, ETHTOOL_GCHANNELS = 0x03, 0x10, 0x3C
-WANT_SOCKBUF = 64 << 20
+WANT_SOCKBUF = DEFAULTS.receiver.rcvbuf  # the socket receiver's SO_RCVBUF (scripts/tune_network.sh sets the same)
 TUNE = "scripts/tune_network.sh --apply"
 HUGEPAGES = "scripts/setup_hugepages.sh --apply"
-DEFAULT_UMEM_BYTES = 4096 * 4096  # 4096 frames of 4 KiB, xdpgw's default UMEM
 CAP_IPC_LOCK = 14
 
 
@@ -163,26 +167,19 @@ def _kallsyms_has(symbol: str) -> bool | None:
         return None
 
 
-def _link_info(iface: str) -> dict[str, object] | None:
-    """Netlink (pyroute2) facts: index, mtu, operstate, attached XDP program."""
-    from pyroute2 import IPRoute
+def _link(iface: str) -> Interface | None:
+    """The interface's netlink facts (xdpgw.kernel.netdev); None if there is no such interface."""
+    try:
+        return interface(iface)
+    except GatewayError:
+        return None
 
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=iface)
-        if not idx:
-            return None
-        link = ipr.get_links(idx[0])[0]
-        xdp = link.get_attr("IFLA_XDP")
-        attached = {1: "native", 2: "generic", 3: "offload", 4: "multi"}.get(
-            xdp.get_attr("IFLA_XDP_ATTACHED") if xdp else 0, ""
-        )
-        prog = xdp.get_attr("IFLA_XDP_PROG_ID") if xdp else None
-        return {
-            "index": idx[0],
-            "mtu": link.get_attr("IFLA_MTU"),
-            "state": link.get_attr("IFLA_OPERSTATE"),
-            "xdp": f"{attached} prog {prog}" if attached else "none",
-        }
+
+def _xdp_attached(link: Interface | None) -> str:
+    if link is None:
+        return "?"
+    x = link.xdp
+    return f"{x.mode} prog {x.prog_id} ({x.name or '?'})" if x else "none"
 
 
 def _cap_effective(bit: int) -> bool:
@@ -249,19 +246,8 @@ def check_af_xdp() -> Check:
     try:
         socket.socket(AF_XDP, socket.SOCK_RAW, 0).close()
     except OSError as e:
-        if e.errno in (1, 13):
-            return Check(
-                "af_xdp",
-                "fail",
-                "AF_XDP socket not permitted (needs CAP_NET_RAW)",
-                "run as root: sudo xdpgw doctor",
-            )
-        return Check(
-            "af_xdp",
-            "fail",
-            f"cannot create an AF_XDP socket: {e.strerror}",
-            "use a kernel with CONFIG_XDP_SOCKETS=y, or run with --transport socket",
-        )
+        err = xsk_open_error(e.errno)
+        return Check("af_xdp", "fail", err.what, err.fix)
     return Check("af_xdp", "ok", "socket(AF_XDP, SOCK_RAW) works")
 
 
@@ -317,8 +303,7 @@ def check_headers() -> Check:
 def check_driver(iface: str) -> Check:
     drv = driver_of(iface) or "unknown"
     caps = DRIVERS.get(drv)
-    link = _link_info(iface) or {}
-    attached = f"; XDP attached: {link.get('xdp', '?')}"
+    attached = f"; XDP attached: {_xdp_attached(_link(iface))}"
     if caps is None:
         return Check(
             "driver",
@@ -347,18 +332,20 @@ def check_driver(iface: str) -> Check:
     )
 
 
-def check_mtu(iface: str) -> Check:
-    link = _link_info(iface)
-    mtu = int(link["mtu"]) if link and link.get("mtu") else 0
-    # 4 KiB AF_XDP frames: 4096 - XDP_PACKET_HEADROOM (256) - skb_shared_info (~320) - Ethernet/VLAN header
-    if mtu > 3498:
+def check_mtu(iface: str, receiver: ReceiverOptions = DEFAULTS.receiver) -> Check:
+    link = _link(iface)
+    mtu = link.mtu if link else 0
+    # a frame must fit the receiver's UMEM frame after XDP_PACKET_HEADROOM (the kernel drops longer ones),
+    # and a 4 KiB page for native XDP (which refuses the MTU otherwise)
+    if mtu > receiver.max_mtu:
         return Check(
             "mtu",
             "warn",
-            f"{iface} MTU {mtu} too big for 4 KiB XDP frames (native XDP refuses it)",
+            f"{iface} MTU {mtu} too big: frames up to {receiver.max_frame} bytes fit the receiver's "
+            f"{receiver.frame_size}-byte UMEM frames (MTU <= {receiver.max_mtu}); longer ones are dropped",
             f"ip link set dev {iface} mtu 1500",
         )
-    return Check("mtu", "ok", f"{iface} MTU {mtu}, state {link.get('state') if link else '?'}")
+    return Check("mtu", "ok", f"{iface} MTU {mtu}, state {link.state if link else '?'}")
 
 
 def check_queues(iface: str, port: int | None, queue: int) -> list[Check]:
@@ -449,11 +436,11 @@ def check_sockbuf() -> list[Check]:
     return out
 
 
-def check_hugepages() -> Check:
+def check_hugepages(umem_bytes: int = DEFAULTS.receiver.umem_bytes) -> Check:
     info = dict(re.findall(r"^(\w+):\s+(\d+)", _read("/proc/meminfo"), re.M))
     total, free, size = (int(info.get(k, 0)) for k in ("HugePages_Total", "HugePages_Free", "Hugepagesize"))
-    need = -(-DEFAULT_UMEM_BYTES // max(size << 10, 1))
-    detail = f"{total} x {size} kB reserved, {free} free; default UMEM needs {need}"
+    need = -(-umem_bytes // max(size << 10, 1))
+    detail = f"{total} x {size} kB reserved, {free} free; a queue's UMEM ({umem_bytes >> 20} MiB) needs {need}"
     if free >= need:
         return Check("hugepages", "ok", detail)
     return Check(
@@ -542,7 +529,7 @@ def check_governor() -> Check:
     )
 
 
-def check_memlock(umem_bytes: int = DEFAULT_UMEM_BYTES) -> Check:
+def check_memlock(umem_bytes: int = DEFAULTS.receiver.umem_bytes) -> Check:
     soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
     shown = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft >> 10} KiB"
     note = "BPF maps: memcg-accounted since 5.11, limit irrelevant"
@@ -570,15 +557,15 @@ def check_busy_poll() -> Check:
 
 
 def check_iface(iface: str) -> Check:
-    link = _link_info(iface)
+    link = _link(iface)
     if link is None:
         names = sorted(os.listdir("/sys/class/net"))
         return Check("iface", "fail", f"no interface {iface!r} (have: {', '.join(names)})", "ip -br link")
-    state = link["state"]
+    state = link.state
     return Check(
         "iface",
         "ok" if state in ("UP", "UNKNOWN") else "warn",
-        f"{iface} index {link['index']} state {state}",
+        f"{iface} index {link.index} state {state}",
         "" if state in ("UP", "UNKNOWN") else f"ip link set dev {iface} up",
     )
 
@@ -600,9 +587,10 @@ def _guard(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
 
 
 def run_checks(
-    iface: str | None, port: int | None = None, queue: int = 0, umem_bytes: int = DEFAULT_UMEM_BYTES
+    iface: str | None, port: int | None = None, queue: int = 0, receiver: ReceiverOptions = DEFAULTS.receiver
 ) -> list[Check]:
-    """Every check, in display order. Interface checks only when ``iface`` is given and exists."""
+    """Every check, in display order. Interface checks only when ``iface`` is given and exists. Sizes
+    (UMEM, frames) are those of ``receiver``: by default what `xdpgw attach` opens."""
     plan: list[tuple[str, Callable[[], Check | list[Check]]]] = [
         ("kernel", check_kernel),
         ("bpf", check_bpf_syscall),
@@ -621,17 +609,17 @@ def run_checks(
         if first[0].status != "fail":
             for name, fn in (
                 ("driver", lambda: check_driver(iface)),
-                ("mtu", lambda: check_mtu(iface)),
+                ("mtu", lambda: check_mtu(iface, receiver)),
                 ("queues", lambda: check_queues(iface, port, queue)),
                 ("irq affinity", lambda: check_irq_affinity(iface)),
             ):
                 checks += _guard(name, fn)
     for name, fn in (
         ("sockbuf", check_sockbuf),
-        ("hugepages", check_hugepages),
+        ("hugepages", lambda: check_hugepages(receiver.umem_bytes)),
         ("thp", check_thp),
         ("cpu governor", check_governor),
-        ("memlock", lambda: check_memlock(umem_bytes)),
+        ("memlock", lambda: check_memlock(receiver.umem_bytes)),
         ("busy poll", check_busy_poll),
     ):
         checks += _guard(name, fn)

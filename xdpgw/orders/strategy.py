@@ -5,7 +5,8 @@
 :class:`~xdpgw.orders.router.Router` (its risk checks, routing, throttle and journal apply) and
 ``ctx.rx_ns`` the receive stamps (CLOCK_MONOTONIC ns: XDP metadata or SO_TIMESTAMPING) of the batch's
 packets, the start of tick-to-trade. After each call the router polls its venues once (no waiting),
-so acks and fills are taken in between batches.
+so acks and fills are taken in between batches. With ``--book`` the router's price collar takes the
+live book's mid as its reference (:func:`book_reference`; configured prices when a book has none).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class StrategyContext:
 
 class StrategyHandler:
     """A Gateway handler (runs the strategy on each batch). The receive stamps come with the batch
-    (``pkt_ts_ns`` of a decoded feed batch, ``ts_ns`` of a raw one). :meth:`tap` (a Gateway tap
+    (``pkt_ts_ns`` of a decoded feed batch, also inside a book batch; ``ts_ns`` of a raw one). :meth:`tap` (a Gateway tap
     noting each raw burst's stamps) is kept for callers that deliver something else; a tap costs the
     consumer its one-call receive + decode path."""
 
@@ -40,13 +41,21 @@ class StrategyHandler:
         self.fn = fn
         self.ctx = StrategyContext(router)
 
+    def attach_feed(self, feed: Any) -> None:
+        """With books in the feed path (``--book``), the collar's reference is the live book's mid,
+        unless the router was given a reference of its own."""
+        books = getattr(feed, "books", None)
+        risk = self.ctx.router.risk
+        if books is not None and risk.reference is None:
+            risk.reference = book_reference(books)
+
     def tap(self, batch, _rx) -> None:
         self.ctx.rx_ns = batch.ts_ns[:batch.count]
 
     def __call__(self, decoded) -> None:
         ctx = self.ctx
         ctx.calls += 1
-        stamps = getattr(decoded, "pkt_ts_ns", None)
+        stamps = getattr(getattr(decoded, "decoded", decoded), "pkt_ts_ns", None)  # (--book: a BookBatch)
         if stamps is not None:
             ctx.rx_ns = stamps.view(np.int64)  # (the fast path keeps them as uint64)
         elif hasattr(decoded, "ts_ns"):  # a raw receiver batch (no feed protocol)
@@ -57,11 +66,30 @@ class StrategyHandler:
             ctx.router.poll(0)
 
 
+def book_reference(books: Any) -> Callable[[str], int | None]:
+    """A :class:`~xdpgw.orders.risk.RiskEngine` reference from live books: the mid (in ticks: ITCH
+    prices have four decimals, as ``PRICE_SCALE``) of a two-sided book that is not stale; None for an
+    unknown, one-sided or stale book, so the configured price applies."""
+    from xdpgw.book.records import STALE
+
+    def mid(symbol: str) -> int | None:
+        try:
+            top = books.top(books.locate(symbol))
+        except KeyError:
+            return None
+        bid, ask = int(top["bid_price"]), int(top["ask_price"])
+        if not bid or not ask or int(top["flags"]) & STALE:
+            return None
+        return (bid + ask) // 2
+
+    return mid
+
+
 def make_strategy(spec: str, venues: tuple[str, ...], config: str | None, journal: str | None = None,
                   timeout: float = 5.0) -> StrategyHandler:
     """The handler for ``--strategy``: loads the function, builds and connects the router."""
-    from xdpgw.cli.main import load_handler
     from xdpgw.cli.orders import build_router
+    from xdpgw.pipeline.assembly import load_handler
 
     fn = load_handler(spec, "strategy")
     router = build_router(venues, config, journal=journal)

@@ -16,7 +16,7 @@ from typing import TextIO
 
 import numpy as np
 
-from xdpgw._xsk import ffi, lib
+from xdpgw._native._xsk import ffi, lib
 from xdpgw.batch import Batch
 from xdpgw.pipeline.histogram import LatencyHistogram, fold_latency, latency_acc
 from xdpgw.pipeline.summary import Summary

@@ -29,9 +29,11 @@ import numpy as np
 
 from xdpgw.errors import GatewayError
 from xdpgw.pipeline.histogram import LatencyHistogram
+from xdpgw.pipeline.options import DEFAULTS, Options
 from xdpgw.tools.lab import Lab, in_netns
 
-PORT = 9001
+PORT = DEFAULTS.receiver.ports[0]
+DECODING = DEFAULTS.with_(feed={"protocol": "moldudp64"})  # what `xdpgw attach|listen --protocol moldudp64` run
 NS_PER_DAY = 86_400 * 10**9
 TRANSPORTS = ("socket", "xdp-skb", "xdp-drv")
 SIZES = {"small": 1, "1KB": 0}  # messages per frame; 0: as many as make a ~1 KB frame (see frame_msgs)
@@ -156,15 +158,20 @@ class SendLatencyProbe:
             self.send.record_since(real, timestamps(recs))  # (a run across midnight counts as rejected)
 
 
+def receiver_options(kind: str, lab: Lab) -> Options:
+    """A row's pipeline: `xdpgw listen` (socket) or `xdpgw attach` (xdp-skb, xdp-drv) on the lab, as the
+    commands open it by default."""
+    if kind == "socket":
+        return DECODING.with_(receiver={"transport": "socket"})
+    return DECODING.with_(receiver={"iface": lab.rx_if, "mode": kind.split("-", 1)[1]})
+
+
 def open_receiver(kind: str, lab: Lab):
+    from xdpgw.pipeline.assembly import open_receivers
+
     with in_netns(lab.rx_ns):
-        if kind == "socket":
-            from xdpgw.transport.socket import SocketReceiver
-
-            return SocketReceiver(PORT)  # as `xdpgw listen` opens it
-        from xdpgw.transport.xdp.rx import XdpReceiver
-
-        return XdpReceiver(lab.rx_if, 0, [PORT], mode=kind.split("-", 1)[1], spin_us=200)  # as `xdpgw attach`
+        (rx,) = open_receivers(receiver_options(kind, lab))
+    return rx
 
 
 def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail: float = 0.2,
@@ -174,6 +181,7 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
     ``probe``: a handler notes every message's send → handler latency (else no handler: the throughput
     phases measure the pipeline itself, decoding included). ``handlers``/``taps``: more for the Gateway
     (e.g. the tick-to-trade strategy)."""
+    from xdpgw.pipeline.assembly import make_gateway
     from xdpgw.pipeline.gateway import Gateway
 
     lp = SendLatencyProbe()
@@ -192,8 +200,8 @@ def run_phase(rx, feed, gen: BlasterProcess, cmd: dict, probe: bool = True, tail
         if now >= state["deadline"]:
             gw.stop()
 
-    gw = Gateway([rx], ([lp] if probe else []) + list(handlers), feed=feed, status=None, status_interval=0.002,
-                 on_tick=tick, taps=taps)
+    gw = make_gateway([rx], DECODING.with_(run={"status_interval": 0.002}), feed=feed,
+                      handlers=([lp] if probe else []) + list(handlers), on_tick=tick, taps=taps)
     stats0 = rx.stats()
     feed0 = feed.stats() if feed is not None else {}
     t0 = time.monotonic()
@@ -225,13 +233,13 @@ def _loss(offered: int, received: int) -> float:
 
 def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -> tuple[list[dict], dict, dict]:
     """The rows of one transport (one per frame size), its burst result and its latency histograms."""
-    from xdpgw.pipeline.feed import FeedHandler
+    from xdpgw.pipeline.assembly import make_feed
 
     rows, hists = [], {}
     with open_receiver(kind, lab) as rx:
         mode = rx.describe().get("mode")
         for size in SIZES:
-            feed = FeedHandler(lines=1)
+            feed = make_feed(DECODING.feed)
             say(f"{kind}: {size} frames at full speed for {plan.throughput_s:g} s")
             thr = run_phase(rx, feed, gen, {"op": "full", "size": size, "seconds": plan.throughput_s}, probe=False)
             say(f"{kind}: {size} frames paced at {plan.latency_pps / 1e3:g} kpps for {plan.latency_s:g} s")
@@ -251,7 +259,7 @@ def bench_transport(kind: str, lab: Lab, gen: BlasterProcess, plan: Plan, say) -
             })
         say(f"{kind}: burst {plan.burst_factor:g}x {plan.burst_base_pps / 1e3:g} kpps for {plan.burst_s * 1e3:g} ms")
         calm = (plan.burst_base_pps, plan.calm_s)
-        b = run_phase(rx, FeedHandler(lines=1), gen, {
+        b = run_phase(rx, make_feed(DECODING.feed), gen, {
             "op": "burst", "size": "small",
             "schedule": [calm, (plan.burst_base_pps * plan.burst_factor, plan.burst_s), calm]})
         burst = {"transport": kind, "offered": b["offered"], "received": b["received"],
@@ -274,7 +282,7 @@ def bench_lab(name: str, msgs: dict[str, int], say=lambda *a: None):
     """A fresh veth lab with the generator running on one CPU and this process pinned to another (both
     removed afterwards, also on errors): yields ``(lab, generator, {"consumer": cpu, "generator": cpu})``.
     ``name``: the lab's prefix (at most 7 characters; see ``Lab.unique``)."""
-    from xdpgw.kernel.program import require_root
+    from xdpgw.kernel.features import require_root
     from xdpgw.ops.tuning import on_cpu
 
     require_root()
@@ -307,7 +315,8 @@ def run_bench(plan: Plan, transports: tuple[str, ...] = TRANSPORTS, say=lambda *
             bursts.append(b)
             cdfs[kind] = h
     add_ratios(rows)
-    return {"rows": rows, "burst": bursts, "plan": plan.__dict__, "cpus": cpus, "kernel": os.uname().release,
+    return {"rows": rows, "burst": bursts, "plan": plan.__dict__, "receiver": DEFAULTS.to_dict()["receiver"],
+            "cpus": cpus, "kernel": os.uname().release,
             "lab": lab.name, "_cdfs": cdfs}
 
 
@@ -432,12 +441,12 @@ def latency_phase(what: str, rx, gen: BlasterProcess, size: str, pps: float, sec
     drain(rx)
     cmd = {"op": "paced", "size": size, "pps": pps, "seconds": seconds}
     if what == "bare C loop":
-        from xdpgw._xsk import lib
+        from xdpgw._native._xsk import lib
 
         h = LatencyHistogram()
         acc = latency_acc(h)
         gen.send(cmd)
-        got = lib.xgw_bare_consume(rx._xsk, lib.xgw_mono_ns() + int((seconds + 0.3) * 1e9), rx.spin_ns, acc[0])
+        got = lib.xgw_bare_consume(rx._xsk, time.monotonic_ns() + int((seconds + 0.3) * 1e9), rx.spin_ns, acc[0])
         fold_latency(acc, h)
         report = gen.reply(timeout=30)
         res = {"offered": report["packets"], "received": int(got), "rx_latency": h, "delivered": 0,
@@ -529,7 +538,7 @@ def pipeline_cost(calls: int = 20_000) -> list[dict]:
     returned" to "the handler returned", for the C fast path (the Gateway's fast lane: C pointers) and
     the general path (``FeedHandler(fast=False)``), 1 and 25 messages per packet, with the latency rows'
     subscription and handler. Median and p99 of single calls."""
-    from xdpgw._xsk import ffi
+    from xdpgw._native._xsk import ffi
     from xdpgw.batch import Batch
     from xdpgw.pipeline.feed import FeedHandler
     from xdpgw.tools.synth import synth_packets

@@ -19,6 +19,7 @@ import struct
 import time
 
 from xdpgw.errors import GatewayError
+from xdpgw.kernel.features import require_root
 from xdpgw.kernel.programs import compile_xdp
 from xdpgw.ops.tuning import on_cpu
 from xdpgw.tools.synth import synth_packets
@@ -93,8 +94,7 @@ class Blaster:
     def __init__(self, iface: str, dst_ip: str, port: int, *, dst_mac: str | None = None,
                  src_ip: str | None = None, src_port: int = 40000, msgs_per_packet: int = 1,
                  session: str = "BLAST", first_seq: int = 1, batch_size: int = 64, queue: int = 0) -> None:
-        if os.geteuid() != 0:
-            raise GatewayError("blast needs root (BPF_PROG_RUN, CAP_BPF)", "run it with sudo")
+        require_root("blast (BPF_PROG_RUN, CAP_BPF)")
         if not 1 <= batch_size <= 256:
             raise GatewayError(f"batch size {batch_size} is out of range", "use 1..256 frames per batch")
         self._bpf, self._anchor_fd = None, None
@@ -126,7 +126,7 @@ class Blaster:
         that dies with this process, to the loopback of the current network namespace, where it passes
         every frame. False if that is impossible (runs stay correct, small ones only slower)."""
         if self._anchor_fd is None:
-            from xdpgw._xsk import lib
+            from xdpgw._native._blast import lib
 
             fd = lib.xgw_xdp_link(self.prog_fd, socket.if_nametoindex("lo"))
             if fd < 0:
@@ -138,7 +138,7 @@ class Blaster:
             cpu: int | None = None) -> dict:
         """Send ``packets`` frames (fewer if ``duration`` s pass or Ctrl-C) at full speed, in BPF_PROG_RUN
         chunks; a report."""
-        from xdpgw._xsk import ffi, lib
+        from xdpgw._native._blast import ffi, lib
 
         frame = ffi.from_buffer("uint8_t[]", self.frame)
         retval = ffi.new("uint32_t *")
@@ -168,7 +168,7 @@ class Blaster:
     def run_paced(self, pps: float, seconds: float, cpu: int | None = None, max_per_call: int = 256) -> dict:
         """Send at ``pps`` frames per second for ``seconds`` (runs of what is due, paced on the clock in C;
         the program is anchored first, see :meth:`anchor`); a report whose ``pps`` is what was achieved."""
-        from xdpgw._xsk import ffi, lib
+        from xdpgw._native._blast import ffi, lib
 
         if pps <= 0 or seconds <= 0:
             raise GatewayError(f"bad pacing {pps} pps for {seconds} s", "give a positive rate and duration")

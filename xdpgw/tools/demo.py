@@ -16,9 +16,10 @@ import time
 import numpy as np
 
 from xdpgw.errors import GatewayError
+from xdpgw.pipeline.options import DEFAULTS
 from xdpgw.tools.lab import Lab, in_netns
 
-PORT = 9001
+PORT = DEFAULTS.receiver.ports[0]
 
 
 def _cores() -> tuple[int, int]:
@@ -56,13 +57,13 @@ def run_demo(packets: int = 20000, rate: float = 5000.0, mode: str = "auto", as_
              tick_to_trade: float = 1.0) -> dict:
     """The feed demo, then (``tick_to_trade`` seconds > 0) a short tick-to-trade run: a feed tick on a
     fresh lab triggers an OUCH order to the venue simulator, socket vs XDP drv, 1000 ticks/s."""
-    from xdpgw.pipeline.feed import FeedHandler
-    from xdpgw.pipeline.gateway import Gateway, signals_as_exit
-    from xdpgw.transport.xdp.rx import XdpReceiver
+    from xdpgw.pipeline.assembly import make_gateway, open_receivers
+    from xdpgw.pipeline.gateway import signals_as_exit
 
     consumer_cpu, sender_cpu = _cores()
     allowed = os.sched_getaffinity(0)  # the feed part pins this process; the tick-to-trade run needs both CPUs
     lab = Lab.unique("xgd", queues=1)  # a name of its own: two demos never tear down each other's lab
+    opts = DEFAULTS.with_(receiver={"iface": lab.rx_if, "mode": mode}, feed={"protocol": "moldudp64"})
     say = (lambda *a: None) if as_json else (lambda *a: print("demo:", *a, file=sys.stderr, flush=True))
     with signals_as_exit():
         say(f"lab up: {lab.tx_ns}/{lab.tx_if} {lab.tx_ip} -> {lab.rx_ns}/{lab.rx_if} {lab.rx_ip}")
@@ -70,13 +71,12 @@ def run_demo(packets: int = 20000, rate: float = 5000.0, mode: str = "auto", as_
         sender = None
         try:
             with in_netns(lab.rx_ns):
-                rx = XdpReceiver(lab.rx_if, 0, [PORT], mode=mode, spin_us=200)
+                (rx,) = open_receivers(opts)  # the receiver attaches (and later detaches) the program itself
             with rx:
                 say(f"XDP program attached to {lab.rx_if} ({rx.describe()['mode']} mode), AF_XDP socket on queue 0;"
                     f" consumer on CPU {consumer_cpu}, sender on CPU {sender_cpu}")
                 os.sched_setaffinity(0, {consumer_cpu})
-                feed = FeedHandler(lines=1)
-                gw = Gateway([rx], feed=feed, status=None if as_json else sys.stderr)
+                gw = make_gateway([rx], opts, status=None if as_json else sys.stderr)
                 sender = subprocess.Popen(
                     ["ip", "netns", "exec", lab.tx_ns, "taskset", "-c", str(sender_cpu), sys.executable, "-c",
                      "import sys; from xdpgw.tools.demo import sender_main; "

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute, NetNS, netns
 
 from xdpgw.errors import GatewayError
+from xdpgw.kernel.features import require_root
 
 IFA_F_NODAD = 0x02
 
@@ -70,13 +71,13 @@ class Lab:
 
     @property
     def owner_path(self):
-        from xdpgw.kernel.program import STATE_ROOT
+        from xdpgw.kernel.state import STATE_ROOT
 
         return STATE_ROOT / f"lab-{self.name}.pid"
 
     def owner(self) -> int | None:
         """The pid of the process that made this lab and still runs (None: nobody, or it is gone)."""
-        from xdpgw.kernel.program import pid_alive
+        from xdpgw.kernel.liveness import pid_alive
 
         try:
             pid = int(self.owner_path.read_text())
@@ -85,8 +86,7 @@ class Lab:
         return pid if pid != os.getpid() and pid_alive(pid) else None
 
     def up(self) -> Lab:
-        if os.geteuid() != 0:
-            raise GatewayError("the lab needs root (network namespaces)", "run it with sudo")
+        require_root("the lab (network namespaces)")
         if len(self.tx_if) > 15:
             raise GatewayError(f"lab name {self.name!r} too long", "use at most 13 characters")
         if (pid := self.owner()) is not None and (self.tx_ns in netns.listnetns() or self.rx_ns in netns.listnetns()):
@@ -145,16 +145,15 @@ class Lab:
     def down(self) -> None:
         """Remove the namespaces (and with them the veth and any XDP program on it); also a veth stranded
         in this namespace, and what a killed gateway leaves outside them (pinned maps, state files)."""
-        import shutil
-
-        from xdpgw.kernel.program import pin_dir, state_path
+        from xdpgw.kernel.pins import unpin
+        from xdpgw.kernel.state import remove_state
 
         for ns in (self.tx_ns, self.rx_ns):
             if ns in netns.listnetns():
                 with contextlib.suppress(Exception), in_netns(ns):
                     for ifname in (self.tx_if, self.rx_if):
-                        shutil.rmtree(pin_dir(ifname), ignore_errors=True)
-                        state_path(ifname).unlink(missing_ok=True)
+                        unpin(ifname)
+                        remove_state(ifname)
                 with contextlib.suppress(Exception):
                     netns.remove(ns)
         with IPRoute() as ipr:

@@ -2,7 +2,7 @@
 
 `SocketReceiver` pulls up to ``batch`` datagrams per ``recvmmsg`` into a preallocated buffer (datagram
 *i* of a burst at ``i * slot``) with kernel software receive stamps; `SocketSender` pushes a whole
-`Batch` with ``sendmmsg``. Both do their per-packet work in C (``csrc/net.c``); Python only sets
+`Batch` with ``sendmmsg``. Both do their per-packet work in C (``xdpgw/_native/net.c``); Python only sets
 sockets up, decides and counts per burst.
 """
 
@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from xdpgw._xsk import ffi, lib
+from xdpgw._native._net import ffi, lib
 from xdpgw.batch import Batch
 from xdpgw.errors import GatewayError
 
@@ -36,8 +36,8 @@ def _warn_once(key: str, message: str) -> None:
 def _raise_buffer(sock: socket.socket, which: str, size: int) -> int:
     """Raise SO_RCVBUF/SO_SNDBUF to ``size`` (FORCE first: root ignores the sysctl cap); the actual size."""
     force, plain, sysctl = {
-        "rcv": (lib.XGW_SO_RCVBUFFORCE, socket.SO_RCVBUF, "net.core.rmem_max"),
-        "snd": (lib.XGW_SO_SNDBUFFORCE, socket.SO_SNDBUF, "net.core.wmem_max"),
+        "rcv": (lib.SO_RCVBUFFORCE, socket.SO_RCVBUF, "net.core.rmem_max"),
+        "snd": (lib.SO_SNDBUFFORCE, socket.SO_SNDBUF, "net.core.wmem_max"),
     }[which]
     try:
         sock.setsockopt(socket.SOL_SOCKET, force, size)
@@ -139,7 +139,7 @@ class SocketReceiver:
         self.busy_poll, self.busy_poll_error = False, ""
         if busy_poll_us > 0:
             try:
-                s.setsockopt(socket.SOL_SOCKET, lib.XGW_SO_BUSY_POLL, busy_poll_us)
+                s.setsockopt(socket.SOL_SOCKET, lib.SO_BUSY_POLL, busy_poll_us)
                 self.busy_poll = True
             except OSError as e:  # EPERM without CAP_NET_ADMIN: fine, just slower
                 self.busy_poll_error = f"{errno.errorcode.get(e.errno, e.errno)}: SO_BUSY_POLL needs CAP_NET_ADMIN"

@@ -11,37 +11,34 @@ import contextlib
 import errno
 import math
 import os
+import time
 from typing import Any
 
 import numpy as np
 
 from xdpgw.batch import Batch
 from xdpgw.errors import GatewayError
-from xdpgw.kernel.program import XdpProgram, require_root, sum_counters
+from xdpgw.kernel.features import require_root
+from xdpgw.kernel.maps import sum_counters
+from xdpgw.kernel.program import XdpProgram
+from xdpgw.transport.xdp.xsk_errors import xsk_open_error
 
 XDP_USE_NEED_WAKEUP = 1 << 3
 
 
 def _ffi():
-    from xdpgw._xsk import ffi, lib
+    from xdpgw._native._xsk import ffi, lib
 
     return ffi, lib
 
 
-def _open_error(iface: str, queue: int, text: str) -> GatewayError:
-    if f"errno {errno.EBUSY}" in text:
-        return GatewayError(
-            f"queue {queue} of {iface} already has an AF_XDP socket ({text})",
-            "stop the other consumer (`xdpgw status " + iface + "`) or pick another --queue",
-        )
-    if f"errno {errno.EPERM}" in text or f"errno {errno.EACCES}" in text:
-        return GatewayError(f"not allowed to open AF_XDP on {iface} ({text})", "run it as root")
-    if f"errno {errno.ENOMEM}" in text or f"errno {errno.ENOBUFS}" in text:
-        return GatewayError(
-            f"cannot allocate the UMEM/rings for {iface} ({text})",
-            "lower --frames / ring sizes, or check memory limits (`xdpgw doctor`)",
-        )
-    return GatewayError(f"cannot open AF_XDP on {iface} queue {queue} ({text})", "run `xdpgw doctor " + iface + "`")
+def idle_wait_ms(left: float | None, watchdog_ns: int = 0) -> int:
+    """How long one idle wait may sleep (ms): the ``left`` seconds of the caller's timeout (None: forever,
+    in 100 ms steps so signals get through). Under the XDP watchdog (limit ``watchdog_ns``) a quarter of
+    the limit at most: the heartbeat is stamped on every wake, so a healthy idle consumer never looks hung
+    (its feed would go to the kernel and never wake it). Under a 4 ms limit: 0, poll without sleeping."""
+    ms = 100 if left is None else max(1, int(left * 1000))
+    return min(ms, watchdog_ns // 4_000_000) if watchdog_ns > 0 else ms
 
 
 class XdpReceiver:
@@ -128,7 +125,7 @@ class XdpReceiver:
         err = ffi.new("char[]", 256)
         xsk = lib.xgw_xsk_open(self.iface.encode(), self.queue, cfg, err, 256)
         if xsk == ffi.NULL:
-            raise _open_error(self.iface, self.queue, ffi.string(err).decode())
+            raise xsk_open_error(ffi.string(err).decode(), self.iface, self.queue)
         self._xsk = xsk
         ret = lib.xgw_xsk_update_map(xsk, self.program.xsks_map_fd)
         if ret:
@@ -155,11 +152,13 @@ class XdpReceiver:
         m = min(max_packets, self._batch_cap)
         n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr, self.spin_ns)
         if n == 0 and timeout != 0:
-            ms = -1 if timeout is None else max(1, int(timeout * 1000))
+            watchdog_ns = self.program.watchdog_ns()
+            deadline = None if timeout is None else time.monotonic() + timeout
             while True:
-                r = lib.xgw_xsk_wait(self._xsk, 100 if ms < 0 else ms)  # bounded: signals get through
-                n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr, 0)
-                if n or ms >= 0 or r < 0:
+                left = None if deadline is None else deadline - time.monotonic()
+                r = lib.xgw_xsk_wait(self._xsk, idle_wait_ms(left, watchdog_ns))
+                n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr, 0)  # stamps
+                if n or r < 0 or (deadline is not None and time.monotonic() >= deadline):
                     break
         if n < 0:
             raise GatewayError(f"AF_XDP receive failed: {errno.errorcode.get(-n, n)}", "restart the gateway")

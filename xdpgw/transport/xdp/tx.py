@@ -1,14 +1,13 @@
 """AF_XDP transport, send side: UDP payloads framed in C straight into UMEM TX frames.
 
 The Ethernet/IP/UDP header is built once per destination (a template: our MAC and address from the
-interface, the next hop's MAC from the kernel's neighbour table) and ``csrc/frames.c`` copies it in
+interface, the next hop's MAC from the kernel's neighbour table) and ``xdpgw/_native/frames.c`` copies it in
 front of every payload, patching lengths, the IPv4 id and both checksums, for a whole burst per call.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import ipaddress
 import math
 import os
@@ -23,6 +22,8 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from xdpgw.batch import Batch
 from xdpgw.errors import GatewayError
+from xdpgw.kernel.features import require_root
+from xdpgw.transport.xdp.xsk_errors import xsk_open_error
 
 XDP_USE_NEED_WAKEUP = 1 << 3
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
@@ -33,7 +34,7 @@ DISCARD_PORT = 9  # where the resolution probe goes (RFC 863 discard): never the
 
 
 def _ffi():
-    from xdpgw._xsk import ffi, lib
+    from xdpgw._native._xsk import ffi, lib
 
     return ffi, lib
 
@@ -177,16 +178,6 @@ def build_frames(template: bytes, batch: Batch, max_payload: int = 1472, ip_id: 
     return Batch(out, offs, lens, np.zeros(n, np.uint64), n)
 
 
-def _open_error(iface: str, queue: int, text: str) -> GatewayError:
-    if f"errno {errno.EBUSY}" in text:
-        return GatewayError(f"queue {queue} of {iface} already has an AF_XDP socket ({text})",
-                            "stop the other user of that queue or pick another --queue")
-    if f"errno {errno.EPERM}" in text or f"errno {errno.EACCES}" in text:
-        return GatewayError(f"not allowed to open AF_XDP on {iface} ({text})", "run it as root")
-    return GatewayError(f"cannot open an AF_XDP TX socket on {iface} queue {queue} ({text})",
-                        f"run `xdpgw doctor {iface}`, or use --transport socket")
-
-
 class XdpSender:
     """Send `Batch`es of UDP payloads to ``dest_ip:dest_port`` through an AF_XDP TX ring on ``iface``.
 
@@ -201,8 +192,7 @@ class XdpSender:
                  src_ip: str | None = None, dst_mac: str | None = None, frames: int = 2048,
                  frame_size: int = 2048, tx_size: int = 2048, zerocopy: bool | None = None,
                  stall_timeout: float = 1.0, resolve_timeout: float = 1.0, ttl: int = 64) -> None:
-        if os.geteuid() != 0:
-            raise GatewayError("AF_XDP needs root (CAP_NET_ADMIN, CAP_NET_RAW)", "run it with sudo")
+        require_root("AF_XDP (CAP_NET_ADMIN, CAP_NET_RAW)")
         for name, port in (("destination", dest_port), ("source", src_port)):
             if not 1 <= port <= 65535:
                 raise GatewayError(f"{name} UDP port {port} is out of range", "use a port between 1 and 65535")
@@ -234,7 +224,7 @@ class XdpSender:
         err = ffi.new("char[]", 256)
         xsk = lib.xgw_xsk_open(self.route.iface.encode(), self.queue, cfg, err, 256)
         if xsk == ffi.NULL:
-            raise _open_error(self.route.iface, self.queue, ffi.string(err).decode())
+            raise xsk_open_error(ffi.string(err).decode(), self.route.iface, self.queue)
         self._xsk = xsk
         self.zerocopy = bool(lib.xgw_xsk_zerocopy(xsk))
         self.frames = tx_frames

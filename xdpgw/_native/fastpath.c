@@ -1,19 +1,16 @@
-/* In-order fast path (see fastpath.h for the contract). Compiled in the same unit as mold.c and hist.c
- * (cffi_build.py), whose helpers it reuses. */
+/* In-order fast path (see fastpath.h for the contract). Linked into one extension with xsk.c and hist.c
+ * (xsk_build.py), whose functions it calls; MoldUDP64 framing from mold.h, helpers from common.h. */
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
 
+#include "common.h"
 #include "fastpath.h"
+#include "hist.h"
+#include "mold.h"
+#include "xsk.h"
 
-int64_t xgw_mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-void xgw_latency_since(struct xgw_latency_acc *acc, int64_t now, const uint64_t *ts, uint32_t n)
+static void xgw_latency_since(struct xgw_latency_acc *acc, int64_t now, const uint64_t *ts, uint32_t n)
 {
     struct xgw_hist_batch b;
     xgw_hist_since(acc->counts, acc->ncounts, acc->sub_bits, acc->highest, now, ts, n, &b);

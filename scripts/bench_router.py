@@ -7,7 +7,12 @@ Rows, side by side (every risk check switched on, limits loose enough that every
   scalar Router.submit       the whole submit path (records, throttle, connector.send that only
                              encodes) — what an application calling submit() pays per order
   batch plan_batch           OrderBatch columns → risk + route + encoded frames per venue
-  batch Router.submit_batch  plan_batch + records + connector.send per order
+  batch Router.submit_batch  plan_batch + records + the frames encoded from the columns (send_rows)
+  wire Router.submit         submit to a real OUCH session on loopback (`xdpgw venue`): + the send(2)
+  wire Router.submit_batch   submit_batch to it: one write per batch (--no-wire skips the wire rows)
+  wire paced N/s             a strategy's order path at N orders/s, spinning in between as a feed
+                             consumer does: Order() + submit + poll, entry -> the kernel's TX stamp
+                             (p50/p99; tick-to-trade without the feed side)
 
 Targets (issue 12): p50 ≤ 2 µs per order on the scalar path, ≥ 1 M orders/s on the batch API.
 Usage: .venv/bin/python scripts/bench_router.py [--orders N] [--json]
@@ -26,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from xdpgw.orders.batch import OrderBatch, plan_batch  # noqa: E402
+from xdpgw.orders.batch import ENTER_ORDER, OrderBatch, encode_enter_orders, plan_batch  # noqa: E402
 from xdpgw.orders.model import PRICE_SCALE, Order, Side  # noqa: E402
 from xdpgw.orders.ouch.messages import EnterOrderEncoder  # noqa: E402
 from xdpgw.orders.risk import RiskEngine, RiskLimits  # noqa: E402
@@ -37,17 +42,31 @@ SYMBOLS = [f"S{i:03d}" for i in range(100)]
 
 
 class EncodeOnly:
-    """A connector that encodes each order (the OUCH Enter Order frame) and sends nothing."""
+    """A connector that encodes each order (the OUCH Enter Order frame, or a batch's frames from its
+    columns) and sends nothing."""
 
     name = "v"
     connected = True
 
     def __init__(self) -> None:
         self.enc, self.ref = EnterOrderEncoder(), 1
+        self.frames = np.empty(0, ENTER_ORDER)
 
     def send(self, order: Order) -> int:
         self.enc.frame(order, self.ref)
         self.ref += 1
+        return 0
+
+    def send_batch(self, orders: list[Order]) -> int:
+        self.enc.frames(orders, self.ref)
+        self.ref += len(orders)
+        return 0
+
+    def send_rows(self, batch: OrderBatch, rows: list[int], orders: list[Order]) -> int:
+        if len(self.frames) < len(rows):
+            self.frames = np.empty(len(rows), ENTER_ORDER)
+        encode_enter_orders(batch, np.asarray(rows, np.intp), self.ref, out=self.frames)
+        self.ref += len(rows)
         return 0
 
     def poll(self, timeout: float = 0.0) -> list:
@@ -129,12 +148,88 @@ def batch_router(b: OrderBatch) -> dict:
     return _timed(lambda: r.submit_batch(b), len(b))
 
 
+def wire_router(port: int, user: str, tx: bool = False) -> Router:
+    from xdpgw.orders.ouch.connector import OuchConnector
+
+    r = Router([OuchConnector("v", "127.0.0.1", port, user=user, tx_timestamps=tx)], risk=RiskEngine(limits()))
+    r.connect()
+    return r
+
+
+def wire_paced(port: int, user: str, rate: int, n: int) -> dict:
+    """One order per 1/rate s (busy-waiting in between, as the feed consumer spins): strategy entry
+    (before the Order is made) -> the order's TX software stamp, and the router's poll after it."""
+    from xdpgw.orders.model import Tif
+
+    r = wire_router(port, user, tx=True)
+    conn = r.connectors["v"]
+    conn.tx_stamps()  # the login's
+    mono, gap = time.monotonic_ns, 1_000_000_000 // rate
+    entry: dict[int, int] = {}
+    stamps: list[tuple[int, int]] = []
+    try:
+        nxt = mono()
+        for i in range(n):
+            nxt += gap
+            while mono() < nxt:
+                pass
+            t_in = mono()
+            (rec,) = r.submit(Order(f"P{i}", "S001", Side.BUY, 100, 100 * PRICE_SCALE, Tif.IOC))
+            entry[rec.send_ns] = t_in
+            r.poll(0)
+            if i % 32 == 31:
+                stamps += conn.tx_stamps()
+        end = time.monotonic() + 2
+        while len(stamps) < n and time.monotonic() < end:
+            r.poll(0.01)
+            stamps += conn.tx_stamps()
+    finally:
+        r.close()
+    lat = np.array([st - entry[sent] for sent, st in stamps if sent in entry])
+    return {"p50_ns": float(np.percentile(lat, 50)), "p99_ns": float(np.percentile(lat, 99)), "stamped": len(lat),
+            "mean_ns": float(lat.mean()), "orders_per_s": float(rate), "cpu_ns": float("nan"),
+            "orders_per_cpu_s": float("nan")}
+
+
+def wire_scalar(port: int, os_: list[Order]) -> dict:
+    """submit one by one to the venue (a poll every 64 orders takes its acks in, untimed)."""
+    r = wire_router(port, "W1")
+    pc = time.perf_counter_ns
+    ts = np.empty(len(os_), np.int64)
+    try:
+        def run() -> None:
+            for i, o in enumerate(os_):
+                t0 = pc()
+                r.submit(o)
+                ts[i] = pc() - t0
+                if i % 64 == 63:
+                    r.poll(0)
+
+        out = _timed(run, len(os_))
+        assert r.summary()["sent"] == len(os_)
+    finally:
+        r.close()
+    return {"p50_ns": float(np.percentile(ts, 50)), "p99_ns": float(np.percentile(ts, 99)), **out}
+
+
+def wire_batch(port: int, b: OrderBatch) -> dict:
+    r = wire_router(port, "W2")
+    try:
+        out = _timed(lambda: r.submit_batch(b), len(b))
+        st = r.summary()
+        assert st["sent"] == len(b) and st["venues"]["v"].get("writes", 2) == 2  # the login, then the batch
+    finally:
+        r.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orders", type=int, default=200_000, help="orders per scalar run")
     ap.add_argument("--batch", type=int, default=65_536, help="rows per batch")
     ap.add_argument("--reps", type=int, default=15, help="batches (the median is reported)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-wire", action="store_true", help="skip the rows that send to a venue on loopback")
     a = ap.parse_args()
     os_ = orders(max(a.orders, a.batch))
     b = OrderBatch.from_orders(os_[:a.batch])
@@ -149,6 +244,19 @@ def main() -> None:
             "batch plan_batch": batch_plan(b, a.reps),
             "batch Router.submit_batch": batch_router(OrderBatch.from_orders(os_[:a.orders])),
         }
+        if not a.no_wire:
+            from xdpgw.orders.tick_to_trade import start_venue
+
+            venue, port = start_venue()
+            try:
+                rows["wire Router.submit"] = wire_scalar(port, os_[:min(a.orders, 20_000)])
+                rows["wire Router.submit_batch"] = wire_batch(port, b)
+                for k, rate in enumerate((1_000, 10_000)):
+                    rows[f"wire paced {rate // 1000}k/s -> TX"] = wire_paced(port, f"T{k}", rate, rate * 2)
+            finally:
+                venue.terminate()
+                venue.wait()
+                venue.stderr.close()
     finally:
         gc.enable()
     base = rows["scalar risk+route+encode"]["orders_per_cpu_s"]

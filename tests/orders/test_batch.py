@@ -90,3 +90,17 @@ def test_plan_encodes_per_venue_with_first_refs():
     assert plan.rows["a"].tolist() == [1, 3, 5] and plan.rows["m"].tolist() == [0, 2, 4]
     assert plan.frames["a"]["user_ref_num"].tolist() == [50, 51, 52]
     assert plan.frames["m"]["cl_ord_id"].tolist() == [b"P0" + b" " * 12, b"P2" + b" " * 12, b"P4" + b" " * 12]
+
+
+def test_a_bad_row_refuses_the_batch_before_anything_is_reserved():
+    orders = [Order(f"G{i}", "AAPL", Side.BUY, 100, PRICE_SCALE) for i in range(5)]
+    b = OrderBatch.from_orders(orders)
+    b.qty[3] = 0
+    r = Router([FakeConnector("a")], clock=lambda: 5)
+    with pytest.raises(ValueError, match="order G3: quantity 0 must be positive"):
+        r.submit_batch(b)
+    wide = OrderBatch(np.array(["G" * 15], "S20"), np.array(["AAPL"], "S8"), np.array([b"B"]), np.array([1]),
+                      np.array([1]))
+    with pytest.raises(ValueError, match="must be 1-14 ASCII"):
+        r.submit_batch(wide)
+    assert not r.blotter.orders and not r.risk.exposure and not r.risk.seen_ids and not r.connectors["a"].sent

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xdpgw.orders.model import Order, Side, Tif
+from xdpgw.orders.model import Order, Side, Tif, checked_order
 from xdpgw.orders.risk import REASONS, RiskEngine, SymbolExposure
 from xdpgw.orders.routing import NoRoute, RoutingTable
 
@@ -30,6 +30,8 @@ ENTER_ORDER = np.dtype([("length", ">u2"), ("packet", "S1"), ("type", "S1"), ("u
 assert ENTER_ORDER.itemsize == 50
 
 OK = 0
+_SIDE_CODES = np.array([s.value.encode() for s in Side], "S1")
+_TIF_CODES = np.array([t.value.encode() for t in Tif], "S1")
 CODES = {r: i for i, r in enumerate(("", *REASONS, "no_route"), 0)}  # reason → code (0: accepted)
 NAMES = {i: r for r, i in CODES.items()}
 
@@ -55,14 +57,32 @@ class OrderBatch:
                    np.array([o.side.value for o in orders], "S1"), np.array([o.qty for o in orders], np.int64),
                    np.array([o.price for o in orders], np.int64), np.array([o.tif.value for o in orders], "S1"))
 
+    def check(self) -> None:
+        """Every row as ``Order()`` would check it (id 1-14 and symbol 1-8 ASCII characters, quantity
+        positive, price not negative, known side and time in force), vectorised; the first bad row
+        raises Order's own ValueError."""
+        n = len(self)
+        ok = (self.qty > 0) & (self.price >= 0)
+        for col, width in ((self.ids, 14), (self.symbols, 8)):
+            wide = max(width, np.asarray(col).dtype.itemsize)  # (a wider column: nothing past ``width``)
+            u = np.ascontiguousarray(col, f"S{wide}").view(np.uint8).reshape(n, wide)
+            ok &= (u[:, 0] != 0) & (u < 128).all(axis=1) & (u[:, width:] == 0).all(axis=1)
+        ok &= np.isin(self.side, _SIDE_CODES)
+        if self.tif is not None:
+            ok &= np.isin(self.tif, _TIF_CODES)
+        if not ok.all():
+            i = int(np.argmin(ok))
+            self.order(i)  # raises Order's ValueError
+            raise ValueError(f"batch row {i} is not a valid order")
+
     def orders(self) -> list[Order]:
-        """Every row as an Order (columns converted once, not per row)."""
+        """Every row as an Order (checked vectorised, then columns converted once, not per row)."""
+        self.check()
         sides = {s.value.encode(): s for s in Side}
         tifs = {t.value.encode(): t for t in Tif}
         tif = self.tif.tolist() if self.tif is not None else [b"0"] * len(self)
-        return [Order(i, s, sides[sd], q, p, tifs[t]) for i, s, sd, q, p, t in
-                zip(np.char.decode(self.ids).tolist(), np.char.decode(self.symbols).tolist(), self.side.tolist(),
-                    self.qty.tolist(), self.price.tolist(), tif, strict=True)]
+        return list(map(checked_order, _strs(self.ids), _strs(self.symbols), map(sides.__getitem__, self.side.tolist()),
+                        self.qty.tolist(), self.price.tolist(), map(tifs.__getitem__, tif)))
 
     def order(self, i: int) -> Order:
         tif = Tif(self.tif[i].decode()) if self.tif is not None else Tif.DAY
@@ -105,6 +125,11 @@ class _Groups:
         out = np.empty_like(c)
         out[self.order] = c
         return out
+
+
+def _strs(col: np.ndarray) -> list[str]:
+    """A bytes column as str (ASCII, checked by ``OrderBatch.check``): 4-5x faster than np.char.decode."""
+    return list(map(bytes.decode, col.tolist()))
 
 
 def _symbol_codes(symbols: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -182,7 +207,7 @@ def plan_batch(batch: OrderBatch, risk: RiskEngine, routing: RoutingTable, conne
     dup = _repeated(batch.ids)
     if risk.seen_ids:
         seen = risk.seen_ids
-        dup |= np.fromiter((i in seen for i in np.char.decode(batch.ids).tolist()), bool, n)
+        dup |= np.fromiter(map(seen.__contains__, _strs(batch.ids)), bool, n)
     deny(dup, "duplicate_id")
     # routes: one usable venue per symbol → vectorised; several → the scalar path
     names: list[str] = []
@@ -281,7 +306,7 @@ def plan_batch(batch: OrderBatch, risk: RiskEngine, routing: RoutingTable, conne
             e.open_buy += int(qb[j])
             e.open_sell += int(qs[j])
         risk.gross_total += int(g.sum())
-        risk.seen_ids.update(np.char.decode(batch.ids[head]).tolist())
+        risk.seen_ids.update(_strs(batch.ids[head]))
         if keys is not None:
             for i in np.flatnonzero(head).tolist():
                 risk._recent[keys[i]] = now_ns

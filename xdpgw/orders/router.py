@@ -10,7 +10,16 @@ latency (send→ack, send→fill), and releases throttled children (risk-checked
 With a journal, everything sent and received is recorded (:mod:`xdpgw.orders.journal`); a router
 made on an existing journal rebuilds every order, its exposure and the kill switch from it, never
 reuses an id it holds, and hands each connector its session values (``give_store``) so sequence
-numbers resume and the venue replays what was missed.
+numbers resume and the venue replays what was missed. Fsync policy for new orders: their records (and
+the UserRefNums they take) are written before they leave, a burst in one write each; with
+``sync_each_send`` (the default) the journal is also ``fdatasync``-ed before they leave (an id on the
+wire survives a power cut), without it it is synced by the next ``poll()`` or send once the journal's
+``sync_interval_s`` has passed (group commit: ``kill -9``-safe, not power-cut-safe). Cancels,
+replaces and the kill switch are always synced before they leave.
+
+Hot paths: ``submit`` of an order that stays whole and finds a throttle slot does only risk, journal and
+the connector's send before the order is on the wire, then makes its record (already sent);
+``submit_batch`` checks and routes the columns vectorised and sends one write per venue.
 """
 
 from __future__ import annotations
@@ -20,7 +29,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace as _replace
+from itertools import repeat
 from typing import Any
+
+import numpy as np
 
 from xdpgw.errors import GatewayError
 from xdpgw.orders.batch import NAMES, OK, BatchPlan, OrderBatch, plan_batch
@@ -44,6 +56,7 @@ from xdpgw.orders.venue import (
 from xdpgw.pipeline.histogram import LatencyHistogram
 
 S = State
+_LATENCY_BULK = 4096  # latencies kept before they go into the histograms (and on any read)
 _UNSENT_CANCEL = "cancelled before sending"  # the reason Blotter.cancel_requested gives
 
 
@@ -52,7 +65,8 @@ class Router:
 
     def __init__(self, connectors: Iterable[Connector], routing: RoutingTable | None = None,
                  risk: RiskEngine | None = None, throttle: Throttle | None = None,
-                 journal: Journal | None = None, clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 journal: Journal | None = None, clock: Callable[[], int] = time.monotonic_ns,
+                 sync_each_send: bool = True) -> None:
         self.connectors: dict[str, Connector] = {}
         for c in connectors:
             if c.name in self.connectors:
@@ -63,15 +77,16 @@ class Router:
         self.risk = risk or RiskEngine()
         self.throttle = throttle or Throttle()
         self.journal = journal
+        self.sync_each_send = sync_each_send  # the fsync policy (module docstring)
         self.clock = clock
         self.blotter = Blotter()
         self.client_orders: dict[str, list[str]] = {}  # client id → child ids ([] if denied)
         self.denied_unrecorded: Counter[str] = Counter()  # denials that cannot have a record (reused id)
         self.errors: Counter[str] = Counter()
         self.last_error = ""
-        self.ack_latency = LatencyHistogram()
-        self.fill_latency = LatencyHistogram()
-        self._ack_ns: list[int] = []
+        self._ack_hist = LatencyHistogram()
+        self._fill_hist = LatencyHistogram()
+        self._ack_ns: list[int] = []  # latencies not yet in the histograms (recorded in bulk: _flush_latency)
         self._fill_ns: list[int] = []
         self.resumed = 0  # orders known from the journal at start
         self.mass_cancels = 0
@@ -134,14 +149,30 @@ class Router:
         """Check, split, throttle and send one client order. Returns its records: the children (sent,
         or pending in the throttle queue, or denied by the throttle's reject policy), or the order
         itself denied by a risk check or for want of a route. A reused id is denied and not recorded
-        (the id's first order keeps its record)."""
+        (the id's first order keeps its record).
+
+        The common case (one venue, a throttle slot) is the per-order hot path: risk, then the
+        journal (if any), then the connector's send, and only then the bookkeeping — the order's
+        record is made already sent (pending-new → sent, as ``Blotter.sent`` would move it)."""
+        now = self.clock()
+        legs = self._check(order, now)
+        if type(legs) is not list:  # denied: its record (or None: a reused id, not recorded)
+            return [] if legs is None else [legs]
+        if len(legs) == 1:
+            venue, child = legs[0]
+            throttle = self.throttle
+            if not throttle.active or throttle.try_acquire(venue, now):
+                return [self._send_one(order.cl_ord_id, venue, child)]
         go: list[tuple[str, Order]] = []
-        recs = self._admit(order, self.clock(), go)
+        recs = self._register(order, legs, now, go)
         self._send(go)
         return recs
 
     def submit_many(self, orders: Iterable[Order]) -> list[OrderRecord]:
-        """``submit`` for many orders with one journal sync before they all leave."""
+        """``submit`` for many orders with one journal sync before they all leave (and one write per
+        venue for the orders that go at once)."""
+        if type(orders) is list and len(orders) == 1:
+            return self.submit(orders[0])
         go: list[tuple[str, Order]] = []
         out: list[OrderRecord] = []
         now = self.clock()
@@ -153,38 +184,98 @@ class Router:
     def submit_batch(self, batch: OrderBatch) -> BatchPlan:
         """Many client orders as numpy columns (:class:`~xdpgw.orders.batch.OrderBatch`): risk
         checks and routing vectorised (:func:`~xdpgw.orders.batch.plan_batch`, the same verdicts as
-        ``submit`` row by row), then records, throttle, one journal sync and the sends. Returns the
-        plan (``reasons`` per row, ``denied()``)."""
+        ``submit`` row by row), then records, throttle and journal (one write, one sync) as ``submit``
+        keeps them, and to the wire: one write per venue, its frames encoded from the columns
+        (connectors with ``send_rows``; OUCH) — byte for byte what ``submit`` row by row sends.
+        Returns the plan (``reasons`` per row, ``denied()``)."""
+        orders = batch.orders()  # checks every row first: a bad row raises before anything is reserved
         now = self.clock()
         plan = plan_batch(batch, self.risk, self.routing, self._live, now, encode=False)
+        names, vrow = plan.names, plan.venues
+        easy = (plan.reasons == OK) & (vrow >= 0)  # accepted, whole to one venue: recorded in bulk
+        if self.throttle.active:
+            easy[:] = False  # row by row through the throttle, as submit
         go: list[tuple[str, Order]] = []
-        reasons = plan.reasons
+        by_venue: dict[str, list[Order]] = {}
+        rows: dict[str, list[int]] = {}  # venue → the batch rows it gets whole, in row order
+        mixed: set[str] = set()  # venues that also get orders that are not rows (split children)
         legs_of = dict(plan.scalar)
-        for i, (why, o) in enumerate(zip(reasons.tolist(), batch.orders(), strict=True)):  # in row order
-            if why != OK:
-                if self.known(o.cl_ord_id):
-                    self.denied_unrecorded[NAMES[why]] += 1
-                else:
-                    self._deny(o, NAMES[why], now, counted=True)
-                continue
-            self._register(o, legs_of.get(i) or [(plan.names[plan.venues[i]], o)], now, go)
-        self._send(go)
+        cuts = [0, *(np.flatnonzero(easy[1:] != easy[:-1]) + 1).tolist(), len(batch)]
+        for s, e in zip(cuts, cuts[1:], strict=False):  # runs of rows of one kind, in row order
+            if e > s and easy[s]:
+                self._record_rows(orders[s:e], s, vrow[s:e], names, go, by_venue, rows)
+            else:
+                for i in range(s, e):
+                    self._record_row(i, orders[i], plan, legs_of, now, go, by_venue, rows, mixed)
+        self._send(go, {v: (batch, rs) for v, rs in rows.items() if v not in mixed}, by_venue)
         return plan
 
-    def _admit(self, order: Order, now: int, go: list[tuple[str, Order]]) -> list[OrderRecord]:
-        if self.known(order.cl_ord_id):
+    def _record_rows(self, os_: list[Order], first: int, vrow: np.ndarray, names: list[str],
+                     go: list[tuple[str, Order]], by_venue: dict[str, list[Order]], rows: dict[str, list[int]]) -> None:
+        """Accepted rows, each whole to one venue with a free throttle: their records, in bulk."""
+        b = self.blotter.orders
+        ids = [o.cl_ord_id for o in os_]
+        if not b.keys().isdisjoint(ids):
+            self.blotter.add(next(o for o in os_ if o.cl_ord_id in b))  # raises: the id is in use
+        vs = [names[v] for v in vrow.tolist()]
+        b.update(zip(ids, map(OrderRecord, os_, repeat(S.PENDING_NEW), vs, [o.qty for o in os_]), strict=True))
+        self.client_orders.update(zip(ids, [[c] for c in ids], strict=True))
+        go += zip(vs, os_, strict=True)
+        for k in np.unique(vrow).tolist():
+            at = np.flatnonzero(vrow == k)
+            name = names[k]
+            rows.setdefault(name, []).extend((at + first).tolist())
+            by_venue.setdefault(name, []).extend([os_[j] for j in at.tolist()] if len(at) < len(os_) else os_)
+
+    def _record_row(self, i: int, o: Order, plan: BatchPlan, legs_of: dict[int, list[tuple[str, Order]]], now: int,
+                    go: list[tuple[str, Order]],
+                    by_venue: dict[str, list[Order]], rows: dict[str, list[int]], mixed: set[str]) -> None:
+        """One row as ``submit`` would record it: denied, split (children), or through the throttle."""
+        why = int(plan.reasons[i])
+        if why != OK:
+            if self.known(o.cl_ord_id):
+                self.denied_unrecorded[NAMES[why]] += 1
+            else:
+                self._deny(o, NAMES[why], now, counted=True)
+            return
+        v = int(plan.venues[i])
+        if v < 0:  # split on the scalar path: its children
+            n = len(go)
+            self._register(o, legs_of[i], now, go)
+            for venue, child in go[n:]:
+                mixed.add(venue)
+                by_venue.setdefault(venue, []).append(child)
+            return
+        n = len(go)
+        self._register(o, [(plan.names[v], o)], now, go)
+        if len(go) > n:
+            venue = plan.names[v]
+            rows.setdefault(venue, []).append(i)
+            by_venue.setdefault(venue, []).append(o)
+
+    def _check(self, order: Order, now: int) -> list[tuple[str, Order]] | OrderRecord | None:
+        """The order's legs if it may go (exposure reserved), else its denial's record (None: a
+        reused id, counted but not recorded)."""
+        cid = order.cl_ord_id
+        if cid in self.client_orders or cid in self.blotter.orders:
             self.risk.deny("duplicate_id")
             self.denied_unrecorded["duplicate_id"] += 1
-            return []
+            return None
         try:
             legs = self.routing.legs(order, self._live)
         except NoRoute as e:
-            return [self._deny(order, "no_route", now, str(e))]
+            return self._deny(order, "no_route", now, str(e))
         if len(legs) > 1 and any(self.known(c.cl_ord_id) for _, c in legs):
-            return [self._deny(order, "duplicate_id", now)]
+            return self._deny(order, "duplicate_id", now)
         why = self.risk.accept(order, now, len(legs))
         if why:
-            return [self._deny(order, why, now, counted=True)]
+            return self._deny(order, why, now, counted=True)
+        return legs
+
+    def _admit(self, order: Order, now: int, go: list[tuple[str, Order]]) -> list[OrderRecord]:
+        legs = self._check(order, now)
+        if type(legs) is not list:
+            return [] if legs is None else [legs]
         return self._register(order, legs, now, go)
 
     def _register(self, order: Order, legs: list[tuple[str, Order]], now: int,
@@ -224,37 +315,99 @@ class Router:
         if self.journal is not None:
             self.journal.denied(o, reason, self.clock(), rec.venue)
 
-    def _send(self, orders: list[tuple[str, Order]]) -> None:
-        """Journal (synced), then put each (venue, order) on the wire."""
-        if not orders:
-            return
-        by_venue: dict[str, list[Order]] = {}
-        for v, o in orders:
-            by_venue.setdefault(v, []).append(o)
-        if self.journal is not None:
-            self.journal.orders(orders, self.clock())
+    def _journal_sends(self, by_venue: Mapping[str, list[Order]], orders: list[tuple[str, Order]]) -> None:
+        """Before requests leave: their records, the UserRefNums they will take, then the sync the
+        fsync policy asks for (``sync_each_send``)."""
+        j = self.journal
+        j.orders(orders, self.clock())
+        held = getattr(j, "_pending_kv", None) is not None  # puts already held (by poll): leave them
+        if not held:
+            j.hold_puts()  # the reserved UserRefNums in one write after the orders
+        try:
             for name, os_ in by_venue.items():
                 self._reserve_refs(name, os_)
-            self.journal.sync()
+        finally:
+            if not held:
+                j.flush_puts()
+        if self.sync_each_send:
+            j.sync()
+        else:
+            j.maybe_sync()
+
+    def _send_one(self, client_id: str, venue: str, order: Order) -> OrderRecord:
+        """One order, one venue, a throttle slot taken: journal, send, then its record (already sent)."""
+        if self.journal is not None:
+            self._journal_sends({venue: [order]}, [(venue, order)])
+        conn = self.connectors[venue]
+        try:
+            ts = conn.send(order)
+        except (GatewayError, OSError) as e:
+            self.client_orders[client_id] = [order.cl_ord_id]
+            self.blotter.add(order, venue=venue)
+            self._send_failed(venue, order, e)
+            return self.blotter.orders[order.cl_ord_id]
+        except BaseException:
+            self.client_orders[client_id] = [order.cl_ord_id]
+            self.blotter.add(order, venue=venue)
+            raise
+        self.client_orders[client_id] = [order.cl_ord_id]
+        rec = self.blotter.orders[order.cl_ord_id] = OrderRecord(order, S.SENT, venue, order.qty)
+        rec.send_ns = ts
+        return rec
+
+    def _send(self, orders: list[tuple[str, Order]], rows: Mapping[str, tuple[OrderBatch, list[int]]] | None = None,
+              by_venue: dict[str, list[Order]] | None = None) -> None:
+        """Journal, then put each (venue, order) on the wire: one write per venue for a burst.
+        ``rows``: venues whose orders are exactly these rows of a batch (their frames are encoded
+        from its columns by a connector with ``send_rows``); ``by_venue``: ``orders`` grouped by
+        venue, when the caller has it."""
+        if not orders:
+            return
+        if by_venue is None:
+            by_venue = {}
+            for v, o in orders:
+                os_ = by_venue.get(v)
+                if os_ is None:
+                    by_venue[v] = [o]
+                else:
+                    os_.append(o)
+        if self.journal is not None:
+            self._journal_sends(by_venue, orders)
+        b = self.blotter.orders
         for venue, os_ in by_venue.items():
             conn = self.connectors[venue]
-            if len(os_) > 1 and hasattr(conn, "send_batch"):  # one write for the burst (OUCH)
-                try:
+            try:
+                if len(os_) == 1:
+                    ts = conn.send(os_[0])
+                elif rows and venue in rows and hasattr(conn, "send_rows"):  # frames from the columns
+                    batch, rs = rows[venue]
+                    ts = conn.send_rows(batch, rs, os_)
+                elif hasattr(conn, "send_batch"):  # one write for the burst (OUCH)
                     ts = conn.send_batch(os_)
-                except (GatewayError, OSError) as e:  # nothing of the batch was sent
+                else:
                     for o in os_:
-                        self._send_failed(venue, o, e)
+                        try:
+                            ts = conn.send(o)
+                        except (GatewayError, OSError) as e:
+                            self._send_failed(venue, o, e)
+                            continue
+                        self._sent(b[o.cl_ord_id], ts)
                     continue
+            except (GatewayError, OSError) as e:  # nothing of the burst was sent
                 for o in os_:
-                    self.blotter.sent(o.cl_ord_id, ts)
+                    self._send_failed(venue, o, e)
                 continue
             for o in os_:
-                try:
-                    ts = conn.send(o)
-                except (GatewayError, OSError) as e:
-                    self._send_failed(venue, o, e)
-                    continue
-                self.blotter.sent(o.cl_ord_id, ts)
+                rec = b[o.cl_ord_id]
+                if rec.state is S.PENDING_NEW:  # Blotter.sent, inlined (pending-new → sent is legal)
+                    rec.state = S.SENT
+                    rec.send_ns = ts
+                else:
+                    self._sent(rec, ts)
+
+    def _sent(self, rec: OrderRecord, ts: int) -> None:
+        self.blotter.move(rec, S.SENT)  # raises (counted) unless the move is legal
+        rec.send_ns = ts
 
     def _send_failed(self, venue: str, o: Order, e: Exception) -> None:
         self._error("send", f"{o.cl_ord_id} to {venue}: {e}")
@@ -391,15 +544,33 @@ class Router:
         self._release_throttled()
         if self.recovery.waiting:
             self.recovery.step()
-        if self._ack_ns:
-            self.ack_latency.record_many(self._ack_ns)
-            self._ack_ns.clear()
-        if self._fill_ns:
-            self.fill_latency.record_many(self._fill_ns)
-            self._fill_ns.clear()
+        if len(self._ack_ns) + len(self._fill_ns) >= _LATENCY_BULK:
+            self._flush_latency()
         if self.journal is not None:
             self.journal.maybe_sync()
         return n
+
+    @property
+    def ack_latency(self) -> LatencyHistogram:
+        """send → ack per order (CLOCK_MONOTONIC ns)."""
+        self._flush_latency()
+        return self._ack_hist
+
+    @property
+    def fill_latency(self) -> LatencyHistogram:
+        """send → each fill."""
+        self._flush_latency()
+        return self._fill_hist
+
+    def _flush_latency(self) -> None:
+        """Into the histograms in bulk: one numpy call per few thousand latencies, not one per poll (a
+        histogram call on a handful of values costs more than the poll's events themselves)."""
+        if self._ack_ns:
+            self._ack_hist.record_many(self._ack_ns)
+            self._ack_ns.clear()
+        if self._fill_ns:
+            self._fill_hist.record_many(self._fill_ns)
+            self._fill_ns.clear()
 
     def _release_throttled(self) -> None:
         if not self.throttle.queued:

@@ -32,7 +32,10 @@ class StrategyContext:
 
 
 class StrategyHandler:
-    """A Gateway tap (notes each raw batch's receive stamps) and handler (runs the strategy)."""
+    """A Gateway handler (runs the strategy on each batch). The receive stamps come with the batch
+    (``pkt_ts_ns`` of a decoded feed batch, also inside a book batch; ``ts_ns`` of a raw one). :meth:`tap` (a Gateway tap
+    noting each raw burst's stamps) is kept for callers that deliver something else; a tap costs the
+    consumer its one-call receive + decode path."""
 
     def __init__(self, fn: Callable[[Any, StrategyContext], None], router: Router) -> None:
         self.fn = fn
@@ -52,6 +55,11 @@ class StrategyHandler:
     def __call__(self, decoded) -> None:
         ctx = self.ctx
         ctx.calls += 1
+        stamps = getattr(getattr(decoded, "decoded", decoded), "pkt_ts_ns", None)  # (--book: a BookBatch)
+        if stamps is not None:
+            ctx.rx_ns = stamps.view(np.int64)  # (the fast path keeps them as uint64)
+        elif hasattr(decoded, "ts_ns"):  # a raw receiver batch (no feed protocol)
+            ctx.rx_ns = decoded.ts_ns[:decoded.count]
         try:
             self.fn(decoded, ctx)
         finally:

@@ -298,7 +298,7 @@ def run_gateway(receivers: Sequence, opts: Options, *, on_tick=None, taps: Seque
     try:
         handlers = make_handlers(opts.feed) + ([strategy] if strategy else [])
         gw = make_gateway(receivers, opts, handlers=handlers, status=None if run.quiet else sys.stderr,
-                          on_tick=on_tick, taps=[*taps, strategy.tap] if strategy else taps)
+                          on_tick=on_tick, taps=taps)  # the strategy's receive stamps come with its batches
         if strategy is not None:
             strategy.attach_feed(gw.feed)  # --book: the collar's reference is the live mid
         fast = getattr(gw.feed, "fast", None)

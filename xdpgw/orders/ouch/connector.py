@@ -31,7 +31,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from xdpgw.errors import GatewayError
+from xdpgw.orders.batch import ENTER_ORDER, OrderBatch, encode_enter_orders
 from xdpgw.orders.model import Order
 from xdpgw.orders.ouch import messages as m
 from xdpgw.orders.ouch import soupbin as sb
@@ -60,6 +63,7 @@ _TIMESPEC3 = struct.Struct("=qqqqqq")
 _CANCEL = struct.Struct(">HccII")  # SoupBinTCP length + 'U' + Cancel Order
 _RECV_SIZE = 1 << 16
 _ACCEPTED, _EXECUTED, _CANCELED = m.ACCEPTED_FIELDS, m.EXECUTED_FIELDS, m.CANCELED_FIELDS
+_ACTIVE = sb.ClientState.ACTIVE
 
 
 @dataclass(slots=True)
@@ -108,6 +112,8 @@ class OuchConnector:
         self._replacing: dict[int, str] = {}  # new UserRefNum → the order it replaces
         appendage = m.encode_appendage(firm=firm) if firm else b""
         self._enc = m.EnterOrderEncoder(appendage, display=display, capacity=capacity)
+        self._display_b, self._capacity_b = display.encode(), capacity.encode()
+        self._frames = np.empty(0, ENTER_ORDER)  # send_rows' frames, reused
         self._sock: socket.socket | None = None
         self._poller: select.poll | None = None
         self._soup: sb.ClientSession | None = None
@@ -129,7 +135,7 @@ class OuchConnector:
             ("sent", "cancels", "replaces", "mass_cancels", "events", "reconnects", "disconnects",
              "heartbeats_sent", "heartbeats_received", "messages", "replayed_skipped", "gaps",
              "malformed", "unknown_types", "unknown_refs", "unexpected", "bytes_sent", "bytes_received",
-             "tx_stamps", "tx_stamp_errors", "unsent"), 0)
+             "tx_stamps", "tx_stamp_errors", "unsent", "writes"), 0)
 
     # --- state for the journal -----------------------------------------------------------------
 
@@ -202,15 +208,16 @@ class OuchConnector:
             self._step(min(deadline - now, 0.05))
 
     def send(self, order: Order) -> int:
-        self._need_session(order.cl_ord_id)
-        if order.cl_ord_id in self._ref_of:
-            raise GatewayError(f"order id {order.cl_ord_id} was already sent to {self.name}",
+        """One Enter Order, one ``send(2)``. The hot path: only what must precede the write (the
+        session and id checks, the UserRefNum, the frame) comes before it; the bookkeeping after."""
+        soup, cid = self._soup, order.cl_ord_id
+        if soup is None or soup.state is not _ACTIVE:
+            self._need_session(cid)
+        if cid in self._ref_of:
+            raise GatewayError(f"order id {cid} was already sent to {self.name}",
                                "give every order a new id (ids are unique for the day)")
         ref = self._next_ref
-        self._next_ref = ref + 1
-        self._refs[ref] = order.cl_ord_id
-        self._ref_of[order.cl_ord_id] = ref
-        t = self._write(self._enc.frame(order, ref), "new", (order.cl_ord_id,))
+        t = self._write(self._enc.frame(order, ref), "new", (cid,), ref)
         self._stats["sent"] += 1
         return t
 
@@ -218,22 +225,38 @@ class OuchConnector:
         """Several new orders in one write (frames packed back to back, one ``send`` call); returns the
         send time they share. Not in the Connector interface: the router's batch path uses it when
         present. Every id is checked before anything is sent."""
-        self._need_session(f"{len(orders)} orders")
-        ids = [o.cl_ord_id for o in orders]
-        seen = set(self._ref_of)
-        for cid in ids:
-            if cid in seen:
-                raise GatewayError(f"order id {cid} was already sent to {self.name} (or twice in the batch)",
-                                   "give every order a new id (ids are unique for the day); nothing was sent")
-            seen.add(cid)
-        first = self._next_ref
-        self._next_ref = first + len(orders)
-        for i, cid in enumerate(ids):
-            self._refs[first + i] = cid
-            self._ref_of[cid] = first + i
-        t = self._write(self._enc.frames(orders, first), "new", ids)
+        ids = self._new_ids(orders)
+        t = self._write(self._enc.frames(orders, self._next_ref), "new", ids, self._next_ref)
         self._stats["sent"] += len(orders)
         return t
+
+    def send_rows(self, batch: OrderBatch, rows: Sequence[int], orders: Sequence[Order]) -> int:
+        """``send_batch`` for orders that are rows of an :class:`~xdpgw.orders.batch.OrderBatch`
+        (``orders``: those rows as Orders, for their ids): the frames are encoded from the columns in
+        one vectorised pass (:func:`~xdpgw.orders.batch.encode_enter_orders`, byte-identical to the
+        Enter Order encoder) into a buffer kept for the next batch, and leave in one write."""
+        if self._enc.size != ENTER_ORDER.itemsize:  # an appendage (firm): the columns do not carry it
+            return self.send_batch(orders)
+        ids = self._new_ids(orders)
+        n = len(ids)
+        if len(self._frames) < n:
+            self._frames = np.empty(max(n, 2 * len(self._frames)), ENTER_ORDER)
+        f = encode_enter_orders(batch, np.asarray(rows, np.intp), self._next_ref, self._display_b,
+                                self._capacity_b, out=self._frames)
+        t = self._write(memoryview(f.view(np.uint8)), "new", ids, self._next_ref)
+        self._stats["sent"] += n
+        return t
+
+    def _new_ids(self, orders: Sequence[Order]) -> list[str]:
+        """The ids of a burst, each checked new (here and within the burst) before anything is sent."""
+        self._need_session(f"{len(orders)} orders")
+        ids = [o.cl_ord_id for o in orders]
+        used = self._ref_of
+        if any(cid in used for cid in ids) or len(set(ids)) != len(ids):
+            cid = next(c for k, c in enumerate(ids) if c in used or c in ids[:k])
+            raise GatewayError(f"order id {cid} was already sent to {self.name} (or twice in the batch)",
+                               "give every order a new id (ids are unique for the day); nothing was sent")
+        return ids
 
     def cancel(self, cl_ord_id: str, qty: int = 0) -> int:
         self._need_session(cl_ord_id)
@@ -432,34 +455,48 @@ class OuchConnector:
             self._events.append(SessionEvent("disconnected", f"{self.name}: {reason}", time.monotonic_ns()))
         self._schedule_reconnect()
 
-    def _write(self, data: bytes | memoryview, kind: str = "", ids: Sequence[str] = ()) -> int:
+    def _write(self, data: bytes | memoryview, kind: str = "", ids: Sequence[str] = (), first_ref: int = 0) -> int:
         """Hand ``data`` (a request of ``kind`` for orders ``ids``, or session bytes) to the socket;
-        what it cannot take now waits in the outbox for ``poll``. A broken connection raises
-        GatewayError and forgets ``ids``: they were not sent and may be sent again (their UserRefNums
-        stay used). Requests still in the outbox when the connection breaks are reported by
-        :meth:`_unsent`."""
-        t = time.monotonic_ns()
+        what it cannot take now waits in the outbox for ``poll``. ``first_ref``: new orders ``ids``
+        take UserRefNums from there on (in ``data``'s frames), recorded once the bytes are taken. A
+        broken connection raises GatewayError and records nothing for ``ids``: they were not sent and
+        may be sent again. Requests still in the outbox when the connection breaks are reported by
+        :meth:`_unsent`. The send time is taken right before the ``send(2)``, the bookkeeping after."""
         sock = self._sock
+        t = time.monotonic_ns()
         if self._outbox:
             self._outbox += data
+            n = 0
         else:
             try:
                 n = sock.send(data)
             except BlockingIOError:
                 n = 0
             except OSError as exc:
-                for cid in ids:
-                    ref = self._ref_of.pop(cid, None)
-                    self._refs.pop(ref, None)
-                    self._replacing.pop(ref, None)
+                if first_ref:  # their UserRefNums stay used
+                    self._next_ref = first_ref + len(ids)
+                else:  # a cancel's or a replace's ids: forgotten, as before
+                    for cid in ids:
+                        ref = self._ref_of.pop(cid, None)
+                        self._refs.pop(ref, None)
+                        self._replacing.pop(ref, None)
                 self._lost(f"send failed: {exc}")
                 raise GatewayError(f"venue {self.name}: connection lost while sending ({exc})",
                                    "the request was not sent; send it again after the 'connected' event") from None
             if n < len(data):
                 self._outbox += data[n:]
                 self._poller.modify(sock, select.POLLIN | select.POLLOUT)
-        self._stats["bytes_sent"] += len(data)
-        self._tx_bytes += len(data)
+        if first_ref:
+            refs, ref_of = self._refs, self._ref_of
+            for ref, cid in enumerate(ids, first_ref):
+                refs[ref] = cid
+                ref_of[cid] = ref
+            self._next_ref = first_ref + len(ids)
+        size = len(data)
+        stats = self._stats
+        stats["writes"] += 1
+        stats["bytes_sent"] += size
+        self._tx_bytes += size
         if self._outbox and kind:
             self._queued.append((self._tx_bytes, kind, ids))
         if self.tx_timestamps:

@@ -448,6 +448,10 @@ def cancel_text(code: str) -> str:
 # --- the hot path ---------------------------------------------------------------------------------
 
 _SOUP_U_ENTER = struct.Struct(">Hcc I c I 8s Q c c c c c 14s H")  # SoupBinTCP length + 'U' + Enter Order
+# the fields that change from order to order, from the UserRefNum (offset 4) to the ClOrdID; the
+# display/capacity/ISO/cross flags between them are a constant 4s
+_ENTER_VARYING = struct.Struct(">I c I 8s Q c 4s 14s")
+_ENTER_AT = 4
 _SIDES = {s: s.value.encode() for s in Side}
 _TIFS = {t: t.value.encode() for t in Tif}
 
@@ -457,23 +461,26 @@ class EnterOrderEncoder:
 
     ``frame(order, user_ref_num)`` returns a memoryview of one frame, valid until the next call;
     ``frames(orders, first_ref)`` packs a whole batch back to back (UserRefNums ``first_ref`` on) for
-    one ``send``. A constant appendage (e.g. the firm) is written once per buffer slot.
+    one ``send``. What is the same in every frame (SoupBinTCP header, message type, flags, appendage)
+    is written once per buffer slot; each order packs only its own fields (one ``pack_into``).
     """
 
     __slots__ = ("_buf", "_view", "_size", "_symbols", "_display", "_capacity", "_appendage", "_batch",
-                 "_batch_view")
+                 "_batch_view", "_flags", "_template")
 
     def __init__(self, appendage: bytes = b"", display: str = "Y", capacity: str = "A") -> None:
         self._size = _SOUP_U_ENTER.size + len(appendage)
         self._appendage = appendage
-        self._buf = bytearray(self._size)
-        self._buf[_SOUP_U_ENTER.size:] = appendage
+        self._display = display.encode()
+        self._capacity = capacity.encode()
+        self._flags = self._display + self._capacity + b"NN"
+        self._template = _SOUP_U_ENTER.pack(self._size - 2, b"U", b"O", 0, b"B", 0, b"", 0, b"0", self._display,
+                                            self._capacity, b"N", b"N", b"", len(appendage)) + appendage
+        self._buf = bytearray(self._template)
         self._view = memoryview(self._buf)
         self._batch = bytearray()
         self._batch_view = memoryview(self._batch)
         self._symbols: dict[str, bytes] = {}
-        self._display = display.encode()
-        self._capacity = capacity.encode()
 
     @property
     def size(self) -> int:
@@ -487,20 +494,19 @@ class EnterOrderEncoder:
         return sym
 
     def frame(self, order: Order, user_ref_num: int) -> memoryview:
-        _SOUP_U_ENTER.pack_into(
-            self._buf, 0, self._size - 2, b"U", b"O", user_ref_num, _SIDES[order.side], order.qty,
-            self._symbol(order.symbol), order.price, _TIFS[order.tif], self._display, self._capacity, b"N", b"N",
-            order.cl_ord_id.encode().ljust(14), len(self._appendage))
+        sym = self._symbols.get(order.symbol) or self._symbol(order.symbol)
+        _ENTER_VARYING.pack_into(self._buf, _ENTER_AT, user_ref_num, _SIDES[order.side], order.qty, sym, order.price,
+                                 _TIFS[order.tif], self._flags, order.cl_ord_id.encode().ljust(14))
         return self._view
 
     def frames(self, orders: Sequence[Order], first_ref: int) -> memoryview:
         size, n = self._size, len(orders)
         if len(self._batch) < size * n:
-            self._batch = bytearray((bytes(_SOUP_U_ENTER.size) + self._appendage) * max(n, 64))
+            self._batch = bytearray(self._template * max(n, 64))
             self._batch_view = memoryview(self._batch)
-        buf, pack, tail = self._batch, _SOUP_U_ENTER.pack_into, len(self._appendage)
-        head, disp, cap, sides, tifs, sym = size - 2, self._display, self._capacity, _SIDES, _TIFS, self._symbol
+        buf, pack, flags = self._batch, _ENTER_VARYING.pack_into, self._flags
+        sides, tifs, syms, sym = _SIDES, _TIFS, self._symbols, self._symbol
         for i, o in enumerate(orders):
-            pack(buf, i * size, head, b"U", b"O", first_ref + i, sides[o.side], o.qty, sym(o.symbol), o.price,
-                 tifs[o.tif], disp, cap, b"N", b"N", o.cl_ord_id.encode().ljust(14), tail)
+            pack(buf, i * size + _ENTER_AT, first_ref + i, sides[o.side], o.qty, syms.get(o.symbol) or sym(o.symbol),
+                 o.price, tifs[o.tif], flags, o.cl_ord_id.encode().ljust(14))
         return self._batch_view[:size * n]

@@ -39,7 +39,7 @@ enum {
 };
 
 struct xgw_latency_acc {
-    int64_t *counts;           /* the LatencyHistogram's buckets (xdpgw/latency.py) */
+    int64_t *counts;           /* the LatencyHistogram's buckets (xdpgw/pipeline/histogram.py) */
     int64_t ncounts, highest;
     uint32_t sub_bits;
     int64_t n, min, max, rejected, saturated;  /* pending: Python merges and zeroes them */

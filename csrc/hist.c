@@ -1,5 +1,5 @@
 /*
- * The latency histogram's hot path (xdpgw/latency.py LatencyHistogram.record_since): for each non-zero
+ * The latency histogram's hot path (xdpgw/pipeline/histogram.py LatencyHistogram.record_since): for each non-zero
  * stamp, value = now - stamp, bucketed log-linearly exactly as LatencyHistogram.index_of does, with the
  * batch's count/min/max/mean/M2 returned for the exact running statistics. One call per burst, no numpy.
  */

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from xdpgw.batch import Batch
 from xdpgw.book.engine import Books
 from xdpgw.protocol.decode import Decoder
 from xdpgw.protocol.flow import order_flow, packets
-from xdpgw.protocol.synth import split_batch
-from xdpgw.transport.base import Batch
+from xdpgw.tools.synth import split_batch
 
 
 def best(fn, repeat: int) -> tuple[tuple[float, float], object]:
@@ -90,7 +90,7 @@ def bursts_of(flow, size: int, count: int = 400) -> list[Batch]:
 def per_call(bursts: list[Batch], size: int) -> tuple[float, float]:
     """Best-of-3 CPU microseconds per ``on_batch``: the feed handler alone, then with books on top."""
     from xdpgw.book.live import BookFeed
-    from xdpgw.feed import FeedHandler
+    from xdpgw.pipeline.feed import FeedHandler
 
     out = []
     for book in (False, True):

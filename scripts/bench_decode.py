@@ -21,12 +21,12 @@ import time
 
 import numpy as np
 
-from xdpgw.feed import FeedHandler
+from xdpgw.batch import Batch
+from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.protocol.decode import Decoder
 from xdpgw.protocol.moldudp64 import encode_heartbeat
-from xdpgw.protocol.reference import decode_packets
-from xdpgw.protocol.synth import split_batch, synth_packets
-from xdpgw.transport.base import Batch
+from xdpgw.tools.reference import decode_packets
+from xdpgw.tools.synth import split_batch, synth_packets
 
 
 def best_rate(fn, nmsg: int, repeat: int) -> float:

@@ -32,7 +32,9 @@ import sys
 import time
 from contextlib import contextmanager
 
-from xdpgw.lab import Lab, in_netns
+from xdpgw.errors import friendly
+from xdpgw.kernel.features import require_root
+from xdpgw.tools.lab import Lab, in_netns
 
 PORT = 9001
 
@@ -147,6 +149,7 @@ def sender(tx: socket.socket, cpu: int, seconds: float, out) -> None:
     out.send(stamps)
 
 
+@friendly
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
@@ -154,8 +157,7 @@ def main() -> None:
     ap.add_argument("--only", choices=("death_notice", "no_notice", "watchdog"), help="Run one configuration.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench_failover: needs root: sudo .venv/bin/python scripts/bench_failover.py")
+    require_root("bench_failover (XDP, namespaces)")
     cpus = sorted(os.sched_getaffinity(0))
     lab = Lab.unique("xgf", queues=1).up()
     results = {}

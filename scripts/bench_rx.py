@@ -18,7 +18,9 @@ import subprocess
 import sys
 import time
 
-from xdpgw.lab import Lab, in_netns
+from xdpgw.errors import friendly
+from xdpgw.kernel.features import require_root
+from xdpgw.tools.lab import Lab, in_netns
 
 PORT = 9001
 PAYLOAD = 22  # 14 Ethernet + 20 IPv4 + 8 UDP + 22 = 64-byte frames
@@ -26,7 +28,7 @@ PAYLOAD = 22  # 14 Ethernet + 20 IPv4 + 8 UDP + 22 = 64-byte frames
 
 def send(lab: Lab, n: int, cpu: int) -> None:
     code = (
-        "from xdpgw.transport.socket import SocketSender; from xdpgw.transport.base import Batch\n"
+        "from xdpgw.transport.socket import SocketSender; from xdpgw.batch import Batch\n"
         f"b = Batch.from_payloads([i.to_bytes(8, 'big') + bytes({PAYLOAD - 8}) for i in range(1024)])\n"
         f"left = {n}\n"
         f"with SocketSender('{lab.rx_ip}', {PORT}) as tx:\n"
@@ -69,7 +71,7 @@ def measure(lab: Lab, kind: str, n: int, burst: int, cpu_rx: int, cpu_tx: int) -
 
             rx = SocketReceiver(PORT, rcvbuf=1 << 30, batch=burst)
         else:
-            from xdpgw.transport.xdp import XdpReceiver
+            from xdpgw.transport.xdp.rx import XdpReceiver
 
             size = 1 << (n - 1).bit_length()
             rx = XdpReceiver(lab.rx_if, 0, [PORT], mode=kind.split("-")[1], frames=2 * size, rx_size=size,
@@ -85,6 +87,7 @@ def measure(lab: Lab, kind: str, n: int, burst: int, cpu_rx: int, cpu_tx: int) -
             "drops": st.get("drops", 0)}
 
 
+@friendly
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--packets", type=int, default=131072)
@@ -92,8 +95,7 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=256)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench_rx: needs root (XDP, namespaces): sudo .venv/bin/python scripts/bench_rx.py")
+    require_root("bench_rx (XDP, namespaces)")
     cpus = sorted(os.sched_getaffinity(0))
     cpu_rx, cpu_tx = cpus[0], cpus[-1]
     lab = Lab.unique("xgr", queues=1).up()

@@ -52,7 +52,7 @@ def ouch_venue(tmp: Path):
 @contextlib.contextmanager
 def _ouch_venue(tmp: Path):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "xdpgw.cli", "venue", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "xdpgw.cli.main", "venue", "--port", str(port)],
                             stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10

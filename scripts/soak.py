@@ -74,9 +74,9 @@ def _hostile(rng: np.random.Generator, buf: np.ndarray, offs: np.ndarray, lens: 
 
 
 def run_sender(args: argparse.Namespace) -> None:
+    from xdpgw.batch import Batch
     from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_heartbeat
-    from xdpgw.protocol.synth import synth_packets
-    from xdpgw.transport.base import Batch
+    from xdpgw.tools.synth import synth_packets
     from xdpgw.transport.socket import SocketSender
 
     rng = np.random.default_rng(args.seed)
@@ -151,9 +151,9 @@ def _neigh(ns: str, addr: str, mac: str, dev: str) -> None:
 
 def run_soak(args: argparse.Namespace) -> int:
     from xdpgw.errors import GatewayError
-    from xdpgw.feed import FeedHandler
-    from xdpgw.lab import Lab, in_netns
-    from xdpgw.transport.xdp import XdpReceiver
+    from xdpgw.pipeline.feed import FeedHandler
+    from xdpgw.tools.lab import Lab, in_netns
+    from xdpgw.transport.xdp.rx import XdpReceiver
 
     cpus = sorted(os.sched_getaffinity(0))
     rx_cpu, tx_cpu = cpus[0], cpus[-1]
@@ -288,9 +288,10 @@ def main() -> int:
     if args.sender:
         run_sender(args)
         return 0
-    if os.geteuid() != 0:
-        print("soak: needs root (network namespaces, XDP): run it with sudo", file=sys.stderr)
-        return 2
+    from xdpgw.errors import friendly
+    from xdpgw.kernel.features import require_root
+
+    friendly(require_root)("the soak (network namespaces, XDP)")  # else one line on stderr, exit status 2
     return run_soak(args)
 
 

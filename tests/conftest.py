@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.helpers import IN_CI, require_xdp
-from xdpgw.lab import Lab
+from xdpgw.tools.lab import Lab
 
 _SKIPS: list[tuple[str, str]] = []
 

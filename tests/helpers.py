@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from xdpgw.lab import Lab, in_netns
+from xdpgw.tools.lab import Lab, in_netns
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -143,7 +143,7 @@ def drain_socket(s: socket.socket, want: int, timeout: float = 3.0) -> list[byte
 
 
 def attached(lab: Lab) -> object:
-    from xdpgw.netdev import interface
+    from xdpgw.kernel.netdev import interface
 
     with in_netns(lab.rx_ns):
         return interface(lab.rx_if).xdp
@@ -162,8 +162,9 @@ def send_to_queues(lab: Lab, counts: dict[int, int], tag: bytes = b"") -> dict[i
 
 def send_to_queue(lab: Lab, queue: int, payloads: list[bytes], port: int = 9001) -> None:
     """``payloads`` as UDP datagrams onto RX queue ``queue`` of the rx veth (see send_to_queues)."""
-    from xdpgw.transport.base import Batch, send_with_retries
-    from xdpgw.transport.xdp_send import XdpSender
+    from xdpgw.batch import Batch
+    from xdpgw.transport.base import send_with_retries
+    from xdpgw.transport.xdp.tx import XdpSender
 
     with in_netns(lab.tx_ns), XdpSender(lab.tx_if, lab.rx_ip, port, queue=queue) as tx:
         assert send_with_retries(tx, Batch.from_payloads(payloads)) == len(payloads)
@@ -180,7 +181,7 @@ def open_receiver(kind: str, lab: Lab, port: int = 9001, **kw):
             from xdpgw.transport.socket import SocketReceiver
 
             return SocketReceiver(port, **kw)
-        from xdpgw.transport.xdp import XdpReceiver
+        from xdpgw.transport.xdp.rx import XdpReceiver
 
         return XdpReceiver(lab.rx_if, 0, [port], mode=kind.split("-")[1], **kw)
 
@@ -302,7 +303,7 @@ def wait_gone(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
 
 def status_of(lab: Lab) -> dict:
     """`xdpgw status --json` of the lab's rx interface, read in this process (no interpreter start-up)."""
-    from xdpgw.bpf import status_iface
+    from xdpgw.kernel.state import status_iface
 
     with in_netns(lab.rx_ns):
         return status_iface(lab.rx_if)

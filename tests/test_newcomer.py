@@ -36,7 +36,7 @@ def test_readme_commands_run_as_written_without_sudo():
 
 
 def test_bench_results_default_to_a_folder_git_ignores():
-    from xdpgw.cli_bench import DEFAULT_OUT
+    from xdpgw.cli.bench import DEFAULT_OUT
 
     for suffix in (".json", ".png"):
         res = subprocess.run(["git", "check-ignore", "-q", DEFAULT_OUT + suffix], cwd=ROOT)
@@ -45,7 +45,7 @@ def test_bench_results_default_to_a_folder_git_ignores():
 
 def test_a_warning_from_our_code_fails_the_suite():
     """pyproject's filterwarnings turns warnings attributed to xdpgw/tests modules into errors."""
-    for module in ("xdpgw.feed", "tests.test_newcomer"):
+    for module in ("xdpgw.pipeline.feed", "tests.test_newcomer"):
         with pytest.raises(DeprecationWarning):
             warnings.warn_explicit("some deprecated use", DeprecationWarning, "x.py", 1, module=module)
     with pytest.raises((SyntaxError, SyntaxWarning, DeprecationWarning), match="invalid escape sequence"):

@@ -31,7 +31,7 @@ def test_wheel_installed_elsewhere_attaches(lab, tmp_path):
     assert "Warning" not in built.stderr.replace("WARNING: Location", ""), built.stderr  # e.g. license deprecation
     (wheel,) = (tmp_path / "dist").glob("xdpgw-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"xdpgw/bpf_programs/xdpgw_rx.c", "xdpgw/bpf_programs/blast.c"} <= set(names), names
+    assert {"xdpgw/kernel/programs/xdpgw_rx.c", "xdpgw/kernel/programs/blast.c"} <= set(names), names
     venv = tmp_path / "venv"
     run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
     run([*pip, "--python", str(venv / "bin" / "python"), "install", "-q", str(wheel)])

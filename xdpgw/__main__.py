@@ -1,5 +1,5 @@
 """`python -m xdpgw` runs the CLI."""
 
-from xdpgw.cli import main
+from xdpgw.cli.main import main
 
 main()

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from tests.book.conftest import run_stream
+from xdpgw.batch import Batch
 from xdpgw.book.engine import Books
 from xdpgw.book.live import BookFeed
-from xdpgw.feed import FeedHandler
+from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.protocol import encode_message as m
 from xdpgw.protocol.moldudp64 import encode_packet
-from xdpgw.transport.base import Batch
 
 
 def stream(*msgs: bytes) -> np.ndarray:
@@ -136,7 +136,7 @@ def test_any_decoded_layout_gives_the_same_books():
 
 
 def test_books_of_several_queues_merge_counters_and_never_add_prices():
-    from xdpgw.workers import merge_summaries
+    from xdpgw.pipeline.workers import merge_summaries
 
     def part(symbols: dict, stale: list[str], **counts) -> dict:
         books = {"symbols": symbols, "errors": counts.pop("errors", {}), "stale": stale, "stale_all": False,

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.helpers import run_xdpgw
-from xdpgw.cli import main
+from xdpgw.cli.main import main
 from xdpgw.protocol.flow import order_flow, packets
 
 

@@ -10,8 +10,8 @@ import pytest
 from tests.book.conftest import run_stream
 from tests.helpers import attach, feed_frames, send_frames, summary_of
 from xdpgw.book.live import BookBatch, BookFeed
-from xdpgw.feed import FeedHandler
-from xdpgw.gateway import Gateway, status_text
+from xdpgw.pipeline.feed import FeedHandler
+from xdpgw.pipeline.gateway import Gateway, status_text
 from xdpgw.protocol.flow import order_flow, packets
 
 

@@ -11,10 +11,10 @@ import numpy as np
 from itch_book._core import Session
 
 from tests.book.conftest import run_stream
+from xdpgw.batch import Batch
 from xdpgw.book.engine import Books
 from xdpgw.protocol.decode import Decoder
 from xdpgw.protocol.flow import packets
-from xdpgw.transport.base import Batch
 
 DEPTH = 50
 

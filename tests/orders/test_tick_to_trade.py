@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import require_xdp
-from xdpgw.lab import Lab
 from xdpgw.orders.tick_to_trade import format_table, run_tick_to_trade
+from xdpgw.tools.lab import Lab
 
 
 @pytest.mark.xdp

@@ -11,11 +11,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xdpgw.feed import FeedHandler
+from xdpgw.batch import Batch
+from xdpgw.pipeline.feed import FeedHandler
+from xdpgw.pipeline.summary import accounted
 from xdpgw.protocol import itch
 from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_heartbeat, encode_packet
-from xdpgw.summary import accounted
-from xdpgw.transport.base import Batch
 
 
 def msg(seq: int) -> bytes:

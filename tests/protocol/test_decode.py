@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from xdpgw.batch import Batch
 from xdpgw.protocol import itch
 from xdpgw.protocol.decode import Decoded, Decoder, decode_batch, decode_payloads
 from xdpgw.protocol.moldudp64 import (
@@ -11,9 +12,8 @@ from xdpgw.protocol.moldudp64 import (
     encode_packet,
     parse_header,
 )
-from xdpgw.protocol.reference import decode_packets
-from xdpgw.protocol.synth import split_batch, synth_packets
-from xdpgw.transport.base import Batch
+from xdpgw.tools.reference import decode_packets
+from xdpgw.tools.synth import split_batch, synth_packets
 
 
 def _A(ref: int) -> bytes:

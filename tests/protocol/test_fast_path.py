@@ -12,14 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import builders
-from xdpgw.feed import FeedHandler
+from xdpgw.batch import Batch
+from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.protocol import itch
 from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.decode import Decoded, decode_payloads
 from xdpgw.protocol.moldudp64 import HEADER_SIZE, encode_end_of_session, encode_heartbeat, encode_packet
 from xdpgw.protocol.sequencer import Sequencer
-from xdpgw.protocol.synth import synth_packets
-from xdpgw.transport.base import Batch
+from xdpgw.tools.synth import synth_packets
 
 
 def pkt(seq: int, n: int, session: str = "FAST") -> bytes:
@@ -551,7 +551,7 @@ class _TwoLines:
 def test_gateway_line_b_fast_lane_equals_general_path(lines, lag, symbols):
     """``--line-b`` on one receiver: the fast lane splits each burst by port in C (line A, then line B,
     through the fast path) and delivers what the general route (split_lines + on_batch) delivers."""
-    from xdpgw.gateway import Gateway
+    from xdpgw.pipeline.gateway import Gateway
 
     arrivals = interleave(*lines, lag)
     bursts = [[(line, p) for line, b in arrivals[i : i + 2] for p in b] for i in range(0, len(arrivals), 2)]

@@ -7,10 +7,10 @@ import pytest
 
 from tests import builders
 from tests.helpers import RerequestServer
+from xdpgw.batch import Batch
 from xdpgw.errors import GatewayError
-from xdpgw.feed import FeedHandler
+from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.protocol.moldudp64 import encode_heartbeat
-from xdpgw.transport.base import Batch
 
 SESSION = "FEEDTEST01"
 
@@ -51,7 +51,7 @@ def test_in_order_feed_and_stats_keys():
         assert list(out.seq) == [1, 2, 3, 4]
         assert feed.on_batch(Batch.from_payloads([pkt(3)])) is None
         st = feed.stats()
-        from xdpgw.summary import FEED_FIELDS
+        from xdpgw.pipeline.summary import FEED_FIELDS
 
         assert set(st) == set(FEED_FIELDS) - {"lines", "books"}  # only with A/B lines, --book
         assert st["messages"] == 4 and st["messages_by_type"] == {"A": 3, "D": 1} and st["duplicates"] == 2

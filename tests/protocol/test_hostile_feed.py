@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 
 from tests import builders
 from tests.builders import KINDS
-from xdpgw.feed import FeedHandler
+from xdpgw.batch import Batch
+from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.protocol import itch
 from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.decode import Decoded, decode_payloads
 from xdpgw.protocol.moldudp64 import HEADER_SIZE, encode_end_of_session, encode_heartbeat, encode_packet
 from xdpgw.protocol.screen import MAX_SEQ, screen
 from xdpgw.protocol.sequencer import Sequencer
-from xdpgw.transport.base import Batch
 
 SESSION = "HOSTILE01"
 def msg(seq: int, kind: str = KINDS) -> bytes:

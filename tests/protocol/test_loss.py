@@ -15,15 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import builders
-from xdpgw.feed import FeedHandler
+from xdpgw.batch import Batch
+from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.backlog import Backlog
 from xdpgw.protocol.decode import Decoded, Decoder, decode_payloads, gather
 from xdpgw.protocol.holes import HoleTable, RangeLog
 from xdpgw.protocol.moldudp64 import encode_heartbeat
 from xdpgw.protocol.sequencer import Sequencer
-from xdpgw.protocol.synth import split_batch, synth_packets
-from xdpgw.transport.base import Batch
+from xdpgw.tools.synth import split_batch, synth_packets
 
 SESSION = b"SESSION001"
 

@@ -2,7 +2,7 @@
 
 A daily file is read in large chunks straight into :meth:`Books.apply_stream` (its framing, a u16
 big-endian length before each message, is walked in C). A pcap/pcapng goes through the live
-pipeline: :func:`xdpgw.replay.load_pcap` finds the UDP payloads, a ``FeedHandler`` decodes, sequences
+pipeline: :func:`xdpgw.tools.replay.load_pcap` finds the UDP payloads, a ``FeedHandler`` decodes, sequences
 (duplicates of an A/B capture dropped, gaps counted) and a :class:`~xdpgw.book.live.BookFeed` applies,
 with the capture's own timestamps as the sequencer's clock.
 """
@@ -137,8 +137,8 @@ def read_pcap(path: str | Path, books: Books, symbols: Iterable[str] | None = No
               keep_bbo: bool = False, burst: int = 256, progress: Progress | None = None) -> FileRun:
     """Decode, sequence and apply the MoldUDP64 payloads of a capture (one feed; A/B copies deduplicated)."""
     from xdpgw.book.live import BookFeed
-    from xdpgw.feed import FeedHandler
-    from xdpgw.replay import load_pcap
+    from xdpgw.pipeline.feed import FeedHandler
+    from xdpgw.tools.replay import load_pcap
 
     cap = load_pcap(path, port=port)
     if not len(cap):

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from xdpgw.batch import Batch
 from xdpgw.book.engine import Books
 from xdpgw.protocol.decode import Decoded
-from xdpgw.transport.base import Batch
 
 
 @dataclass(slots=True)

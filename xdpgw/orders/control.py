@@ -71,7 +71,7 @@ class ControlServer:
 
 
 def _prometheus_renderer() -> Callable[[Mapping[str, Any]], bytes]:
-    """The summary as Prometheus text through ``xdpgw.metrics`` when prometheus_client is there,
+    """The summary as Prometheus text through ``xdpgw.ops.metrics`` when prometheus_client is there,
     else plain ``name value`` lines."""
     from xdpgw.orders.router import stats_for_metrics
 

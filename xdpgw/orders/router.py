@@ -23,7 +23,6 @@ from dataclasses import replace as _replace
 from typing import Any
 
 from xdpgw.errors import GatewayError
-from xdpgw.latency import LatencyHistogram
 from xdpgw.orders.batch import NAMES, OK, BatchPlan, OrderBatch, plan_batch
 from xdpgw.orders.journal import Journal, JournalStore
 from xdpgw.orders.model import Order, State
@@ -41,6 +40,7 @@ from xdpgw.orders.venue import (
     TradeBroken,
     give_store,
 )
+from xdpgw.pipeline.histogram import LatencyHistogram
 
 S = State
 _UNSENT_CANCEL = "cancelled before sending"  # the reason Blotter.cancel_requested gives
@@ -637,7 +637,7 @@ def _restore_session(c: Connector, values: Mapping[str, str]) -> None:
 
 
 def stats_for_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """Flatten a router summary into the numeric keys ``xdpgw.metrics`` exports (``xdpgw_stat{name}``)."""
+    """Flatten a router summary into the numeric keys ``xdpgw.ops.metrics`` exports (``xdpgw_stat{name}``)."""
     out: dict[str, Any] = {}
     for k, v in summary.items():
         if isinstance(v, bool):

@@ -52,8 +52,8 @@ class StrategyHandler:
 def make_strategy(spec: str, venues: tuple[str, ...], config: str | None, journal: str | None = None,
                   timeout: float = 5.0) -> StrategyHandler:
     """The handler for ``--strategy``: loads the function, builds and connects the router."""
-    from xdpgw.cli import load_handler
-    from xdpgw.cli_orders import build_router
+    from xdpgw.cli.orders import build_router
+    from xdpgw.pipeline.assembly import load_handler
 
     fn = load_handler(spec, "strategy")
     router = build_router(venues, config, journal=journal)

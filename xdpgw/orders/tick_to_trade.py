@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from xdpgw.errors import GatewayError
-from xdpgw.latency import LatencyHistogram
 from xdpgw.orders.model import Order, Side, Tif
+from xdpgw.pipeline.histogram import LatencyHistogram
 
 RATES = (1_000, 10_000)
 
@@ -66,11 +66,11 @@ def start_venue(cpu: int | None = None) -> tuple[subprocess.Popen, int]:
 
 
 def run_rate(rx, gen, venue_port: int, rate: int, seconds: float, user: str) -> dict:
-    from xdpgw.bench import run_phase
-    from xdpgw.feed import FeedHandler
     from xdpgw.orders.ouch.connector import OuchConnector
     from xdpgw.orders.router import Router
     from xdpgw.orders.strategy import StrategyHandler
+    from xdpgw.pipeline.feed import FeedHandler
+    from xdpgw.tools.bench import run_phase
 
     conn = OuchConnector("sim", "127.0.0.1", venue_port, user=user, tx_timestamps=True)
     router = Router([conn])
@@ -113,7 +113,7 @@ def _lat(h: LatencyHistogram) -> dict[str, int]:
 
 def run_tick_to_trade(rates=RATES, seconds: float = 2.0, transports=("socket", "xdp-drv"), say=lambda *a: None) -> dict:
     """Every transport × rate on a fresh lab (removed afterwards, also on errors); rows as a dict."""
-    from xdpgw.bench import PORT, bench_lab, open_receiver
+    from xdpgw.tools.bench import PORT, bench_lab, open_receiver
 
     venue = None
     rows = []

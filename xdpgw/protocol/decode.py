@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from xdpgw._xsk import ffi, lib
+from xdpgw.batch import Batch
 from xdpgw.protocol import itch
 from xdpgw.protocol.moldudp64 import (
     BLOCK_OVERRUN,
@@ -23,7 +24,6 @@ from xdpgw.protocol.moldudp64 import (
     HEADER_SIZE,
     OK,
 )
-from xdpgw.transport.base import Batch
 
 _SIZES64 = itch.SIZE_TABLE.astype(np.int64)
 _CODE_TO_TYPE = {ord(t): t for t in itch.TYPES}

@@ -1,6 +1,6 @@
 """The in-order fast path: one C call per burst (``csrc/fastpath.c``) for the common case of a feed.
 
-A :class:`~xdpgw.feed.FeedHandler` *arms* its :class:`FastPath` whenever the sequencer's state makes an
+A :class:`~xdpgw.pipeline.feed.FeedHandler` *arms* its :class:`FastPath` whenever the sequencer's state makes an
 in-order burst trivial (a confirmed session, nothing missing, buffered, parked or waiting to be requested;
 with A/B lines, for a line at the front of the merged stream). A retransmission client is allowed (a burst
 is taken only while no answer waits on its socket), and so are other sessions held while they prove
@@ -173,7 +173,7 @@ class FastPath:
 
     def line_b_batch(self, buf: np.ndarray) -> Any:
         """Line B's packets of the last ``run_lines`` burst, as a ``Batch`` over ``buf`` (the general path's)."""
-        from xdpgw.transport.base import Batch
+        from xdpgw.batch import Batch
 
         cap, nb = int(self.s.cap_pkts), int(self.s.l_count[1])
         return Batch(buf, self.l_offs[cap : cap + nb], self.l_lens[cap : cap + nb], self.l_ts[cap : cap + nb])

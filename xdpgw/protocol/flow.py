@@ -1,6 +1,6 @@
 """A consistent ITCH 5.0 order flow: a trading day in miniature, for book tests and benchmarks.
 
-Unlike :mod:`xdpgw.protocol.synth` (random records, for decoding), every order message here refers to
+Unlike :mod:`xdpgw.tools.synth` (random records, for decoding), every order message here refers to
 a live order: executions and cancels never exceed the order, replaces and deletes name orders that
 rest, and each symbol's bids stay below its fixed mid and asks above it (no crossed book). All 23
 message types occur: the day opens with system events, the directory (R), trading actions (H) and

@@ -1,5 +1,6 @@
 """Transports: one Receiver/Sender interface, XDP (AF_XDP) and kernel-socket implementations."""
 
-from xdpgw.transport.base import Batch, Receiver, Sender
+from xdpgw.batch import Batch
+from xdpgw.transport.base import Receiver, Sender
 
 __all__ = ["Batch", "Receiver", "Sender"]

@@ -18,8 +18,8 @@ import warnings
 import numpy as np
 
 from xdpgw._xsk import ffi, lib
+from xdpgw.batch import Batch
 from xdpgw.errors import GatewayError
-from xdpgw.transport.base import Batch
 
 __all__ = ["SocketReceiver", "SocketSender"]
 

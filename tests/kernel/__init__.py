@@ -1,0 +1,1 @@
+"""The XDP program on a real veth: guards, liveness, hostile input."""

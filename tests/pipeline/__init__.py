@@ -1,0 +1,1 @@
+"""The receive pipeline: gateway loop, fast lane, accounting, queues, sessions."""

@@ -1,0 +1,1 @@
+"""Tools: bench, blast, generator, demo."""

@@ -1,0 +1,1 @@
+"""Receivers and senders: XDP and kernel sockets, real packets."""

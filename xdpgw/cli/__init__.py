@@ -1,0 +1,1 @@
+"""The command line: commands only (parse options, call the pipeline, format output)."""

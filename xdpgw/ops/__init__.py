@@ -1,0 +1,1 @@
+"""Operations: doctor, tuning, the metrics endpoint, the pcap tap."""

@@ -1,0 +1,1 @@
+"""Tools around the gateway: traffic synthesis and generators, replay, blast, bench, demo, the veth lab."""

@@ -85,6 +85,7 @@ def test_flight_recorder_splits_a_tail_into_kernel_and_ours():
     assert rep["tails"] == 2
     assert rep["by_main_part"] == {"kernel": 1, "ours_previous": 1, "ours_between": 0, "ours_burst": 0}
     assert rep["descheduled"] == 1  # ... or rather: the consumer ran 100 of the 799 µs since the last burst
+    assert rep["by_cause"] == {"off_cpu": 1, "kernel": 0, "ours": 1}  # each tail once, by what took most of it
 
 
 class _Replay:

@@ -105,6 +105,19 @@ int32_t xgw_fast_idle(const struct xgw_fast *f, double now)
     return !xgw_answer_waiting(f->client_fd);
 }
 
+/* A burst taken: its packets' latency (kernel receive -> now, handlers start) and its flight-recorder entry. */
+static void xgw_fast_stamp(struct xgw_fast *f, const uint64_t *ts, uint32_t npkts, int64_t t_poll, int64_t t_decode,
+                           int64_t kept)
+{
+    int64_t t_ready = 0;
+    if (f->latency && ts) {
+        t_ready = xgw_mono_ns();
+        xgw_latency_since(f->latency, t_ready, ts, npkts);
+    }
+    if (f->trace)
+        xgw_trace_burst(f, ts, npkts, t_poll, t_decode, t_ready ? t_ready : xgw_mono_ns(), kept);
+}
+
 /* A line's burst wholly behind the front, continuing its own stream (validated by the caller): what the
  * general path does with it: count duplicates, heartbeats, the line's packets and high-water mark. */
 static void xgw_fast_dup(struct xgw_fast *f, uint32_t line, uint32_t npkts, uint32_t m, uint32_t hb, uint64_t end,
@@ -187,13 +200,7 @@ static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int
     if (dup) {
         xgw_fast_dup(f, line, npkts, m, hb, expect, now);
         f->in_bytes = in_bytes;
-        int64_t t_ready = 0;
-        if (f->latency && ts) {
-            t_ready = xgw_mono_ns();
-            xgw_latency_since(f->latency, t_ready, ts, npkts);
-        }
-        if (f->trace)
-            xgw_trace_burst(f, ts, npkts, t_poll, t_decode, t_ready ? t_ready : xgw_mono_ns(), 0);
+        xgw_fast_stamp(f, ts, npkts, t_poll, t_decode, 0);
         return 0;
     }
     /* 2. learn locates from Stock Directory messages (before filtering, as Subscription.filter) */
@@ -277,13 +284,7 @@ static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int
     f->kept += kept;
     f->bursts++;
     f->last_heard = now;
-    int64_t t_ready = 0;
-    if (f->latency && ts) {
-        t_ready = xgw_mono_ns();
-        xgw_latency_since(f->latency, t_ready, ts, npkts);
-    }
-    if (f->trace)
-        xgw_trace_burst(f, ts, npkts, t_poll, t_decode, t_ready ? t_ready : xgw_mono_ns(), kept);
+    xgw_fast_stamp(f, ts, npkts, t_poll, t_decode, kept);
     return (int32_t)kept;
 }
 

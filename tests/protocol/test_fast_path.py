@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import builders
+from tests.helpers import ReplayReceiver
 from xdpgw.batch import Batch
 from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.protocol import itch
@@ -211,6 +212,12 @@ def feeds(draw) -> list[list[bytes]]:
                 packets[-1], packets[-2] = packets[-2], packets[-1]  # swapped
             elif op < 35:
                 packets.append(b"junk")
+    return draw(cut_into_bursts(packets))
+
+
+@st.composite
+def cut_into_bursts(draw, packets: list[bytes]) -> list[list[bytes]]:
+    """``packets`` in order, cut into bursts of 1-6."""
     cuts = draw(st.lists(st.integers(1, 6), min_size=len(packets), max_size=len(packets)))
     bursts, i = [], 0
     for k in cuts:
@@ -336,14 +343,7 @@ def ab_copies(draw) -> tuple[list[list[bytes]], list[list[bytes]]]:
     for _ in (0, 1):
         keep = draw(st.lists(st.integers(0, 19), min_size=len(packets), max_size=len(packets)))
         line = [p for p, k in zip(packets, keep, strict=True) if k]  # 0: lost on this line
-        cuts = draw(st.lists(st.integers(1, 6), min_size=len(line) + 1, max_size=len(line) + 1))
-        bursts, i = [], 0
-        for k in cuts:
-            if i >= len(line):
-                break
-            bursts.append(line[i : i + k])
-            i += k
-        lines.append(bursts)
+        lines.append(draw(cut_into_bursts(line)))
     return lines[0], lines[1]
 
 
@@ -502,11 +502,10 @@ def test_a_held_session_keeps_the_fast_path_until_it_is_due_to_be_given_up():
     assert feed.fast.armed and feed.fast.s.expires == 0
 
 
-class _TwoLines:
+class _TwoLines(ReplayReceiver):
     """A receiver replaying bursts that carry both lines, each payload behind an 8-byte UDP header with its
     line's destination port (as the XDP receiver's UMEM holds them): what ``Gateway(line_b_port=…)`` reads."""
 
-    transport = "replay"
     udp_headers = True
     PORTS = (9001, 9002)
 
@@ -533,17 +532,6 @@ class _TwoLines:
             pos += len(p)
         return len(burst)
 
-    def batch_of(self, n: int) -> Batch:
-        return Batch(self.buf, self.offs[:n], self.lens[:n], self.ts[:n], n)
-
-    def recv_batch(self, max_packets: int = 256, timeout: float | None = 0.0) -> Batch:
-        return self.batch_of(self.recv_raw(max_packets, timeout))
-
-    def stats(self) -> dict:
-        return {}
-
-    def describe(self) -> dict:
-        return {"transport": "replay"}
 
 
 @_SETTINGS

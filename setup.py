@@ -1,5 +1,8 @@
-"""Only here to hand the cffi extension to setuptools; metadata lives in pyproject.toml."""
+"""Only here to hand the cffi extensions to setuptools; metadata lives in pyproject.toml."""
 
 from setuptools import setup
 
-setup(cffi_modules=["cffi_build.py:ffibuilder", "xdpgw/_native/book_build.py:ffibuilder"])
+# One build module per extension, each reading its bindings' headers (see xdpgw/_native/_build.py).
+NATIVE = ("xsk", "net", "mold", "bpfobj", "blast", "book")
+
+setup(cffi_modules=[f"xdpgw/_native/{name}_build.py:ffibuilder" for name in NATIVE])

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Order books: xdpgw vs itch-book vs itchcpp on the same ~3 M message day, one core, one table.
 
-The day is :func:`xdpgw.protocol.flow.order_flow` (a consistent order flow over ``--symbols`` symbols,
+The day is :func:`xdpgw.tools.flow.order_flow` (a consistent order flow over ``--symbols`` symbols,
 every message type), kept in memory as a TotalView-ITCH daily file (u16 length before each message)
 and as MoldUDP64 datagrams (25 messages each). Rows, best of ``--repeat`` runs each:
 
@@ -28,7 +28,7 @@ import numpy as np
 from xdpgw.batch import Batch
 from xdpgw.book.engine import Books
 from xdpgw.protocol.decode import Decoder
-from xdpgw.protocol.flow import order_flow, packets
+from xdpgw.tools.flow import order_flow, packets
 from xdpgw.tools.synth import split_batch
 
 

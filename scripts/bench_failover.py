@@ -59,7 +59,7 @@ def wait_attached(lab: Lab, pid: int, timeout: float = 20) -> dict:
 @contextmanager
 def prog_map(prog_id: int, name: str):
     """fd of map ``name`` of program ``prog_id`` (BPF ids are global: no namespace needed)."""
-    from xdpgw._xsk import lib
+    from xdpgw._native._bpfobj import lib
 
     fd = lib.xgw_prog_map_fd(prog_id, name.encode())
     if fd < 0:

@@ -5,8 +5,8 @@
 #  3. bpffs mounted at /sys/fs/bpf
 #  4. .venv from Debian's /usr/bin/python3 with --system-site-packages (so `import bcc` works:
 #     bcc is not on PyPI), then `pip install -e .[test,plot,metrics,fix]`, which builds the cffi
-#     extension; the `fix` extra is the QuickFIX engine (quickfix 1.16, C++ built from source once,
-#     ~6-15 min on 2 busy cores; later runs install pip's cached wheel in seconds).
+#     extensions (xdpgw/_native); the `fix` extra is the QuickFIX engine (quickfix 1.16, C++ built from
+#     source once, ~6-15 min on 2 busy cores; later runs install pip's cached wheel in seconds).
 # Re-running it does nothing that is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,14 +61,15 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import bcc' 2>/dev/nu
     "$VENV/bin/pip" install -q --upgrade pip
 fi
 # Rebuild only when what the build reads has changed.
-stamp=$(cat pyproject.toml setup.py cffi_build.py csrc/*.c csrc/*.h xdpgw/_native/book* | sha256sum | cut -c1-16)
-if [ "$(cat "$VENV/.xdpgw-stamp" 2>/dev/null)" != "$stamp" ] || ! "$VENV/bin/python" -c 'import xdpgw._xsk, xdpgw._native._book' 2>/dev/null; then
-    say "pip install -e .[test,plot,metrics,fix] (builds the cffi extensions xdpgw._xsk and xdpgw._native._book; the first time also the FIX engine quickfix from source: ~6-15 min)"
+NATIVE="xdpgw._native._xsk, xdpgw._native._net, xdpgw._native._mold, xdpgw._native._bpfobj, xdpgw._native._blast, xdpgw._native._book"
+stamp=$(cat pyproject.toml setup.py xdpgw/_native/*.py xdpgw/_native/*.[ch] xdpgw/kernel/programs/*.h | sha256sum | cut -c1-16)
+if [ "$(cat "$VENV/.xdpgw-stamp" 2>/dev/null)" != "$stamp" ] || ! "$VENV/bin/python" -c "import $NATIVE" 2>/dev/null; then
+    say "pip install -e .[test,plot,metrics,fix] (builds the cffi extensions in xdpgw/_native; the first time also the FIX engine quickfix from source: ~6-15 min)"
     "$VENV/bin/pip" install -q -e ".[test,plot,metrics,fix]" \
         || die "pip install -e . failed: read the compiler output above (is libxdp-dev installed?)"
     echo "$stamp" > "$VENV/.xdpgw-stamp"
 fi
 "$VENV/bin/python" -c 'import quickfix' || die "the venv cannot import quickfix (the FIX engine): apt-get install g++ python3-dev, then re-run"
-"$VENV/bin/python" -c 'import bcc, xdpgw._xsk, xdpgw._native._book' || die "the venv cannot import bcc, xdpgw._xsk and xdpgw._native._book: rm -rf .venv and re-run"
+"$VENV/bin/python" -c "import bcc, $NATIVE" || die "the venv cannot import bcc and $NATIVE: rm -rf .venv and re-run"
 [ -x "$VENV/bin/xdpgw" ] || die ".venv/bin/xdpgw missing after install: rm -rf .venv and re-run"
 say "ready: $VENV/bin/xdpgw"

@@ -40,9 +40,9 @@ def xdp_unavailable() -> str:
         return "no kernel headers for BCC (run scripts/setup.sh)"
     try:
         import bcc  # noqa: F401
-        import xdpgw._xsk  # noqa: F401
+        import xdpgw._native._xsk  # noqa: F401
     except ImportError as exc:
-        return f"cannot import bcc / xdpgw._xsk ({exc}); run scripts/setup.sh"
+        return f"cannot import bcc / xdpgw._native._xsk ({exc}); run scripts/setup.sh"
     try:
         s = socket.socket(44, socket.SOCK_RAW)  # AF_XDP
         s.close()
@@ -485,14 +485,16 @@ def serve(lab: Lab, transport: str, *args: str, timeout: float = 30) -> Xdpgw:
 
 class ReplayReceiver:
     """The tests' in-memory receivers: a subclass sets ``buf``, ``offs``, ``lens``, ``ts`` (and
-    ``c_arrays``, C pointers to them) and fills them in ``recv_raw``; the rest of the Receiver is here."""
+    ``c_arrays``, C pointers to them; optionally ``dports``) and fills them in ``recv_raw``; the rest of the
+    Receiver is here."""
 
     transport = "replay"
 
     def batch_of(self, n: int):
         from xdpgw.batch import Batch
 
-        return Batch(self.buf, self.offs[:n], self.lens[:n], self.ts[:n], n)
+        dports = getattr(self, "dports", None)
+        return Batch(self.buf, self.offs[:n], self.lens[:n], self.ts[:n], n, None if dports is None else dports[:n])
 
     def recv_batch(self, max_packets: int = 256, timeout: float | None = 0.0):
         return self.batch_of(self.recv_raw(max_packets, timeout))

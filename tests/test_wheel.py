@@ -31,7 +31,10 @@ def test_wheel_installed_elsewhere_attaches(lab, tmp_path):
     assert "Warning" not in built.stderr.replace("WARNING: Location", ""), built.stderr  # e.g. license deprecation
     (wheel,) = (tmp_path / "dist").glob("xdpgw-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"xdpgw/kernel/programs/xdpgw_rx.c", "xdpgw/kernel/programs/blast.c"} <= set(names), names
+    assert {"xdpgw/kernel/programs/xdpgw_rx.c", "xdpgw/kernel/programs/xdpgw_rx.h",
+            "xdpgw/kernel/programs/blast.c"} <= set(names), names
+    built_ext = {Path(n).name.split(".")[0] for n in names if n.startswith("xdpgw/_native/") and n.endswith(".so")}
+    assert {"_xsk", "_net", "_mold", "_bpfobj", "_blast", "_book"} <= built_ext, names  # every binding
     venv = tmp_path / "venv"
     run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
     run([*pip, "--python", str(venv / "bin" / "python"), "install", "-q", str(wheel)])

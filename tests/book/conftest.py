@@ -7,7 +7,7 @@ import pytest
 
 from xdpgw.book.engine import Books
 from xdpgw.book.records import BBO, TRADE
-from xdpgw.protocol.flow import Flow, order_flow
+from xdpgw.tools.flow import Flow, order_flow
 
 
 @pytest.fixture(scope="session")

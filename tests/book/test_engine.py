@@ -124,7 +124,7 @@ def test_unknown_symbol_query_says_why():
 def test_any_decoded_layout_gives_the_same_books():
     """A decoder burst (grouped records), a slice (packed records) and a take (regrouped) apply alike."""
     from xdpgw.protocol.decode import decode_payloads
-    from xdpgw.protocol.flow import order_flow, packets
+    from xdpgw.tools.flow import order_flow, packets
 
     dec = decode_payloads(packets(order_flow(4_000, n_symbols=20, seed=3)))
     whole = Books().apply(dec).bbo.copy()

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from tests.helpers import run_xdpgw
 from xdpgw.cli.main import main
-from xdpgw.protocol.flow import order_flow, packets
+from xdpgw.tools.flow import order_flow, packets
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from tests.helpers import attach, feed_frames, send_frames, summary_of
 from xdpgw.book.live import BookBatch, BookFeed
 from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.pipeline.gateway import Gateway, status_text
-from xdpgw.protocol.flow import order_flow, packets
+from xdpgw.tools.flow import order_flow, packets
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from tests.book.conftest import run_stream
 from xdpgw.batch import Batch
 from xdpgw.book.engine import Books
 from xdpgw.protocol.decode import Decoder
-from xdpgw.protocol.flow import packets
+from xdpgw.tools.flow import packets
 
 DEPTH = 50
 

@@ -168,7 +168,7 @@ def test_blast_command_errors_are_one_line():
 @pytest.mark.xdp
 def test_pinned_maps_are_the_programs_own_and_go_with_it(lab):
     """Maps pinned under /sys/fs/bpf/xdpgw/<iface>: another process opening a pin reads the live counters."""
-    from xdpgw._xsk import lib
+    from xdpgw._native._bpfobj import lib
 
     from tests.helpers import feed_frames, send_frames
     from xdpgw.kernel.maps import sum_counters

@@ -178,7 +178,7 @@ def test_kill_9_is_noticed_in_the_killer(lab, monkeypatch):
 
 def test_btf_member_offsets():
     """The sender-side hook reads task_struct.tgid at the offset the running kernel's BTF gives."""
-    from xdpgw._xsk import lib
+    from xdpgw._native._bpfobj import lib
 
     tgid, pid = lib.xgw_btf_member_offset(b"task_struct", b"tgid"), lib.xgw_btf_member_offset(b"task_struct", b"pid")
     require(tgid != -errno.ENOENT or os.path.exists("/sys/kernel/btf/vmlinux"),

@@ -159,3 +159,32 @@ def test_monotonic_to_realtime() -> None:
     assert before - span <= int(real[0]) <= after + span
     assert int(real[0]) - int(real[1]) == 10**9  # an offset, not a rescale
     assert before <= int(real[2]) <= after  # no stamp: the time of writing
+
+
+def test_write_packets_takes_any_transports_batch_as_whole_frames(tmp_path: Path) -> None:
+    """One path for every receiver: frames in place where the headers are in the buffer (XDP), synthesized
+    Ethernet/IPv4/UDP headers with each packet's port where the transport has none (kernel sockets)."""
+    from xdpgw.batch import Batch
+
+    buf, offs, lens, raw = frames(4)
+    hdr = np.full(4, 14 + 20 + 8, np.uint16)  # as XdpReceiver: payloads after their headers in the buffer
+    framed = Batch(buf, offs + hdr, lens - hdr, np.zeros(4, np.uint64), 4, np.full(4, 26400, np.uint16), hdr)
+    bare = Batch.from_payloads([b"a" * 5, b"", b"bc" * 700], dport=[9001, 9002, 9001])  # as SocketReceiver
+    with PcapWriter(tmp_path / "x.pcap") as w:
+        assert w.write_packets(framed) == 4
+        assert w.write_packets(bare) == 3
+        assert w.write_packets(Batch.empty()) == 0
+    got = rdpcap(str(tmp_path / "x.pcap"))
+    assert [bytes(p) for p in got[:4]] == raw  # in place: the very frames
+    for p, payload, port in zip(got[4:], bare.payloads(), (9001, 9002, 9001), strict=True):
+        assert bytes(p[UDP].payload) == payload and p[UDP].dport == port and p[UDP].len == 8 + len(payload)
+        fresh = IP(bytes(p[IP]))
+        del fresh.chksum  # scapy computes it again
+        assert p[IP].len == 28 + len(payload) and IP(bytes(fresh)).chksum == p[IP].chksum
+        assert p[UDP].chksum == 0  # none (IPv4 allows it): the addresses are not known
+    mixed = Batch(np.concatenate([buf, bare.buf]), np.concatenate([offs + hdr, bare.offsets + len(buf)]),
+                  np.concatenate([lens - hdr, bare.lengths]), np.zeros(7, np.uint64), 7,
+                  np.concatenate([framed.dports, bare.dports]), np.concatenate([hdr, np.zeros(3, np.uint16)]))
+    with PcapWriter(tmp_path / "m.pcap") as w:  # no receiver mixes them; still whole frames, framed first
+        assert w.write_packets(mixed) == 7
+    assert [bytes(p) for p in rdpcap(str(tmp_path / "m.pcap"))] == [bytes(p) for p in got]

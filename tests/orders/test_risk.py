@@ -140,3 +140,19 @@ def test_limits_from_config_mapping():
     assert lim.max_gross_total == 10_000_000_000
     with pytest.raises(Exception, match="unknown risk setting"):
         limits_from_mapping({"max_qyt": 1})
+
+
+def test_collar_reference_from_a_live_book_mid():
+    from tests.book.conftest import run_stream
+    from tests.book.test_engine import add, directory, stream
+    from xdpgw.orders.strategy import StrategyHandler, book_reference
+
+    books, _, _ = run_stream(stream(*directory("AAPL", "MSFT"), add(1, b"B", 100, 100_0000),
+                                    add(2, b"S", 100, 101_0000), add(3, b"B", 100, 50_0000, loc=2, stock="MSFT")))
+    ref = book_reference(books)
+    assert (ref("AAPL"), ref("MSFT"), ref("TSLA")) == (100_5000, None, None)  # two-sided, one-sided, unknown
+    r = Router([FakeConnector()], risk=RiskEngine(RiskLimits(collar_pct=1, reference_prices={"MSFT": PX})))
+    StrategyHandler(lambda d, c: None, r).attach_feed(type("BookFeed", (), {"books": books})())
+    assert r.risk.check(o(price=100_0000)) is None  # within 1 % of the mid 100.50
+    assert r.risk.check(o(price=99_0000)) == "price_collar"
+    assert r.risk.check(o(sym="MSFT", price=PX)) is None  # one-sided book: the configured price

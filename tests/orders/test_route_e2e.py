@@ -77,14 +77,16 @@ def test_route_cli_sends_a_basket_and_reports(sim, tmp_path):
                       "A3,AAPL,B,100,190.25,IOC\n"    # no counterparty: IOC cancelled
                       "A4,TSLA,B,100,250\n"           # restricted
                       "A5,MSFT,B,20000,400.05\n"      # over --max-qty
-                      "A6,MSFT,B,100,500.00\n")       # outside the 5 % collar
+                      "A6,MSFT,B,100,500.00\n"        # outside the 5 % collar
+                      "A7,MSFT,B,1000,400.05\n")      # $400,050 over --max-notional
     r = run_route("--venue", url(sim), "--orders", str(basket), "--json", "--max-qty", "10000",
+                  "--max-notional", "300000",
                   "--restricted", "TSLA", "--collar", "5", "--reference", "MSFT=400", "--reference", "AAPL=190",
                   "--journal", str(tmp_path / "j"))
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
-    assert (s["orders"], s["sent"], s["acked"], s["filled"], s["cancelled"], s["open"]) == (6, 3, 3, 1, 1, 1)
-    assert s["denied"] == {"restricted": 1, "max_qty": 1, "price_collar": 1}
+    assert (s["orders"], s["sent"], s["acked"], s["filled"], s["cancelled"], s["open"]) == (7, 3, 3, 1, 1, 1)
+    assert s["denied"] == {"restricted": 1, "max_qty": 1, "price_collar": 1, "max_notional": 1}
     assert s["rejected"] == {}
     assert s["latency_ns"]["send_ack"]["count"] == 3 and s["latency_ns"]["send_fill"]["count"] == 1
     assert s["positions"] == {"MSFT": 300}
@@ -93,7 +95,7 @@ def test_route_cli_sends_a_basket_and_reports(sim, tmp_path):
     r = run_route("--venue", url(sim), "--orders", str(basket), "--json", "--journal", str(tmp_path / "j"))
     assert r.returncode == 0, r.stderr
     s2 = json.loads(r.stdout)
-    assert s2["skipped"] == 6 and s2["sent"] == 3
+    assert s2["skipped"] == 7 and s2["sent"] == 3
     assert sorted(accepted_ids(sim)) == ["A1", "A2", "A3"]
 
 
@@ -125,22 +127,31 @@ def test_kill_switch_cancels_resting_orders_on_a_live_venue(sim):
         router.close()
 
 
-def test_route_cli_kill_switch_from_xdpgw_killswitch(sim, tmp_path):
+@pytest.mark.parametrize("how", ["pid", "url"])
+def test_route_cli_kill_switch_from_xdpgw_killswitch(sim, tmp_path, how):
+    """``killswitch --pid`` (SIGUSR1) or ``killswitch --url`` (POST /kill on ``route --metrics-port``)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     basket = tmp_path / "b.csv"
     ids = write_basket(basket, 6, resting_every=1)  # all resting
     p = subprocess.Popen(xdpgw_cmd(None, "route", "--venue", url(sim), "--orders", str(basket), "--json",
-                                   "--hold", "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                                   "--hold", "60", "--metrics-port", str(port)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         wait_for(lambda: resting(sim) == len(ids), what="resting orders")
-        k = subprocess.run(xdpgw_cmd(None, "killswitch", "--pid", str(p.pid)), capture_output=True, text=True,
-                           cwd=ROOT, timeout=30)  # sends SIGUSR1
+        target = ["--pid", str(p.pid)] if how == "pid" else ["--url", f"http://127.0.0.1:{port}"]
+        k = subprocess.run(xdpgw_cmd(None, "killswitch", *target), capture_output=True, text=True, cwd=ROOT,
+                           timeout=30)
         assert k.returncode == 0, k.stderr
         wait_for(lambda: resting(sim) == 0, what="the mass cancel")
         out, err = p.communicate(timeout=90)
     finally:
         reap(p)
     s = json.loads(out)
-    assert s["kill_switch"] and s["cancelled"] == len(ids) and s["open"] == 0, err
+    assert s["kill_switch"] and s["cancelled"] == len(ids) and s["open"] == 0 and s["mass_cancels"] == 1, err
 
 
 def test_kill_9_of_route_mid_basket_then_rerun_with_the_same_journal(sim, tmp_path):

@@ -94,7 +94,7 @@ class _Replay(ReplayReceiver):
     own allocations are what is measured, so this allocates nothing per burst)."""
 
     def __init__(self) -> None:
-        from xdpgw._xsk import ffi
+        from xdpgw._native._xsk import ffi
 
         self.frame = self.buf = np.frombuffer(
             bytearray(encode_packet("LOOP", 1, [itch.encode_message("D", locate=1)])), np.uint8).copy()

@@ -308,7 +308,7 @@ def test_steady_state_allocates_nothing():
     """A million in-order bursts through the C fast path: no Python object is left behind."""
     import sys
 
-    from xdpgw._xsk import ffi
+    from xdpgw._native._xsk import ffi
 
     feed = FeedHandler(lines=1, clock=lambda: 0.0, symbols=["AB"])
     payloads = [pkt(s, 1) for s in (1, 2)]
@@ -422,10 +422,10 @@ class _Server:
                     answers.append((p, addr))
                     break
         if extra is not None and self.history:
-            answers.append((self.history[extra % len(self.history)], client.sock.getsockname()))
+            answers.append((self.history[extra % len(self.history)], ("127.0.0.1", client.rx.port)))
         for p, addr in answers[-1:]:  # one per round: then it is certainly there before the next burst
             self.sock.sendto(p, addr)
-            assert select.select([client.sock], [], [], 5)[0], "the answer did not arrive"
+            assert select.select([client], [], [], 5)[0], "the answer did not arrive"
 
     def close(self) -> None:
         self.sock.close()
@@ -442,8 +442,6 @@ def test_c_fast_path_equals_general_path_with_a_retransmission_client(bursts, da
     fast, slow = (FeedHandler(clock=lambda: t[0], lines=1, retransmit=("127.0.0.1", s.port), give_up_after=0.02,
                               fast=f) for s, f in zip(servers, (True, False), strict=True))
     try:
-        for f in (fast, slow):
-            f.client.sock.bind(("127.0.0.1", 0))  # an address before its first request: unasked answers reach it
         slow.sequencer.shortcuts = False
         for k, burst in enumerate(bursts):
             t[0] += data.draw(st.sampled_from([0.001, 0.001, 0.001, 0.03, 1.5]))
@@ -471,14 +469,13 @@ def test_with_a_retransmission_client_in_order_bursts_stay_fast_until_an_answer_
         server.bind(("127.0.0.1", 0))
         feed = FeedHandler(lines=1, clock=lambda: 0.0, retransmit=server.getsockname())
         try:
-            feed.client.sock.bind(("127.0.0.1", 0))
             feed.on_batch(Batch.from_payloads([pkt(1, 1), pkt(2, 1)]))  # confirms the session
             assert feed.fast.armed and feed.poll() is None
             bursts = feed.fast.s.bursts
             assert type(feed.on_batch(Batch.from_payloads([pkt(3, 1)]))).__name__ == "InOrderBurst"
             assert feed.fast.s.bursts == bursts + 1
-            server.sendto(pkt(1, 1), feed.client.sock.getsockname())  # a late answer: a duplicate
-            assert select.select([feed.client.sock], [], [], 5)[0]
+            server.sendto(pkt(1, 1), ("127.0.0.1", feed.client.rx.port))  # a late answer: a duplicate
+            assert select.select([feed.client], [], [], 5)[0]
             assert not feed.fast.idle(0.0)  # an idle poll would read it
             out = feed.on_batch(Batch.from_payloads([pkt(4, 1)]))  # the general path reads it first
             assert type(out).__name__ != "InOrderBurst" and list(out.seq) == [4]
@@ -515,6 +512,7 @@ class _TwoLines(ReplayReceiver):
         self.bursts, self.k = bursts, 0
         self.buf = np.zeros(1 << 16, np.uint8)
         self.offs, self.lens, self.ts = np.zeros(64, np.int64), np.zeros(64, np.uint32), np.zeros(64, np.uint64)
+        self.dports = np.zeros(64, np.uint16)  # what every receiver fills for the general path (Batch.dports)
         self.c_arrays = tuple(ffi.from_buffer(t, a) for t, a in zip(
             ("uint8_t[]", "int64_t[]", "uint32_t[]", "uint64_t[]"), (self.buf, self.offs, self.lens, self.ts),
             strict=True))
@@ -528,7 +526,7 @@ class _TwoLines(ReplayReceiver):
             self.buf[pos + 2 : pos + 4] = np.frombuffer(self.PORTS[line].to_bytes(2, "big"), np.uint8)
             pos += 8
             self.buf[pos : pos + len(p)] = np.frombuffer(p, np.uint8)
-            self.offs[i], self.lens[i], self.ts[i] = pos, len(p), 1000 + self.k
+            self.offs[i], self.lens[i], self.ts[i], self.dports[i] = pos, len(p), 1000 + self.k, self.PORTS[line]
             pos += len(p)
         return len(burst)
 

@@ -10,7 +10,7 @@ from tests.helpers import RerequestServer
 from xdpgw.batch import Batch
 from xdpgw.errors import GatewayError
 from xdpgw.pipeline.feed import FeedHandler
-from xdpgw.protocol.moldudp64 import encode_heartbeat
+from xdpgw.protocol.moldudp64 import RetransmitRequest, encode_heartbeat, encode_packet
 
 SESSION = "FEEDTEST01"
 
@@ -107,3 +107,25 @@ def test_malformed_input_is_counted_not_raised():
         st = feed.stats()
         assert st["decode_errors"] == {"short_packet": 1, "block_overrun": 1}
         assert st["missing"] == 1 and st["messages"] == 7
+
+
+def test_retransmission_answers_arrive_in_bursts_through_a_socket_receiver(server):
+    """The client is a SocketReceiver (one recvmmsg per burst), not a recv per datagram."""
+    from xdpgw.transport.socket import SocketReceiver
+
+    with FeedHandler(retransmit=server.addr, clock=Clock(), give_up_after=5.0) as feed:
+        client = feed.client
+        assert isinstance(client.rx, SocketReceiver) and feed.fileno() == client.rx.fileno()
+        client.send([RetransmitRequest(SESSION.encode(), s, 1) for s in (3, 4, 5)])
+        for _ in range(3):
+            server.serve_one()
+        got: list[Batch] = []
+        deadline = time.monotonic() + 2.0
+        while sum(b.count for b in got) < 3 and time.monotonic() < deadline:
+            b = client.recv()
+            if b.count:
+                assert (b.dports[: b.count] == client.rx.port).all()
+                got.append(b.copy())
+        assert [p for b in got for p in b.payloads()] == [
+            encode_packet(SESSION, s, [msg(s)]) for s in (3, 4, 5)]
+        assert client.received == 3 and client.sent == 3

@@ -245,3 +245,31 @@ def test_multicast_on_lo_in_a_fresh_namespace(netns: str) -> None:
         assert rx.recv_batch(256, timeout=0.05).count == 0  # exactly once
         assert other.recv_batch(256, timeout=0.05).count == 0  # bound to its group: sees nothing
         assert rx.stats()["drops"] == 0
+
+
+def test_batches_carry_the_port_and_no_headers_from_arrays_made_once(pair: tuple[SocketReceiver, SocketSender]) -> None:
+    rx, tx = pair
+    got: list[Batch] = []
+    for want in (3, 6):
+        assert tx.send_batch(Batch.from_payloads([b"a", b"bc", b"def"])) == 3
+        deadline = time.monotonic() + 2.0
+        while sum(b.count for b in got) < want and time.monotonic() < deadline:
+            b = rx.recv_batch(256, timeout=0.2)
+            if b.count:
+                assert (b.dports[: b.count] == rx.port).all() and (b.header_lengths[: b.count] == 0).all()
+                got.append(b)
+    assert sum(b.count for b in got) == 6 and len(got) >= 2
+    assert all(b.dports is got[0].dports and b.header_lengths is got[0].header_lengths for b in got)  # no copies
+
+
+def test_ipv6_receiver_and_sendto_from_its_own_port() -> None:
+    """What the retransmission client relies on: a request leaves from the receiver's port, the answer
+    comes back to it and arrives in a burst."""
+    with SocketReceiver(0, "::1") as rx, socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as peer:
+        peer.bind(("::1", 0))
+        peer.settimeout(2.0)
+        rx.sendto(b"request", peer.getsockname())
+        data, addr = peer.recvfrom(100)
+        assert data == b"request" and addr[1] == rx.port
+        peer.sendto(b"answer", addr)
+        assert [p for b in drain(rx, 1) for p in b.payloads()] == [b"answer"]

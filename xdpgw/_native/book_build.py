@@ -1,24 +1,13 @@
-"""cffi API-mode build of ``xdpgw._native._book``, the order-book engine.
+"""cffi build of ``xdpgw._native._book``, the order-book engine.
 
 ``book.h`` is read here as the cdef and #included by ``book.c`` (the pyca/cryptography pattern):
 every declaration Python sees exists once. ``xdpgw.book`` owns every pointer handed out.
 """
 
+import sys
 from pathlib import Path
 
-from cffi import FFI
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _build, as setuptools runs this file alone
+from _build import binding  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-
-ffibuilder = FFI()
-ffibuilder.cdef((HERE / "book.h").read_text())
-ffibuilder.set_source(
-    "xdpgw._native._book",
-    '#include "book.c"\n',
-    include_dirs=[str(HERE)],
-    extra_compile_args=["-O3", "-Wall", "-Wno-unused-function"],
-    depends=[str(HERE / "book.h"), str(HERE / "book.c")],
-)
-
-if __name__ == "__main__":
-    ffibuilder.compile(verbose=True)
+ffibuilder = binding("_book", ["book.h"], ["book.c"], cflags=["-O3", "-Wall", "-Wno-unused-function"])

@@ -259,11 +259,15 @@ def build_router(venues: tuple[str, ...], config_file: str | None, journal: str 
 
 
 def _settled_but_unconfirmed(router) -> bool:
-    """Settled except for orders a killed run journaled that no venue ever confirmed."""
+    """Settled except for orders a killed run journaled that a venue which cannot reconcile them
+    (no replay-complete signal, see xdpgw.orders.recovery) never confirmed."""
     from xdpgw.orders.model import State
 
+    def excused(r) -> bool:
+        return r.resumed and r.state is State.SENT and not hasattr(router.connectors.get(r.venue), "forget")
+
     return not router.throttle.queued and all(
-        r.state.final or r.state in (State.ACKNOWLEDGED, State.PARTIALLY_FILLED) or (r.resumed and r.state is State.SENT)
+        r.state.final or r.state in (State.ACKNOWLEDGED, State.PARTIALLY_FILLED) or excused(r)
         for r in router.blotter.orders.values())
 
 

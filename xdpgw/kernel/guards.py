@@ -67,3 +67,9 @@ class Guards(ProgramMaps):
             self._set_config(CFG_WATCHDOG_NS, int(limit_us * 1000))
             flags |= FLAG_WATCHDOG
         self._set_config(CFG_FLAGS, flags)
+
+    def watchdog_ns(self) -> int:
+        """The watchdog's limit in ns as the program has it now (0: off); right in forked workers too."""
+        if self._bpf is None or not self._flags() & FLAG_WATCHDOG:  # closed (detached): no watchdog
+            return 0
+        return int(self.table("config")[ctypes.c_int(CFG_WATCHDOG_NS)].value)

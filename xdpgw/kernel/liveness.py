@@ -77,7 +77,7 @@ class Liveness(ProgramMaps):
 
     def _task_tgid_offset(self) -> bool:
         """Tell the program where task_struct.tgid is (from the kernel's BTF); False if unknown."""
-        from xdpgw._xsk import lib
+        from xdpgw._native._bpfobj import lib
 
         off = lib.xgw_btf_member_offset(b"task_struct", b"tgid")
         self._set_config(CFG_TASK_TGID_OFF, off + 1 if off >= 0 else 0)
@@ -97,7 +97,7 @@ class Liveness(ProgramMaps):
         """A ``uint64_t *`` to ``queue``'s heartbeat in the mmapped map (stamped now), for the C burst loop."""
         import mmap
 
-        from xdpgw._xsk import ffi
+        from xdpgw._native._bpfobj import ffi
 
         if self._heartbeat is None:
             self._heartbeat = mmap.mmap(self.table("heartbeat").map_fd, 4096 * ((MAX_QUEUES * 8 + 4095) // 4096),

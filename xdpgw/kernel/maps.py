@@ -1,6 +1,7 @@
 """The XDP program's maps as user space sees them: its name, counter order, config slots, and access.
 
-The layout mirrors ``xdpgw/kernel/programs/xdpgw_rx.c``. `ProgramMaps` is the map access the other
+The layout is the program's ABI header ``xdpgw/kernel/programs/xdpgw_rx.h``, read through the cffi build
+(``lib``), never mirrored here. `ProgramMaps` is the map access the other
 kernel modules build on (`guards.Guards`, `liveness.Liveness`); `XdpProgram` combines them.
 """
 
@@ -10,23 +11,25 @@ import ctypes
 import os
 from collections.abc import Iterable
 
+from xdpgw._native._bpfobj import ffi, lib
 from xdpgw.errors import GatewayError
 from xdpgw.kernel.features import possible_cpus
 
 PROG_NAME = "xdpgw_rx"  # the XDP function: an attached program of this name is ours
-COUNTERS = ("seen", "redirected", "passed", "malformed", "no_socket", "denied", "rate_limited", "no_meta", "stale",
-            "consumer_gone")
-MAX_QUEUES = 64
-FLAG_ALLOWLIST, FLAG_DENY_DROP, FLAG_RATE_CAP, FLAG_WATCHDOG = 1, 2, 4, 8
+# Counter slots by enum order, named by their tails (C_SEEN -> "seen"); queues; config slots; guard flags.
+_SLOTS = ffi.typeof("enum xgw_counter").elements
+COUNTERS = tuple(_SLOTS[i].removeprefix("C_").lower() for i in range(lib.XGW_NCOUNTERS))
+MAX_QUEUES = lib.XGW_MAX_QUEUES
+FLAG_ALLOWLIST, FLAG_DENY_DROP, FLAG_RATE_CAP, FLAG_WATCHDOG = (
+    lib.FLAG_ALLOWLIST, lib.FLAG_DENY_DROP, lib.FLAG_RATE_CAP, lib.FLAG_WATCHDOG)
 (CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS, CFG_PIDNS_DEV, CFG_PIDNS_INO,
- CFG_TASK_TGID_OFF) = range(7)
+ CFG_TASK_TGID_OFF) = (lib.CFG_FLAGS, lib.CFG_RATE_INTERVAL_NS, lib.CFG_RATE_BURST_NS, lib.CFG_WATCHDOG_NS,
+                       lib.CFG_PIDNS_DEV, lib.CFG_PIDNS_INO, lib.CFG_TASK_TGID_OFF)
 
 
 def sum_counters(map_fd: int, queues: int) -> dict[int, dict[str, int]]:
     """Per-queue counters of the per-CPU ``counters`` map, summed over CPUs."""
     import numpy as np
-
-    from xdpgw._xsk import ffi, lib
 
     n = min(queues, MAX_QUEUES) * len(COUNTERS)
     scratch = np.zeros(possible_cpus(), dtype=np.uint64)

@@ -36,7 +36,7 @@ class Interface:
 
 def prog_name(prog_id: int) -> str:
     """The name of a loaded BPF program ("" if it is gone or unreadable)."""
-    from xdpgw._xsk import ffi, lib
+    from xdpgw._native._bpfobj import ffi, lib
 
     buf = ffi.new("char[]", 64)
     return ffi.string(buf).decode() if lib.xgw_prog_name_by_id(prog_id, buf, 64) == 0 else ""

@@ -19,7 +19,7 @@ def pin_dir(iface: str) -> Path:
 
 def pin_maps(bpf, iface: str) -> list[str]:
     """Pin PINNED_MAPS of the BCC object ``bpf`` under `pin_dir` (replacing old pins); notes on what failed."""
-    from xdpgw._xsk import lib
+    from xdpgw._native._bpfobj import lib
 
     d = pin_dir(iface)
     try:

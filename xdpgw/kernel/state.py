@@ -45,7 +45,7 @@ def remove_state(iface: str) -> None:
 
 def status_iface(iface: str) -> dict:
     """What is attached to ``iface``: program, mode, BPF counters, and the consumer's live stats."""
-    from xdpgw._xsk import lib
+    from xdpgw._native._bpfobj import lib
 
     info = interface(iface)
     out: dict = {"iface": iface, "index": info.index, "rx_queues": info.rx_queues, "attached": False}

@@ -5,7 +5,8 @@ Ethernet frames in UMEM). A batch is laid out in numpy (16-byte record headers f
 array, frame bytes by a row gather plus one boolean mask) and written with a single ``write``; no
 Python code runs per packet. Files rotate by size (``path``, ``path.1`` ... ``path.{max_files-1}``;
 the oldest is deleted) and ``sample=N`` keeps exactly every N-th frame counted across batches
-(frames 0, N, 2N, ...).
+(frames 0, N, 2N, ...). ``write_packets`` takes a received `Batch` as it is: its frames in place where the
+transport kept the headers (XDP), synthesized Ethernet/IPv4/UDP headers where it has none (kernel sockets).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from xdpgw.batch import Batch
 from xdpgw.errors import GatewayError
 
 PCAP_MAGIC_NS = 0xA1B23C4D
@@ -25,6 +27,8 @@ FILE_HEADER_LEN = 24
 RECORD_HEADER = np.dtype([("ts_sec", "<u4"), ("ts_nsec", "<u4"), ("incl_len", "<u4"), ("orig_len", "<u4")])
 _HLEN = RECORD_HEADER.itemsize
 _NS = 1_000_000_000
+#: Where a synthesized frame (Ethernet + IPv4 without options + UDP) keeps its UDP destination port and checksum.
+_SYNTH_DPORT, _SYNTH_CSUM = 14 + 20 + 2, 14 + 20 + 6
 
 
 def file_header(snaplen: int, linktype: int = LINKTYPE_ETHERNET) -> bytes:
@@ -40,6 +44,23 @@ def monotonic_to_realtime(ts_ns_monotonic: np.ndarray) -> np.ndarray:
     ts = np.asarray(ts_ns_monotonic, dtype=np.uint64)
     now = np.uint64(time.clock_gettime_ns(time.CLOCK_REALTIME))
     return np.where(ts == 0, now, ts + np.uint64(offset))
+
+
+def synthesize_frames(batch: Batch) -> Batch:
+    """Whole frames around payloads that came without headers (kernel sockets), for a pcap: built by the
+    sender's frame builder (``transport.xdp.tx.build_frames``) from a template with no MACs, 0.0.0.0 to
+    0.0.0.0, source port 0; each frame then gets its packet's ``dports`` entry and UDP checksum 0 (none)."""
+    from xdpgw.transport.xdp.tx import build_frames, header_template
+
+    n = batch.count
+    longest = int(batch.lengths[:n].max()) if n else 0
+    frames = build_frames(header_template("00:00:00:00:00:00", "00:00:00:00:00:00", "0.0.0.0", "0.0.0.0", 0, 0),
+                          batch, max_payload=longest)
+    at, dport = frames.offsets[:n], batch.dports[:n]
+    frames.buf[at + _SYNTH_DPORT] = dport >> 8
+    frames.buf[at + _SYNTH_DPORT + 1] = dport & 0xFF
+    frames.buf[at + _SYNTH_CSUM] = frames.buf[at + _SYNTH_CSUM + 1] = 0
+    return frames
 
 
 def layout_records(buf: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, ts_ns: np.ndarray,
@@ -180,6 +201,21 @@ class PcapWriter:
         self.written += len(ends)
         self.bytes_written += len(out)
         return len(ends)
+
+    def write_packets(self, batch: Batch) -> int:
+        """Write a received batch as whole frames stamped with their receive times (``ts_ns``, monotonic):
+        in place where the transport kept each packet's headers (``header_lengths``), synthesized where it
+        has none (``synthesize_frames``). Returns how many records were written after sampling."""
+        n = batch.count
+        hdr = batch.header_lengths[:n]
+        bare = hdr == 0
+        if bare.any() and not bare.all():  # no receiver makes such a burst: framed packets first
+            return self.write_packets(batch.select(~bare)) + self.write_packets(batch.select(bare))
+        ts = monotonic_to_realtime(batch.ts_ns[:n])
+        if n and bare[0]:
+            frames = synthesize_frames(batch)
+            return self.write_batch(frames.buf, frames.offsets, frames.lengths, ts)
+        return self.write_batch(batch.buf, batch.offsets[:n] - hdr, batch.lengths[:n] + hdr, ts)
 
     def stats(self) -> dict[str, int]:
         return {"written": self.written, "bytes_written": self.bytes_written,

@@ -26,6 +26,7 @@ from xdpgw.errors import GatewayError
 from xdpgw.orders.batch import NAMES, OK, BatchPlan, OrderBatch, plan_batch
 from xdpgw.orders.journal import Journal, JournalStore
 from xdpgw.orders.model import Order, State
+from xdpgw.orders.recovery import Recovery
 from xdpgw.orders.risk import RiskEngine
 from xdpgw.orders.routing import NoRoute, RoutingTable, VenueShare
 from xdpgw.orders.state import Blotter, IllegalTransition, OrderRecord
@@ -78,6 +79,7 @@ class Router:
         self._down: set[str] = set()  # venues that reported a disconnect
         self._live: frozenset[str] = frozenset()  # connected venues as routing sees them (refreshed)
         self.stores: dict[str, JournalStore] = {}
+        self.recovery = Recovery(self)  # settles what a venue never answered, after its replay
         if journal is not None:
             self._restore(journal)
         self._refresh()
@@ -387,6 +389,8 @@ class Router:
                 self._save_session(name, login=any(isinstance(e, SessionEvent) and e.kind == "connected"
                                                    for e in events))
         self._release_throttled()
+        if self.recovery.waiting:
+            self.recovery.step()
         if self._ack_ns:
             self.ack_latency.record_many(self._ack_ns)
             self._ack_ns.clear()
@@ -428,6 +432,8 @@ class Router:
                 self._apply(ev, live=live)
 
     def _session(self, venue: str, ev: SessionEvent, replaying: bool) -> None:
+        if not replaying:
+            self.recovery.on_session(venue, ev)
         if ev.kind == "connected":
             self._down.discard(venue)
             if self.risk.killed and not replaying:
@@ -523,6 +529,9 @@ class Router:
             try:
                 if r.kind == "O":
                     o = r.order
+                    if o.cl_ord_id in b and b[o.cl_ord_id].state is S.SENT:  # sent again (recovery)
+                        b[o.cl_ord_id].send_ns = r.ts_ns
+                        continue
                     client = o.parent_id or o.cl_ord_id
                     if client not in self.client_orders:
                         parent = _replace(o, cl_ord_id=client, parent_id=None)
@@ -548,6 +557,8 @@ class Router:
                         b.cancel_requested(r.cl_ord_id)
                 elif r.kind == "R":
                     risk.seen_ids.add(r.order.cl_ord_id)
+                    if r.order.cl_ord_id in b:  # a replace sent again (recovery)
+                        continue
                     b.replace_requested(r.cl_ord_id, r.order, r.ts_ns).resumed = True
                 elif r.kind == "E":
                     if not isinstance(r.event, SessionEvent):
@@ -616,6 +627,7 @@ class Router:
             "latency_ns": lat,
             "kill_switch": self.risk.killed,
             "mass_cancels": self.mass_cancels,
+            "recovered": dict(self.recovery.counts),
             "resumed": self.resumed,
             "errors": dict(self.errors) | ({"illegal_transitions": sum(self.blotter.illegal.values())}
                                            if self.blotter.illegal else {}),
@@ -644,7 +656,7 @@ def stats_for_metrics(summary: Mapping[str, Any]) -> dict[str, Any]:
             out[k] = int(v)
         elif isinstance(v, int | float):
             out[k] = v
-        elif k in ("rejected", "denied") and isinstance(v, Mapping):
+        elif k in ("rejected", "denied", "recovered") and isinstance(v, Mapping):
             for reason, n in v.items():
                 out[f"{k}_{reason}"] = n
         elif k == "latency_ns":

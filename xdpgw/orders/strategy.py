@@ -5,7 +5,8 @@
 :class:`~xdpgw.orders.router.Router` (its risk checks, routing, throttle and journal apply) and
 ``ctx.rx_ns`` the receive stamps (CLOCK_MONOTONIC ns: XDP metadata or SO_TIMESTAMPING) of the batch's
 packets, the start of tick-to-trade. After each call the router polls its venues once (no waiting),
-so acks and fills are taken in between batches.
+so acks and fills are taken in between batches. With ``--book`` the router's price collar takes the
+live book's mid as its reference (:func:`book_reference`; configured prices when a book has none).
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ class StrategyHandler:
         self.fn = fn
         self.ctx = StrategyContext(router)
 
+    def attach_feed(self, feed: Any) -> None:
+        """With books in the feed path (``--book``), the collar's reference is the live book's mid,
+        unless the router was given a reference of its own."""
+        books = getattr(feed, "books", None)
+        risk = self.ctx.router.risk
+        if books is not None and risk.reference is None:
+            risk.reference = book_reference(books)
+
     def tap(self, batch, _rx) -> None:
         self.ctx.rx_ns = batch.ts_ns[:batch.count]
 
@@ -47,6 +56,25 @@ class StrategyHandler:
             self.fn(decoded, ctx)
         finally:
             ctx.router.poll(0)
+
+
+def book_reference(books: Any) -> Callable[[str], int | None]:
+    """A :class:`~xdpgw.orders.risk.RiskEngine` reference from live books: the mid (in ticks: ITCH
+    prices have four decimals, as ``PRICE_SCALE``) of a two-sided book that is not stale; None for an
+    unknown, one-sided or stale book, so the configured price applies."""
+    from xdpgw.book.records import STALE
+
+    def mid(symbol: str) -> int | None:
+        try:
+            top = books.top(books.locate(symbol))
+        except KeyError:
+            return None
+        bid, ask = int(top["bid_price"]), int(top["ask_price"])
+        if not bid or not ask or int(top["flags"]) & STALE:
+            return None
+        return (bid + ask) // 2
+
+    return mid
 
 
 def make_strategy(spec: str, venues: tuple[str, ...], config: str | None, journal: str | None = None,

@@ -96,7 +96,9 @@ class TradeBroken:
 @dataclass(slots=True, frozen=True)
 class SessionEvent:
     """The session itself changed: ``kind`` is one of "connected", "disconnected", "ended"
-    (end of session: no further data today), "rejected" (login refused), with a human ``detail``."""
+    (end of session: no further data today), "rejected" (login refused), "replayed" (after a login:
+    the venue has sent everything it had for us, so a request sent before that login that it has not
+    answered never reached it), with a human ``detail``."""
 
     kind: str
     detail: str

@@ -88,17 +88,16 @@ def make_strategy(feed: FeedOptions = DEFAULTS.feed):
 def make_gateway(receivers: Sequence, opts: Options = DEFAULTS, *, feed: Any = _FROM_OPTIONS,
                  handlers: Sequence[Callable] | None = None, status=None, on_tick=None, taps: Sequence = ()):
     """The consumer loop over ``receivers``: ``feed`` (default: `make_feed`) and ``handlers`` (default:
-    `make_handlers`) with the options' burst, status interval and A/B split (line B's port inside one
-    AF_XDP stream; kernel sockets: one receiver per line)."""
+    `make_handlers`) with the options' burst, status interval and A/B split (by each packet's UDP port,
+    ``Batch.dports``, on every transport: line B's port, whichever receiver got the packet)."""
     from xdpgw.pipeline.gateway import Gateway
 
     if feed is _FROM_OPTIONS:
         feed = make_feed(opts.feed)
     if handlers is None:
         handlers = make_handlers(opts.feed)
-    line_b_port = opts.feed.line_b if opts.receiver.transport == "xdp" else None
     return Gateway(receivers, handlers, feed=feed, status=status, status_interval=opts.run.status_interval,
-                   burst=opts.receiver.batch, on_tick=on_tick, line_b_port=line_b_port, taps=taps)
+                   burst=opts.receiver.batch, on_tick=on_tick, line_b_port=opts.feed.line_b, taps=taps)
 
 
 def xdp_ports(opts: Options) -> tuple[int, ...]:
@@ -223,14 +222,10 @@ def pcap_taps(stack: contextlib.ExitStack, run: RunOptions, queue: int | None = 
 
 
 def pcap_tap(writer) -> Callable:
-    """Write each XDP batch's whole frames (headers are still in the UMEM in front of the payloads)."""
-    from xdpgw.ops.pcap import monotonic_to_realtime
+    """Write each batch's whole frames, from any transport (``PcapWriter.write_packets``: Batch fields only)."""
 
-    def tap(batch, rx) -> None:
-        n = batch.count
-        hdr = rx.header_lengths(n).astype("int64")
-        writer.write_batch(batch.buf, batch.offsets[:n] - hdr, batch.lengths[:n] + hdr,
-                           monotonic_to_realtime(batch.ts_ns[:n]))
+    def tap(batch, _rx) -> None:
+        writer.write_packets(batch)
 
     return tap
 
@@ -332,6 +327,8 @@ def run_gateway(receivers: Sequence, opts: Options, *, on_tick=None, taps: Seque
         handlers = make_handlers(opts.feed) + ([strategy] if strategy else [])
         gw = make_gateway(receivers, opts, handlers=handlers, status=None if run.quiet else sys.stderr,
                           on_tick=on_tick, taps=[*taps, strategy.tap] if strategy else taps)
+        if strategy is not None:
+            strategy.attach_feed(gw.feed)  # --book: the collar's reference is the live mid
         fast = start_flight_recorder(gw, run)
     except BaseException:
         if strategy is not None:

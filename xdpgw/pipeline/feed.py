@@ -15,7 +15,6 @@ is delivered, filtered out (``--symbols``), a duplicate, rejected (by cause) or 
 
 from __future__ import annotations
 
-import errno
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -32,51 +31,45 @@ from xdpgw.protocol.fastpath import DEFER, FastPath
 from xdpgw.protocol.moldudp64 import RetransmitRequest
 from xdpgw.protocol.sequencer import Sequencer
 from xdpgw.protocol.subscribe import Subscription
+from xdpgw.transport.socket import SocketReceiver
 
 
 class RetransmitClient:
-    """Non-blocking UDP client for a MoldUDP64 re-request server."""
+    """Non-blocking client of a MoldUDP64 re-request server. Its answers are a feed like any other: they
+    come back to the port the requests left from, a `SocketReceiver`'s, and are read in bursts (one
+    recvmmsg, the same `Batch`, kernel receive stamps). ``slot``: the largest answer taken (UDP's)."""
 
-    def __init__(self, host: str, port: int, max_datagram: int = 65535) -> None:
+    def __init__(self, host: str, port: int, batch: int = 64, slot: int = 65536) -> None:
         try:
             info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
         except OSError as e:
             raise GatewayError(f"cannot resolve retransmission server {host}:{port} ({e})",
                                "check --retransmit HOST:PORT") from e
         self.addr = info[4]
-        self.sock = socket.socket(info[0], socket.SOCK_DGRAM)
-        self.sock.setblocking(False)
-        self.max_datagram = max_datagram
+        any_addr = "::" if info[0] == socket.AF_INET6 else "0.0.0.0"
+        # a free port; a small buffer (answers are rare: no capped-buffer warning without root); no busy poll
+        self.rx = SocketReceiver(0, any_addr, rcvbuf=256 << 10, busy_poll_us=0, batch=batch, slot=slot)
         self.sent = self.send_errors = self.received = 0
 
     def fileno(self) -> int:
-        return self.sock.fileno()
+        return self.rx.fileno()
 
     def send(self, requests: Iterable[RetransmitRequest]) -> None:
         for req in requests:
             try:
-                self.sock.sendto(req.encode(), self.addr)
+                self.rx.sendto(req.encode(), self.addr)
                 self.sent += 1
             except OSError:  # full buffer or ICMP-refused: the sequencer retries on its own timer
                 self.send_errors += 1
 
     def recv(self, max_packets: int = 256) -> Batch:
-        """Whatever answers are waiting (never blocks)."""
-        got: list[bytes] = []
-        while len(got) < max_packets:
-            try:
-                got.append(self.sock.recv(self.max_datagram))
-            except BlockingIOError:
-                break
-            except OSError as e:
-                if e.errno in (errno.ECONNREFUSED, errno.EAGAIN):
-                    break
-                raise
-        self.received += len(got)
-        return Batch.from_payloads(got, time.monotonic_ns()) if got else Batch.empty()
+        """Whatever answers are waiting, up to a burst (never blocks; valid until the next call)."""
+        batch = self.rx.recv_batch(max_packets, timeout=0)
+        self.received += batch.count
+        return batch
 
     def close(self) -> None:
-        self.sock.close()
+        self.rx.close()
 
 
 class FeedHandler:

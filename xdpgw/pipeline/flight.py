@@ -1,7 +1,7 @@
 """The latency flight recorder: per-burst timestamps in a ring (filled in C), dumped and explained at exit.
 
 ``xdpgw attach|listen --protocol moldudp64 --trace-latency FILE`` keeps the last bursts' timestamps (see
-``XGW_TR_*`` in ``csrc/fastpath.h``: kernel receive stamps of the oldest and newest packet, when the
+``XGW_TR_*`` in ``xdpgw/_native/fastpath.h``: kernel receive stamps of the oldest and newest packet, when the
 consumer started the receive call, when it returned, when handlers started and returned, packets,
 messages and flags) and writes them to FILE (CSV) at exit, with a breakdown of every burst whose
 oldest packet waited more than 100 µs (kernel receive → handlers start) into its parts:
@@ -23,9 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from xdpgw._xsk import lib
+from xdpgw._native._xsk import lib
 
-COLUMNS = ("rx_first", "rx_last", "poll", "decode", "ready", "done", "packets", "flags", "cpu")
+# An entry's columns are the XGW_TR_* slots of xdpgw/_native/fastpath.h, named by their tails (XGW_TR_RX_FIRST ->
+# "rx_first"), in slot order.
+_SLOTS = sorted((getattr(lib, name), name) for name in dir(lib) if name.startswith("XGW_TR_"))
+COLUMNS = tuple(name.removeprefix("XGW_TR_").lower() for _, name in _SLOTS)
+_FIRST, _POLL, _DECODE, _READY, _DONE, _FLAGS, _CPU = (lib.XGW_TR_RX_FIRST, lib.XGW_TR_POLL, lib.XGW_TR_DECODE,
+                                                       lib.XGW_TR_READY, lib.XGW_TR_DONE, lib.XGW_TR_FLAGS, lib.XGW_TR_CPU)
 PARTS = ("kernel", "ours_previous", "ours_between", "ours_burst")
 
 
@@ -45,20 +50,20 @@ def explain(tr: np.ndarray, threshold_ns: int = 100_000) -> dict:
     if len(tr) < 2:
         return {"bursts": len(tr), "tails": 0}
     cur, prev = tr[1:], tr[:-1]
-    first, poll, decode, ready = cur[:, 0], cur[:, 2], cur[:, 3], cur[:, 4]
+    first, poll, decode, ready = cur[:, _FIRST], cur[:, _POLL], cur[:, _DECODE], cur[:, _READY]
     wait = ready - first
     tail = (first > 0) & (wait > threshold_ns)
     arrive = first
     kernel = decode - np.maximum(poll, arrive)
     before = np.maximum(poll - arrive, 0)  # waited before the receive call started
-    p_poll, p_done = prev[:, 2], prev[:, 5]
+    p_poll, p_done = prev[:, _POLL], prev[:, _DONE]
     ours_prev = np.clip(np.minimum(poll, p_done) - np.maximum(arrive, p_poll), 0, None)
     ours_between = np.maximum(before - ours_prev, 0)
     ours_burst = ready - decode
     parts = np.stack([kernel, ours_prev, ours_between, ours_burst], axis=1)[tail]
-    flags = (cur[tail, 7] >> 32).astype(np.int64)
+    flags = (cur[tail, _FLAGS] >> 32).astype(np.int64)
     main = parts.argmax(axis=1) if len(parts) else np.zeros(0, int)
-    off_cpu = np.maximum((ready - prev[:, 4]) - (cur[:, 8] - prev[:, 8]), 0)[tail]
+    off_cpu = np.maximum((ready - prev[:, _READY]) - (cur[:, _CPU] - prev[:, _CPU]), 0)[tail]
     desched = off_cpu * 2 >= wait[tail]
     out: dict = {"bursts": int(len(tr)), "tails": int(tail.sum()), "threshold_us": threshold_ns / 1e3,
                  "worst_us": round(float(wait[tail].max()) / 1e3, 1) if tail.any() else 0.0,

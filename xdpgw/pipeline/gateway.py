@@ -16,7 +16,7 @@ from typing import TextIO
 
 import numpy as np
 
-from xdpgw._xsk import ffi, lib
+from xdpgw._native._xsk import ffi, lib
 from xdpgw.batch import Batch
 from xdpgw.pipeline.histogram import LatencyHistogram, fold_latency, latency_acc
 from xdpgw.pipeline.summary import Summary
@@ -57,7 +57,8 @@ class Gateway:
         line_b_port: int | None = None,
         taps: Sequence[Callable[[Batch, Receiver], None]] = (),
     ) -> None:
-        """``line_b_port``: A/B arbitration inside one receiver's stream (line B = that UDP port)."""
+        """``line_b_port``: A/B arbitration by UDP destination port (``Batch.dports``) on every receiver:
+        packets to that port are line B, the others line A."""
         self.receivers = list(receivers)
         self.handlers = list(handlers)
         self.feed = feed
@@ -227,7 +228,9 @@ class Gateway:
         for tap in self.taps:
             tap(batch, rx)
 
-    def _consume(self, batch: Batch, line: int, rx: Receiver, tapped: bool = False) -> None:
+    def _consume(self, batch: Batch, _line: int, rx: Receiver, tapped: bool = False) -> None:
+        """Count, tap and decode a burst. A/B lines come from the packets' ports (``split_lines``), never from
+        which receiver got them (``_line``, the receiver's index, is no longer used)."""
         t = self.totals
         n = batch.count
         t.packets += n
@@ -236,10 +239,10 @@ class Gateway:
             self._tap(batch, rx)
         if self.feed is None:
             items: list[object] = [batch]
-        elif self.line_b_port is not None:
-            items = [self.feed.on_batch(part, ln) for ln, part in split_lines(batch, self.line_b_port)]
+        elif self.line_b_port is None:  # one line, whichever receiver
+            items = [self.feed.on_batch(batch)]
         else:
-            items = [self.feed.on_batch(batch, line)]
+            items = [self.feed.on_batch(part, ln) for ln, part in split_lines(batch, self.line_b_port)]
         # kernel receive (XDP metadata / SO_TIMESTAMPING) → handler, for every stamped packet; one C call
         self.latency.record_since(time.clock_gettime_ns(time.CLOCK_MONOTONIC), batch.ts_ns[:n])
         for item in items:
@@ -346,18 +349,16 @@ def write_status(stream: TextIO, line: str) -> None:
     stream.flush()
 
 
-def split_lines(batch: Batch, line_b_port: int) -> list[tuple[int, Batch]]:
-    """Split an XDP batch into (line, batch) by UDP destination port, read from the headers that are
-    still in the UMEM in front of each payload (vectorised; no per-packet Python)."""
-    n = batch.count
-    offs = batch.offsets[:n]
-    dport = (batch.buf[offs - 6].astype(np.uint16) << 8) | batch.buf[offs - 5]
-    is_b = dport == line_b_port
-    out = []
-    for line, mask in ((0, ~is_b), (1, is_b)):
-        if mask.any():
-            out.append((line, Batch(batch.buf, offs[mask], batch.lengths[:n][mask], batch.ts_ns[:n][mask])))
-    return out
+def split_lines(batch: Batch, line_b_port: int) -> Sequence[tuple[int, Batch]]:
+    """A burst's (line, batch) parts by UDP destination port (``Batch.dports``, which every receiver fills):
+    line B is ``line_b_port``, line A the rest; the one path for every transport (a receiver is no line).
+    Vectorised; a burst of one line is passed on whole."""
+    is_b = batch.dports[: batch.count] == line_b_port
+    if not is_b.any():
+        return ((0, batch),)
+    if is_b.all():
+        return ((1, batch),)
+    return ((0, batch.select(~is_b)), (1, batch.select(is_b)))
 
 
 @contextlib.contextmanager

@@ -130,7 +130,7 @@ class LatencyHistogram:
         if not st.size:
             return
         if self._c is None:
-            from xdpgw._xsk import ffi, lib
+            from xdpgw._native._xsk import ffi, lib
 
             self._c = (ffi.from_buffer("int64_t[]", self.counts), ffi.new("struct xgw_hist_batch *"), ffi, lib)
         counts, out, ffi, lib = self._c
@@ -256,9 +256,9 @@ class LatencyHistogram:
 
 
 def latency_acc(h: LatencyHistogram) -> tuple:
-    """A C accumulator (``struct xgw_latency_acc``, csrc/fastpath.h) that stamps into ``h``'s buckets;
+    """A C accumulator (``struct xgw_latency_acc``, xdpgw/_native/fastpath.h) that stamps into ``h``'s buckets;
     its running count/min/max/mean/M2 wait there until :func:`fold_latency`. Returns (struct, keep-alive)."""
-    from xdpgw._xsk import ffi
+    from xdpgw._native._xsk import ffi
 
     acc = ffi.new("struct xgw_latency_acc *")
     h.counts += 0  # touch every page of the buckets now, not on the first value that lands there

@@ -1,6 +1,6 @@
 """Burst decoding: a whole ``Batch`` of MoldUDP64 datagrams to per-type ITCH record arrays in two C calls.
 
-``csrc/mold.c`` splits every packet into blocks (per-message packet, offset, length, sequence, type,
+``xdpgw/_native/mold.c`` splits every packet into blocks (per-message packet, offset, length, sequence, type,
 error) and then copies the valid messages into one buffer grouped by type; numpy views each group as
 the type's record dtype. Python work per burst is a handful of numpy calls, independent of its size.
 """
@@ -14,15 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from xdpgw._xsk import ffi, lib
+from xdpgw._native._mold import ffi, lib
 from xdpgw.batch import Batch
 from xdpgw.protocol import itch
 from xdpgw.protocol.moldudp64 import (
+    BAD_LENGTH,
     BLOCK_OVERRUN,
+    COUNT_MISMATCH,
     END_OF_SESSION,
     ERROR_NAMES,
     HEADER_SIZE,
     OK,
+    SHORT_PACKET,
+    UNKNOWN_TYPE,
 )
 
 _SIZES64 = itch.SIZE_TABLE.astype(np.int64)
@@ -33,8 +37,11 @@ for _t in itch.TYPES:
 _EMPTY_I32 = np.zeros(0, np.int32)
 _VOID = {t: np.dtype((np.void, n)) for t, n in itch.SIZES.items()}
 _I64, _U32 = np.dtype(np.int64), np.dtype(np.uint32)
-# s->info layout written by xgw_mold_split (csrc/mold.c, XGW_MI_*)
-_MI_PKT_ERR, _MI_TYPES, _MI_SIZE = 16, 32, 32 + 4 * 256
+# s->info layout written by xgw_mold_split (enum xgw_mold_info in xdpgw/_native/mold.h)
+_MI_PKT_ERR, _MI_MSG_ERR, _MI_TYPES, _MI_SIZE = lib.XGW_MI_PKT_ERR, lib.XGW_MI_MSG_ERR, lib.XGW_MI_TYPES, lib.XGW_MI_SIZE
+_MI_HEAD = lib.XGW_MI_ERRORS + 1  # NMSG, NVALID, OUT_BYTES, NTYPES, FIRST, END, SIMPLE, HEARTBEATS, EOS, ERRORS
+_ERROR_SLOTS = [(_MI_PKT_ERR + c, ERROR_NAMES[c]) for c in (SHORT_PACKET, COUNT_MISMATCH, BLOCK_OVERRUN)] + [
+    (_MI_MSG_ERR + c, ERROR_NAMES[c]) for c in (UNKNOWN_TYPE, BAD_LENGTH)]  # packet errors, then message errors
 
 
 class BurstFacts:
@@ -414,7 +421,7 @@ def _group(typ: np.ndarray, err: np.ndarray, off: np.ndarray, raw: np.ndarray, c
     istart -= cnt
     out = np.empty(total, np.uint8)
     order = np.empty(nvalid, np.int32)
-    g.info[0] = len(typ)
+    g.info[lib.XGW_MI_NMSG] = len(typ)
     sc = g.sc
     typ, err, off = (np.ascontiguousarray(a) for a in (typ, err, off))
     keep = (ffi.from_buffer("uint8_t[]", typ), ffi.from_buffer("uint8_t[]", err),
@@ -516,7 +523,7 @@ class Decoder:
                 raise RuntimeError("MoldUDP64 splitter ran out of scratch space: report this as a bug")
         self._mcur, self._pcur = mc + m, pc + n
         info = self._info
-        _, nvalid, nbytes, ntypes, first, end, simple, hb, eos, bad = info[:10].tolist()
+        _, nvalid, nbytes, ntypes, first, end, simple, hb, eos, bad = info[:_MI_HEAD].tolist()
         out = order = ty = None
         rc = self._rcur
         if nvalid:
@@ -530,10 +537,9 @@ class Decoder:
             ty = info[_MI_TYPES : _MI_TYPES + 4 * ntypes].tolist()  # per-type views made on first use
         errors: dict[str, int] = {}
         if bad:
-            counts = info[_MI_PKT_ERR : _MI_PKT_ERR + 16].tolist()
-            for code in (1, 2, BLOCK_OVERRUN, 12, 13):  # packet errors, then message errors (8 + code)
-                if counts[code]:
-                    errors[ERROR_NAMES[code & 7]] = counts[code]
+            for slot, name in _ERROR_SLOTS:
+                if info[slot]:
+                    errors[name] = int(info[slot])
         ma, pa = self._m, self._p
         me, pe = mc + m, pc + n
         p_sess, ts = pa[0][pc:pe], pa[5][pc:pe]

@@ -1,4 +1,4 @@
-"""The in-order fast path: one C call per burst (``csrc/fastpath.c``) for the common case of a feed.
+"""The in-order fast path: one C call per burst (``xdpgw/_native/fastpath.c``) for the common case of a feed.
 
 A :class:`~xdpgw.pipeline.feed.FeedHandler` *arms* its :class:`FastPath` whenever the sequencer's state makes an
 in-order burst trivial (a confirmed session, nothing missing, buffered, parked or waiting to be requested;
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from xdpgw._xsk import ffi, lib
+from xdpgw._native._xsk import ffi, lib
 from xdpgw.protocol import itch
 from xdpgw.protocol.decode import _BY_CODE, Decoded
 
@@ -267,7 +267,7 @@ class FastPath:
 
     # --- latency and flight recorder ------------------------------------------------------------------
     def set_trace(self, entries: int) -> np.ndarray:
-        """Keep the last ``entries`` bursts' timestamps (see ``XGW_TR_*`` in csrc/fastpath.h)."""
+        """Keep the last ``entries`` bursts' timestamps (see ``XGW_TR_*`` in xdpgw/_native/fastpath.h)."""
         self.trace = _array(entries * lib.XGW_TRACE_COLS, np.int64).reshape(entries, lib.XGW_TRACE_COLS)
         self._keep["trace"] = ffi.from_buffer(self.trace)
         self.s.trace = ffi.cast("int64_t *", self._keep["trace"])

@@ -12,17 +12,22 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-HEADER_SIZE = 20
+from xdpgw._native._mold import ffi, lib
+
+HEADER_SIZE = lib.XGW_MOLD_HDR
 HEARTBEAT = 0
 END_OF_SESSION = 0xFFFF
 MAX_COUNT = 0xFFFE
 _HDR = struct.Struct(">10sQH")
 
-# Error codes written by the C splitter (csrc/mold.c), and the counter names users see.
-OK, SHORT_PACKET, COUNT_MISMATCH, BLOCK_OVERRUN, UNKNOWN_TYPE, BAD_LENGTH = range(6)
+# Error codes written by the C splitter (enum xgw_mold_error in xdpgw/_native/mold.h), and the counter names
+# users see: the codes' lower-case tails (XGW_MOLD_SHORT_PACKET -> "short_packet").
+OK, SHORT_PACKET, COUNT_MISMATCH, BLOCK_OVERRUN, UNKNOWN_TYPE, BAD_LENGTH = (
+    lib.XGW_MOLD_OK, lib.XGW_MOLD_SHORT_PACKET, lib.XGW_MOLD_COUNT_MISMATCH, lib.XGW_MOLD_BLOCK_OVERRUN,
+    lib.XGW_MOLD_UNKNOWN_TYPE, lib.XGW_MOLD_BAD_LENGTH)
 ERROR_NAMES: dict[int, str] = {
-    SHORT_PACKET: "short_packet", COUNT_MISMATCH: "count_mismatch", BLOCK_OVERRUN: "block_overrun",
-    UNKNOWN_TYPE: "unknown_type", BAD_LENGTH: "bad_length",
+    code: name.removeprefix("XGW_MOLD_").lower()
+    for code, name in sorted(ffi.typeof("enum xgw_mold_error").elements.items()) if code != OK
 }
 
 

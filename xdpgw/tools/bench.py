@@ -443,12 +443,12 @@ def latency_phase(what: str, rx, gen: BlasterProcess, size: str, pps: float, sec
     drain(rx)
     cmd = {"op": "paced", "size": size, "pps": pps, "seconds": seconds}
     if what == "bare C loop":
-        from xdpgw._xsk import lib
+        from xdpgw._native._xsk import lib
 
         h = LatencyHistogram()
         acc = latency_acc(h)
         gen.send(cmd)
-        got = lib.xgw_bare_consume(rx._xsk, lib.xgw_mono_ns() + int((seconds + 0.3) * 1e9), rx.spin_ns, acc[0])
+        got = lib.xgw_bare_consume(rx._xsk, time.monotonic_ns() + int((seconds + 0.3) * 1e9), rx.spin_ns, acc[0])
         fold_latency(acc, h)
         report = gen.reply(timeout=30)
         res = {"offered": report["packets"], "received": int(got), "rx_latency": h, "delivered": 0,
@@ -553,7 +553,7 @@ def pipeline_cost(calls: int = 20_000) -> list[dict]:
     returned" to "the handler returned", for the C fast path (the Gateway's fast lane: C pointers) and
     the general path (``FeedHandler(fast=False)``), 1 and 25 messages per packet, with the latency rows'
     subscription and handler. Median and p99 of single calls."""
-    from xdpgw._xsk import ffi
+    from xdpgw._native._xsk import ffi
     from xdpgw.batch import Batch
     from xdpgw.pipeline.feed import FeedHandler
     from xdpgw.tools.synth import synth_packets

@@ -126,7 +126,7 @@ class Blaster:
         that dies with this process, to the loopback of the current network namespace, where it passes
         every frame. False if that is impossible (runs stay correct, small ones only slower)."""
         if self._anchor_fd is None:
-            from xdpgw._xsk import lib
+            from xdpgw._native._blast import lib
 
             fd = lib.xgw_xdp_link(self.prog_fd, socket.if_nametoindex("lo"))
             if fd < 0:
@@ -145,7 +145,7 @@ class Blaster:
             cpu: int | None = None) -> dict:
         """Send ``packets`` frames (fewer if ``duration`` s pass or Ctrl-C) at full speed, in BPF_PROG_RUN
         chunks; a report."""
-        from xdpgw._xsk import ffi, lib
+        from xdpgw._native._blast import ffi, lib
 
         frame = ffi.from_buffer("uint8_t[]", self.frame)
         retval = ffi.new("uint32_t *")
@@ -175,7 +175,7 @@ class Blaster:
     def run_paced(self, pps: float, seconds: float, cpu: int | None = None, max_per_call: int = 256) -> dict:
         """Send at ``pps`` frames per second for ``seconds`` (runs of what is due, paced on the clock in C;
         the program is anchored first, see :meth:`anchor`); a report whose ``pps`` is what was achieved."""
-        from xdpgw._xsk import ffi, lib
+        from xdpgw._native._blast import ffi, lib
 
         if pps <= 0 or seconds <= 0:
             raise GatewayError(f"bad pacing {pps} pps for {seconds} s", "give a positive rate and duration")

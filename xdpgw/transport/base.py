@@ -1,4 +1,9 @@
-"""The transport interface: every receiver yields `Batch`es (xdpgw.batch), every sender takes them."""
+"""The transport interface: every receiver yields `Batch`es (xdpgw.batch), every sender takes them.
+
+Small on purpose (as httpx's transports: one model in, one out): generic code (the gateway loop, A/B
+lines, the pcap tap, the retransmission client) uses only what `Receiver` and `Batch` guarantee, never
+which transport it has.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,11 @@ class Receiver(Protocol):
         """Up to ``max_packets`` payloads; waits up to ``timeout`` s (None: forever) when idle.
 
         The batch stays valid until the next call. An empty batch means nothing arrived in time.
+        Every field is filled for every packet, from arrays the receiver allocated once (its burst size,
+        validated by ``xdpgw.batch.check_burst``): ``offsets``/``lengths`` of the UDP payloads in ``buf``,
+        ``ts_ns`` the kernel receive stamps (0: none), ``dports`` the UDP destination ports and
+        ``header_lengths`` the Ethernet + IP + UDP bytes in ``buf`` in front of each payload (0 when the
+        transport keeps no headers, as kernel sockets).
         """
         ...
 

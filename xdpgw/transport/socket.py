@@ -2,7 +2,7 @@
 
 `SocketReceiver` pulls up to ``batch`` datagrams per ``recvmmsg`` into a preallocated buffer (datagram
 *i* of a burst at ``i * slot``) with kernel software receive stamps; `SocketSender` pushes a whole
-`Batch` with ``sendmmsg``. Both do their per-packet work in C (``csrc/net.c``); Python only sets
+`Batch` with ``sendmmsg``. Both do their per-packet work in C (``xdpgw/_native/net.c``); Python only sets
 sockets up, decides and counts per burst.
 """
 
@@ -17,13 +17,12 @@ import warnings
 
 import numpy as np
 
-from xdpgw._xsk import ffi, lib
-from xdpgw.batch import Batch
+from xdpgw._native._net import ffi, lib
+from xdpgw.batch import MAX_BURST, Batch, check_burst
 from xdpgw.errors import GatewayError
 
 __all__ = ["SocketReceiver", "SocketSender"]
 
-_MAX_BURST = 1024  # UIO_MAXIOV: the most recvmmsg/sendmmsg take at once
 _warned: set[str] = set()
 
 
@@ -36,8 +35,8 @@ def _warn_once(key: str, message: str) -> None:
 def _raise_buffer(sock: socket.socket, which: str, size: int) -> int:
     """Raise SO_RCVBUF/SO_SNDBUF to ``size`` (FORCE first: root ignores the sysctl cap); the actual size."""
     force, plain, sysctl = {
-        "rcv": (lib.XGW_SO_RCVBUFFORCE, socket.SO_RCVBUF, "net.core.rmem_max"),
-        "snd": (lib.XGW_SO_SNDBUFFORCE, socket.SO_SNDBUF, "net.core.wmem_max"),
+        "rcv": (lib.SO_RCVBUFFORCE, socket.SO_RCVBUF, "net.core.rmem_max"),
+        "snd": (lib.SO_SNDBUFFORCE, socket.SO_SNDBUF, "net.core.wmem_max"),
     }[which]
     try:
         sock.setsockopt(socket.SOL_SOCKET, force, size)
@@ -75,9 +74,10 @@ def _mreqn(group: str, addr: str, ifindex: int) -> bytes:
 class SocketReceiver:
     """Receive UDP datagrams for ``port`` (optionally multicast ``group``) in bursts of ``batch``.
 
-    ``port=0`` binds a free port (see ``.port``). A burst's `Batch` is a view of one reused buffer:
-    valid until the next ``recv_batch``. Datagrams longer than ``slot`` bytes are counted as
-    ``truncated`` and left out of the batch (never delivered cut short).
+    ``port=0`` binds a free port (see ``.port``); an IPv6 ``bind_addr`` (``"::"``) makes an IPv6 socket. A
+    burst's `Batch` is a view of one reused buffer: valid until the next ``recv_batch``; its ``dports`` are
+    all ``.port`` and its ``header_lengths`` 0 (the kernel keeps the headers). Datagrams longer than
+    ``slot`` bytes are counted as ``truncated`` and left out of the batch (never delivered cut short).
     """
 
     transport = "socket"
@@ -95,8 +95,7 @@ class SocketReceiver:
     ) -> None:
         if not 0 <= port <= 65535:
             raise GatewayError(f"UDP port {port} is out of range", "use a port between 1 and 65535")
-        if not 1 <= batch <= _MAX_BURST:
-            raise GatewayError(f"batch={batch} is out of range", f"use 1..{_MAX_BURST} datagrams per burst")
+        check_burst(batch)
         if not 1 <= slot <= 65536:
             raise GatewayError(f"slot={slot} is out of range", "use 1..65536 bytes (2048 fits any 1500-MTU frame)")
         self.iface = iface or ""
@@ -104,7 +103,10 @@ class SocketReceiver:
         if self.group and not ipaddress.IPv4Address(self.group).is_multicast:
             raise GatewayError(f"group {group} is not a multicast address", "use one in 224.0.0.0/4, or group=None")
         self._batch, self._slot = batch, slot
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        family = socket.AF_INET6 if ":" in bind_addr else socket.AF_INET
+        if self.group and family == socket.AF_INET6:
+            raise GatewayError(f"group {group} needs an IPv4 socket", "bind an IPv4 address (0.0.0.0) to join it")
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             self._setup(port, bind_addr, rcvbuf, busy_poll_us)
         except BaseException:
@@ -120,12 +122,14 @@ class SocketReceiver:
         self._offs = np.zeros(batch, dtype=np.int64)
         self._lens = np.zeros(batch, dtype=np.uint32)
         self._ts = np.zeros(batch, dtype=np.uint64)
+        self._dports = np.full(batch, self.port, dtype=np.uint16)  # every datagram came to our port
+        self._hdr = np.zeros(batch, dtype=np.uint16)  # and without its headers
         self._c_buf = ffi.from_buffer("uint8_t[]", self._buf)
         self._c_offs = ffi.from_buffer("int64_t[]", self._offs)
         self._c_lens = ffi.from_buffer("uint32_t[]", self._lens)
         self._c_ts = ffi.from_buffer("uint64_t[]", self._ts)
         self._info = ffi.new("struct xgw_rx_info *")
-        self._empty = Batch(self._buf, self._offs[:0], self._lens[:0], self._ts[:0], 0)
+        self._empty = self.batch_of(0)
         self._packets = self._bytes = self._truncated = self._bursts = self._no_stamp = 0
         self._drops = 0
 
@@ -139,7 +143,7 @@ class SocketReceiver:
         self.busy_poll, self.busy_poll_error = False, ""
         if busy_poll_us > 0:
             try:
-                s.setsockopt(socket.SOL_SOCKET, lib.XGW_SO_BUSY_POLL, busy_poll_us)
+                s.setsockopt(socket.SOL_SOCKET, lib.SO_BUSY_POLL, busy_poll_us)
                 self.busy_poll = True
             except OSError as e:  # EPERM without CAP_NET_ADMIN: fine, just slower
                 self.busy_poll_error = f"{errno.errorcode.get(e.errno, e.errno)}: SO_BUSY_POLL needs CAP_NET_ADMIN"
@@ -209,13 +213,18 @@ class SocketReceiver:
         return n
 
     def batch_of(self, n: int) -> Batch:
-        """The last ``recv_raw``'s ``n`` datagrams as a ``Batch``."""
-        return Batch(self._buf, self._offs[:n], self._lens[:n], self._ts[:n], n)
+        """The last ``recv_raw``'s ``n`` datagrams as a ``Batch`` (payloads only: ``header_lengths`` 0)."""
+        return Batch(self._buf, self._offs[:n], self._lens[:n], self._ts[:n], n, self._dports, self._hdr)
 
     @property
     def c_arrays(self) -> tuple:
         """C pointers to the burst arrays ``recv_raw`` fills: (buffer, offsets, lengths, stamps)."""
         return self._c_buf, self._c_offs, self._c_lens, self._c_ts
+
+    def sendto(self, payload: bytes, addr: tuple) -> None:
+        """Send one datagram from this socket's port: for a request/answer peer (a MoldUDP64 re-request
+        server) whose answers come back to that port and arrive in bursts like any feed. OSError on failure."""
+        self._sock.sendto(payload, addr)
 
     def stats(self) -> dict[str, int]:
         """packets/bytes delivered, kernel ``drops`` (SO_MEMINFO), ``truncated``, non-empty ``bursts``."""
@@ -295,7 +304,7 @@ class SocketSender:
             self._sock.close()
             raise
         self._fd = self._sock.fileno()
-        self._mmsg = ffi.gc(lib.xgw_mmsg_new(_MAX_BURST), lib.xgw_mmsg_free)
+        self._mmsg = ffi.gc(lib.xgw_mmsg_new(MAX_BURST), lib.xgw_mmsg_free)
         self._info = ffi.new("struct xgw_tx_info *")
         self._packets = self._bytes = self._errors = self._refused = self._short = 0
         self.last_error = ""
@@ -338,13 +347,7 @@ class SocketSender:
         n = batch.count
         if n == 0:
             return 0
-        buf = batch.buf
-        offs = np.ascontiguousarray(batch.offsets[:n], dtype=np.int64)
-        lens = np.ascontiguousarray(batch.lengths[:n], dtype=np.uint32)
-        if buf.dtype != np.uint8 or not buf.flags.c_contiguous:
-            buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
-        if int(offs.min()) < 0 or int((offs + lens).max()) > buf.size:
-            raise GatewayError("batch offsets/lengths point outside its buffer", "build batches with Batch.from_payloads")
+        buf, offs, lens = batch.arrays()
         info = self._info
         done = lib.xgw_sendmmsg(self._fd, self._mmsg, ffi.from_buffer("uint8_t[]", buf),
                                 ffi.from_buffer("int64_t[]", offs), ffi.from_buffer("uint32_t[]", lens),

@@ -12,6 +12,7 @@ import pytest
 
 from xdpgw.orders.ouch.connector import OuchConnector
 from xdpgw.orders.ouch.simulator import Exchange, VenueServer
+from xdpgw.orders.venue import SessionEvent
 
 
 @pytest.fixture
@@ -34,6 +35,16 @@ def connector(server_port: int, user: str = "U1", **kw) -> OuchConnector:
 def of(events: list, kind: type, cid: str | None = None) -> list:
     """The events of one kind (for one order id when given)."""
     return [e for e in events if isinstance(e, kind) and (cid is None or getattr(e, "cl_ord_id", None) == cid)]
+
+
+def kinds(events: list) -> list[str]:
+    """The session events' kinds, without "replayed" (it follows a login once the venue heartbeats,
+    so whether it is in a list depends on timing; tests of it look for it by name)."""
+    return [e.kind for e in of(events, SessionEvent) if e.kind != "replayed"]
+
+
+def ended(events: list) -> bool:
+    return "ended" in kinds(events)
 
 
 def collect(conn, until: Callable[[list], bool], timeout: float = 5.0) -> list:

@@ -24,7 +24,7 @@ from xdpgw.orders.venue import (
     connect_url,
 )
 
-from .conftest import collect, connector, of, raw_venue, wait
+from .conftest import collect, connector, ended, kinds, of, raw_venue, wait
 
 
 def test_url_gives_an_ouch_connector(venue):
@@ -143,7 +143,7 @@ def test_refused_on_reconnect_stops_reconnecting(venue):
         venue.call(lambda s: setattr(s, "users", {"U1": "changed"}))
         venue.call(lambda s: s.drop("U1"))
         evs = collect(c, lambda e: [x for x in of(e, SessionEvent) if x.kind == "rejected"])
-        assert [x.kind for x in of(evs, SessionEvent)] == ["connected", "disconnected", "rejected"]
+        assert kinds(evs) == ["connected", "disconnected", "rejected"]
         assert "not authorized" in of(evs, SessionEvent)[-1].detail
         assert c.poll(0.2) == [] and not c.connected
     finally:
@@ -178,8 +178,7 @@ def test_reconnect_replays_missed_acks_and_fills_exactly_once(venue):
         collect(other, lambda e: len(of(e, Filled)) == 2)
         evs = collect(c, lambda e: len(of(e, Filled)) >= 2 and of(e, Accepted))
         evs += c.poll(0.3)  # anything more (a duplicate) would show up here
-        kinds = [e.kind for e in evs if isinstance(e, SessionEvent)]
-        assert kinds == ["disconnected", "connected"]
+        assert kinds(evs) == ["disconnected", "connected"]
         assert [e.cl_ord_id for e in of(evs, Accepted)] == ["A2"]
         assert [(e.cl_ord_id, e.qty) for e in of(evs, Filled)] == [("A1", 100), ("A2", 50)]
         s = c.stats()
@@ -280,8 +279,8 @@ def test_end_of_session(venue):
         c.send(Order("E1", "MSFT", Side.BUY, 10, 1))
         collect(c, lambda e: of(e, Accepted))
         venue.call(lambda s: s.end_session())
-        evs = collect(c, lambda e: of(e, SessionEvent))
-        assert evs[-1].kind == "ended" and not c.connected
+        evs = collect(c, ended)
+        assert kinds(evs)[-1] == "ended" and not c.connected
         assert c.poll(0.2) == []  # no reconnect after the end of the session
         with pytest.raises(GatewayError, match="ended"):
             c.connect(1)
@@ -301,7 +300,7 @@ def test_cli_venue_serves_and_ends_the_session():
         evs = collect(c, lambda e: of(e, Filled))
         assert of(evs, Filled)[0].price == 1_900_000
         proc.terminate()
-        assert collect(c, lambda e: of(e, SessionEvent))[-1].kind == "ended"
+        assert kinds(collect(c, ended))[-1] == "ended"
         out, _ = proc.communicate(timeout=10)
         assert proc.returncode == 0 and '"executions": 1' in out
         c.close()
@@ -346,3 +345,46 @@ def test_requests_stuck_in_the_outbox_are_reported_when_the_link_breaks():
         finally:
             go.set()
             c.close()
+
+
+def test_every_venue_message_maps_to_its_event_or_is_ignored_and_the_socket_options():
+    from xdpgw.orders.model import State
+    from xdpgw.orders.ouch import messages as m
+    from xdpgw.orders.router import Router
+
+    stream = [m.SystemEvent(1, "S"),
+              m.OrderAccepted(2, 1, "B", 100, "AAPL", 1_0000, "6", "Y", 77, "A", "N", "N", "L", "X1"),
+              m.OrderExecuted(3, 1, 10, 1_0000, "A", 5),
+              m.BrokenTrade(4, 1, 5, "E", "X1"),
+              m.CancelPending(5, 1),
+              m.OrderModified(6, 1, "B", 90),
+              m.OrderCanceled(7, 1, 90, "T"),  # T: the order's time ran out (GTT)
+              m.MassCancelResponse(8, 2, "", "")]
+
+    heard = sb.PacketDecoder()
+    last: list[tuple[bytes, bytes]] = []
+
+    def serve(conn, stop):  # logs in, takes one order, answers with the whole stream, then listens
+        conn.recv(1024)
+        conn.sendall(sb.encode_login_accepted("RAW", 1))
+        conn.recv(1024)
+        conn.sendall(b"".join(sb.encode_sequenced(m.encode(x)) for x in stream) + sb.SERVER_HEARTBEAT_PACKET)
+        while data := conn.recv(1024):
+            last[:] = heard.feed(data)[-1:] or last
+
+    with raw_venue(serve) as port:
+        c = OuchConnector("raw", "127.0.0.1", port, user="U1", busy_poll_us=50)
+        r = Router([c])
+        try:
+            r.connect(5)
+            assert c._sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            assert c._sock.getsockopt(socket.SOL_SOCKET, 46) == 50  # SO_BUSY_POLL
+            r.submit(Order("X1", "AAPL", Side.BUY, 100, 1_0000, Tif.GTT))
+            wait(lambda: r.poll(0.02) is not None and r.blotter["X1"].state.final)
+            rec = r.blotter["X1"]  # Filled, then TradeBroken (the fill is void), then Expired
+            assert (rec.state, rec.cum_qty, rec.broken) == (State.EXPIRED, 0, [(10, 1_0000)])
+            s = r.summary()
+            assert (s["expired"], s["errors"], s["event_unknown"], s["venues"]["raw"]["unknown_types"]) == (1, {}, 0, 0)
+        finally:
+            r.close()
+        wait(lambda: last == [(sb.LOGOUT_REQUEST, b"")])  # close() logs out before it hangs up

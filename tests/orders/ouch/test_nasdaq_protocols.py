@@ -39,7 +39,7 @@ from xdpgw.orders.ouch.connector import OuchConnector
 from xdpgw.orders.ouch.simulator import Exchange, VenueServer
 from xdpgw.orders.venue import Accepted, Cancelled, Filled, Replaced, SessionEvent
 
-from .conftest import collect, of, wait
+from .conftest import collect, kinds, of, wait
 from .test_messages import SAMPLES
 
 
@@ -379,7 +379,7 @@ def test_reconnect_replays_from_nasdaq_protocols_server(np_venue):
         c.send(Order("A2", "FILL", Side.BUY, 10, 5))  # acked and filled, but never written
         evs = collect(c, lambda e: of(e, Filled))
         evs += c.poll(0.3)
-        assert [e.kind for e in of(evs, SessionEvent)] == ["disconnected", "connected"]
+        assert kinds(evs) == ["disconnected", "connected"]
         assert [e.cl_ord_id for e in of(evs, Accepted)] == ["A2"] and len(of(evs, Filled)) == 1
         assert np_venue.logins == [("NQ1", 1), ("NQ1", 2)]  # asked for the message after A1's ack (1)
     finally:
@@ -392,8 +392,8 @@ def test_dead_peer_and_end_of_session_with_nasdaq_protocols_server():
         c = OuchConnector("np", "127.0.0.1", mute.port, user="NQ1", heartbeat_interval=0.05, timeout=0.4,
                           reconnect_delay=0.01)
         c.connect(5)
-        evs = collect(c, lambda e: len(of(e, SessionEvent)) >= 3)
-        assert [e.kind for e in of(evs, SessionEvent)] == ["connected", "disconnected", "connected"]
+        evs = collect(c, lambda e: len(kinds(e)) >= 3)
+        assert kinds(evs) == ["connected", "disconnected", "connected"]
         assert "dead peer" in of(evs, SessionEvent)[1].detail
         mute.run(lambda: mute.sessions[-1].end_session())
         evs = collect(c, lambda e: [x for x in of(e, SessionEvent) if x.kind == "ended"])

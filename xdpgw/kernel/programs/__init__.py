@@ -1,6 +1,7 @@
 """The BPF C sources, shipped as package data, and the one place that compiles them with BCC.
 
-``xdpgw_rx.c`` is the XDP program `xdpgw attach` loads; ``blast.c`` the live-frames generator of
+``xdpgw_rx.c`` is the XDP program `xdpgw attach` loads, ``xdpgw_rx.h`` its ABI (also read by the cffi
+build: counters, config slots, guard flags, metadata); ``blast.c`` the live-frames generator of
 `xdpgw blast`. They are read with :mod:`importlib.resources`, so an installed wheel works anywhere, not
 only an editable checkout.
 """
@@ -33,7 +34,8 @@ def compile_xdp(name: str, func: str, what: str) -> tuple[object, object]:
                            "run scripts/setup.sh and use .venv/bin/xdpgw (the venv sees Debian's bcc), or a venv "
                            "made with --system-site-packages") from exc
     try:
-        bpf = BPF(text=source(name).encode(), cflags=["-w"])
+        here = resources.files(__name__)  # a directory on disk: the package is installed unzipped
+        bpf = BPF(text=source(name).encode(), cflags=["-w", f"-I{here}"])
         fn = bpf.load_func(func.encode(), BPF.XDP)
     except Exception as exc:  # BCC raises bare Exception; its compiler output is already on stderr
         raise GatewayError(f"cannot compile/load {what} ({exc})",

@@ -10,7 +10,7 @@
  * sequence counter is exact (one blaster per program instance).
  * Frames that do not come from BPF_PROG_RUN on state[S_IFINDEX] pass untouched: the program may also be
  * attached (generic mode, bpf_link) to the namespace's loopback only to keep it registered with the
- * kernel's XDP dispatcher, which makes runs of a few frames cheap (see csrc/blast.c).
+ * kernel's XDP dispatcher, which makes runs of a few frames cheap (see xdpgw/_native/blast.c).
  */
 #include <uapi/linux/bpf.h>
 #include <linux/if_ether.h>

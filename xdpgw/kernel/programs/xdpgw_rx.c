@@ -20,41 +20,7 @@
 #include <linux/ipv6.h>
 #include <linux/udp.h>
 
-#define XGW_META_MAGIC 0x58475731u /* "XGW1", checked by csrc/xsk.c */
-#define XGW_MAX_QUEUES 64
-
-struct xgw_meta {
-    u64 rx_ns;
-    u32 magic;
-    u32 flags;
-};
-
-/* Counter slots, per RX queue (index = queue * XGW_NCOUNTERS + slot). Keep in sync with xdpgw/kernel/program.py. */
-enum {
-    C_SEEN,          /* every packet the program ran on */
-    C_REDIRECTED,    /* feed packets handed to the AF_XDP socket */
-    C_PASSED,        /* packets given to the kernel (non-feed, unparsed, fallback) */
-    C_MALFORMED,     /* truncated headers, bad IHL, UDP length lying */
-    C_NO_SOCKET,     /* feed packets passed because this queue has no socket */
-    C_DENIED,        /* feed packets from a source not on the allowlist */
-    C_RATE_LIMITED,  /* feed packets over the per-source rate cap (dropped) */
-    C_NO_META,       /* feed packets redirected without a timestamp */
-    C_STALE,         /* feed packets passed because the consumer's heartbeat is stale (watchdog) */
-    C_CONSUMER_GONE, /* feed packets passed because the queue's consumer process died (death notice); once
-                      * its socket is closed too, such packets also count as C_NO_SOCKET */
-    XGW_NCOUNTERS
-};
-
-enum {
-    CFG_FLAGS, CFG_RATE_INTERVAL_NS, CFG_RATE_BURST_NS, CFG_WATCHDOG_NS,
-    CFG_PIDNS_DEV, CFG_PIDNS_INO, /* consumers' pid namespace (0: the root one) */
-    CFG_TASK_TGID_OFF,            /* 1 + offsetof(struct task_struct, tgid) from the kernel's BTF (0: unknown) */
-    CFG_N
-};
-#define FLAG_ALLOWLIST 1ULL  /* only sources in `allowed_src` are redirected */
-#define FLAG_DENY_DROP 2ULL  /* with FLAG_ALLOWLIST: drop others (default: pass them to the kernel) */
-#define FLAG_RATE_CAP 4ULL   /* per-source rate cap (GCRA: interval and burst tolerance in ns) */
-#define FLAG_WATCHDOG 8ULL   /* pass the feed when the queue's consumer heartbeat is older than the limit */
+#include "xdpgw_rx.h" /* the ABI shared with user space: metadata, counters, config slots, guard flags */
 
 struct src_key {
     u32 addr[4]; /* IPv6, or IPv4-mapped ::ffff:a.b.c.d */
@@ -185,7 +151,11 @@ int xdpgw_rx(struct xdp_md *ctx)
     if (flags & FLAG_WATCHDOG) {
         int wk = CFG_WATCHDOG_NS, hk = (int)q;
         u64 *limit = config.lookup(&wk), *beat = heartbeat.lookup(&hk);
-        if (limit && beat && bpf_ktime_get_ns() - *beat > *limit) {
+        /* The consumer stamps its beat on another CPU all the time: load it before reading the clock, else
+         * a stamp written in between is newer than `now` and the unsigned age wraps to "stale" (it diverted
+         * 15-40% of a healthy consumer's feed). A beat at or after `now` is fresh, whatever the clocks say. */
+        u64 b = beat ? *(volatile u64 *)beat : 0, now = bpf_ktime_get_ns();
+        if (limit && beat && now > b && now - b > *limit) {
             COUNT(q, C_STALE);
             goto pass;
         }

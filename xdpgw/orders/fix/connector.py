@@ -180,6 +180,8 @@ class FixConnector:
         deadline = time.monotonic() + timeout
         if self._logged_on.wait(timeout):
             self._catch_up(deadline)
+            self._inbox.append((time.monotonic_ns(), "session", ("replayed", "the venue resent what we missed")))
+            self._wake.set()
         else:
             detail = engine.last_event(self.state_dir)
             self.close()
@@ -187,6 +189,15 @@ class FixConnector:
                                f" (engine: {detail})",
                                "check the venue is up and sender/target match its session settings; if the "
                                "venue started a new day (sequence numbers too low), add reset=1 to the URL once")
+
+    #: the engine's store resends every request it took when the venue asks (ResendRequest)
+    session_resends = True
+
+    def forget(self, cl_ord_id: str) -> bool:
+        """After the catch-up: may an order the venue has not answered be sent again? Only if it
+        never reached the engine (a kill between the router's journal and the engine's store): what
+        the engine took, its resend delivers."""
+        return cl_ord_id not in self._used
 
     def send(self, order: Order) -> int:
         self._require_session(order.cl_ord_id)

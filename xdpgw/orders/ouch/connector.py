@@ -161,6 +161,16 @@ class OuchConnector:
             self._refs[ref] = cid
             self._ref_of[cid] = ref
 
+    def forget(self, cl_ord_id: str) -> bool:
+        """Drop an order the venue has shown it never received (its replay is over and has no
+        answer to it), so that it may be sent again under a new UserRefNum (the old one stays used).
+        Always True: SoupBinTCP has no resend of client messages, so nothing else will deliver it."""
+        ref = self._ref_of.pop(cl_ord_id, None)
+        if ref is not None:
+            self._refs.pop(ref, None)
+            self._replacing.pop(ref, None)
+        return True
+
     # --- the Connector interface ---------------------------------------------------------------
 
     @property
@@ -602,6 +612,9 @@ class OuchConnector:
                 self._drop_socket()
                 self._reconnect_at = None
                 return
+            elif type(ev) is sb.CaughtUp:
+                self._events.append(SessionEvent("replayed", f"{self.name}: the venue has replayed everything "
+                                                 f"before message {ev.next_sequence}", ts))
             elif type(ev) is sb.Ended:
                 self._ended = True
                 self._events.append(SessionEvent("ended", f"{self.name}: end of session", ts))

@@ -333,13 +333,16 @@ class VenueServer:
         self._wake_r.setblocking(False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._conns: dict[str, _Conn] = {}  # user → its logged-in connection
+        self.muted: set[str] = set()  # users whose results are stored, not written (mute)
+        self.deaf: set[str] = set()  # users whose requests are dropped unread (deafen)
         self._calls: list[tuple[Callable, list, threading.Event]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.ended = False
         self.counts = dict.fromkeys(("connections", "logins", "login_rejects", "heartbeats_sent",
-                                     "heartbeats_received", "dead_clients", "malformed", "replayed", "errors"), 0)
+                                     "heartbeats_received", "dead_clients", "malformed", "replayed", "errors",
+                                     "lost_requests"), 0)
 
     # --- control (any thread) ------------------------------------------------------------------
 
@@ -402,6 +405,22 @@ class VenueServer:
         conn = self._conns.get(user)
         if conn is not None:
             conn.sever_next = True
+
+    def mute(self, user: str, on: bool = True) -> None:
+        """While on, what ``user``'s requests produce is processed and stored but nothing is written to
+        it (no heartbeats either), as a link that stopped delivering. ``mute(user, False)`` closes
+        the muted connection (the link failed): the client gets what it missed by replay at its
+        next login."""
+        if on:
+            self.muted.add(user)
+            return
+        self.muted.discard(user)
+        self.drop(user)
+
+    def deafen(self, user: str, on: bool = True) -> None:
+        """While on, requests from ``user`` are read and dropped unprocessed (lost on the way: the
+        venue never sees them); counted in ``lost_requests``."""
+        (self.deaf.add if on else self.deaf.discard)(user)
 
     def connected_users(self) -> list[str]:
         return sorted(self._conns)
@@ -479,6 +498,8 @@ class VenueServer:
                     self.counts["malformed"] += 1
                     self._close(conn)
                     return
+            elif kind == sb.UNSEQUENCED and conn.user in self.deaf:
+                self.counts["lost_requests"] += 1
             elif kind == sb.UNSEQUENCED:
                 try:
                     self.exchange.handle(conn.user, payload)
@@ -532,7 +553,7 @@ class VenueServer:
     def _flush_streams(self) -> None:
         for conn in list(self._conns.values()):
             stream = self.exchange.accounts[conn.user].stream
-            if conn.sent_upto < len(stream):
+            if conn.sent_upto < len(stream) and conn.user not in self.muted:
                 for payload in stream[conn.sent_upto:]:
                     conn.out += sb.encode_sequenced(payload)
                 conn.sent_upto = len(stream)
@@ -563,7 +584,7 @@ class VenueServer:
             if conn.hb.dead(now):
                 self.counts["dead_clients"] += 1
                 self._close(conn)
-            elif conn.user and conn.hb.due(now):
+            elif conn.user and conn.user not in self.muted and conn.hb.due(now):
                 conn.out += sb.SERVER_HEARTBEAT_PACKET
                 self.counts["heartbeats_sent"] += 1
                 self._write(conn)

@@ -259,7 +259,16 @@ class PeerDead:
     silent_s: float
 
 
-SessionEvent = Accepted | Refused | Message | Debug | Ended | PeerDead
+@dataclass(slots=True, frozen=True)
+class CaughtUp:
+    """The first Server Heartbeat after Login Accepted: a server heartbeats only when it has had
+    nothing to send for its interval, so everything it replayed from the requested sequence number
+    is in (``next_sequence``: the next message it will send). Once per connection."""
+
+    next_sequence: int
+
+
+SessionEvent = Accepted | Refused | Message | Debug | Ended | PeerDead | CaughtUp
 
 
 class ClientSession:
@@ -286,6 +295,7 @@ class ClientSession:
         self.heartbeats_received = 0
         self.unexpected = 0  # packets illegal here (a client type, data before login, ...)
         self.skip_below = 0  # sequenced messages below this number are dropped (already applied)
+        self.caught_up = False  # a Server Heartbeat came after Login Accepted (the replay is over)
 
     def login(self, now: float) -> bytes:
         if self.state is not ClientState.IDLE:
@@ -330,6 +340,9 @@ class ClientSession:
                 events.append(Message(seq, payload))
             elif kind == SERVER_HEARTBEAT:
                 self.heartbeats_received += 1
+                if self.state is ClientState.ACTIVE and not self.caught_up:
+                    self.caught_up = True
+                    events.append(CaughtUp(self.next_sequence))
             elif kind == LOGIN_ACCEPTED and self.state is ClientState.LOGGING_IN:
                 acc = parse_login_accepted(payload)
                 self.state = ClientState.ACTIVE

@@ -1,8 +1,9 @@
 """AF_XDP transport: a UMEM + rings from libxdp (via the cffi module), fed by our XDP program.
 
 One ``recv_batch`` is one C call that drains up to a burst of RX descriptors into preallocated numpy
-arrays (payload offsets into the UMEM, lengths, XDP receive stamps) and recycles the previous burst's
-frames to the fill ring. Payloads are read in place through a numpy view of the UMEM.
+arrays (payload offsets into the UMEM, lengths, XDP receive stamps, header lengths, UDP destination
+ports) and recycles the previous burst's frames to the fill ring. Payloads are read in place through a
+numpy view of the UMEM.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import contextlib
 import errno
 import math
 import os
+import time
 from typing import Any
 
 import numpy as np
 
-from xdpgw.batch import Batch
+from xdpgw.batch import Batch, check_burst
 from xdpgw.errors import GatewayError
 from xdpgw.kernel.features import require_root
 from xdpgw.kernel.maps import sum_counters
@@ -26,9 +28,18 @@ XDP_USE_NEED_WAKEUP = 1 << 3
 
 
 def _ffi():
-    from xdpgw._xsk import ffi, lib
+    from xdpgw._native._xsk import ffi, lib
 
     return ffi, lib
+
+
+def idle_wait_ms(left: float | None, watchdog_ns: int = 0) -> int:
+    """How long one idle wait may sleep (ms): the ``left`` seconds of the caller's timeout (None: forever,
+    in 100 ms steps so signals get through). Under the XDP watchdog (limit ``watchdog_ns``) a quarter of
+    the limit at most: the heartbeat is stamped on every wake, so a healthy idle consumer never looks hung
+    (its feed would go to the kernel and never wake it). Under a 4 ms limit: 0, poll without sleeping."""
+    ms = 100 if left is None else max(1, int(left * 1000))
+    return min(ms, watchdog_ns // 4_000_000) if watchdog_ns > 0 else ms
 
 
 class XdpReceiver:
@@ -67,6 +78,7 @@ class XdpReceiver:
         verify_checksums: bool = True,
     ) -> None:
         require_root()
+        check_burst(batch)
         self.iface, self.queue, self.spin_ns = iface, int(queue), int(spin_us) * 1000
         self._xsk = None
         self._consumer_pid = 0
@@ -89,12 +101,14 @@ class XdpReceiver:
         self._offs = np.zeros(batch, dtype=np.int64)
         self._lens = np.zeros(batch, dtype=np.uint32)
         self._ts = np.zeros(batch, dtype=np.uint64)
-        self._hdr = np.zeros(batch, dtype=np.uint16)
+        self._hdr = np.zeros(batch, dtype=np.uint16)  # Batch.header_lengths: Ethernet/IP/UDP bytes in the UMEM
+        self._dport = np.zeros(batch, dtype=np.uint16)  # Batch.dports: read from the UDP header by the C burst
         ffi, _ = _ffi()
         self._p_offs = ffi.from_buffer("int64_t[]", self._offs)
         self._p_lens = ffi.from_buffer("uint32_t[]", self._lens)
         self._p_ts = ffi.from_buffer("uint64_t[]", self._ts)
         self._p_hdr = ffi.from_buffer("uint16_t[]", self._hdr)
+        self._p_dport = ffi.from_buffer("uint16_t[]", self._dport)
         self._batch_cap = batch
         self._lib = _ffi()[1]
         self._p_umem = ffi.from_buffer("uint8_t[]", self.umem)
@@ -142,13 +156,17 @@ class XdpReceiver:
         """``recv_batch`` without the ``Batch``: the count; the payloads are in ``c_arrays`` (hot path)."""
         lib = self._lib
         m = min(max_packets, self._batch_cap)
-        n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr, self.spin_ns)
+        n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr, self._p_dport,
+                             self.spin_ns)
         if n == 0 and timeout != 0:
-            ms = -1 if timeout is None else max(1, int(timeout * 1000))
+            watchdog_ns = self.program.watchdog_ns()
+            deadline = None if timeout is None else time.monotonic() + timeout
             while True:
-                r = lib.xgw_xsk_wait(self._xsk, 100 if ms < 0 else ms)  # bounded: signals get through
-                n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr, 0)
-                if n or ms >= 0 or r < 0:
+                left = None if deadline is None else deadline - time.monotonic()
+                r = lib.xgw_xsk_wait(self._xsk, idle_wait_ms(left, watchdog_ns))
+                n = lib.xgw_rx_burst(self._xsk, m, self._p_offs, self._p_lens, self._p_ts, self._p_hdr,
+                                     self._p_dport, 0)  # stamps
+                if n or r < 0 or (deadline is not None and time.monotonic() >= deadline):
                     break
         if n < 0:
             raise GatewayError(f"AF_XDP receive failed: {errno.errorcode.get(-n, n)}", "restart the gateway")
@@ -159,23 +177,20 @@ class XdpReceiver:
         count (``fast.result``: the fast path's answer; the payloads are in ``c_arrays`` as after
         ``recv_raw``). Never waits longer than the spin."""
         n = self._lib.xgw_fast_rx_xdp(fast, self._xsk, min(max_packets, self._batch_cap), self._p_offs,
-                                      self._p_lens, self._p_ts, self._p_hdr, self.spin_ns, t_poll)
+                                      self._p_lens, self._p_ts, self._p_hdr, self._p_dport, self.spin_ns, t_poll)
         if n < 0:
             raise GatewayError(f"AF_XDP receive failed: {errno.errorcode.get(-n, n)}", "restart the gateway")
         return n
 
     def batch_of(self, n: int) -> Batch:
-        """The last ``recv_raw``'s ``n`` payloads as a ``Batch`` over the UMEM."""
-        return Batch(self.umem, self._offs[:n], self._lens[:n], self._ts[:n], n)
+        """The last ``recv_raw``'s ``n`` payloads as a ``Batch`` over the UMEM, whose frames still hold each
+        payload's headers (``header_lengths``) and UDP destination port (``dports``)."""
+        return Batch(self.umem, self._offs[:n], self._lens[:n], self._ts[:n], n, self._dport, self._hdr)
 
     @property
     def c_arrays(self) -> tuple:
         """C pointers to the burst arrays ``recv_raw`` fills: (UMEM, offsets, lengths, stamps)."""
         return self._p_umem, self._p_offs, self._p_lens, self._p_ts
-
-    def header_lengths(self, n: int) -> np.ndarray:
-        """Bytes of Ethernet/IP/UDP header in front of each payload of the last batch (for pcap)."""
-        return self._hdr[:n]
 
     # --- facts and counters ---------------------------------------------------------------------
     def fileno(self) -> int:

@@ -1,7 +1,7 @@
 """AF_XDP transport, send side: UDP payloads framed in C straight into UMEM TX frames.
 
 The Ethernet/IP/UDP header is built once per destination (a template: our MAC and address from the
-interface, the next hop's MAC from the kernel's neighbour table) and ``csrc/frames.c`` copies it in
+interface, the next hop's MAC from the kernel's neighbour table) and ``xdpgw/_native/frames.c`` copies it in
 front of every payload, patching lengths, the IPv4 id and both checksums, for a whole burst per call.
 """
 
@@ -34,7 +34,7 @@ DISCARD_PORT = 9  # where the resolution probe goes (RFC 863 discard): never the
 
 
 def _ffi():
-    from xdpgw._xsk import ffi, lib
+    from xdpgw._native._xsk import ffi, lib
 
     return ffi, lib
 
@@ -169,10 +169,9 @@ def build_frames(template: bytes, batch: Batch, max_payload: int = 1472, ip_id: 
     slot = len(template) + max(max_payload, 0)
     out = np.zeros(n * slot, np.uint8)
     offs, lens = np.zeros(n, np.int64), np.zeros(n, np.uint32)
-    src = np.ascontiguousarray(batch.buf).view(np.uint8).reshape(-1)
+    src, src_offs, src_lens = batch.arrays()
     lib.xgw_frames_build(_tx_hdr(template, max_payload, ip_id), ffi.from_buffer("uint8_t[]", src),
-                         ffi.from_buffer("int64_t[]", np.ascontiguousarray(batch.offsets[:n], np.int64)),
-                         ffi.from_buffer("uint32_t[]", np.ascontiguousarray(batch.lengths[:n], np.uint32)), n,
+                         ffi.from_buffer("int64_t[]", src_offs), ffi.from_buffer("uint32_t[]", src_lens), n,
                          ffi.from_buffer("uint8_t[]", out), slot, ffi.from_buffer("int64_t[]", offs),
                          ffi.from_buffer("uint32_t[]", lens))
     return Batch(out, offs, lens, np.zeros(n, np.uint64), n)
@@ -237,13 +236,7 @@ class XdpSender:
         if n == 0:
             return 0
         ffi, lib = _ffi()
-        buf = batch.buf
-        if buf.dtype != np.uint8 or not buf.flags.c_contiguous:
-            buf = np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
-        offs = np.ascontiguousarray(batch.offsets[:n], dtype=np.int64)
-        lens = np.ascontiguousarray(batch.lengths[:n], dtype=np.uint32)
-        if int(offs.min()) < 0 or int((offs + lens).max()) > buf.size:
-            raise GatewayError("batch offsets/lengths point outside its buffer", "build batches with Batch.from_payloads")
+        buf, offs, lens = batch.arrays()
         res = self._res
         done = lib.xgw_tx_frames(self._xsk, self._hdr, ffi.from_buffer("uint8_t[]", buf),
                                  ffi.from_buffer("int64_t[]", offs), ffi.from_buffer("uint32_t[]", lens), n,

@@ -3,7 +3,7 @@
  * xgw_mold_split walks every datagram of a burst: per packet it writes the header (session,
  * sequence, count), the number of complete blocks found and an error code; per message its packet,
  * byte offset (after the u16 length), length, sequence, type byte and error code. It also writes the
- * burst's bookkeeping into ``s->info`` (see XGW_MI_*): message counts, error counts, the present
+ * burst's bookkeeping into ``s->info`` (see XGW_MI_* in mold.h): message counts, error counts, the present
  * types with their slots in the gather output, and the facts the sequencer's in-order fast path needs
  * (one session, no short packet, every packet starting where the previous one ended).
  * xgw_mold_gather then copies every valid message into one output buffer grouped by type (a counting
@@ -13,62 +13,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define XGW_MOLD_HDR 20
-enum {
-    XGW_MOLD_OK = 0,
-    XGW_MOLD_SHORT_PACKET = 1,
-    XGW_MOLD_COUNT_MISMATCH = 2,
-    XGW_MOLD_BLOCK_OVERRUN = 3,
-    XGW_MOLD_UNKNOWN_TYPE = 4,
-    XGW_MOLD_BAD_LENGTH = 5,
-};
+#include "common.h"
+#include "mold.h"
 
-/* s->info layout (int64); keep in sync with xdpgw/protocol/decode.py */
-enum {
-    XGW_MI_NMSG = 0,        /* messages found (valid or not) */
-    XGW_MI_NVALID = 1,      /* valid messages */
-    XGW_MI_OUT_BYTES = 2,   /* bytes the gather writes */
-    XGW_MI_NTYPES = 3,      /* distinct valid types */
-    XGW_MI_FIRST = 4,       /* sequence of packet 0 */
-    XGW_MI_END = 5,         /* sequence + blocks of the last packet */
-    XGW_MI_SIMPLE = 6,      /* no short packet, one session, packets chained */
-    XGW_MI_HEARTBEATS = 7,  /* count 0 and well-formed */
-    XGW_MI_EOS = 8,         /* count 0xFFFF */
-    XGW_MI_ERRORS = 9,      /* any packet or message error */
-    XGW_MI_PKT_ERR = 16,    /* 8 counters by packet error code */
-    XGW_MI_MSG_ERR = 24,    /* 8 counters by message error code */
-    XGW_MI_TYPES = 32,      /* per present type, ascending code: code, count, byte start, index start */
-    XGW_MI_SIZE = 32 + 4 * 256,
-};
-
-struct xgw_mold_scratch {
-    const uint8_t *sizes;
-    int64_t cap_msgs;
-    char *pkt_session;
-    uint64_t *pkt_seq;
-    uint16_t *pkt_count;
-    uint32_t *pkt_nmsg;
-    uint8_t *pkt_err;
-    int64_t *msg_pkt;
-    int64_t *msg_off;
-    uint16_t *msg_len;
-    uint64_t *msg_seq;
-    uint8_t *msg_type;
-    uint8_t *msg_err;
-    int64_t *info;
-    int64_t bstart[256], istart[256];
-};
-
-static inline uint16_t xgw_be16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-
-static inline uint64_t xgw_be64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return __builtin_bswap64(v);
-}
-
-/* Returns the number of messages, or -1 when s->cap_msgs is too small (grow and call again). */
 int64_t xgw_mold_split(struct xgw_mold_scratch *s, const uint8_t *buf, const int64_t *offs,
                        const uint32_t *lens, uint32_t npkts)
 {
@@ -177,8 +124,6 @@ int64_t xgw_mold_split(struct xgw_mold_scratch *s, const uint8_t *buf, const int
     return m;
 }
 
-/* Copy the valid messages of the last split into ``out`` grouped by type; ``order[k]`` is the
- * message index of output row k. */
 void xgw_mold_gather(struct xgw_mold_scratch *s, const uint8_t *buf, uint8_t *out, int32_t *order)
 {
     int64_t bcur[256], icur[256];

@@ -5,6 +5,8 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 
+#include "bpfobj.h"
+
 /* Copy the name of program `id` into `name`; returns 0, or -errno (e.g. -ENOENT: gone). */
 int xgw_prog_name_by_id(uint32_t id, char *name, size_t namelen)
 {

@@ -6,7 +6,7 @@
  * struct xgw_mmsg allocated once per socket (no allocation per call).
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* recvmmsg, sendmmsg, ppoll (Python.h defines it first in the real build) */
+#define _GNU_SOURCE /* recvmmsg, sendmmsg, ppoll */
 #endif
 #include <errno.h>
 #include <poll.h>
@@ -18,6 +18,8 @@
 #include <time.h>
 #include <linux/errqueue.h>
 #include <linux/net_tstamp.h>
+
+#include "net.h"
 
 #ifndef SO_TIMESTAMPING_OLD
 #define SO_TIMESTAMPING_OLD 37
@@ -32,10 +34,6 @@
 #define SO_MEMINFO 55
 #endif
 
-#define XGW_SO_RCVBUFFORCE SO_RCVBUFFORCE
-#define XGW_SO_SNDBUFFORCE SO_SNDBUFFORCE
-#define XGW_SO_BUSY_POLL SO_BUSY_POLL
-
 /* Room per message for SCM_TIMESTAMPING (3 timespecs), with slack for other cmsgs. */
 #define XGW_CTRL_LEN 128
 
@@ -44,20 +42,6 @@ struct xgw_mmsg {
     struct mmsghdr *msgs;
     struct iovec *iov;
     uint8_t *ctrl; /* cap * XGW_CTRL_LEN */
-};
-
-struct xgw_rx_info {
-    uint32_t truncated; /* datagrams longer than the slot: dropped from the batch */
-    uint32_t no_stamp;  /* kept datagrams without a software receive stamp (ts = 0) */
-    uint64_t bytes;     /* payload bytes kept */
-};
-
-struct xgw_tx_info {
-    uint32_t sent;     /* datagrams accepted by the kernel */
-    uint32_t errors;   /* datagrams dropped for a permanent error (EMSGSIZE, ...) */
-    uint32_t refused;  /* pending ICMP errors (ECONNREFUSED, ...) reported and retried */
-    int32_t last_errno;
-    uint64_t bytes;    /* payload bytes sent */
 };
 
 struct xgw_mmsg *xgw_mmsg_new(uint32_t cap)
@@ -108,7 +92,7 @@ static int64_t ts_ns(clockid_t clk)
 }
 
 /* CLOCK_REALTIME - CLOCK_MONOTONIC, sampled between two monotonic reads (error ~ tens of ns). */
-int64_t xgw_realtime_offset_ns(void)
+static int64_t xgw_realtime_offset_ns(void)
 {
     int64_t m0 = ts_ns(CLOCK_MONOTONIC);
     int64_t r = ts_ns(CLOCK_REALTIME);

@@ -5,7 +5,7 @@
  */
 #include <stdint.h>
 
-struct xgw_hist_batch { int64_t n, min, max, rejected, saturated; double mean, m2; };
+#include "hist.h"
 
 void xgw_hist_since(int64_t *counts, int64_t ncounts, uint32_t sub_bits, int64_t highest, int64_t now,
                     const uint64_t *stamps, uint32_t nstamps, struct xgw_hist_batch *out)

@@ -4,10 +4,12 @@
  * interface `ifindex` (looked up in the caller's network namespace). One call blocks until done.
  */
 #include <errno.h>
-#include <time.h>
 #include <stdint.h>
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
+
+#include "blast.h"
+#include "common.h"
 
 #ifndef BPF_F_TEST_XDP_LIVE_FRAMES
 #define BPF_F_TEST_XDP_LIVE_FRAMES (1U << 1)
@@ -37,11 +39,9 @@ int xgw_blast_paced(int prog_fd, uint32_t ifindex, uint32_t queue, const uint8_t
                     uint32_t batch_size, uint64_t t0_ns, double pps, uint64_t until, uint32_t max_per_call,
                     uint64_t *sent)
 {
-    struct timespec ts;
     uint32_t retval;
     while (*sent < until) {
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        uint64_t now = (uint64_t)xgw_mono_ns();
         uint64_t due = now > t0_ns ? (uint64_t)((double)(now - t0_ns) * pps / 1e9) + 1 : 1;
         if (due > until)
             due = until;

@@ -27,50 +27,10 @@
 #define MAP_HUGETLB 0x40000
 #endif
 
-/* Written by bpf/xdpgw_rx.c in the XDP metadata area, right in front of the packet. */
-#define XGW_META_MAGIC 0x58475731u /* "XGW1" */
-struct xgw_meta {
-    uint64_t rx_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-    uint32_t magic;
-    uint32_t flags;
-};
-
-struct xgw_xsk_config {
-    uint32_t nframes;     /* total UMEM frames (power of two) */
-    uint32_t tx_frames;   /* of which reserved for transmit */
-    uint32_t frame_size;  /* 2048 or 4096 */
-    uint32_t rx_size;     /* RX ring descriptors */
-    uint32_t tx_size;     /* TX ring descriptors (0: no TX ring) */
-    uint32_t bind_flags;  /* XDP_COPY / XDP_ZEROCOPY / XDP_USE_NEED_WAKEUP */
-    uint32_t hugepages;   /* 1: try MAP_HUGETLB first */
-};
-
-struct xgw_xsk_stats {
-    uint64_t rx_packets, rx_bytes, rx_bad_frames, rx_no_stamp, rx_wakeups;
-    uint64_t tx_packets, tx_bytes, tx_kicks, tx_ring_full;
-    /* kernel XDP_STATISTICS */
-    uint64_t rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full, rx_fill_ring_empty_descs,
-        tx_ring_empty_descs;
-    uint64_t rx_bad_csum; /* UDP checksum wrong (or missing over IPv6): dropped, as the kernel would */
-};
-
-struct xgw_xsk {
-    struct xsk_ring_prod fq, tx;
-    struct xsk_ring_cons cq, rx;
-    struct xsk_umem *umem;
-    struct xsk_socket *xsk;
-    uint8_t *area;
-    size_t area_size;
-    int hugepages, zerocopy, fd;
-    uint32_t frame_size, nframes, rx_frames;
-    uint64_t *loaned;
-    uint32_t nloaned;
-    uint64_t *tx_free;
-    uint32_t ntx_free;
-    volatile uint64_t *heartbeat; /* our queue's slot in the XDP program's mmapped heartbeat map */
-    int verify_csum;              /* check UDP checksums in xgw_rx_burst (the XDP program does not) */
-    struct xgw_xsk_stats st;
-};
+/* The XDP program's metadata (struct xgw_meta, XGW_META_MAGIC) and the socket's insides. */
+#include "xdpgw_rx.h"
+#include "common.h"
+#include "xsk_internal.h"
 
 static void xgw_err(char *err, size_t errlen, const char *what, int e)
 {
@@ -135,6 +95,7 @@ struct xgw_xsk *xgw_xsk_open(const char *ifname, uint32_t queue, const struct xg
     s->frame_size = cfg->frame_size;
     s->nframes = cfg->nframes;
     s->rx_frames = cfg->nframes - cfg->tx_frames;
+    s->tx_size = cfg->tx_size;
     s->area_size = (size_t)cfg->nframes * cfg->frame_size;
     s->area = MAP_FAILED;
     if (cfg->hugepages) {
@@ -222,10 +183,6 @@ int xgw_xsk_update_map(struct xgw_xsk *s, int map_fd)
     return xsk_socket__update_xskmap(s->xsk, map_fd);
 }
 
-/* Defined in csrc/frames.c (same translation unit, see cffi_build.py): one's-complement sum and fold. */
-static inline uint64_t xgw_sum_bytes(uint64_t sum, const uint8_t *p, uint32_t len);
-static inline uint16_t xgw_fold(uint64_t sum);
-
 void xgw_xsk_set_verify_csum(struct xgw_xsk *s, int on) { s->verify_csum = on; }
 
 /* Is the UDP checksum of the datagram at p[udp] right? IPv4: 0 means none (right); IPv6: 0 is wrong. */
@@ -291,23 +248,16 @@ static int xgw_udp_payload(const uint8_t *p, uint32_t len, uint32_t *off, uint32
     return 0;
 }
 
-static int64_t xgw_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /*
  * Receive up to `max` packets. For each valid one: offs[k] = UDP payload offset in the UMEM area,
  * lens[k] = payload length, ts[k] = XDP receive stamp (0 if none), hdr[k] = header bytes in front of
- * the payload (frame start = offs - hdr; `hdr` may be NULL). With checksum verification on, packets with
+ * the payload (frame start = offs - hdr), dport[k] = UDP destination port (`hdr`, `dport` may be NULL). With checksum verification on, packets with
  * a wrong UDP checksum are dropped (their frames recycled) and counted in rx_bad_csum. The previous burst's frames go back to
  * the fill ring first, so a returned batch stays valid until the next call. With nothing to read it
  * kicks the kernel if it asked for a wakeup and spins for up to spin_ns. Returns the count.
  */
 int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens, uint64_t *ts,
-                 uint16_t *hdr, int64_t spin_ns)
+                 uint16_t *hdr, uint16_t *dport, int64_t spin_ns)
 {
     uint32_t idx = 0, n, k = 0;
     int64_t deadline = 0;
@@ -316,7 +266,7 @@ int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
         return -ENOSPC;
     for (;;) {
         if (s->heartbeat)
-            *s->heartbeat = (uint64_t)xgw_now_ns();
+            *s->heartbeat = (uint64_t)xgw_mono_ns();
         n = xsk_ring_cons__peek(&s->rx, max, &idx);
         if (n)
             break;
@@ -327,8 +277,8 @@ int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
         if (spin_ns <= 0)
             return 0;
         if (!deadline)
-            deadline = xgw_now_ns() + spin_ns;
-        else if (xgw_now_ns() >= deadline)
+            deadline = xgw_mono_ns() + spin_ns;
+        else if (xgw_mono_ns() >= deadline)
             return 0;
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -358,6 +308,8 @@ int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
         lens[k] = plen;
         if (hdr)
             hdr[k] = (uint16_t)off;
+        if (dport) /* the UDP header ends at the payload: destination port at bytes 2-3 of its 8 */
+            dport[k] = (uint16_t)(frame[off - 6] << 8 | frame[off - 5]);
         s->st.rx_bytes += d->len;
         k++;
     }
@@ -366,7 +318,7 @@ int xgw_rx_burst(struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
     return (int)k;
 }
 
-static void xgw_tx_reclaim(struct xgw_xsk *s)
+void xgw_tx_reclaim(struct xgw_xsk *s)
 {
     uint32_t idx = 0;
     uint32_t n = xsk_ring_cons__peek(&s->cq, s->nframes, &idx);
@@ -374,47 +326,6 @@ static void xgw_tx_reclaim(struct xgw_xsk *s)
         s->tx_free[s->ntx_free++] = *xsk_ring_cons__comp_addr(&s->cq, idx + i);
     if (n)
         xsk_ring_cons__release(&s->cq, n);
-}
-
-/*
- * Transmit up to n whole frames (buf + offs[i], lens[i] bytes each) through the TX ring. Frames are
- * copied into free UMEM frames; completions are reclaimed first. Returns how many were queued.
- */
-int xgw_tx_burst(struct xgw_xsk *s, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
-                 uint32_t n)
-{
-    uint32_t idx = 0, k;
-    xgw_tx_reclaim(s);
-    k = n < s->ntx_free ? n : s->ntx_free;
-    while (k && xsk_ring_prod__reserve(&s->tx, k, &idx) != k)
-        k /= 2;
-    if (!k) {
-        s->st.tx_ring_full++;
-    } else {
-        for (uint32_t i = 0; i < k; i++) {
-            uint64_t addr = s->tx_free[--s->ntx_free];
-            uint32_t len = lens[i] < s->frame_size ? lens[i] : s->frame_size;
-            memcpy(s->area + addr, buf + offs[i], len);
-            struct xdp_desc *d = xsk_ring_prod__tx_desc(&s->tx, idx + i);
-            d->addr = addr;
-            d->len = len;
-            s->st.tx_bytes += len;
-        }
-        xsk_ring_prod__submit(&s->tx, k);
-        s->st.tx_packets += k;
-    }
-    if (xsk_ring_prod__needs_wakeup(&s->tx)) {
-        sendto(s->fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
-        s->st.tx_kicks++;
-    }
-    return (int)k;
-}
-
-/* Frames queued for transmit whose completion has not come back yet. */
-uint32_t xgw_tx_pending(struct xgw_xsk *s)
-{
-    xgw_tx_reclaim(s);
-    return (s->nframes - s->rx_frames) - s->ntx_free;
 }
 
 int xgw_xsk_stats(struct xgw_xsk *s, struct xgw_xsk_stats *out)

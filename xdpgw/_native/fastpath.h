@@ -1,6 +1,6 @@
 /* In-order fast path: one C call per burst for the common case of a MoldUDP64/ITCH feed.
  *
- * This header is both the cffi cdef (cffi_build.py reads it) and what csrc/fastpath.c #includes, so
+ * This header is both the cffi cdef (xsk_build.py reads it) and what fastpath.c #includes, so
  * every declaration exists once. Keep it to what cffi's cdef parser accepts: no #include, no
  * function bodies, no expressions in array sizes.
  *
@@ -115,13 +115,11 @@ int32_t xgw_fast_lines(struct xgw_fast *f, const uint8_t *buf, const int64_t *of
 /* For an idle poll while armed: 1 when the general path would have nothing to do at `now` (no answer
  * waiting, no held session to give up or to take over), else 0. */
 int32_t xgw_fast_idle(const struct xgw_fast *f, double now);
-void xgw_latency_since(struct xgw_latency_acc *acc, int64_t now, const uint64_t *ts, uint32_t n);
 void xgw_trace_burst(struct xgw_fast *f, const uint64_t *ts, uint32_t n, int64_t t_poll, int64_t t_decode,
                      int64_t t_ready, int64_t flags);
 void xgw_trace_done(struct xgw_fast *f, int64_t t_done, int64_t flags);
-int64_t xgw_mono_ns(void);
 
-/* The reference for latency benchmarks: a bare C consumer loop on an AF_XDP socket (csrc/xsk.c) that
+/* The reference for latency benchmarks: a bare C consumer loop on an AF_XDP socket (xsk.c) that
  * only receives (busy-polling spin_ns per call, as XdpReceiver) and stamps (kernel receive -> seen)
  * into acc until CLOCK_MONOTONIC reaches until_ns. Returns the packets received. */
 struct xgw_xsk;
@@ -129,5 +127,5 @@ struct xgw_xsk;
  * the packets received (< 0: a receive error) and leaves xgw_fast_burst's answer in f->result (last_heard:
  * CLOCK_MONOTONIC seconds, the FeedHandler's default clock). */
 int32_t xgw_fast_rx_xdp(struct xgw_fast *f, struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
-                        uint64_t *ts, uint16_t *hdr, int64_t spin_ns, int64_t t_poll);
+                        uint64_t *ts, uint16_t *hdr, uint16_t *dport, int64_t spin_ns, int64_t t_poll);
 int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, struct xgw_latency_acc *acc);

@@ -1,21 +1,18 @@
-/* In-order fast path (see fastpath.h for the contract). Compiled in the same unit as mold.c and hist.c
- * (cffi_build.py), whose helpers it reuses. */
+/* In-order fast path (see fastpath.h for the contract). Linked into one extension with xsk.c and hist.c
+ * (xsk_build.py), whose functions it calls; MoldUDP64 framing from mold.h, helpers from common.h. */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
+#include "common.h"
 #include "fastpath.h"
+#include "hist.h"
+#include "mold.h"
+#include "xsk.h"
 
-int64_t xgw_mono_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-void xgw_latency_since(struct xgw_latency_acc *acc, int64_t now, const uint64_t *ts, uint32_t n)
+static void xgw_latency_since(struct xgw_latency_acc *acc, int64_t now, const uint64_t *ts, uint32_t n)
 {
     struct xgw_hist_batch b;
     xgw_hist_since(acc->counts, acc->ncounts, acc->sub_bits, acc->highest, now, ts, n, &b);
@@ -335,7 +332,7 @@ int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, s
     uint32_t lens[256];
     uint64_t ts[256];
     while (xgw_mono_ns() < until_ns) {
-        int n = xgw_rx_burst(s, 256, offs, lens, ts, NULL, spin_ns);
+        int n = xgw_rx_burst(s, 256, offs, lens, ts, NULL, NULL, spin_ns);
         if (n < 0)
             return n;
         if (n) {
@@ -347,9 +344,9 @@ int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, s
 }
 
 int32_t xgw_fast_rx_xdp(struct xgw_fast *f, struct xgw_xsk *s, uint32_t max, int64_t *offs, uint32_t *lens,
-                        uint64_t *ts, uint16_t *hdr, int64_t spin_ns, int64_t t_poll)
+                        uint64_t *ts, uint16_t *hdr, uint16_t *dport, int64_t spin_ns, int64_t t_poll)
 {
-    int n = xgw_rx_burst(s, max, offs, lens, ts, hdr, spin_ns);
+    int n = xgw_rx_burst(s, max, offs, lens, ts, hdr, dport, spin_ns);
     f->result = XGW_FAST_DEFER;
     if (n > 0)
         f->result = xgw_fast_burst(f, (const uint8_t *)xgw_xsk_area(s), offs, lens, ts, (uint32_t)n, 0,

@@ -115,19 +115,26 @@ static void xgw_fast_stamp(struct xgw_fast *f, const uint64_t *ts, uint32_t npkt
         xgw_trace_burst(f, ts, npkts, t_poll, t_decode, t_ready ? t_ready : xgw_mono_ns(), kept);
 }
 
-/* A line's burst wholly behind the front, continuing its own stream (validated by the caller): what the
- * general path does with it: count duplicates, heartbeats, the line's packets and high-water mark. */
-static void xgw_fast_dup(struct xgw_fast *f, uint32_t line, uint32_t npkts, uint32_t m, uint32_t hb, uint64_t end,
-                         double now)
+/* What every burst taken counts: its line's packets, messages and high-water mark, heartbeats, when heard. */
+static void xgw_fast_count(struct xgw_fast *f, uint32_t line, uint32_t npkts, uint32_t m, uint32_t hb, uint64_t end,
+                           double now)
 {
     f->line_packets[line] += npkts;
     f->line_messages[line] += m;
     f->line_bursts[line]++;
     f->line_high[line] = end;
-    f->duplicates += m;
     f->heartbeats += hb;
     f->bursts++;
     f->last_heard = now;
+}
+
+/* A line's burst wholly behind the front, continuing its own stream (validated by the caller): what the
+ * general path does with it: count duplicates, heartbeats, the line's packets and high-water mark. */
+static void xgw_fast_dup(struct xgw_fast *f, uint32_t line, uint32_t npkts, uint32_t m, uint32_t hb, uint64_t end,
+                         double now)
+{
+    xgw_fast_count(f, line, npkts, m, hb, end, now);
+    f->duplicates += m;
     if (end > f->sure)
         f->sure = end;
     if (end == f->next)
@@ -271,16 +278,10 @@ static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int
     if (expect != f->next)
         f->armed = 1u << line; /* the front moved: the other line is behind it now */
     f->next = f->sure = expect;
-    f->line_packets[line] += npkts;
-    f->line_messages[line] += m;
+    xgw_fast_count(f, line, npkts, m, hb, expect, now);
     f->line_first[line] += m;
-    f->line_bursts[line]++;
-    f->line_high[line] = expect;
     f->delivered += m;
-    f->heartbeats += hb;
     f->kept += kept;
-    f->bursts++;
-    f->last_heard = now;
     xgw_fast_stamp(f, ts, npkts, t_poll, t_decode, kept);
     return (int32_t)kept;
 }

@@ -481,3 +481,26 @@ def serve(lab: Lab, transport: str, *args: str, timeout: float = 30) -> Xdpgw:
         gw.kill()
         raise
     return gw
+
+
+class ReplayReceiver:
+    """The tests' in-memory receivers: a subclass sets ``buf``, ``offs``, ``lens``, ``ts`` (and
+    ``c_arrays``, C pointers to them; optionally ``dports``) and fills them in ``recv_raw``; the rest of the
+    Receiver is here."""
+
+    transport = "replay"
+
+    def batch_of(self, n: int):
+        from xdpgw.batch import Batch
+
+        dports = getattr(self, "dports", None)
+        return Batch(self.buf, self.offs[:n], self.lens[:n], self.ts[:n], n, None if dports is None else dports[:n])
+
+    def recv_batch(self, max_packets: int = 256, timeout: float | None = 0.0):
+        return self.batch_of(self.recv_raw(max_packets, timeout))
+
+    def stats(self) -> dict:
+        return {}
+
+    def describe(self) -> dict:
+        return {"transport": "replay"}

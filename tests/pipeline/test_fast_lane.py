@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.helpers import ReplayReceiver
 from xdpgw.batch import Batch
 from xdpgw.pipeline import flight
 from xdpgw.pipeline.feed import FeedHandler
@@ -85,19 +86,18 @@ def test_flight_recorder_splits_a_tail_into_kernel_and_ours():
     assert rep["tails"] == 2
     assert rep["by_main_part"] == {"kernel": 1, "ours_previous": 1, "ours_between": 0, "ours_burst": 0}
     assert rep["descheduled"] == 1  # ... or rather: the consumer ran 100 of the 799 µs since the last burst
+    assert rep["by_cause"] == {"off_cpu": 1, "kernel": 0, "ours": 1}  # each tail once, by what took most of it
 
 
-class _Replay:
+class _Replay(ReplayReceiver):
     """A receiver that hands out the next in-order packet of one feed, rewritten in place (the loop's
     own allocations are what is measured, so this allocates nothing per burst)."""
-
-    transport = "replay"
 
     def __init__(self) -> None:
         from xdpgw._native._xsk import ffi
 
-        self.frame = np.frombuffer(bytearray(encode_packet("LOOP", 1, [itch.encode_message("D", locate=1)])),
-                                   np.uint8).copy()
+        self.frame = self.buf = np.frombuffer(
+            bytearray(encode_packet("LOOP", 1, [itch.encode_message("D", locate=1)])), np.uint8).copy()
         self.seq = self.frame[10:18].view(">u8")
         self.offs, self.lens = np.zeros(1, np.int64), np.full(1, len(self.frame), np.uint32)
         self.ts = np.zeros(1, np.uint64)
@@ -110,17 +110,6 @@ class _Replay:
         self.next += 1
         return 1
 
-    def batch_of(self, n: int) -> Batch:
-        return Batch(self.frame, self.offs[:n], self.lens[:n], self.ts[:n], n)
-
-    def recv_batch(self, max_packets: int = 256, timeout: float | None = 0.0) -> Batch:
-        return self.batch_of(self.recv_raw(max_packets, timeout))
-
-    def stats(self) -> dict:
-        return {}
-
-    def describe(self) -> dict:
-        return {"transport": "replay"}
 
 
 def test_the_consumer_loop_allocates_nothing_per_burst():

@@ -13,6 +13,7 @@ import subprocess
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers import (
@@ -143,7 +144,8 @@ def test_a_worker_that_cannot_start_stops_everything_with_its_error(lab4):
 
 @pytest.mark.xdp
 def test_several_queues_decode_their_own_sessions_and_write_their_own_pcaps(lab2, tmp_path):
-    """--queue 0-1 --protocol: each worker sequences its own queue's session; --pcap: PATH-qN.pcap each."""
+    """--queue 0-1 --protocol: each worker sequences its own queue's session; --pcap: PATH-qN.pcap each;
+    --trace-latency: each worker's flight recorder in FILE-qN.csv (every packet of its queue in a burst)."""
     from scapy.layers.inet import UDP
     from scapy.utils import rdpcap
 
@@ -154,8 +156,9 @@ def test_several_queues_decode_their_own_sessions_and_write_their_own_pcaps(lab2
     payloads = {q: [encode_packet(f"QUEUE{q}SESS", s, [itch.encode_message("D", locate=1, order_ref=s)] * 2)
                     for s in range(1, 2 * n[q] + 1, 2)] for q in n}
     pcap = tmp_path / "cap.pcap"
+    trace = tmp_path / "trace.csv"
     with attach(lab2, "--queue", "0-1", "--mode", "drv", "--protocol", "moldudp64", "--pcap", str(pcap), "--json",
-                "--count", str(sum(n.values())), "--duration", "60", queues=2) as gw:
+                "--trace-latency", str(trace), "--count", str(sum(n.values())), "--duration", "60", queues=2) as gw:
         for q, pays in payloads.items():
             send_to_queue(lab2, q, pays)
         rc, out, err = gw.finish()
@@ -164,7 +167,11 @@ def test_several_queues_decode_their_own_sessions_and_write_their_own_pcaps(lab2
     per_q = summary["queues"]
     assert {q: per_q[str(q)]["messages"] for q in n} == {q: 2 * k for q, k in n.items()}, per_q
     assert summary["messages"] == 2 * sum(n.values()) and summary["gaps"] == 0 and summary["missing"] == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cap-q0.pcap", "cap-q1.pcap"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cap-q0.pcap", "cap-q1.pcap", "trace-q0.csv", "trace-q1.csv"]
+    for q, k in n.items():
+        rows = np.loadtxt(tmp_path / f"trace-q{q}.csv", np.int64, delimiter=",", skiprows=1, ndmin=2)
+        assert rows[:, 6].sum() == k, rows  # the packets column: every packet of this queue, once
+        assert f"queue {q}: flight recorder" in err
     for q, pays in payloads.items():
         assert [bytes(f[UDP].payload) for f in rdpcap(str(tmp_path / f"cap-q{q}.pcap"))] == pays
     assert attached(lab2) is None

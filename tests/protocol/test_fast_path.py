@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests import builders
+from tests.helpers import ReplayReceiver
 from xdpgw.batch import Batch
 from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.protocol import itch
@@ -211,6 +212,12 @@ def feeds(draw) -> list[list[bytes]]:
                 packets[-1], packets[-2] = packets[-2], packets[-1]  # swapped
             elif op < 35:
                 packets.append(b"junk")
+    return draw(cut_into_bursts(packets))
+
+
+@st.composite
+def cut_into_bursts(draw, packets: list[bytes]) -> list[list[bytes]]:
+    """``packets`` in order, cut into bursts of 1-6."""
     cuts = draw(st.lists(st.integers(1, 6), min_size=len(packets), max_size=len(packets)))
     bursts, i = [], 0
     for k in cuts:
@@ -290,8 +297,8 @@ def test_the_c_fast_path_takes_in_order_bursts_of_the_confirmed_session_only():
     out = feed.on_batch(Batch.from_payloads([pkt(4, 2), encode_heartbeat("FAST", 6), pkt(6, 1)]))
     assert type(out).__name__ == "InOrderBurst" and list(out.seq) == [4, 5, 6]
     assert feed.on_batch(Batch.from_payloads([pkt(7, 1, "OTHER")])) is None  # foreign: general path
-    assert not feed.fast.armed  # ... which holds it: while it may prove itself, ours goes the general way
-    assert len(feed.on_batch(Batch.from_payloads([pkt(7, 1)]))) == 1
+    assert feed.fast.armed  # ... which holds it while it may prove itself; ours stays on the fast path
+    assert type(feed.on_batch(Batch.from_payloads([pkt(7, 1)]))).__name__ == "InOrderBurst"
     stats = feed.stats()
     assert (stats["messages"], stats["received"], feed.sequencer.next) == (7, 8, 8)
     assert feed.sequencer.counters["heartbeats"] == 1 and stats["held"]
@@ -323,3 +330,232 @@ def test_steady_state_allocates_nothing():
     bursts(1_000_000, 1003)
     assert sys.getallocatedblocks() - before <= 2
     assert feed.fast.armed and feed.stats()["messages"] == 1_000_000 + 1002
+
+
+# --- the cases the fast path now serves too: A/B copies, a retransmission client, held sessions --------
+
+@st.composite
+def ab_copies(draw) -> tuple[list[list[bytes]], list[list[bytes]]]:
+    """Two lines carrying copies of one feed, each losing, repeating and delaying its own packets (line B
+    is mostly behind line A: the usual duplicate burst)."""
+    packets = [p for burst in draw(feeds()) for p in burst]
+    lines = []
+    for _ in (0, 1):
+        keep = draw(st.lists(st.integers(0, 19), min_size=len(packets), max_size=len(packets)))
+        line = [p for p, k in zip(packets, keep, strict=True) if k]  # 0: lost on this line
+        lines.append(draw(cut_into_bursts(line)))
+    return lines[0], lines[1]
+
+
+def interleave(line_a: list, line_b: list, lag: int) -> list[tuple[int, list[bytes]]]:
+    """(line, burst) in arrival order: line B's bursts ``lag`` bursts behind line A's."""
+    out = [(0, b) for b in line_a]
+    for k, b in enumerate(line_b):
+        out.insert(min(len(out), 2 * k + lag), (1, b))
+    return out
+
+
+@_SETTINGS
+@given(ab_copies(), st.integers(0, 3), st.sampled_from([None, ["AB"]]))
+def test_c_fast_path_equals_general_path_on_ab_copies(lines, lag, symbols):
+    t, fast, slow = pair(symbols, 2, False)
+    for k, (line, burst) in enumerate(interleave(*lines, lag)):
+        t[0] = k * 0.001
+        batch = Batch.from_payloads(burst)
+        assert contents(fast.on_batch(batch, line)) == contents(slow.on_batch(batch, line))
+        if k % 5 == 0:
+            same_state(fast, slow)
+    t[0] += 10
+    assert contents(fast.poll()) == contents(slow.poll())
+    same_state(fast, slow)
+
+
+def test_line_b_copies_behind_the_front_are_counted_in_c():
+    """A clean A/B feed: line A's bursts are delivered and line B's copies counted as duplicates, all
+    without leaving the fast path."""
+    feed = FeedHandler(lines=2, clock=lambda: 0.0)
+    bursts = [[pkt(s, 2)] for s in range(1, 41, 2)]
+    for line in (0, 1):  # both lines confirm the session through the general path
+        feed.on_batch(Batch.from_payloads(bursts[0] + bursts[1]), line)
+    fast_before = feed.fast.s.bursts
+    for b in bursts[2:]:
+        assert len(feed.on_batch(Batch.from_payloads(b), 0)) == 2
+        assert feed.on_batch(Batch.from_payloads(b), 1) is None
+        assert feed.fast.armed  # nothing fell back to the general path
+    assert feed.fast.s.bursts - fast_before == 2 * len(bursts[2:])
+    st_ = feed.stats()
+    assert (st_["messages"], st_["duplicates"]) == (40, 40)
+    assert [ln["first"] for ln in st_["lines"]] == [40, 0] and [ln["messages"] for ln in st_["lines"]] == [40, 40]
+
+
+class _Server:
+    """The test's MoldUDP64 re-request server on loopback: answers what the client asked for (and, when
+    told, an old packet unasked), each answer read back only once it is on the client's socket."""
+
+    def __init__(self, history: list[bytes]) -> None:
+        import socket
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.history = history
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def serve(self, client, extra: int | None) -> None:
+        import select
+
+        from xdpgw.protocol.moldudp64 import HEADER_SIZE as H
+
+        answers = []
+        while True:
+            try:
+                req, addr = self.sock.recvfrom(64)
+            except BlockingIOError:
+                break
+            first, n = int.from_bytes(req[10:18], "big"), int.from_bytes(req[18:20], "big")
+            for p in self.history:  # the first packet of that session holding the first sequence asked for
+                if len(p) >= H and p[:10] == req[:10] and int.from_bytes(p[10:18], "big") <= first < \
+                        int.from_bytes(p[10:18], "big") + max(1, int.from_bytes(p[18:20], "big")) and n:
+                    answers.append((p, addr))
+                    break
+        if extra is not None and self.history:
+            answers.append((self.history[extra % len(self.history)], ("127.0.0.1", client.rx.port)))
+        for p, addr in answers[-1:]:  # one per round: then it is certainly there before the next burst
+            self.sock.sendto(p, addr)
+            assert select.select([client], [], [], 5)[0], "the answer did not arrive"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(feeds(), st.data())
+def test_c_fast_path_equals_general_path_with_a_retransmission_client(bursts, data):
+    """A real client on loopback: requests go out, answers (and unasked old copies) come back between
+    bursts; the clock sometimes jumps past a held session's give-up time."""
+    t = [0.0]
+    history = [p for b in bursts for p in b]
+    servers = [_Server(history), _Server(history)]
+    fast, slow = (FeedHandler(clock=lambda: t[0], lines=1, retransmit=("127.0.0.1", s.port), give_up_after=0.02,
+                              fast=f) for s, f in zip(servers, (True, False), strict=True))
+    try:
+        slow.sequencer.shortcuts = False
+        for k, burst in enumerate(bursts):
+            t[0] += data.draw(st.sampled_from([0.001, 0.001, 0.001, 0.03, 1.5]))
+            batch = Batch.from_payloads(burst, 1000 + k)
+            assert contents(fast.on_batch(batch)) == contents(slow.on_batch(batch))
+            extra = data.draw(st.one_of(st.none(), st.integers(0, 1000)))
+            for s, f in zip(servers, (fast, slow), strict=True):
+                s.serve(f.client, extra)
+            if data.draw(st.booleans()):
+                assert contents(fast.poll()) == contents(slow.poll())
+            same_state(fast, slow)
+        t[0] += 10
+        assert contents(fast.poll()) == contents(slow.poll())
+        same_state(fast, slow)
+    finally:
+        for closing in (fast, slow, *servers):
+            closing.close()
+
+
+def test_with_a_retransmission_client_in_order_bursts_stay_fast_until_an_answer_waits():
+    import select
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        feed = FeedHandler(lines=1, clock=lambda: 0.0, retransmit=server.getsockname())
+        try:
+            feed.on_batch(Batch.from_payloads([pkt(1, 1), pkt(2, 1)]))  # confirms the session
+            assert feed.fast.armed and feed.poll() is None
+            bursts = feed.fast.s.bursts
+            assert type(feed.on_batch(Batch.from_payloads([pkt(3, 1)]))).__name__ == "InOrderBurst"
+            assert feed.fast.s.bursts == bursts + 1
+            server.sendto(pkt(1, 1), ("127.0.0.1", feed.client.rx.port))  # a late answer: a duplicate
+            assert select.select([feed.client], [], [], 5)[0]
+            assert not feed.fast.idle(0.0)  # an idle poll would read it
+            out = feed.on_batch(Batch.from_payloads([pkt(4, 1)]))  # the general path reads it first
+            assert type(out).__name__ != "InOrderBurst" and list(out.seq) == [4]
+            assert feed.stats()["duplicates"] == 1 and feed.client.received == 1 and feed.fast.armed
+        finally:
+            feed.close()
+
+
+def test_a_held_session_keeps_the_fast_path_until_it_is_due_to_be_given_up():
+    t = [0.0]
+    feed = FeedHandler(lines=1, clock=lambda: t[0])
+    feed.on_batch(Batch.from_payloads([pkt(1, 1), pkt(2, 1)]))
+    feed.on_batch(Batch.from_payloads([pkt(1, 1, "OTHER")]))  # held: it may prove itself
+    assert feed.fast.armed and feed.sequencer.candidates
+    t[0] = 0.5
+    assert type(feed.on_batch(Batch.from_payloads([pkt(3, 1)]))).__name__ == "InOrderBurst"
+    assert feed.fast.idle(0.5) and not feed.fast.idle(1.0)  # at 1.0 s the general path gives it up
+    t[0] = 1.0
+    assert feed.poll() is None
+    assert not feed.sequencer.candidates and feed.stats()["rejected"] == {"foreign_session": 1}
+    assert feed.fast.armed and feed.fast.s.expires == 0
+
+
+class _TwoLines(ReplayReceiver):
+    """A receiver replaying bursts that carry both lines, each payload behind an 8-byte UDP header with its
+    line's destination port (as the XDP receiver's UMEM holds them): what ``Gateway(line_b_port=…)`` reads."""
+
+    udp_headers = True
+    PORTS = (9001, 9002)
+
+    def __init__(self, bursts: list[list[tuple[int, bytes]]]) -> None:
+        from xdpgw._xsk import ffi
+
+        self.bursts, self.k = bursts, 0
+        self.buf = np.zeros(1 << 16, np.uint8)
+        self.offs, self.lens, self.ts = np.zeros(64, np.int64), np.zeros(64, np.uint32), np.zeros(64, np.uint64)
+        self.dports = np.zeros(64, np.uint16)  # what every receiver fills for the general path (Batch.dports)
+        self.c_arrays = tuple(ffi.from_buffer(t, a) for t, a in zip(
+            ("uint8_t[]", "int64_t[]", "uint32_t[]", "uint64_t[]"), (self.buf, self.offs, self.lens, self.ts),
+            strict=True))
+
+    def recv_raw(self, max_packets: int = 256, timeout: float | None = 0.0) -> int:
+        if self.k >= len(self.bursts):
+            return 0
+        burst, pos = self.bursts[self.k], 0
+        self.k += 1
+        for i, (line, p) in enumerate(burst):
+            self.buf[pos + 2 : pos + 4] = np.frombuffer(self.PORTS[line].to_bytes(2, "big"), np.uint8)
+            pos += 8
+            self.buf[pos : pos + len(p)] = np.frombuffer(p, np.uint8)
+            self.offs[i], self.lens[i], self.ts[i], self.dports[i] = pos, len(p), 1000 + self.k, self.PORTS[line]
+            pos += len(p)
+        return len(burst)
+
+
+
+@_SETTINGS
+@given(ab_copies(), st.integers(0, 3), st.sampled_from([None, ["AB"]]))
+def test_gateway_line_b_fast_lane_equals_general_path(lines, lag, symbols):
+    """``--line-b`` on one receiver: the fast lane splits each burst by port in C (line A, then line B,
+    through the fast path) and delivers what the general route (split_lines + on_batch) delivers."""
+    from xdpgw.pipeline.gateway import Gateway
+
+    arrivals = interleave(*lines, lag)
+    bursts = [[(line, p) for line, b in arrivals[i : i + 2] for p in b] for i in range(0, len(arrivals), 2)]
+    bursts = [b for b in bursts if b]
+    total = sum(map(len, bursts))
+    runs = []
+    for fast in (True, False):
+        got: list = []
+        feed = FeedHandler(clock=lambda: 0.0, lines=2, symbols=symbols, fast=fast)
+        gw = Gateway([_TwoLines(bursts)], [lambda dec, got=got: got.append(contents(dec))], feed=feed, status=None,
+                     line_b_port=_TwoLines.PORTS[1])
+        summary = gw.run(count=total, duration=2)
+        assert not summary["handler_errors"], summary.get("last_handler_error")
+        runs.append((got, {k: v for k, v in summary.items() if k not in ("duration_s", "pps", "ns_per_packet",
+                                                                          "fast_path_packets", "latency_ns")},
+                     summary.get("latency_ns", {}).get("count", 0), summary["fast_path_packets"]))
+    (got_f, sum_f, lat_f, fp_f), (got_s, sum_s, lat_s, fp_s) = runs
+    assert got_f == got_s
+    assert sum_f == sum_s
+    assert lat_f == lat_s == total
+    assert fp_s == 0 and 0 <= fp_f <= total

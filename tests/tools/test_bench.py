@@ -82,6 +82,10 @@ def test_a_short_latency_bench_has_every_row_and_ratios_to_the_bare_loop(tmp_pat
         assert r["received"] > 0 and r["latency_ns"]["count"] > 0 and r["p50_x_ref"] > 0
         assert r["pipeline"] == "bare C loop" or r["delivered"] > 0
         assert (r["fast_path_packets"] > 0) == (r["pipeline"] == "decoding")  # in-order bursts: the C path
+        assert r["generator_anchored"]  # paced, not in 24 ms bursts (each frame size holds the anchor in turn)
+        if r["pipeline"] == "decoding":  # the flight recorder: each tail over 100 µs has one cause
+            t = r["tails"]
+            assert t["bursts"] > 0 and t["over_100us"] == t["off_cpu"] + t["kernel"] + t["ours"]
     assert all(r["p50_x_ref"] == 1.0 for r in got if r["pipeline"] == "bare C loop")
     assert "bare C loop" in format_latency_table(res) and len(res["load_1min"]) == 2
     assert Path(plot_latency(res, str(tmp_path / "l.png"))).read_bytes()[:4] == b"\x89PNG"

@@ -115,6 +115,12 @@ def test_paced_blast_is_gap_free_and_its_anchor_leaves_loopback_working_and_clea
         rx = XdpReceiver(lab.rx_if, 0, [PORT], mode="drv", frames=32768, rx_size=16384)
     with rx, in_netns(lab.tx_ns), Blaster(lab.tx_if, lab.rx_ip, PORT, msgs_per_packet=2) as bl:
         assert bl.anchor() and _lo_xdp_prog(lab.tx_ns) != 0
+        with Blaster(lab.tx_if, lab.rx_ip, PORT) as other:  # loopback takes one program: one anchor at a time
+            assert not other.anchor()
+            bl.release_anchor()
+            assert other.anchor() and not bl.anchor()
+            other.release_anchor()
+        assert bl.anchor()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET,
                                                                                     socket.SOCK_DGRAM) as b:
             b.bind(("127.0.0.1", 0))
@@ -131,6 +137,6 @@ def test_paced_blast_is_gap_free_and_its_anchor_leaves_loopback_working_and_clea
             seqs.append(b_.buf[(o + 10)[:, None] + np.arange(8)].view(">u8").ravel().copy())
     assert _lo_xdp_prog(lab.tx_ns) == 0, "the anchor outlived the blaster"
     assert [r["packets"] for r in reports] == [4000, 10000]
-    assert all(r["target_pps"] and r["pps"] > 0 for r in reports)
+    assert all(r["target_pps"] and r["pps"] > 0 and r["anchored"] for r in reports)
     seq = np.concatenate(seqs)
     assert len(seq) == want and seq[0] == 1 and np.all(np.diff(seq.astype(np.int64)) == 2)

@@ -1,7 +1,9 @@
 /* In-order fast path (see fastpath.h for the contract). Linked into one extension with xsk.c and hist.c
  * (xsk_build.py), whose functions it calls; MoldUDP64 framing from mold.h, helpers from common.h. */
+#include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "common.h"
@@ -78,14 +80,89 @@ static int xgw_fast_symbol(const struct xgw_fast *f, const uint8_t *stock)
     return 0;
 }
 
-int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
-                       const uint64_t *ts, uint32_t npkts, uint32_t line, double now, int64_t t_poll)
+/* 1 if a datagram (or an error the general path would read) waits on the retransmission socket. */
+static int xgw_answer_waiting(int fd)
+{
+    uint8_t c;
+    if (fd < 0)
+        return 0;
+    if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0)
+        return 1;
+    return errno != EAGAIN && errno != EWOULDBLOCK;
+}
+
+int32_t xgw_fast_idle(const struct xgw_fast *f, double now)
+{
+    if (!f->armed && !f->dup_ok)
+        return 0;
+    if (f->expires > 0 && now >= f->expires)
+        return 0;
+    if (f->proven && now - f->last_heard >= f->session_timeout)
+        return 0;
+    return !xgw_answer_waiting(f->client_fd);
+}
+
+/* A burst taken: its packets' latency (kernel receive -> now, handlers start) and its flight-recorder entry. */
+static void xgw_fast_stamp(struct xgw_fast *f, const uint64_t *ts, uint32_t npkts, int64_t t_poll, int64_t t_decode,
+                           int64_t kept)
+{
+    int64_t t_ready = 0;
+    if (f->latency && ts) {
+        t_ready = xgw_mono_ns();
+        xgw_latency_since(f->latency, t_ready, ts, npkts);
+    }
+    if (f->trace)
+        xgw_trace_burst(f, ts, npkts, t_poll, t_decode, t_ready ? t_ready : xgw_mono_ns(), kept);
+}
+
+/* What every burst taken counts: its line's packets, messages and high-water mark, heartbeats, when heard. */
+static void xgw_fast_count(struct xgw_fast *f, uint32_t line, uint32_t npkts, uint32_t m, uint32_t hb, uint64_t end,
+                           double now)
+{
+    f->line_packets[line] += npkts;
+    f->line_messages[line] += m;
+    f->line_bursts[line]++;
+    f->line_high[line] = end;
+    f->heartbeats += hb;
+    f->bursts++;
+    f->last_heard = now;
+}
+
+/* A line's burst wholly behind the front, continuing its own stream (validated by the caller): what the
+ * general path does with it: count duplicates, heartbeats, the line's packets and high-water mark. */
+static void xgw_fast_dup(struct xgw_fast *f, uint32_t line, uint32_t npkts, uint32_t m, uint32_t hb, uint64_t end,
+                         double now)
+{
+    xgw_fast_count(f, line, npkts, m, hb, end, now);
+    f->duplicates += m;
+    if (end > f->sure)
+        f->sure = end;
+    if (end == f->next)
+        f->armed |= 1u << line; /* caught up with the front */
+}
+
+static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
+                               const uint64_t *ts, uint32_t npkts, uint32_t line, double now, int64_t t_poll,
+                               int dup_only)
 {
     int64_t t_decode = f->trace ? xgw_mono_ns() : 0;
-    if (line > 1 || !((f->armed >> line) & 1) || !npkts || npkts > f->cap_pkts)
+    if (line > 1 || !(((f->armed | f->dup_ok) >> line) & 1) || !npkts || npkts > f->cap_pkts)
+        return XGW_FAST_DEFER;
+    if (lens[0] < XGW_MOLD_HDR)
+        return XGW_FAST_DEFER;
+    if (f->expires > 0 && now >= f->expires)
+        return XGW_FAST_DEFER; /* a held session is due to be given up: the general path does it */
+    /* in order at the front, or (dup) continuing this line's own stream wholly behind the front */
+    uint64_t first = xgw_be64(buf + offs[0] + 10);
+    int dup;
+    if (!dup_only && ((f->armed >> line) & 1) && first == f->next)
+        dup = 0;
+    else if (((f->dup_ok >> line) & 1) && first == f->line_high[line] && first < f->next && first >= f->dup_floor)
+        dup = 1;
+    else
         return XGW_FAST_DEFER;
     const uint8_t *sizes = f->sizes;
-    uint64_t expect = f->next;
+    uint64_t expect = first;
     uint32_t m = 0, hb = 0;
     int64_t in_bytes = 0;
     /* 1. validate the whole burst before touching anything */
@@ -105,8 +182,10 @@ int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *of
             uint16_t bl = xgw_be16(p + pos);
             if (!bl || (uint64_t)pos + 2 + bl > len || sizes[p[pos + 2]] != bl)
                 return XGW_FAST_DEFER;
-            f->scratch_off[m] = offs[i] + pos + 2;
-            f->m_pkt[m] = i;
+            if (!dup) { /* a duplicate burst writes no output: line A's may still be in it */
+                f->scratch_off[m] = offs[i] + pos + 2;
+                f->m_pkt[m] = i;
+            }
             m++;
             found++;
             pos += 2 + (uint32_t)bl;
@@ -118,6 +197,16 @@ int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *of
     }
     if (expect >= ((uint64_t)1 << 62))
         return XGW_FAST_DEFER; /* near the screen's bound: let it judge */
+    if (dup && expect > f->next)
+        return XGW_FAST_DEFER; /* partly beyond the front: new messages, the general path sorts it out */
+    if (xgw_answer_waiting(f->client_fd))
+        return XGW_FAST_DEFER; /* the general path would take the retransmission answer in first */
+    if (dup) {
+        xgw_fast_dup(f, line, npkts, m, hb, expect, now);
+        f->in_bytes = in_bytes;
+        xgw_fast_stamp(f, ts, npkts, t_poll, t_decode, 0);
+        return 0;
+    }
     /* 2. learn locates from Stock Directory messages (before filtering, as Subscription.filter) */
     const uint8_t r_off = f->stock_off['R'];
     for (uint32_t k = 0; k < m; k++) {
@@ -188,24 +277,54 @@ int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *of
     f->in_bytes = in_bytes;
     if (expect != f->next)
         f->armed = 1u << line; /* the front moved: the other line is behind it now */
-    f->next = expect;
-    f->line_packets[line] += npkts;
-    f->line_messages[line] += m;
-    f->line_bursts[line]++;
-    f->line_high[line] = expect;
+    f->next = f->sure = expect;
+    xgw_fast_count(f, line, npkts, m, hb, expect, now);
+    f->line_first[line] += m;
     f->delivered += m;
-    f->heartbeats += hb;
     f->kept += kept;
-    f->bursts++;
-    f->last_heard = now;
-    int64_t t_ready = 0;
-    if (f->latency && ts) {
-        t_ready = xgw_mono_ns();
-        xgw_latency_since(f->latency, t_ready, ts, npkts);
-    }
-    if (f->trace)
-        xgw_trace_burst(f, ts, npkts, t_poll, t_decode, t_ready ? t_ready : xgw_mono_ns(), kept);
+    xgw_fast_stamp(f, ts, npkts, t_poll, t_decode, kept);
     return (int32_t)kept;
+}
+
+int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
+                       const uint64_t *ts, uint32_t npkts, uint32_t line, double now, int64_t t_poll)
+{
+    return xgw_fast_burst_(f, buf, offs, lens, ts, npkts, line, now, t_poll, 0);
+}
+
+int32_t xgw_fast_lines(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
+                       const uint64_t *ts, uint32_t npkts, uint32_t port_b, double now, int64_t t_poll)
+{
+    if (!npkts || npkts > f->cap_pkts)
+        return XGW_FAST_DEFER;
+    uint32_t na = 0, nb = 0, cap = f->cap_pkts;
+    int64_t bytes[2] = {0, 0};
+    for (uint32_t i = 0; i < npkts; i++) {
+        const uint8_t *p = buf + offs[i];
+        uint32_t b = ((uint32_t)p[-6] << 8 | p[-5]) == port_b; /* the UDP destination port */
+        uint32_t j = b ? cap + nb++ : na++;
+        f->l_offs[j] = offs[i];
+        f->l_lens[j] = lens[i];
+        f->l_ts[j] = ts ? ts[i] : 0;
+        bytes[b] += lens[i];
+    }
+    f->l_count[0] = na, f->l_count[1] = nb, f->defer_b = 0;
+    int32_t ka = 0, kb = 0;
+    if (na) {
+        ka = xgw_fast_burst_(f, buf, f->l_offs, f->l_lens, f->l_ts, na, 0, now, t_poll, 0);
+        if (ka == XGW_FAST_DEFER)
+            return XGW_FAST_DEFER;
+    }
+    if (nb) {
+        kb = xgw_fast_burst_(f, buf, f->l_offs + cap, f->l_lens + cap, f->l_ts + cap, nb, 1, now, t_poll, ka > 0);
+        if (kb == XGW_FAST_DEFER) {
+            if (!na)
+                return XGW_FAST_DEFER;
+            f->defer_b = 1, kb = 0, bytes[1] = 0;
+        }
+    }
+    f->in_bytes = bytes[0] + bytes[1];
+    return ka + kb;
 }
 
 int64_t xgw_bare_consume(struct xgw_xsk *s, int64_t until_ns, int64_t spin_ns, struct xgw_latency_acc *acc)

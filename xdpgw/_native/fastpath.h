@@ -12,7 +12,12 @@
  * learns locates from Stock Directory messages, applies the subscription, copies the kept messages
  * into preallocated arrays grouped by type, counts, stamps latency and (when tracing) writes one
  * flight-recorder entry. With two lines (A/B) a line may take the fast path while it is at the front of
- * the merged stream; a burst that moves the front leaves only its own line armed. Anything else returns XGW_FAST_DEFER without any effect, and Python runs
+ * the merged stream; a burst that moves the front leaves only its own line armed. A line behind the front
+ * whose burst continues its own stream exactly and ends at or before the front (the other line's copies
+ * of what was delivered: the usual line-B burst) is counted as duplicates without output (dup_ok).
+ * With a retransmission client (client_fd >= 0) a burst is taken only while no answer waits on its socket;
+ * while another session is held (candidates), only until `expires` (when the general path would give one
+ * up). Anything else returns XGW_FAST_DEFER without any effect, and Python runs
  * the general (sans-IO) path, which stays the source of truth.
  */
 
@@ -54,6 +59,14 @@ struct xgw_fast {
     const uint8_t *sizes;      /* [256] ITCH message size by type code, 0: unknown */
     const uint8_t *stock_off;  /* [256] byte offset of the stock field, 0: none */
     int64_t *type_counts;      /* [256] delivered messages by type (the FeedHandler's) */
+    uint32_t dup_ok;           /* bit L: line L's own stream is known (line_high[L]); a burst continuing it
+                                  wholly behind the front is a duplicate burst */
+    uint64_t sure;             /* the sequencer's `sure` (corroborated high) */
+    uint64_t dup_floor;        /* the end of the last given-up range: copies below it may be late, not duplicate */
+    int32_t client_fd;         /* the retransmission client's socket, -1: none */
+    double expires;            /* > 0: at or after this time (feed clock) a held session may be given up */
+    double session_timeout;    /* the sequencer's: a silent session may be replaced after this long */
+    uint32_t proven;           /* a held session is proven (may take over once ours is silent) */
     /* --- output buffers (capacity set by Python) -------------------------------------------- */
     uint32_t cap_msgs, cap_pkts;
     int64_t cap_bytes;
@@ -75,9 +88,15 @@ struct xgw_fast {
     int64_t nbytes, in_bytes;  /* record bytes kept; payload bytes received */
     int32_t result;            /* xgw_fast_rx_xdp: what xgw_fast_burst returned for the burst */
     /* --- pending counters (Python adds them to its own and zeroes them) ------------------------ */
-    uint64_t delivered, heartbeats, kept, bursts;
+    uint64_t delivered, heartbeats, kept, bursts, duplicates;
     double last_heard;
-    uint64_t line_packets[2], line_messages[2], line_bursts[2], line_high[2];  /* per line (A/B) */
+    uint64_t line_packets[2], line_messages[2], line_bursts[2], line_high[2], line_first[2];  /* per line (A/B) */
+    /* --- A/B lines in one stream (xgw_fast_lines): each line's packets, in order ------------------ */
+    int64_t *l_offs;           /* [2 x cap_pkts]: line A's at 0, line B's at cap_pkts */
+    uint32_t *l_lens;
+    uint64_t *l_ts;
+    uint32_t l_count[2];       /* the last burst's packets per line */
+    uint32_t defer_b;          /* xgw_fast_lines: line A was taken, line B's packets need the general path */
     /* --- optional: latency histogram, flight recorder --------------------------------------- */
     struct xgw_latency_acc *latency;
     int64_t *trace;            /* [trace_cap x XGW_TRACE_COLS] ring, NULL: off */
@@ -86,6 +105,16 @@ struct xgw_fast {
 
 int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
                        const uint64_t *ts, uint32_t npkts, uint32_t line, double now, int64_t t_poll);
+/* One receiver's burst carrying both lines (line B: UDP destination port port_b, read from the header in
+ * front of each payload, as in the UMEM): line A's packets, then line B's, each through xgw_fast_burst.
+ * Returns messages delivered (in the output arrays), or XGW_FAST_DEFER without any effect. When line A
+ * was taken and delivered something, line B is only taken as a duplicate burst; otherwise defer_b is set
+ * and Python runs line B's packets (l_offs + cap_pkts, l_count[1]) through the general path after delivering. */
+int32_t xgw_fast_lines(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
+                       const uint64_t *ts, uint32_t npkts, uint32_t port_b, double now, int64_t t_poll);
+/* For an idle poll while armed: 1 when the general path would have nothing to do at `now` (no answer
+ * waiting, no held session to give up or to take over), else 0. */
+int32_t xgw_fast_idle(const struct xgw_fast *f, double now);
 void xgw_trace_burst(struct xgw_fast *f, const uint64_t *ts, uint32_t n, int64_t t_poll, int64_t t_decode,
                      int64_t t_ready, int64_t flags);
 void xgw_trace_done(struct xgw_fast *f, int64_t t_done, int64_t flags);

@@ -98,7 +98,7 @@ def run_options(fn: Callable) -> Callable:
                      help="A/B arbitration: UDP port of the redundant line B (needs --protocol)."),
         click.option("--trace-latency", "trace_latency", default=None, metavar="FILE",
                      help="Flight recorder: per-burst timestamps written to FILE (CSV) at exit, tails explained "
-                          "(needs --protocol; one queue)."),
+                          "(needs --protocol; several queues: FILE-qN.csv each)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

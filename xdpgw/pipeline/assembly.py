@@ -178,6 +178,36 @@ def metrics_server(port: int | None):
     return MetricsServer(port)
 
 
+def queue_path(path: str, queue: int | None) -> str:
+    """A per-queue output file of a worker: PATH-qN.EXT (``queue`` None: PATH itself)."""
+    if queue is None:
+        return path
+    from pathlib import Path
+
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-q{queue}{p.suffix}"))
+
+
+def start_flight_recorder(gw, run: RunOptions):
+    """The feed's fast path with its flight recorder on (``--trace-latency``), or None without the option."""
+    if not run.trace_latency:
+        return None
+    fast = getattr(gw.feed, "fast", None)
+    if fast is None:
+        raise GatewayError("--trace-latency records the decoding pipeline", "add --protocol moldudp64")
+    fast.set_trace(1 << 18)
+    return fast
+
+
+def dump_flight_recorder(fast, path: str, say: Say) -> dict:
+    """Write the recorded bursts to ``path`` and say what the tails were made of (see pipeline/flight.py)."""
+    from xdpgw.pipeline import flight
+
+    report = flight.dump(fast, path)
+    say(f"{flight.text(report)}; bursts written to {path}")
+    return report
+
+
 def pcap_taps(stack: contextlib.ExitStack, run: RunOptions, queue: int | None = None) -> list[Callable]:
     """The pcap writer's tap (none without ``run.pcap``); with ``queue``, its own file PATH-qN.pcap."""
     if not run.pcap:
@@ -186,9 +216,7 @@ def pcap_taps(stack: contextlib.ExitStack, run: RunOptions, queue: int | None = 
 
     from xdpgw.ops.pcap import PcapWriter
 
-    path = Path(run.pcap)
-    if queue is not None:
-        path = path.with_name(f"{path.stem}-q{queue}{path.suffix}")
+    path = Path(queue_path(run.pcap, queue))
     writer = stack.enter_context(PcapWriter(path, max_bytes=int(run.pcap_max_mb * 1e6), sample=run.pcap_sample))
     return [pcap_tap(writer)]
 
@@ -301,11 +329,7 @@ def run_gateway(receivers: Sequence, opts: Options, *, on_tick=None, taps: Seque
                           on_tick=on_tick, taps=taps)  # the strategy's receive stamps come with its batches
         if strategy is not None:
             strategy.attach_feed(gw.feed)  # --book: the collar's reference is the live mid
-        fast = getattr(gw.feed, "fast", None)
-        if run.trace_latency:
-            if fast is None:
-                raise GatewayError("--trace-latency records the decoding pipeline", "add --protocol moldudp64")
-            fast.set_trace(1 << 18)
+        fast = start_flight_recorder(gw, run)
     except BaseException:
         if strategy is not None:
             strategy.ctx.router.close()
@@ -321,12 +345,8 @@ def run_gateway(receivers: Sequence, opts: Options, *, on_tick=None, taps: Seque
     finally:
         if metrics is not None:
             metrics.close()
-        if run.trace_latency:
-            from xdpgw.pipeline import flight
-
-            report = flight.dump(fast, run.trace_latency)
-            summary["flight_recorder"] = report
-            say(f"{flight.text(report)}; bursts written to {run.trace_latency}")
+        if fast is not None:
+            summary["flight_recorder"] = dump_flight_recorder(fast, run.trace_latency, say)
         if strategy is not None:
             summary_orders = strategy.ctx.router.summary()
             strategy.ctx.router.close()
@@ -337,14 +357,20 @@ def run_gateway(receivers: Sequence, opts: Options, *, on_tick=None, taps: Seque
 
 def queue_consumer(prog, opts: Options, say: Say = _quiet) -> Callable:
     """What each queue's worker process runs (see xdpgw/pipeline/workers.py): tune, open its AF_XDP socket on
-    the shared program, its own pcap file (PATH-qN.pcap) and feed decoder/handlers: the one-queue Gateway."""
+    the shared program, its own pcap file (PATH-qN.pcap), flight recorder (FILE-qN.csv, written when the
+    worker ends) and feed decoder/handlers: the one-queue Gateway."""
     cpus = opts.run.cpus or (None,) * len(opts.receiver.queues)
     cpu_of = dict(zip(opts.receiver.queues, cpus, strict=True))
 
     def consumer(queue: int, stack: contextlib.ExitStack):
         tune(cpu_of[queue], opts.run, say)
         rxs = [stack.enter_context(rx) for rx in open_receivers(opts, program=prog, queue=queue)]
-        return make_gateway(rxs, opts, status=None, taps=pcap_taps(stack, opts.run, queue))
+        gw = make_gateway(rxs, opts, status=None, taps=pcap_taps(stack, opts.run, queue))
+        fast = start_flight_recorder(gw, opts.run)
+        if fast is not None:
+            stack.callback(dump_flight_recorder, fast, queue_path(opts.run.trace_latency, queue),
+                           lambda line: say(f"queue {queue}: {line}"))
+        return gw
 
     return consumer
 

@@ -117,7 +117,7 @@ class FeedHandler:
             self.arbitrating = True
         fast = self.fast
         if fast is not None:
-            if (fast.s.armed >> line) & 1:
+            if ((fast.s.armed | fast.s.dup_ok) >> line) & 1:
                 k = fast.run_batch(batch, self.clock(), line)
                 if k != DEFER:
                     return fast.out if k else None
@@ -141,7 +141,7 @@ class FeedHandler:
         """Run timers (retries, give-ups) and read retransmission answers without new traffic."""
         fast = self.fast
         if fast is not None:
-            if fast.s.armed:  # armed: no hole, no client, no line hole, so no timer to run
+            if fast.idle(self.clock()):  # armed: no hole, no line hole, no answer waiting, nothing due
                 return None
             fast.sync()
         try:

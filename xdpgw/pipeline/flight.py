@@ -69,6 +69,9 @@ def explain(tr: np.ndarray, threshold_ns: int = 100_000) -> dict:
                  "worst_us": round(float(wait[tail].max()) / 1e3, 1) if tail.any() else 0.0,
                  "by_main_part": {p: int((main == i).sum()) for i, p in enumerate(PARTS)},
                  "descheduled": int(desched.sum()), "off_cpu_us": round(float(off_cpu.sum()) / 1e3, 1),
+                 # each tail once: mostly off CPU, else its largest part (the kernel's or ours)
+                 "by_cause": {"off_cpu": int(desched.sum()), "kernel": int((~desched & (main == 0)).sum()),
+                              "ours": int((~desched & (main > 0)).sum())},
                  "part_totals_us": {p: round(float(parts[:, i].sum()) / 1e3, 1) for i, p in enumerate(PARTS)},
                  "with_flags": {"slow": int((flags & lib.XGW_TRF_SLOW).astype(bool).sum()),
                                 "gc": int((flags & lib.XGW_TRF_GC).astype(bool).sum()),

@@ -103,7 +103,7 @@ class Gateway:
             on_burst, (buf, offs, lens, ts) = fast
             fs, took = self.fast.s, self.fast.took
             one_call = (wait == 0 and hasattr(receivers[0], "recv_fast") and not self.taps
-                        and getattr(self.feed, "clock", None) is time.monotonic)
+                        and getattr(self.feed, "clock", None) is time.monotonic and self.line_b_port is None)
         perf = time.perf_counter_ns
         gc_was = gc.isenabled()
         gc.freeze()  # what start-up made is never scanned again (collected in __init__: not with traffic waiting)
@@ -166,12 +166,18 @@ class Gateway:
         # a FeedHandler's own fast path only: a wrapper (e.g. BookFeed) has work of its own per burst
         self.fast = self.feed.fast if type(self.feed) is FeedHandler else None
         rx = self.receivers[0] if len(self.receivers) == 1 else None
-        if self.fast is None or rx is None or self.line_b_port is not None or not hasattr(rx, "recv_raw"):
+        if self.fast is None or rx is None or not hasattr(rx, "recv_raw"):
             return None
+        if self.line_b_port is not None and not getattr(rx, "udp_headers", False):
+            return None  # A/B in one stream: the lines are told apart by the UDP header in front (XDP's UMEM)
         if self._acc is None:  # the fast path stamps latency into our histogram, in C
             self._acc = latency_acc(self.latency)
         self.fast.s.latency = self._acc[0]
-        return self.feed.on_burst, rx.c_arrays
+        return (self.feed.on_burst if self.line_b_port is None else self._on_lines), rx.c_arrays
+
+    def _on_lines(self, buf, offs, lens, ts, n: int, t_poll: int) -> int:
+        """The fast lane's call for a burst carrying both lines (``--line-b``): see ``xgw_fast_lines``."""
+        return self.fast.run_lines(buf, offs, lens, ts, n, self.line_b_port, self.feed.clock(), t_poll)
 
     def _fast_burst(self, rx: Receiver, n: int, k: int, t_recv: int) -> None:
         """After the fast path's answer ``k`` for a burst of ``n`` packets: deliver, or take the general path."""
@@ -182,6 +188,9 @@ class Gateway:
             t.bytes += self.fast.s.in_bytes
             if k:
                 self._deliver(self.fast.out)
+            if self.line_b_port is not None and self.fast.s.defer_b:  # line A was taken, line B goes general
+                self._line_b_general(rx, n, t_recv)
+                return
         else:  # not the common case: the general path, as any burst (its taps have seen it already)
             batch = rx.batch_of(n)
             self._consume(batch, 0, rx, tapped=True)
@@ -192,6 +201,19 @@ class Gateway:
             lib.xgw_trace_done(self.fast.s, time.perf_counter_ns(),
                                lib.XGW_TRF_GC * self._gc_ran | lib.XGW_TRF_TICK * self._ticked)
             self._gc_ran = self._ticked = False
+
+    def _line_b_general(self, rx: Receiver, n: int, t_recv: int) -> None:
+        """Line B's packets of a burst whose line A took the fast path, through the general path (as
+        ``_consume`` would have taken them, after line A's)."""
+        t = self.totals
+        part = self.fast.line_b_batch(rx.batch_of(n).buf)
+        t.fast_packets -= part.count
+        t.bytes += int(part.lengths.sum())
+        item = self.feed.on_batch(part, 1)
+        self.latency.record_since(time.clock_gettime_ns(time.CLOCK_MONOTONIC), part.ts_ns)
+        self._deliver(item)
+        if self.fast.trace is not None:
+            self._trace_slow(part, t_recv)
 
     def _trace_slow(self, batch: Batch, t_recv: int) -> None:
         """A flight-recorder entry for a burst the general path took (handlers included)."""

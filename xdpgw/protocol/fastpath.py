@@ -1,8 +1,12 @@
 """The in-order fast path: one C call per burst (``xdpgw/_native/fastpath.c``) for the common case of a feed.
 
 A :class:`~xdpgw.pipeline.feed.FeedHandler` *arms* its :class:`FastPath` whenever the sequencer's state makes an
-in-order burst trivial (a confirmed session, nothing missing, buffered, parked or held for another session; no
-retransmission client; with A/B lines, for a line at the front of the merged stream). While armed, a burst whose packets all belong to that session and
+in-order burst trivial (a confirmed session, nothing missing, buffered, parked or waiting to be requested;
+with A/B lines, for a line at the front of the merged stream). A retransmission client is allowed (a burst
+is taken only while no answer waits on its socket), and so are other sessions held while they prove
+themselves (until the first of them is due to be given up). With A/B lines, a line behind the front whose
+burst continues its own stream and ends at or before the front (line B's copies of what line A delivered)
+is counted as duplicates in C too. While armed, a burst whose packets all belong to that session and
 continue it exactly, framed exactly, with only valid ITCH messages (heartbeats allowed), is split,
 checked, filtered by the subscription (locates learnt from ``R`` in place), copied into preallocated
 per-type arrays, counted and latency-stamped in C; Python gets the number of delivered messages and a
@@ -105,6 +109,8 @@ class FastPath:
         self.p_count, self.p_nmsg = _array(max_packets, np.uint16), _array(max_packets, np.uint32)
         self.p_err, self.p_ts = _array(max_packets, np.uint8), _array(max_packets, np.uint64)
         self.types = _array(4 * 256, np.int64)
+        self.l_offs, self.l_lens = _array(2 * max_packets, np.int64), _array(2 * max_packets, np.uint32)
+        self.l_ts = _array(2 * max_packets, np.uint64)
         self._sizes, self._stock = itch.SIZE_TABLE, _STOCK_OFF
         sub = feed.subscription
         self._symbols = np.ascontiguousarray(sub.symbols)
@@ -123,8 +129,11 @@ class FastPath:
                 ("p_nmsg", "uint32_t *", self.p_nmsg), ("p_ts", "uint64_t *", self.p_ts),
                 ("types", "int64_t *", self.types), ("sizes", "uint8_t *", self._sizes),
                 ("stock_off", "uint8_t *", self._stock), ("wanted", "uint8_t *", sub.wanted.view(np.uint8)),
-                ("names", "uint8_t *", sub.names), ("type_counts", "int64_t *", feed._type_counts)):
+                ("names", "uint8_t *", sub.names), ("type_counts", "int64_t *", feed._type_counts),
+                ("l_offs", "int64_t *", self.l_offs), ("l_lens", "uint32_t *", self.l_lens),
+                ("l_ts", "uint64_t *", self.l_ts)):
             ptr(name, ctype, arr)
+        s.client_fd = -1
         if len(self._symbols):
             ptr("symbols", "uint8_t *", self._symbols)
         s.nsymbols = len(self._symbols)
@@ -153,14 +162,40 @@ class FastPath:
             self.sync()
         return k
 
+    def run_lines(self, buf: Any, offs: Any, lens: Any, ts: Any, n: int, port_b: int, now: float,
+                  t_poll: int = 0) -> int:
+        """One burst carrying both lines (line B: UDP port ``port_b``): delivered messages, or ``DEFER``;
+        with ``deferred_b()`` true, line B's packets still need the general path (``line_b_batch``)."""
+        k = self.took(lib.xgw_fast_lines(self.s, buf, offs, lens, ts, n, port_b, now, t_poll))
+        if self.s.l_count[1]:
+            self.feed.arbitrating = True  # as on_batch(…, line=1) notes it
+        return k
+
+    def line_b_batch(self, buf: np.ndarray) -> Any:
+        """Line B's packets of the last ``run_lines`` burst, as a ``Batch`` over ``buf`` (the general path's)."""
+        from xdpgw.batch import Batch
+
+        cap, nb = int(self.s.cap_pkts), int(self.s.l_count[1])
+        return Batch(buf, self.l_offs[cap : cap + nb], self.l_lens[cap : cap + nb], self.l_ts[cap : cap + nb])
+
+    def idle(self, now: float) -> bool:
+        """Armed, and an idle poll of the general path would do nothing now (see ``xgw_fast_idle``)."""
+        return bool(lib.xgw_fast_idle(self.s, now))
+
     def run_batch(self, batch: Any, now: float, line: int = 0) -> int:
         """One ``Batch`` (makes C pointers: for callers without a receiver's fixed arrays)."""
         n = batch.count
         offs = np.ascontiguousarray(batch.offsets[:n], np.int64)
         lens = np.ascontiguousarray(batch.lengths[:n], np.uint32)
         ts = np.ascontiguousarray(batch.ts_ns[:n], np.uint64)
-        return self.run(ffi.from_buffer("uint8_t[]", batch.buf), ffi.from_buffer("int64_t[]", offs),
-                        ffi.from_buffer("uint32_t[]", lens), ffi.from_buffer("uint64_t[]", ts), n, now, 0, line)
+        s = self.s
+        latency, trace = s.latency, s.trace  # whoever hands over a Batch stamps and traces it (Gateway._consume)
+        s.latency, s.trace = ffi.NULL, ffi.NULL
+        try:
+            return self.run(ffi.from_buffer("uint8_t[]", batch.buf), ffi.from_buffer("int64_t[]", offs),
+                            ffi.from_buffer("uint32_t[]", lens), ffi.from_buffer("uint64_t[]", ts), n, now, 0, line)
+        finally:
+            s.latency, s.trace = latency, trace
 
     @property
     def armed(self) -> bool:
@@ -170,54 +205,65 @@ class FastPath:
         """Arm when the feed handler's state makes an in-order burst trivial (see the module docstring)."""
         feed, s = self.feed, self.s
         q, sub = feed.sequencer, feed.subscription
-        ok = (self.enabled and feed.client is None and q.shortcuts
+        ok = (self.enabled and q.shortcuts
               and q.session is not None and q.next is not None and q.high == q.next and not q.ended
-              and not len(q.hole_table) and not len(q.backlog) and not q.parked and not q.candidates
+              and not len(q.hole_table) and not len(q.backlog) and not q.parked and not q.actions
+              and (not q.candidates or q.session_timeout > 0)
               and sub.session == q.session and q.next < 1 << 62)
-        lines = 1
+        lines, known = 1, 0
         if ok and not feed.single_line:  # A/B: the lines at the front of the merged stream, no line hole open
             arb = feed.arbiter.lines
             if len(arb) > 2 or any(len(ln.open) for ln in arb):
                 lines = 0
             else:
                 lines = sum(1 << i for i, ln in enumerate(arb) if ln.session == q.session and ln.high == q.next)
-        if ok and lines:
+                known = sum(1 << i for i, ln in enumerate(arb) if ln.session == q.session and ln.high is not None)
+                for i, ln in enumerate(arb):
+                    s.line_high[i] = ln.high if known >> i & 1 else 0
+        if ok and (lines or known):
             ffi.memmove(s.session, q.session, 10)
-            s.next = q.next
-        s.armed = lines if ok else 0
+            s.next, s.sure, s.last_heard = q.next, q.sure, q.last_heard if q.last_heard is not None else 0.0
+            s.dup_floor = int(q.given_up.col("end")[-1]) if len(q.given_up) else 0
+            s.client_fd = feed.client.fileno() if feed.client is not None else -1
+            held = q.candidates.values()  # other sessions proving themselves: the first give-up is due at
+            s.expires = min(c.last for c in held) + q.session_timeout if held else 0.0
+            s.proven, s.session_timeout = any(c.chain >= 2 for c in held), q.session_timeout
+        s.armed, s.dup_ok = (lines, known) if ok else (0, 0)
         return bool(s.armed)
 
     def sync(self) -> None:
         """Disarm and hand the C state and pending counters back to the sequencer and feed handler."""
         s = self.s
-        s.armed = 0
+        s.armed = s.dup_ok = 0
         if not s.bursts:
             return
         q, c = self.feed.sequencer, self.feed.sequencer.counters
-        q.next = q.high = q.sure = int(s.next)
+        q.next = q.high = int(s.next)
+        q.sure = int(s.sure)
         q.last_heard = s.last_heard
-        c["received"] += s.delivered  # an in-order burst: every message taken in is delivered
+        c["received"] += s.delivered + s.duplicates  # in order: delivered; behind the front: duplicates
         c["delivered"] += s.delivered
+        c["duplicates"] += s.duplicates
         c["heartbeats"] += s.heartbeats
         self.feed.delivered += s.kept
         self.feed.filtered += s.delivered - s.kept
-        s.delivered = s.heartbeats = s.kept = s.bursts = 0
+        s.delivered = s.heartbeats = s.kept = s.bursts = s.duplicates = 0
         if not self.feed.single_line:
             for i, ln in enumerate(self.feed.arbiter.lines[:2]):
                 if s.line_bursts[i]:
                     ln.high = int(s.line_high[i])
                     ln.c["packets"] += s.line_packets[i]
                     ln.c["messages"] += s.line_messages[i]
-                    ln.c["first"] += s.line_messages[i]
+                    ln.c["first"] += s.line_first[i]
         for i in (0, 1):
-            s.line_bursts[i] = s.line_packets[i] = s.line_messages[i] = 0
+            s.line_bursts[i] = s.line_packets[i] = s.line_messages[i] = s.line_first[i] = 0
 
     def flush(self) -> None:
         """Hand pending counters back without disarming (for readers of stats)."""
         if self.s.bursts:
-            armed = self.s.armed
+            armed, dup_ok = self.s.armed, self.s.dup_ok
             self.sync()
-            self.s.armed = armed
+            self.s.armed, self.s.dup_ok = armed, dup_ok
 
     # --- latency and flight recorder ------------------------------------------------------------------
     def set_trace(self, entries: int) -> np.ndarray:

@@ -168,7 +168,7 @@ class Sequencer:
             self.last_input = dec
             if self.candidates:  # a session change may be due now (ours ended), or others given up
                 out: list[Piece] = [(dec, None)]
-                self._decide(now, out)
+                self._expire(now, out)  # as the general path ends: a session taken over may open a hole to request
                 return self._finish(out)
             self.counters["delivered"] += len(dec)
             return dec if len(dec) else _NOTHING

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xdpgw.errors import GatewayError
+from xdpgw.pipeline import flight
 from xdpgw.pipeline.histogram import LatencyHistogram
 from xdpgw.pipeline.options import DEFAULTS, Options
 from xdpgw.tools.lab import Lab, in_netns
@@ -74,12 +75,13 @@ def blaster_main(iface: str, dst_ip: str, cpu: int, msgs: dict[str, int]) -> Non
 
     blasters = {size: Blaster(iface, dst_ip, PORT, msgs_per_packet=n, session=f"BENCH{size}"[:10])
                 for size, n in msgs.items()}
-    for b in blasters.values():
-        b.anchor()
     print(json.dumps({"ready": {s: len(b.frame) for s, b in blasters.items()}}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
         b = blasters[cmd["size"]]
+        for other in blasters.values():  # one anchor per namespace (loopback takes one program): the
+            if other is not b:           # blaster about to run holds it, else its paced runs of more
+                other.release_anchor()   # than one frame pay ~24 ms each and come out in 24 ms bursts
         if cmd["op"] == "full":
             rep = b.run(1 << 62, chunk=1 << 16, duration=cmd["seconds"], cpu=cpu)
         elif cmd["op"] == "paced":
@@ -450,17 +452,29 @@ def latency_phase(what: str, rx, gen: BlasterProcess, size: str, pps: float, sec
         fold_latency(acc, h)
         report = gen.reply(timeout=30)
         res = {"offered": report["packets"], "received": int(got), "rx_latency": h, "delivered": 0,
-               "fast_path_packets": 0}
+               "fast_path_packets": 0, "gen": report}
     else:
         feed = None
         if what == "decoding":  # decoding, sequencing and a subscription (by locate: every message kept)
             feed = FeedHandler(lines=1, symbols=["AAPL", "MSFT"], locates=range(1 << 16))
+            feed.fast.set_trace(1 << 17)  # the flight recorder: every tail over 100 µs gets its cause
         handler = _Handler()
         res = run_phase(rx, feed, gen, cmd, probe=False, handlers=(handler,))
         res["delivered"] = handler.items
+        if feed is not None:
+            res["tails"] = tail_causes(flight.explain(flight.entries(feed.fast)))
     return {"pipeline": what, "size": size, "pps": pps, "offered": res["offered"], "received": res["received"],
             "delivered": res["delivered"], "fast_path_packets": res["fast_path_packets"],
-            "latency_ns": _lat(res["rx_latency"]), "_hist": res["rx_latency"]}
+            "generator_anchored": res["gen"].get("anchored"),  # False: it sent 24 ms bursts, not a pace
+            "tails": res.get("tails"), "latency_ns": _lat(res["rx_latency"]), "_hist": res["rx_latency"]}
+
+
+def tail_causes(report: dict) -> dict:
+    """A flight-recorder report (``flight.explain``) as counts of bursts over 100 µs by cause: the
+    consumer off its CPU (another process ran), else the largest part: the kernel's or ours."""
+    by = report.get("by_cause", {})
+    return {"bursts": report.get("bursts", 0), "over_100us": report.get("tails", 0), "off_cpu": by.get("off_cpu", 0),
+            "kernel": by.get("kernel", 0), "ours": by.get("ours", 0), "worst_us": report.get("worst_us", 0.0)}
 
 
 def run_latency_bench(seconds: float = 1.0, rows=LAT_ROWS, rates=LAT_RATES, say=lambda *a: None) -> dict:
@@ -491,7 +505,7 @@ def format_latency_table(res: dict) -> str:
         return f"{v / 1e3:.1f}"
 
     head = (f"{'pipeline':12} {'transport':9} {'msgs':>4} {'kpps':>5} {'recv':>7} {'fast%':>5} | {'p50 µs':>7} {'p90':>6} "
-            f"{'p99':>6} {'p99.9':>7} {'max':>8} | {'p50 x ref':>9} {'p99 x ref':>9}")
+            f"{'p99':>6} {'p99.9':>7} {'max':>8} | {'p50 x ref':>9} {'p99 x ref':>9} | tails>100µs off-CPU/kernel/ours")
     load = res["load_1min"]
     out = [f"xdpgw bench --latency: kernel {res['kernel']}, consumer CPU {res['cpus']['consumer']}, generator CPU "
            f"{res['cpus']['generator']}, {res['seconds']:g} s per row, load (1 min) {load[0]:.2f} → {load[1]:.2f}; "
@@ -501,7 +515,8 @@ def format_latency_table(res: dict) -> str:
         fast = 100.0 * r["fast_path_packets"] / r["received"] if r["received"] else 0.0
         out.append(f"{r['pipeline']:12} {r['transport']:9} {r['size']:>4} {r['pps'] / 1e3:>5g} {r['received']:>7} {fast:>5.1f} | "
                    f"{us(lat['p50']):>7} {us(lat['p90']):>6} {us(lat['p99']):>6} {us(lat['p999']):>7} "
-                   f"{us(lat['max']):>8} | {r['p50_x_ref'] or 0:>9.2f} {r['p99_x_ref'] or 0:>9.2f}")
+                   f"{us(lat['max']):>8} | {r['p50_x_ref'] or 0:>9.2f} {r['p99_x_ref'] or 0:>9.2f}"
+                   + (f" | {t['over_100us']}: {t['off_cpu']}/{t['kernel']}/{t['ours']}" if (t := r.get("tails")) else ""))
     return "\n".join(out)
 
 

@@ -134,6 +134,13 @@ class Blaster:
             self._anchor_fd = fd
         return True
 
+    def release_anchor(self) -> None:
+        """Give the loopback anchor up (another blaster in this namespace may take it: one program per
+        interface, so of several blasters only one is anchored at a time)."""
+        if self._anchor_fd is not None:
+            fd, self._anchor_fd = self._anchor_fd, None
+            os.close(fd)
+
     def run(self, packets: int, chunk: int = 1 << 20, duration: float | None = None,
             cpu: int | None = None) -> dict:
         """Send ``packets`` frames (fewer if ``duration`` s pass or Ctrl-C) at full speed, in BPF_PROG_RUN
@@ -172,7 +179,7 @@ class Blaster:
 
         if pps <= 0 or seconds <= 0:
             raise GatewayError(f"bad pacing {pps} pps for {seconds} s", "give a positive rate and duration")
-        self.anchor()
+        anchored = self.anchor()
         frame = ffi.from_buffer("uint8_t[]", self.frame)
         sent = ffi.new("uint64_t *")
         total = max(1, round(pps * seconds))
@@ -197,6 +204,7 @@ class Blaster:
             elapsed = time.perf_counter() - t0
         report = self._report(first_seq, frames0, dropped0, elapsed, interrupted, cpu)
         report["target_pps"] = pps
+        report["anchored"] = anchored  # False: runs of several frames each paid a dispatcher update
         return report
 
     def _start(self) -> tuple[int, int, int]:
@@ -220,9 +228,7 @@ class Blaster:
         }
 
     def close(self) -> None:
-        if self._anchor_fd is not None:
-            fd, self._anchor_fd = self._anchor_fd, None
-            os.close(fd)
+        self.release_anchor()
         if self._bpf is not None:
             bpf, self._bpf = self._bpf, None
             bpf.cleanup()

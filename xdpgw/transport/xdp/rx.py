@@ -56,6 +56,8 @@ class XdpReceiver:
 
     transport = "xdp"
 
+    udp_headers = True  # each payload's UDP header lies in front of it in the UMEM (A/B lines by port)
+
     def __init__(
         self,
         iface: str,

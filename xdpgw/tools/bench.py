@@ -82,6 +82,7 @@ def blaster_main(iface: str, dst_ip: str, cpu: int, msgs: dict[str, int]) -> Non
         for other in blasters.values():  # one anchor per namespace (loopback takes one program): the
             if other is not b:           # blaster about to run holds it, else its paced runs of more
                 other.release_anchor()   # than one frame pay ~24 ms each and come out in 24 ms bursts
+        b.anchor()  # full-speed runs too (each BPF_PROG_RUN call of an unanchored program pays that update)
         if cmd["op"] == "full":
             rep = b.run(1 << 62, chunk=1 << 16, duration=cmd["seconds"], cpu=cpu)
         elif cmd["op"] == "paced":

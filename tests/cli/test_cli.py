@@ -60,12 +60,9 @@ def test_kill_9_leaves_the_feed_flowing_to_the_kernel_and_restart_reattaches(lab
         assert prog is not None and prog.name == "xdpgw_rx"
         os.kill(gw.pid, signal.SIGKILL)
         gw.proc.wait(20)
-        s = kernel_udp_socket(lab, 9001)
-        try:
+        with kernel_udp_socket(lab, 9001) as s:
             send_frames(lab, feed_frames(lab, [b"after-crash-%d" % i for i in range(100)]))
             assert drain_socket(s, 100) == [b"after-crash-%d" % i for i in range(100)], "feed black-holed"
-        finally:
-            s.close()
         st = json.loads(run_xdpgw(lab.rx_ns, "status", lab.rx_if, "--json").stdout)
         assert st["attached"] and st["ours"] and not st["consumer"]["consumer_alive"]
         assert st["bpf_counters"]["no_socket"] == 100

@@ -191,8 +191,7 @@ def test_btf_member_offsets():
 def test_a_thread_exiting_is_no_death(lab):
     from xdpgw.transport.xdp.rx import XdpReceiver
 
-    ksock = kernel_udp_socket(lab, 9001)
-    try:
+    with kernel_udp_socket(lab, 9001) as ksock:
         with in_netns(lab.rx_ns):
             rx = XdpReceiver(lab.rx_if, 0, [9001], mode="drv")
         with rx:
@@ -210,8 +209,6 @@ def test_a_thread_exiting_is_no_death(lab):
             assert got == sent
             assert rx.program.dead_queues() == [] and c["consumer_gone"] == 0 and c["redirected"] == len(sent), c
         assert drain_socket(ksock, 1, timeout=0.3) == []
-    finally:
-        ksock.close()
 
 
 CONSUMER_IN_PIDNS = """

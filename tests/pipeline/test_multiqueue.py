@@ -94,31 +94,24 @@ def test_sigterm_reports_detaches_and_gives_the_feed_back_to_the_kernel(lab4):
     summary = json.loads(out)  # reported on SIGTERM too
     assert summary["packets"] == 7 and {q: s["packets"] for q, s in summary["queues"].items()} == {"0": 3, "1": 4}
     assert attached(lab4) is None
-    s = kernel_udp_socket(lab4, 9001)
-    try:
+    with kernel_udp_socket(lab4, 9001) as s:
         sent = send_to_queues(lab4, {q: 5 for q in range(4)}, tag=b"k")
         assert sorted(drain_socket(s, 20)) == sorted(p for ps in sent.values() for p in ps)
-    finally:
-        s.close()
 
 
 @pytest.mark.xdp
 def test_kill_9_of_the_parent_takes_its_workers_down(lab4):
-    s = kernel_udp_socket(lab4, 9001)
-    try:
-        with attach(lab4, "--queue", "0-3", "--mode", "drv", queues=4) as gw:
-            pids = worker_pids(lab4)
-            gw.proc.kill()  # the parent only
-            gw.proc.wait(timeout=20)
-            assert wait_gone(pids.values(), timeout=5) == [], "workers outlived their parent (PR_SET_PDEATHSIG)"
-            prog = attached(lab4)
-            assert prog is not None and prog.name == "xdpgw_rx"  # nobody detached it ...
-            sent = send_to_queues(lab4, {q: 5 for q in range(4)})
-            got = drain_socket(s, 20)
-            assert sorted(got) == sorted(p for ps in sent.values() for p in ps), "feed black-holed"  # ... no sockets
-            assert run_xdpgw(lab4.rx_ns, "detach", lab4.rx_if).returncode == 0  # the killed parent could not
-    finally:
-        s.close()
+    with kernel_udp_socket(lab4, 9001) as s, attach(lab4, "--queue", "0-3", "--mode", "drv", queues=4) as gw:
+        pids = worker_pids(lab4)
+        gw.proc.kill()  # the parent only
+        gw.proc.wait(timeout=20)
+        assert wait_gone(pids.values(), timeout=5) == [], "workers outlived their parent (PR_SET_PDEATHSIG)"
+        prog = attached(lab4)
+        assert prog is not None and prog.name == "xdpgw_rx"  # nobody detached it ...
+        sent = send_to_queues(lab4, {q: 5 for q in range(4)})
+        got = drain_socket(s, 20)
+        assert sorted(got) == sorted(p for ps in sent.values() for p in ps), "feed black-holed"  # ... no sockets
+        assert run_xdpgw(lab4.rx_ns, "detach", lab4.rx_if).returncode == 0  # the killed parent could not
     assert attached(lab4) is None
 
 

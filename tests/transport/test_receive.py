@@ -116,19 +116,15 @@ def test_after_close_the_feed_goes_back_to_the_kernel(lab):
         send_frames(lab, feed_frames(lab, [b"bypass"]))
         assert collect(rx, 1, timeout=2)[0] == [b"bypass"]
     assert attached(lab) is None
-    s = kernel_udp_socket(lab, 9001)
-    try:
+    with kernel_udp_socket(lab, 9001) as s:
         send_frames(lab, feed_frames(lab, [b"kernel-%d" % i for i in range(20)]))
         assert drain_socket(s, 20) == [b"kernel-%d" % i for i in range(20)]
-    finally:
-        s.close()
 
 
 @pytest.mark.xdp
 def test_queue_with_no_socket_falls_back_to_pass(lab2):
     """Both queues get traffic; only queue 1 has a socket: queue 0's feed packets reach the kernel."""
-    s = kernel_udp_socket(lab2, 9001)
-    try:
+    with kernel_udp_socket(lab2, 9001) as s:
         with in_netns(lab2.rx_ns):
             from xdpgw.transport.xdp.rx import XdpReceiver
 
@@ -148,5 +144,3 @@ def test_queue_with_no_socket_falls_back_to_pass(lab2):
         assert len(bypassed) == counters[1]["redirected"] == st["packets"]
         assert counters[0]["no_socket"] == len(kernel)
         assert bypassed and kernel, f"expected both queues used: {counters}"
-    finally:
-        s.close()

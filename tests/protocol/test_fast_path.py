@@ -507,7 +507,7 @@ class _TwoLines(ReplayReceiver):
     PORTS = (9001, 9002)
 
     def __init__(self, bursts: list[list[tuple[int, bytes]]]) -> None:
-        from xdpgw._xsk import ffi
+        from xdpgw._native._xsk import ffi
 
         self.bursts, self.k = bursts, 0
         self.buf = np.zeros(1 << 16, np.uint8)

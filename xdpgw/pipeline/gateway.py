@@ -111,7 +111,7 @@ class Gateway:
         try:
             while not self._stop:
                 idle = True
-                for line, rx in enumerate(receivers):
+                for rx in receivers:
                     t_recv = perf()
                     if fast is not None:
                         m = burst if count is None else min(burst, count - t.packets)
@@ -133,7 +133,7 @@ class Gateway:
                         idle = False
                         if count is not None and t.packets + batch.count > count:
                             batch = batch.slice(0, count - t.packets)
-                        self._consume(batch, line, rx)
+                        self._consume(batch, rx)
                         if trace:
                             self._trace_slow(batch, t_recv)
                         t.busy_ns += perf() - t_recv
@@ -193,7 +193,7 @@ class Gateway:
                 return
         else:  # not the common case: the general path, as any burst (its taps have seen it already)
             batch = rx.batch_of(n)
-            self._consume(batch, 0, rx, tapped=True)
+            self._consume(batch, rx, tapped=True)
             if self.fast.trace is not None:
                 self._trace_slow(batch, t_recv)
                 return
@@ -228,9 +228,9 @@ class Gateway:
         for tap in self.taps:
             tap(batch, rx)
 
-    def _consume(self, batch: Batch, _line: int, rx: Receiver, tapped: bool = False) -> None:
+    def _consume(self, batch: Batch, rx: Receiver, tapped: bool = False) -> None:
         """Count, tap and decode a burst. A/B lines come from the packets' ports (``split_lines``), never from
-        which receiver got them (``_line``, the receiver's index, is no longer used)."""
+        which receiver got them."""
         t = self.totals
         n = batch.count
         t.packets += n

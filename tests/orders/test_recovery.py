@@ -31,6 +31,7 @@ from xdpgw.orders.ouch.connector import OuchConnector
 from xdpgw.orders.ouch.simulator import Exchange, VenueServer
 from xdpgw.orders.recovery import NEVER_REACHED
 from xdpgw.orders.router import Router, stats_for_metrics
+from xdpgw.orders.venue import SessionEvent
 
 S = State
 
@@ -193,6 +194,27 @@ def test_under_the_kill_switch_a_lost_order_is_cancelled_here_not_sent(sim, tmp_
         router.close()
     recs, _ = journal_view(tmp_path / "j")
     assert recs["N1"].state is S.CANCELLED  # journaled: a restart does not send it either
+
+
+def test_a_resting_order_is_not_settled_until_the_venue_has_replayed_what_we_missed():
+    """A re-run whose orders all rest is not done at its login: the fills a killed run missed are in
+    the venue's replay, and ``settled`` waits for the end of it."""
+    class Reconciling(FakeConnector):
+        def forget(self, cl_ord_id: str) -> bool:
+            return True
+
+    c = Reconciling()
+    router = Router([c])
+    router.submit(Order("A1", "AAPL", Side.BUY, 100, 1_0000))
+    router.poll(0)
+    assert router.settled()  # resting, no login seen: nothing to wait for
+    c.events.append(SessionEvent("connected", "login", c.now()))
+    router.poll(0)
+    assert not router.settled() and router.recovery.awaiting_replay
+    c.fill("A1", 100, 1_0000, "E1")  # the replay
+    c.events.append(SessionEvent("replayed", "heartbeat", c.now()))
+    router.poll(0)
+    assert router.settled() and router.blotter["A1"].state is S.FILLED
 
 
 # --- real processes: kill -9 of `xdpgw route`, against our simulator ------------------------------------

@@ -166,6 +166,7 @@ def route(venues, orders_file, journal, config_file, as_json, max_qty, max_notio
     old_usr1 = signal.getsignal(signal.SIGUSR1)
     t0 = time.monotonic()
     timed_out = False
+    unreplayed: list[str] = []
     skipped = 0
     try:
         router.install_signal(signal.SIGUSR1)
@@ -195,6 +196,7 @@ def route(venues, orders_file, journal, config_file, as_json, max_qty, max_notio
                 break
             if now >= deadline:
                 timed_out = True
+                unreplayed = sorted(router.recovery.candidates)
                 break
         end_hold = time.monotonic() + hold
         while time.monotonic() < end_hold and not (router.risk.killed and not router.open_orders()):
@@ -219,8 +221,13 @@ def route(venues, orders_file, journal, config_file, as_json, max_qty, max_notio
     if timed_out:
         waiting = summary["open"] - summary["states"].get("acknowledged", 0) - summary["states"].get(
             "partially_filled", 0)
-        click.echo(f"xdpgw route: {waiting} orders still wait for the venue after {timeout} s: "
-                   "check the venue, or raise --timeout (a re-run with the same --journal resumes)", err=True)
+        if waiting:
+            click.echo(f"xdpgw route: {waiting} orders still wait for the venue after {timeout} s: "
+                       "check the venue, or raise --timeout (a re-run with the same --journal resumes)", err=True)
+        if unreplayed:
+            click.echo(f"xdpgw route: {', '.join(unreplayed)} never finished replaying what we missed within "
+                       f"{timeout} s (no server heartbeat after the login): the journal may lack fills; check the "
+                       "venue, or raise --timeout and re-run with the same --journal", err=True)
         sys.exit(1)
 
 
@@ -266,7 +273,7 @@ def _settled_but_unconfirmed(router) -> bool:
     def excused(r) -> bool:
         return r.resumed and r.state is State.SENT and not hasattr(router.connectors.get(r.venue), "forget")
 
-    return not router.throttle.queued and all(
+    return not router.throttle.queued and not router.recovery.awaiting_replay and all(
         r.state.final or r.state in (State.ACKNOWLEDGED, State.PARTIALLY_FILLED) or excused(r)
         for r in router.blotter.orders.values())
 

@@ -53,14 +53,18 @@ class Recovery:
         self.counts: Counter[str] = Counter()  # resent_orders, resent_cancels, resent_replaces, settled_here
 
     def on_session(self, venue: str, ev: SessionEvent) -> None:
-        if ev.kind == "connected":
+        if ev.kind == "connected" and hasattr(self.router.connectors.get(venue), "forget"):
             self.candidates[venue] = self._unanswered(venue, ev.ts_ns)
         elif ev.kind == "replayed":
             self.settle(venue, self.candidates.pop(venue, None))
 
+    @property
+    def awaiting_replay(self) -> bool:
+        """A venue that can reconcile has logged in but not yet replayed what we missed: fills
+        and cancels a killed run never saw may still be on their way."""
+        return bool(self.candidates)
+
     def _unanswered(self, venue: str, login_ns: int) -> dict[str, State]:
-        if not hasattr(self.router.connectors.get(venue), "forget"):
-            return {}
         return {i: r.state for i, r in self.router.blotter.orders.items()
                 if r.venue == venue and r.state in (S.SENT, S.CANCEL_PENDING, S.REPLACE_PENDING)
                 and not r.replaces and (r.resumed or r.send_ns < login_ns)}

@@ -761,8 +761,9 @@ class Router:
 
     def settled(self) -> bool:
         """Nothing waits for a venue's answer: every order is final or resting (acknowledged and
-        not pending a cancel/replace), and nothing is queued by the throttle."""
-        if self.throttle.queued:
+        not pending a cancel/replace), nothing is queued by the throttle, and every venue that
+        logged in has replayed what we missed (a killed run's fills may be in that replay)."""
+        if self.throttle.queued or self.recovery.awaiting_replay:
             return False
         return all(r.state.final or r.state in (S.ACKNOWLEDGED, S.PARTIALLY_FILLED)
                    for r in self.blotter.orders.values())

@@ -89,8 +89,9 @@ class FakeConnector:
         self._connected = False
         self.events.append(SessionEvent("disconnected", "test", self.now()))
 
-    def poll(self, timeout: float = 0.0) -> list[Event]:
-        out, self.events = self.events, []
+    def poll(self, timeout: float = 0.0, max_events: int = 0) -> list[Event]:
+        n = max_events if max_events > 0 else len(self.events)
+        out, self.events = self.events[:n], self.events[n:]
         return out
 
     def stats(self) -> dict[str, int]:

@@ -120,3 +120,60 @@ def test_split_lines_passes_a_one_line_burst_whole_and_cuts_a_mixed_one_in_order
     parts = split_lines(mixed.slice(0, 3), B)  # up to count only
     assert [(line, part.payloads(), part.dports.tolist()) for line, part in parts] == [
         (0, [b"a1", b"a2"], [A, A]), (1, [b"b1"], [B])]
+
+
+def test_handlers_idle_runs_only_when_a_poll_found_nothing_and_its_errors_are_counted():
+    """A handler's ``idle()`` (the strategy's venue I/O) runs after empty polls, never between a burst
+    and its delivery; an exception in it is counted as a handler's, and the loop goes on."""
+    rx = FakeReceiver([[pkt(1)], [], [pkt(2), pkt(3)], [], [], [pkt(4)]])
+    seen: list[str] = []
+
+    class Handler:
+        def __call__(self, dec) -> None:
+            seen.extend(f"d{int(s)}" for s in dec.seq)
+
+        def idle(self) -> None:
+            seen.append("idle")
+            if seen.count("idle") == 1:
+                raise RuntimeError("venue gone")
+            if "d4" in seen:
+                gw.stop()
+
+    gw = Gateway([rx], [Handler()], feed=FeedHandler(lines=1), status=None)
+    summary = gw.run(duration=60)
+    assert [x for x in seen if x != "idle"] == ["d1", "d2", "d3", "d4"] and seen[-1] == "idle"
+    i = seen.index("d2")
+    assert seen[i + 1] == "d3" and seen.count("idle") >= 3  # a burst's delivery is never cut by idle
+    assert summary["handler_errors"] == 1 and summary["last_handler_error"] == "RuntimeError: venue gone"
+
+
+def test_idle_gc_freezes_what_survives_a_young_collection_and_a_full_one_frees_late_cycles():
+    """Collections in the loop never cost more than the young generation: its survivors are frozen;
+    a cycle that dies after that waits for the full collection of a quiet feed."""
+    import gc
+    import weakref
+
+    from xdpgw.pipeline.gateway import idle_gc
+
+    class Node:
+        pass
+
+    was = gc.isenabled()
+    gc.disable()
+    frozen0 = gc.get_freeze_count()
+    try:
+        cycle = Node()
+        cycle.me = cycle
+        dead = weakref.ref(cycle)
+        keep = [Node() for _ in range(gc.get_threshold()[0])]  # enough for a young collection
+        assert idle_gc() and gc.get_freeze_count() >= frozen0 + len(keep) + 1
+        assert not idle_gc()  # nothing new: no collection
+        del cycle
+        for _ in range(gc.get_threshold()[0]):
+            keep.append(Node())
+        assert idle_gc() and dead() is not None  # frozen: a young collection does not see it
+        assert idle_gc(full=True) and dead() is None
+    finally:
+        gc.unfreeze()
+        if was:
+            gc.enable()

@@ -102,7 +102,8 @@ def _lo_xdp_prog(ns: str) -> int:
 
 @pytest.mark.xdp
 def test_paced_blast_is_gap_free_and_its_anchor_leaves_loopback_working_and_clean(make_lab):
-    """Paced runs of a few frames (the bench's latency and burst phases) keep the stream exact; the
+    """Paced runs of a few frames (the bench's latency and burst phases) keep the stream exact (a slow one
+    sleeps between frames instead of spinning); the
     dispatcher anchor sits on the tx namespace's loopback only while the blaster lives, passing lo traffic."""
     import socket
 
@@ -127,7 +128,10 @@ def test_paced_blast_is_gap_free_and_its_anchor_leaves_loopback_working_and_clea
             b.settimeout(2)
             a.sendto(b"lo still works", b.getsockname())
             assert b.recv(100) == b"lo still works"  # the anchored program passes loopback traffic
-        reports = [bl.run_paced(20_000, 0.2, cpu=cpus[-1]), bl.run_paced(200_000, 0.05, cpu=cpus[-1])]
+        cpu0 = time.thread_time()
+        slow = bl.run_paced(2_000, 0.2, cpu=cpus[-1])  # 500 µs apart: it sleeps in between, the CPU is free
+        slow_cpu = time.thread_time() - cpu0
+        reports = [slow, bl.run_paced(20_000, 0.2, cpu=cpus[-1]), bl.run_paced(200_000, 0.05, cpu=cpus[-1])]
         seqs = []
         deadline = time.monotonic() + 5
         want = sum(r["packets"] for r in reports)
@@ -136,7 +140,8 @@ def test_paced_blast_is_gap_free_and_its_anchor_leaves_loopback_working_and_clea
             o = b_.offsets[: b_.count]
             seqs.append(b_.buf[(o + 10)[:, None] + np.arange(8)].view(">u8").ravel().copy())
     assert _lo_xdp_prog(lab.tx_ns) == 0, "the anchor outlived the blaster"
-    assert [r["packets"] for r in reports] == [4000, 10000]
+    assert [r["packets"] for r in reports] == [400, 4000, 10000]
+    assert slow_cpu < 0.5 * slow["seconds"], "a paced run at 2k frames/s kept its CPU busy"
     assert all(r["target_pps"] and r["pps"] > 0 and r["anchored"] for r in reports)
     seq = np.concatenate(seqs)
     assert len(seq) == want and seq[0] == 1 and np.all(np.diff(seq.astype(np.int64)) == 2)

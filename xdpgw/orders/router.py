@@ -517,9 +517,11 @@ class Router:
 
     # --- events -----------------------------------------------------------------------------------
 
-    def poll(self, timeout: float = 0.0) -> int:
+    def poll(self, timeout: float = 0.0, max_events: int = 0) -> int:
         """Collect every venue's events for up to ``timeout`` s and act on them; release throttled
-        orders whose slot has come. Returns the number of events."""
+        orders whose slot has come. Returns the number of events. ``max_events`` > 0: about that many
+        per venue at most (the rest waits in its socket for the next call: a bounded call, for a
+        caller with a feed to get back to)."""
         if self._kill_request is not None:
             self.kill(self._kill_request)
         self._refresh()
@@ -530,10 +532,10 @@ class Router:
         per = timeout / max(1, len(self.connectors))
         for name, c in self.connectors.items():
             if self.journal is None:
-                events = c.poll(per)
+                events = c.poll(per, max_events) if max_events else c.poll(per)
             else:
                 self.journal.hold_puts()  # what the connector stores while polling follows its events
-                events = c.poll(per)
+                events = c.poll(per, max_events) if max_events else c.poll(per)
                 self.journal.events(events)
                 self.journal.flush_puts()
             n += len(events)

@@ -4,13 +4,18 @@
 ``on_batch(decoded, ctx)`` for every decoded batch; ``ctx.router`` is a connected
 :class:`~xdpgw.orders.router.Router` (its risk checks, routing, throttle and journal apply) and
 ``ctx.rx_ns`` the receive stamps (CLOCK_MONOTONIC ns: XDP metadata or SO_TIMESTAMPING) of the batch's
-packets, the start of tick-to-trade. After each call the router polls its venues once (no waiting),
-so acks and fills are taken in between batches. With ``--book`` the router's price collar takes the
+packets, the start of tick-to-trade. The venues' answers (acks, fills, cancels, heartbeats) are taken
+after the batch's orders are written, never before: one poll of the router after each call, bounded
+(at most about ``POLL_EVENTS`` events per venue: a catch-up after a stall is spread over the next
+calls instead of making the next tick wait for all of it), and more at the Gateway's idle moments
+(:meth:`StrategyHandler.idle`: while polls find events, else every ``IDLE_POLL_NS``).
+With ``--book`` the router's price collar takes the
 live book's mid as its reference (:func:`book_reference`; configured prices when a book has none).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +36,10 @@ class StrategyContext:
         self.errors = 0
 
 
+POLL_EVENTS = 8  # venue events a poll takes at most (~5-8 µs of Python each): its bound, under a tick gap
+IDLE_POLL_NS = 200_000  # an idle feed polls at most this often once polls find nothing
+
+
 class StrategyHandler:
     """A Gateway handler (runs the strategy on each batch). The receive stamps come with the batch
     (``pkt_ts_ns`` of a decoded feed batch, also inside a book batch; ``ts_ns`` of a raw one). :meth:`tap` (a Gateway tap
@@ -40,6 +49,8 @@ class StrategyHandler:
     def __init__(self, fn: Callable[[Any, StrategyContext], None], router: Router) -> None:
         self.fn = fn
         self.ctx = StrategyContext(router)
+        self.polled_ns = 0  # when the router last polled its venues
+        self.fresh = False  # that poll found events (more may wait: the next idle moment polls again)
 
     def attach_feed(self, feed: Any) -> None:
         """With books in the feed path (``--book``), the collar's reference is the live book's mid,
@@ -63,7 +74,20 @@ class StrategyHandler:
         try:
             self.fn(decoded, ctx)
         finally:
-            ctx.router.poll(0)
+            self.poll()
+
+    def idle(self) -> None:
+        """The Gateway found no packet: poll the venues if the last poll found events (more may
+        wait), else every ``IDLE_POLL_NS`` (heartbeats, timers, late answers)."""
+        if self.fresh or time.monotonic_ns() - self.polled_ns >= IDLE_POLL_NS:
+            self.poll()
+
+    def poll(self) -> int:
+        """One bounded poll of the router (no waiting; see ``POLL_EVENTS``)."""
+        self.polled_ns = time.monotonic_ns()
+        n = self.ctx.router.poll(0, POLL_EVENTS)
+        self.fresh = n > 0
+        return n
 
 
 def book_reference(books: Any) -> Callable[[str], int | None]:

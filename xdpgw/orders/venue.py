@@ -143,9 +143,10 @@ class Connector(Protocol):
         mass cancel where it has one, one cancel per open order otherwise. Returns the send time."""
         ...
 
-    def poll(self, timeout: float = 0.0) -> list[Event]:
+    def poll(self, timeout: float = 0.0, max_events: int = 0) -> list[Event]:
         """Do pending I/O and timers (heartbeats, reconnects) for up to ``timeout`` s; return what
-        the venue reported since the last call, in its order."""
+        the venue reported since the last call, in its order. ``max_events`` > 0: about that many at
+        most (a bound on the call's work; the rest comes with the next calls)."""
         ...
 
     def stats(self) -> dict[str, int]:

@@ -388,3 +388,41 @@ def test_every_venue_message_maps_to_its_event_or_is_ignored_and_the_socket_opti
         finally:
             r.close()
         wait(lambda: last == [(sb.LOGOUT_REQUEST, b"")])  # close() logs out before it hangs up
+
+
+def test_a_bounded_poll_spreads_a_burst_of_answers_over_calls_and_loses_none(venue, tmp_path):
+    """``poll(max_events=N)`` reads at most about N messages' bytes: a burst of 40 IOC orders' 80
+    answers, all waiting in the socket, comes out over many calls, every ack and cancel applied once
+    (through the router, journaled)."""
+    import fcntl
+    import struct
+    import termios
+
+    from xdpgw.orders.journal import Journal
+    from xdpgw.orders.model import State
+    from xdpgw.orders.ouch.connector import _EVENT_BYTES
+    from xdpgw.orders.router import Router
+
+    c = connector(venue.port)
+    router = Router([c], journal=Journal(str(tmp_path / "j")))
+    try:
+        router.connect(5)
+        router.submit_many([Order(f"I{i}", "MSFT", Side.BUY, 100, 1, Tif.IOC) for i in range(40)])
+        answers = 40 * (3 + 64 + 3 + 18)  # framed Order Accepted + Order Canceled per order
+
+        def waiting() -> int:
+            return struct.unpack("i", fcntl.ioctl(c._sock, termios.FIONREAD, b"\0" * 4))[0]
+
+        wait(lambda: waiting() >= answers)
+        per_call = []
+        wait(router.settled, step=lambda: per_call.append(router.poll(0, 2)))
+        most = (2 * _EVENT_BYTES + 67) // 21  # a read of 2 events' bytes, and the rest of a message cut by the last
+        assert max(per_call) <= most and sum(per_call) >= 80  # (and the session's own events)
+        assert sum(1 for n in per_call if n) >= 80 // most
+        recs = [router.blotter[f"I{i}"] for i in range(40)]
+        assert all(r.state is State.CANCELLED and r.ack_ns for r in recs)
+        s = router.summary()
+        assert (s["sent"], s["acked"], s["cancelled"], s["event_duplicates"], s["event_unknown"]) == (40, 40, 40, 0, 0)
+        assert not s["errors"]
+    finally:
+        router.close()

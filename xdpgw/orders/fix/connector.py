@@ -255,18 +255,21 @@ class FixConnector:
             self.cancel(cl_ord_id)
         return first
 
-    def poll(self, timeout: float = 0.0) -> list[Event]:
+    def poll(self, timeout: float = 0.0, max_events: int = 0) -> list[Event]:
         if not self._inbox and timeout > 0:
             self._wake.wait(timeout)
         self._wake.clear()
         out: list[Event] = []
-        while self._inbox:
+        n = 0
+        while self._inbox and (max_events <= 0 or n < max_events):
             ts, kind, payload = self._inbox.popleft()
+            n += 1
             event = SessionEvent(payload[0], payload[1], ts) if kind == "session" else self._decode(payload, ts)
             if event is not None:
                 out.append(event)
         self._counts["events"] += len(out)
-        if self._next_in and self._next_in != self._stored_in:
+        # (max_events) the sequence number is stored once the inbox it covers has been returned
+        if not self._inbox and self._next_in and self._next_in != self._stored_in:
             self.store.put(_NEXT_IN, str(self._next_in))
             self._stored_in = self._next_in
         return out

@@ -62,6 +62,7 @@ _SO_EE_ORIGIN_TIMESTAMPING = 4
 _TIMESPEC3 = struct.Struct("=qqqqqq")
 _CANCEL = struct.Struct(">HccII")  # SoupBinTCP length + 'U' + Cancel Order
 _RECV_SIZE = 1 << 16
+_EVENT_BYTES = 40  # poll(max_events=N) reads at most N * this (an ack is 67 bytes framed, a cancel 21)
 _ACCEPTED, _EXECUTED, _CANCELED = m.ACCEPTED_FIELDS, m.EXECUTED_FIELDS, m.CANCELED_FIELDS
 _ACTIVE = sb.ClientState.ACTIVE
 
@@ -289,14 +290,17 @@ class OuchConnector:
         self._stats["mass_cancels"] += 1
         return t
 
-    def poll(self, timeout: float = 0.0) -> list[Event]:
+    def poll(self, timeout: float = 0.0, max_events: int = 0) -> list[Event]:
+        """See :meth:`~xdpgw.orders.venue.Connector.poll`. ``max_events``: one read of at most about that
+        many messages' bytes (``_EVENT_BYTES`` each); the rest stays in the socket for the next call."""
         deadline = time.monotonic() + timeout
+        limit = max_events * _EVENT_BYTES if max_events > 0 else 0
         while True:
-            self._step(0.0)
+            self._step(0.0, limit)
             now = time.monotonic()
             if self._events or now >= deadline:
                 break
-            self._step(deadline - now)
+            self._step(deadline - now, limit)
             if self._events:
                 break
         events, self._events = self._events, []
@@ -518,8 +522,9 @@ class OuchConnector:
         if not self._outbox and self._poller is not None:
             self._poller.modify(self._sock, select.POLLIN)
 
-    def _step(self, wait: float) -> None:
-        """One round of I/O and timers, waiting up to ``wait`` s for the socket."""
+    def _step(self, wait: float, limit: int = 0) -> None:
+        """One round of I/O and timers, waiting up to ``wait`` s for the socket; ``limit``: read at most
+        that many bytes (0: all there is)."""
         now = time.monotonic()
         if self._sock is None:
             if self._reconnect_at is not None and now >= self._reconnect_at:
@@ -557,7 +562,7 @@ class OuchConnector:
                     self._lost(f"send failed: {exc}")
                     return
             if flags & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                self._read()
+                self._read(limit)
         soup = self._soup
         if soup is not None:
             active = soup.state is sb.ClientState.ACTIVE
@@ -608,11 +613,13 @@ class OuchConnector:
                 for k in sorted(self._tx_pending)[:2048]:
                     del self._tx_pending[k]
 
-    def _read(self) -> None:
+    def _read(self, limit: int = 0) -> None:
+        """What the socket holds (``limit``: at most that many bytes, in one read)."""
         sock, rbuf, view = self._sock, self._rbuf, self._rview
+        size = min(limit, _RECV_SIZE) if limit > 0 else _RECV_SIZE
         while sock is self._sock and sock is not None:
             try:
-                n = sock.recv_into(rbuf)
+                n = sock.recv_into(rbuf, size)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -623,7 +630,7 @@ class OuchConnector:
                 return
             self._stats["bytes_received"] += n
             self._on_bytes(view[:n])
-            if n < _RECV_SIZE:
+            if n < size or limit > 0:
                 return
 
     def _on_bytes(self, data: memoryview) -> None:

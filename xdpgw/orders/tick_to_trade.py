@@ -13,6 +13,7 @@ on the order socket). Every transport runs the same strategy at each rate, side 
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import subprocess
 import sys
@@ -122,6 +123,7 @@ def run_tick_to_trade(rates=RATES, seconds: float = 2.0, transports=("socket", "
 
     venue = None
     rows = []
+    load = [os.getloadavg()[0]]  # the machine's load beside the figures (others' work moves them)
     with bench_lab("xgt", {"small": 1}, say) as (lab, gen, cpus):
         say(f"venue on CPU {cpus['generator']}, consumer + strategy on CPU {cpus['consumer']}; feed port {PORT}")
         try:
@@ -147,17 +149,20 @@ def run_tick_to_trade(rates=RATES, seconds: float = 2.0, transports=("socket", "
                     venue.kill()
                     venue.wait()
                 venue.stderr.close()
+    load.append(os.getloadavg()[0])
     base = {r["rate"]: r for r in rows if r["transport"] == "socket"}
     for r in rows:
         b = base.get(r["rate"])
         p50 = r["tick_to_trade_ns"]["p50"]
         r["p50_vs_socket"] = round(p50 / b["tick_to_trade_ns"]["p50"], 2) if b and b["tick_to_trade_ns"]["p50"] else None
-    return {"rows": rows, "seconds": seconds, "cpus": cpus, "lab": lab.name,
+    return {"rows": rows, "seconds": seconds, "cpus": cpus, "lab": lab.name, "load_1min": load,
             "targets_ns": {"p50": 20_000, "p99": 50_000}}
 
 
 def format_table(res: dict) -> str:
-    out = ["tick-to-trade: feed packet receive stamp -> order's kernel TX stamp (µs)",
+    load = res.get("load_1min") or [0.0, 0.0]
+    out = [f"tick-to-trade: feed packet receive stamp -> order's kernel TX stamp (µs); load (1 min) {load[0]:.2f} -> "
+           f"{load[1]:.2f}",
            f"{'transport':10} {'ticks/s':>8} {'orders':>7} {'stamped':>8} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}"
            f" {'x socket':>8} | p50 of: {'rx->strategy':>12} {'router':>7} {'send->TX':>8} | orders/write"]
     for r in res["rows"]:

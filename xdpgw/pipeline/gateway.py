@@ -95,6 +95,7 @@ class Gateway:
         next_tick = t.started + self.status_interval
         last_packets, last_time = 0, t.started
         last_busy, swept = t.started, False  # when packets last came; a full collection ran since
+        young_max = 2 * max(gc.get_threshold()[0], 1)  # young objects that trigger a collection without idle
         receivers, burst = self.receivers, self.burst
         wait = idle_timeout if len(receivers) == 1 else 0.0
         poll = getattr(self.feed, "poll", None)
@@ -155,8 +156,8 @@ class Gateway:
                     last_busy, swept = now, False
                 elif not swept and now - last_busy >= FULL_GC_QUIET_S:  # a quiet feed: a full collection
                     self._gc_ran = swept = idle_gc(full=True)
-                if idle or gc.get_count()[0] > 100_000:  # never idle: collect anyway, rarely
-                    self._gc_ran |= idle_gc()
+                if idle or gc.get_count()[0] > young_max:  # never idle (a paced feed faster than the spin):
+                    self._gc_ran |= idle_gc()  # collect anyway, young objects only (~0.1 ms), after a burst
                 if (count is not None and t.packets >= count) or (deadline is not None and now >= deadline):
                     break
         finally:

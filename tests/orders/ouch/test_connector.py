@@ -391,9 +391,9 @@ def test_every_venue_message_maps_to_its_event_or_is_ignored_and_the_socket_opti
 
 
 def test_a_bounded_poll_spreads_a_burst_of_answers_over_calls_and_loses_none(venue, tmp_path):
-    """``poll(max_events=N)`` reads at most about N messages' bytes: a burst of 40 IOC orders' 80
-    answers, all waiting in the socket, comes out over many calls, every ack and cancel applied once
-    (through the router, journaled)."""
+    """``poll(max_events=N)`` parses at most about N messages' bytes: a burst of 40 IOC orders' 80
+    answers, all waiting in the socket, is taken from the kernel at once but comes out over many calls,
+    every ack and cancel applied once (through the router, journaled)."""
     import fcntl
     import struct
     import termios
@@ -414,7 +414,8 @@ def test_a_bounded_poll_spreads_a_burst_of_answers_over_calls_and_loses_none(ven
             return struct.unpack("i", fcntl.ioctl(c._sock, termios.FIONREAD, b"\0" * 4))[0]
 
         wait(lambda: waiting() >= answers)
-        per_call = []
+        per_call = [router.poll(0, 2)]
+        assert waiting() == 0  # the kernel's buffer is emptied all the same (TCP's window stays open)
         wait(router.settled, step=lambda: per_call.append(router.poll(0, 2)))
         most = (2 * _EVENT_BYTES + 67) // 21  # a read of 2 events' bytes, and the rest of a message cut by the last
         assert max(per_call) <= most and sum(per_call) >= 80  # (and the session's own events)
@@ -426,3 +427,20 @@ def test_a_bounded_poll_spreads_a_burst_of_answers_over_calls_and_loses_none(ven
         assert not s["errors"]
     finally:
         router.close()
+
+
+def test_bounded_polls_apply_every_answer_before_the_end_of_session_that_closed_the_socket(venue):
+    """Answers still unparsed when the venue ends the session and closes: the bounded polls apply them
+    all, in order, then report the end (nothing dropped with the connection)."""
+    c = connector(venue.port)
+    try:
+        c.connect(5)
+        c.send_batch([Order(f"Q{i}", "MSFT", Side.BUY, 10, 1, Tif.IOC) for i in range(20)])
+        venue.call(lambda s: s.end_session())
+        evs: list = []
+        wait(lambda: ended(evs), step=lambda: evs.extend(c.poll(0.01, 1)))
+        assert [e.cl_ord_id for e in of(evs, Accepted)] == [f"Q{i}" for i in range(20)]
+        assert [e.cl_ord_id for e in of(evs, Cancelled)] == [f"Q{i}" for i in range(20)]
+        assert kinds(evs)[-1] == "ended" and not c.connected
+    finally:
+        c.close()

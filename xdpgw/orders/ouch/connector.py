@@ -62,7 +62,7 @@ _SO_EE_ORIGIN_TIMESTAMPING = 4
 _TIMESPEC3 = struct.Struct("=qqqqqq")
 _CANCEL = struct.Struct(">HccII")  # SoupBinTCP length + 'U' + Cancel Order
 _RECV_SIZE = 1 << 16
-_EVENT_BYTES = 40  # poll(max_events=N) reads at most N * this (an ack is 67 bytes framed, a cancel 21)
+_EVENT_BYTES = 40  # poll(max_events=N) parses at most N * this (an ack is 67 bytes framed, a cancel 21)
 _ACCEPTED, _EXECUTED, _CANCELED = m.ACCEPTED_FIELDS, m.EXECUTED_FIELDS, m.CANCELED_FIELDS
 _ACTIVE = sb.ClientState.ACTIVE
 
@@ -124,6 +124,7 @@ class OuchConnector:
         self._queued: deque[tuple[int, str, Sequence[str]]] = deque()  # requests (partly) in the outbox
         self._rbuf = bytearray(_RECV_SIZE)
         self._rview = memoryview(self._rbuf)
+        self._backlog = bytearray()  # received, not yet parsed (poll's max_events)
         self._events: list[Event] = []
         self._closed = True
         self._ended = False
@@ -291,8 +292,9 @@ class OuchConnector:
         return t
 
     def poll(self, timeout: float = 0.0, max_events: int = 0) -> list[Event]:
-        """See :meth:`~xdpgw.orders.venue.Connector.poll`. ``max_events``: one read of at most about that
-        many messages' bytes (``_EVENT_BYTES`` each); the rest stays in the socket for the next call."""
+        """See :meth:`~xdpgw.orders.venue.Connector.poll`. ``max_events``: at most about that many
+        messages' bytes (``_EVENT_BYTES`` each) parsed; the socket is still emptied, the rest is kept
+        for the next call."""
         deadline = time.monotonic() + timeout
         limit = max_events * _EVENT_BYTES if max_events > 0 else 0
         while True:
@@ -437,6 +439,7 @@ class OuchConnector:
                                ("heartbeats_received", soup.heartbeats_received)):
                 self._stats[key] += value
         self._soup = None
+        self._backlog.clear()  # not applied: the next login asks for them again (next_sequence)
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.close()
@@ -561,8 +564,10 @@ class OuchConnector:
                 except OSError as exc:
                     self._lost(f"send failed: {exc}")
                     return
-            if flags & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            if flags & (select.POLLIN | select.POLLHUP | select.POLLERR) or self._backlog:
                 self._read(limit)
+        elif self._backlog:  # bytes a bounded poll left: parsed although the socket has nothing new
+            self._read(limit)
         soup = self._soup
         if soup is not None:
             active = soup.state is sb.ClientState.ACTIVE
@@ -614,24 +619,41 @@ class OuchConnector:
                     del self._tx_pending[k]
 
     def _read(self, limit: int = 0) -> None:
-        """What the socket holds (``limit``: at most that many bytes, in one read)."""
-        sock, rbuf, view = self._sock, self._rbuf, self._rview
-        size = min(limit, _RECV_SIZE) if limit > 0 else _RECV_SIZE
+        """Take what the socket holds. ``limit`` > 0: all of it still leaves the kernel (its buffer and
+        TCP's window stay free), but at most ``limit`` bytes are parsed; the rest waits in ``_backlog``
+        for the next call (before anything newer)."""
+        sock, rbuf, view, backlog = self._sock, self._rbuf, self._rview, self._backlog
         while sock is self._sock and sock is not None:
             try:
-                n = sock.recv_into(rbuf, size)
+                n = sock.recv_into(rbuf)
             except BlockingIOError:
-                return
+                break
             except OSError as exc:
+                self._parse_backlog()
                 self._lost(f"receive failed: {exc}")
                 return
             if n == 0:
+                self._parse_backlog()  # what came before the close (an End of Session) first
                 self._lost("the venue closed the connection")
                 return
             self._stats["bytes_received"] += n
-            self._on_bytes(view[:n])
-            if n < size or limit > 0:
-                return
+            if limit <= 0 and not backlog:
+                self._on_bytes(view[:n])
+            else:
+                backlog += view[:n]
+            if n < _RECV_SIZE:
+                break
+        if backlog and sock is self._sock:
+            self._parse_backlog(limit)
+
+    def _parse_backlog(self, limit: int = 0) -> None:
+        backlog = self._backlog
+        if not backlog or self._soup is None:
+            return
+        take = len(backlog) if limit <= 0 else min(limit, len(backlog))
+        chunk = bytes(backlog[:take])
+        del backlog[:take]
+        self._on_bytes(memoryview(chunk))
 
     def _on_bytes(self, data: memoryview) -> None:
         ts = time.monotonic_ns()

@@ -520,7 +520,7 @@ class Router:
     def poll(self, timeout: float = 0.0, max_events: int = 0) -> int:
         """Collect every venue's events for up to ``timeout`` s and act on them; release throttled
         orders whose slot has come. Returns the number of events. ``max_events`` > 0: about that many
-        per venue at most (the rest waits in its socket for the next call: a bounded call, for a
+        per venue at most (the rest waits in the connector for the next call: a bounded call, for a
         caller with a feed to get back to)."""
         if self._kill_request is not None:
             self.kill(self._kill_request)

@@ -16,7 +16,15 @@ URL parameters: ``user``, ``password``, ``session`` (blank: the current one), ``
 appendage on Enter Order and Mass Cancel), ``seq`` (first requested sequence, default 1), ``ref``
 (first UserRefNum, default 1), ``heartbeat`` (s, default 1), ``timeout`` (s of silence, default 15),
 ``reconnect`` (1/0), ``busy_poll`` (µs, default 0 = off), ``display`` (Y), ``capacity`` (A),
-``tx_stamps`` (1: kernel TX software timestamps, read with :meth:`OuchConnector.tx_stamps`).
+``tx_stamps`` (1: kernel TX software timestamps, read with :meth:`OuchConnector.tx_stamps`),
+``sndbuf`` (bytes, default 0 = the kernel's autotuning: SO_SNDBUF; a small one bounds what a dead link
+swallows, since requests the kernel took are in doubt until the venue's replay while those still in
+our outbox are known unsent).
+
+Requests in the outbox when the link breaks never reached the venue: with a reconnect coming they
+stay as sent (their ids and UserRefNums kept), and the router's recovery sends them again once the
+venue has replayed (:mod:`xdpgw.orders.recovery`); with none coming (closed, ended, refused,
+``reconnect=0``) they are reported Rejected / CancelRejected, so nobody waits for an answer.
 """
 
 from __future__ import annotations
@@ -83,7 +91,7 @@ class OuchConnector:
                  session: str = "", firm: str = "", sequence: int = 1, first_user_ref_num: int = 1,
                  heartbeat_interval: float = 1.0, timeout: float = 15.0, reconnect: bool = True,
                  reconnect_delay: float = 0.05, reconnect_max_delay: float = 2.0, busy_poll_us: int = 0,
-                 display: str = "Y", capacity: str = "A", tx_timestamps: bool = False) -> None:
+                 display: str = "Y", capacity: str = "A", tx_timestamps: bool = False, sndbuf: int = 0) -> None:
         for what, value, width in (("user", user, 6), ("password", password, 10), ("session", session, 10),
                                    ("firm", firm, 4)):
             if len(value) > width or not value.isascii():
@@ -100,6 +108,7 @@ class OuchConnector:
         self.reconnect_delay, self.reconnect_max_delay = reconnect_delay, reconnect_max_delay
         self.busy_poll_us = busy_poll_us
         self.tx_timestamps = tx_timestamps
+        self.sndbuf = sndbuf
         self._tx_bytes = 0  # bytes handed to this socket (the kernel's OPT_ID counts the same)
         self._tx_pending: dict[int, int] = {}  # offset of a request's last byte → its send time
         self._tx_stamps: list[tuple[int, int]] = []
@@ -361,6 +370,8 @@ class OuchConnector:
         if self.busy_poll_us:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, SO_BUSY_POLL, self.busy_poll_us)
+        if self.sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
 
         code = sock.connect_ex((self.host, self.port))
         if code not in (0, errno.EINPROGRESS):
@@ -777,4 +788,5 @@ def from_url(name: str, host: str, port: int, params: dict[str, str]) -> OuchCon
         reconnect=params.get("reconnect", "1") not in ("0", "false", "no"),
         busy_poll_us=int(_number(params, "busy_poll", 0)),
         display=params.get("display", "Y") or "Y", capacity=params.get("capacity", "A") or "A",
-        tx_timestamps=params.get("tx_stamps", "0") in ("1", "true", "yes"))
+        tx_timestamps=params.get("tx_stamps", "0") in ("1", "true", "yes"),
+        sndbuf=int(_number(params, "sndbuf", 0)))

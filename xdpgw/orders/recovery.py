@@ -47,14 +47,18 @@ class Recovery:
 
     def __init__(self, router: Router) -> None:
         self.router = router
-        #: venue → {order id: state} of the requests unanswered at its login
-        self.candidates: dict[str, dict[str, State]] = {}
+        #: venue → {order id: (state, reduction)} of the requests unanswered at its login
+        self.candidates: dict[str, dict[str, tuple[State, int]]] = {}
         self.waiting: deque[tuple[str, str]] = deque()  # (venue, order id) orders/replaces for a throttle slot
-        self.counts: Counter[str] = Counter()  # resent_orders, resent_cancels, resent_replaces, settled_here
+        #: resent_orders, resent_cancels, resent_reductions, resent_replaces, settled_here, left_to_session
+        self.counts: Counter[str] = Counter()
 
     def on_session(self, venue: str, ev: SessionEvent) -> None:
         if ev.kind == "connected" and hasattr(self.router.connectors.get(venue), "forget"):
-            self.candidates[venue] = self._unanswered(venue, ev.ts_ns)
+            if self._has_open(venue):
+                self.candidates[venue] = self._unanswered(venue, ev.ts_ns)
+            else:  # nothing of ours works there: no replay can change an order we hold
+                self.candidates.pop(venue, None)
         elif ev.kind == "replayed":
             self.settle(venue, self.candidates.pop(venue, None))
 
@@ -64,32 +68,48 @@ class Recovery:
         and cancels a killed run never saw may still be on their way."""
         return bool(self.candidates)
 
-    def _unanswered(self, venue: str, login_ns: int) -> dict[str, State]:
-        return {i: r.state for i, r in self.router.blotter.orders.items()
-                if r.venue == venue and r.state in (S.SENT, S.CANCEL_PENDING, S.REPLACE_PENDING)
+    def _has_open(self, venue: str) -> bool:
+        return any(r.venue == venue and r.open for r in self.router.blotter.orders.values())
+
+    def _unanswered(self, venue: str, login_ns: int) -> dict[str, tuple[State, int]]:
+        return {i: (r.state, r.reduce_to) for i, r in self.router.blotter.orders.items()
+                if r.venue == venue and (r.state in (S.SENT, S.CANCEL_PENDING, S.REPLACE_PENDING)
+                                         or (r.reduce_to and r.open))
                 and not r.replaces and (r.resumed or r.send_ns < login_ns)}
 
-    def settle(self, venue: str, candidates: dict[str, State] | None) -> None:
+    def settle(self, venue: str, candidates: dict[str, tuple[State, int]] | None) -> None:
         """Act on every candidate still unanswered now that ``venue`` has replayed everything."""
-        b = self.router.blotter
-        for cid, before in (candidates or {}).items():
+        b, conn = self.router.blotter, self.router.connectors[venue]
+        for cid, (before, reduce_to) in (candidates or {}).items():
             rec = b.orders.get(cid)
-            if rec is None or rec.state is not before:
-                continue  # answered by the replay
-            if before is S.SENT:
+            if rec is None:
+                continue
+            if rec.state is not before:  # its request answered by the replay; a reduction may not be
+                if reduce_to and rec.reduce_to == reduce_to and not rec.state.final:
+                    self._reduction(venue, cid)
+                continue
+            if before is S.SENT:  # a reduction of it follows it (step)
                 if self.router.risk.killed:
                     self._settle_here(venue, cid)
                 else:
                     self.waiting.append((venue, cid))
-            elif getattr(self.router.connectors[venue], "session_resends", False):
-                self.counts["left_to_session"] += 1  # a cancel/replace the engine took, it delivers
-            elif before is S.CANCEL_PENDING:
-                if rec.ack_ns or rec.cum_qty:
+            elif before is S.CANCEL_PENDING:  # the cancel takes a reduction asked before it along
+                if not _may_resend_cancel(conn, cid):
+                    self.counts["left_to_session"] += 1  # the engine took it: its resend delivers it
+                elif rec.ack_ns or rec.cum_qty:
+                    rec.reduce_to = 0
                     self._resend_cancel(venue, cid)
                 else:
                     self._settle_here(venue, cid)
-            elif rec.pending_replacement and b[rec.pending_replacement].state is S.SENT:
-                self.waiting.append((venue, cid))
+            else:  # a replace, or a reduction of a resting order
+                if reduce_to and rec.reduce_to == reduce_to:  # asked before any replace: goes first
+                    self._reduction(venue, cid)
+                new = rec.pending_replacement if before is S.REPLACE_PENDING else ""
+                if new and b[new].state is S.SENT:
+                    if conn.forget(new):
+                        self.waiting.append((venue, cid))
+                    else:  # the engine took it: its resend delivers it
+                        self.counts["left_to_session"] += 1
         self.step()
 
     def step(self) -> None:
@@ -114,18 +134,19 @@ class Recovery:
             self.waiting.popleft()
             if new:
                 self._resend_replace(venue, cid, new)
-            else:
-                self._resend_order(venue, cid)
+            elif self._resend_order(venue, cid) and rec.reduce_to:
+                self._reduction(venue, cid)
 
     # --- the requests ------------------------------------------------------------------------------
 
-    def _resend_order(self, venue: str, cid: str) -> None:
+    def _resend_order(self, venue: str, cid: str) -> bool:
+        """Sent again (or left to the session layer that delivers it): True; False if it failed."""
         r = self.router
         rec, conn = r.blotter[cid], r.connectors[venue]
         o = rec.order
         if not conn.forget(cid):  # the connector's session layer still delivers it (FIX resend)
             self.counts["left_to_session"] += 1
-            return
+            return True
         if r.journal is not None:
             r.journal.orders([(venue, o)], r.clock())
             r._reserve_refs(venue, [o])
@@ -134,21 +155,30 @@ class Recovery:
             rec.send_ns = conn.send(o)
         except (GatewayError, OSError) as e:  # still unanswered: the next login's replay decides again
             r._error("resend", f"{cid} to {venue}: {e}")
-            return
+            return False
         rec.resumed = False  # its ack and fills are this run's: latency counts
         self.counts["resent_orders"] += 1
+        return True
 
-    def _resend_cancel(self, venue: str, cid: str) -> None:
+    def _reduction(self, venue: str, cid: str) -> None:
+        """A reduction the venue never answered: sent again with its quantity, unless the
+        connector's session layer still delivers it."""
+        if not _may_resend_cancel(self.router.connectors[venue], cid):
+            self.counts["left_to_session"] += 1
+            return
+        self._resend_cancel(venue, cid, self.router.blotter[cid].reduce_to)
+
+    def _resend_cancel(self, venue: str, cid: str, qty: int = 0) -> None:
         r = self.router
         if r.journal is not None:
-            r.journal.cancel(cid, 0, r.clock())
+            r.journal.cancel(cid, qty, r.clock())
             r.journal.sync()
         try:
-            r.connectors[venue].cancel(cid, 0)
+            r.connectors[venue].cancel(cid, qty)
         except (GatewayError, OSError) as e:
-            r._error("resend", f"cancel of {cid} at {venue}: {e}")
+            r._error("resend", f"{'reduction' if qty else 'cancel'} of {cid} at {venue}: {e}")
             return
-        self.counts["resent_cancels"] += 1
+        self.counts["resent_reductions" if qty else "resent_cancels"] += 1
 
     def _resend_replace(self, venue: str, orig: str, new_id: str) -> None:
         r = self.router
@@ -170,3 +200,11 @@ class Recovery:
         ev = Cancelled(cid, 0, NEVER_REACHED, self.router.clock())
         self.router.on_events(venue, [ev])
         self.counts["settled_here"] += 1
+
+
+def _may_resend_cancel(conn: object, cid: str) -> bool:
+    """May a cancel or reduction of ``cid`` the venue never answered be sent again? The connector's
+    ``forget_cancel`` says (FIX: not if its engine took one, its resend delivers it); without one,
+    unless its session layer resends what it took."""
+    forget_cancel = getattr(conn, "forget_cancel", None)
+    return forget_cancel(cid) if forget_cancel is not None else not getattr(conn, "session_resends", False)

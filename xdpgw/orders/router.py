@@ -434,11 +434,16 @@ class Router:
                 self.blotter.move(rec, S.CANCEL_PENDING, "cancel of a finished order")  # raises, counted
             if rec.state is S.CANCEL_PENDING and not qty:
                 raise GatewayError(f"order {i}: a cancel is already pending", "wait for the venue's answer (poll)")
+            if qty and (rec.reduce_to or rec.state in (S.CANCEL_PENDING, S.REPLACE_PENDING)):
+                raise GatewayError(f"order {i}: a reduction, cancel or replace is already pending",
+                                   "wait for the venue's answer (poll), then reduce")
             if self.journal is not None:
                 self.journal.cancel(i, qty, self.clock())
                 self.journal.sync()
             self.connectors[rec.venue].cancel(i, qty)
-            if not qty:
+            if qty:
+                self.blotter.reduce_requested(i, qty)
+            else:
                 self.blotter.cancel_requested(i)
 
     def replace(self, orig_id: str, new_id: str, qty: int | None = None, price: int | None = None) -> OrderRecord:
@@ -724,8 +729,11 @@ class Router:
                         self.client_orders.setdefault(o.cl_ord_id, [])
                     b.add(o, S.CANCELLED if r.reason in ("kill switch", _UNSENT_CANCEL) else S.DENIED, r.reason)
                 elif r.kind == "X":
-                    if r.qty == 0 and r.cl_ord_id in b and b[r.cl_ord_id].open:
-                        b.cancel_requested(r.cl_ord_id)
+                    if r.cl_ord_id in b and b[r.cl_ord_id].open and b[r.cl_ord_id].state is not S.PENDING_NEW:
+                        if r.qty:
+                            b.reduce_requested(r.cl_ord_id, r.qty)
+                        else:
+                            b.cancel_requested(r.cl_ord_id)
                 elif r.kind == "R":
                     risk.seen_ids.add(r.order.cl_ord_id)
                     if r.order.cl_ord_id in b:  # a replace sent again (recovery)
@@ -761,11 +769,11 @@ class Router:
 
     def settled(self) -> bool:
         """Nothing waits for a venue's answer: every order is final or resting (acknowledged and
-        not pending a cancel/replace), nothing is queued by the throttle, and every venue that
-        logged in has replayed what we missed (a killed run's fills may be in that replay)."""
+        not pending a cancel, reduction or replace), nothing is queued by the throttle, and every
+        venue that logged in has replayed what we missed (a killed run's fills may be in that replay)."""
         if self.throttle.queued or self.recovery.awaiting_replay:
             return False
-        return all(r.state.final or r.state in (S.ACKNOWLEDGED, S.PARTIALLY_FILLED)
+        return all(r.state.final or (r.state in (S.ACKNOWLEDGED, S.PARTIALLY_FILLED) and not r.reduce_to)
                    for r in self.blotter.orders.values())
 
     def summary(self) -> dict[str, Any]:

@@ -4,7 +4,9 @@
 counted in ``Blotter.illegal``), so a venue reporting nonsense is never silently absorbed. A fill
 adds to ``cum_qty`` / ``notional`` (``avg_price`` is their ratio, in ticks) and takes from
 ``leaves_qty``; a cancel event takes its decrement from ``leaves_qty`` (0 left: cancelled, else the
-order lives on, reduced). Events repeated after a reconnect (same fill ``exec_id``, an ack for an
+order lives on, reduced). A reduction (a cancel down to N open shares) leaves the state as it is and
+is kept in ``reduce_to`` until the venue answers it: the next partial cancel or cancel reject for the
+order is its answer (it was requested before any cancel or replace still pending). Events repeated after a reconnect (same fill ``exec_id``, an ack for an
 order already acknowledged) are counted in ``duplicates`` and change nothing.
 """
 
@@ -87,6 +89,7 @@ class OrderRecord:
     pending_from: State = S.PENDING_NEW
     resumed: bool = False  # known from an earlier run's journal (its send time is that run's)  # the state a cancel/replace request left (to go back to)
     fills: dict[str, tuple[int, int]] | None = None  # exec id → (qty, price)
+    reduce_to: int = 0  # a reduction to this many open shares the venue has not answered (0: none)
 
     def __post_init__(self) -> None:
         if not self.leaves_qty and self.state is S.PENDING_NEW:
@@ -169,6 +172,14 @@ class Blotter:
                 rec.pending_from = src
         return rec
 
+    def reduce_requested(self, cl_ord_id: str, qty: int) -> OrderRecord:
+        """A reduction to ``qty`` open shares is on its way (the state stays; see the module docstring)."""
+        rec = self[cl_ord_id]
+        if rec.state.final:
+            self.move(rec, S.CANCEL_PENDING, "reduction of a finished order")  # raises, counted
+        rec.reduce_to = qty
+        return rec
+
     def replace_requested(self, orig_id: str, new: Order, send_ns: int) -> OrderRecord:
         rec = self[orig_id]
         src = rec.state
@@ -213,7 +224,9 @@ class Blotter:
                 return None
             left = max(0, rec.leaves_qty - ev.qty) if ev.qty else 0
             if left:  # reduced, still working
-                if rec.state in (S.CANCEL_PENDING, S.REPLACE_PENDING):
+                if rec.reduce_to:  # our reduction's answer: a cancel or replace asked later still pends
+                    rec.reduce_to = 0
+                elif rec.state in (S.CANCEL_PENDING, S.REPLACE_PENDING):
                     self.move(rec, rec.live_state(), ev.reason)
                 rec.leaves_qty = left
             else:
@@ -241,7 +254,9 @@ class Blotter:
             if rec.replaces:  # a refused replacement: the original works on
                 self._back_to_live(self.orders.get(rec.replaces))
         elif isinstance(ev, CancelRejected):
-            if rec.state in (S.CANCEL_PENDING, S.REPLACE_PENDING):
+            if rec.reduce_to and not rec.state.final:  # our reduction refused (it was asked first)
+                rec.reduce_to = 0
+            elif rec.state in (S.CANCEL_PENDING, S.REPLACE_PENDING):
                 self._drop_replacement(rec, ev.reason)
                 self.move(rec, rec.live_state(), ev.reason)
             elif rec.replaces and rec.state is S.SENT:  # named the replacement

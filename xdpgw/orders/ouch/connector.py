@@ -186,6 +186,12 @@ class OuchConnector:
             self._replacing.pop(ref, None)
         return True
 
+    def forget_cancel(self, cl_ord_id: str) -> bool:
+        """A cancel or reduction of the order the venue has not answered after its replay never
+        reached it: always True (nothing else will deliver it; it is sent again under its order's
+        UserRefNum)."""
+        return True
+
     # --- the Connector interface ---------------------------------------------------------------
 
     @property
@@ -321,6 +327,7 @@ class OuchConnector:
             s["replayed_skipped"] += soup.skipped
             s["heartbeats_sent"] += soup.heartbeats_sent
             s["heartbeats_received"] += soup.heartbeats_received
+        s["outbox_bytes"] = len(self._outbox)  # taken by us, not yet by the kernel
         s["next_user_ref_num"] = self._next_ref
         s["next_sequence"] = self._next_seq
         s["connected"] = int(self.connected)
@@ -389,8 +396,11 @@ class OuchConnector:
         self._last_error = reason
         self._schedule_reconnect()
 
+    def _will_reconnect(self) -> bool:
+        return self.reconnect_enabled and not self._closed and not self._ended and not self._refused
+
     def _schedule_reconnect(self) -> None:
-        if self.reconnect_enabled and not self._closed and not self._ended and not self._refused:
+        if self._will_reconnect():
             self._reconnect_at = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, self.reconnect_max_delay)
         else:
@@ -414,15 +424,20 @@ class OuchConnector:
                 self.tx_timestamps = False
         self._write(self._soup.login(now))
 
-    def _unsent(self, reason: str) -> str:
+    def _unsent(self, reason: str, resend: bool = False) -> str:
         """Requests that never reached the kernel whole when the connection broke (the venue cannot
-        have read them): new orders and replacements are reported Rejected, cancels CancelRejected,
-        so nobody waits for an answer that cannot come. Returns a note for the disconnect event."""
+        have read them). ``resend`` (a reconnect is coming): they stay as sent, ids and UserRefNums
+        kept, for the router's recovery to send again after the venue's replay (a mass cancel, the
+        router sends again at the login under the kill switch). Otherwise new orders and replacements
+        are reported Rejected, cancels CancelRejected, so nobody waits for an answer that cannot come.
+        Returns a note for the disconnect event."""
         ts = time.monotonic_ns()
         why = f"not sent: the connection to {self.name} broke before it left ({reason})"
         counts = dict.fromkeys(("new", "cancel", "mass cancel"), 0)
         for _, kind, ids in self._queued:
             counts[kind] += 1
+            if resend:
+                continue
             for cid in ids:
                 if kind == "cancel":
                     self._events.append(CancelRejected(cid, why, ts))
@@ -434,6 +449,7 @@ class OuchConnector:
         self._queued.clear()
         self._stats["unsent"] += sum(counts.values())
         return "; not sent: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + (
+            " (sent again after the venue's replay)" if resend else
             " (send the mass cancel again)" if counts["mass cancel"] else "")
 
     def _drop_socket(self) -> None:
@@ -458,7 +474,7 @@ class OuchConnector:
         if was_active is None:
             was_active = self.connected
         if self._queued:
-            reason += self._unsent(reason)
+            reason += self._unsent(reason, resend=self._will_reconnect())
         self._drop_socket()
         self._last_error = reason
         if was_active:

@@ -39,7 +39,7 @@ S = State
 
 @contextlib.contextmanager
 def simulator(**kw) -> Iterator[VenueServer]:
-    server = VenueServer("127.0.0.1", 0, Exchange(cross_at={"MSFT": 400_0000}), heartbeat_interval=0.2, timeout=5.0,
+    server = VenueServer("127.0.0.1", 0, Exchange(cross_at={"MSFT": 400_0000}), heartbeat_interval=0.2, timeout=15.0,
                          **kw)
     server.start()
     try:
@@ -153,14 +153,21 @@ def write_basket(path: Path, rows: list[tuple[str, str, str]]) -> list[str]:
     return [i for i, _, _ in rows]
 
 
+#: every wait is for a condition; its bound only stops a hung run (generous: CI under double load once
+#: needed more than 20 s for what takes a second when quiet), never measures speed
+PATIENCE = "120"
+
+
 def route(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(xdpgw_cmd(None, "route", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+    """A run the test will kill: it never gives up on its own first (``--timeout`` 120 s unless given)."""
+    more = () if "--timeout" in args else ("--timeout", PATIENCE)
+    return subprocess.Popen(xdpgw_cmd(None, "route", *args, *more), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
 def rerun(*args: str) -> dict:
-    r = subprocess.run(xdpgw_cmd(None, "route", *args, "--timeout", "30"), capture_output=True, text=True,
-                       timeout=90, cwd=ROOT)
+    r = subprocess.run(xdpgw_cmd(None, "route", *args, "--timeout", PATIENCE), capture_output=True, text=True,
+                       timeout=2 * int(PATIENCE) + 60, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -374,6 +381,9 @@ def test_a_resting_order_is_not_settled_until_the_venue_has_replayed_what_we_mis
 
     c = Reconciling()
     router = Router([c])
+    c.events.append(SessionEvent("connected", "login", c.now()))
+    router.poll(0)
+    assert router.settled() and not router.recovery.awaiting_replay  # nothing open: no replay can change it
     router.submit(Order("A1", "AAPL", Side.BUY, 100, 1_0000))
     router.poll(0)
     assert router.settled()  # resting, no login seen: nothing to wait for
@@ -446,6 +456,35 @@ def test_route_killed_mid_fill_then_rerun_applies_the_fills_it_missed(sim, tmp_p
     recs, _ = journal_view(journal)
     assert [recs[i].state for i in ids] == [S.FILLED, S.FILLED, S.FILLED, S.PARTIALLY_FILLED, S.ACKNOWLEDGED,
                                             S.ACKNOWLEDGED]
+
+
+def test_route_rerun_whose_venue_drops_during_the_replay_waits_for_the_next_logins_replay(sim, tmp_path):
+    basket, journal = tmp_path / "b.csv", tmp_path / "j"
+    ids = write_basket(basket, [("D1", "AAPL", "1.00"), ("D2", "AAPL", "1.00")])  # both rest
+    args = ["--venue", f"ouch://127.0.0.1:{sim.port}?user=U1&heartbeat=0.2", "--orders", str(basket),
+            "--journal", str(journal), "--json"]
+    assert rerun(*args)["acked"] == 2
+    sim.call(lambda s: s.mute("U1"))  # what happens now is stored, not written: the re-run's login gets no replay
+    seller = OuchConnector("u2", "127.0.0.1", sim.port, user="U2", heartbeat_interval=0.2)
+    try:
+        seller.connect()
+        seller.send(Order("S1", "AAPL", Side.SELL, 100, 1_0000))  # fills D1 while we are away
+        wait_for(lambda: sim.call(lambda s: s.exchange.counts["executions"]) >= 1, what="the fill")
+    finally:
+        seller.close()
+    logins = sim.call(lambda s: s.counts["logins"])
+    p = route(*args)
+    try:
+        wait_for(lambda: sim.call(lambda s: s.counts["logins"]) > logins, what="the re-run's login")
+        sim.call(lambda s: s.mute("U1", False))  # the link fails mid-replay: the next login replays
+        out, err = p.communicate(timeout=2 * int(PATIENCE) + 60)
+    finally:
+        reap(p)
+    assert p.returncode == 0, err
+    s = json.loads(out)
+    assert (s["filled"], s["open"], s["timed_out"]) == (1, 1, False)
+    assert s["venues"][next(iter(s["venues"]))]["reconnects"] == 1
+    assert_journal_equals_venue(journal, stream_of(sim), ids)
 
 
 # --- real processes, against nasdaq-protocols' SoupBinTCP server ------------------------------------------

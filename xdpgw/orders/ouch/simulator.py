@@ -368,7 +368,7 @@ class VenueServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def call(self, fn: Callable[[VenueServer], object], timeout: float = 5.0):
+    def call(self, fn: Callable[[VenueServer], object], timeout: float = 60.0):
         """Run ``fn(self)`` on the loop's thread and return its result (inline when not threaded)."""
         if self._thread is None or threading.current_thread() is self._thread:
             return fn(self)

@@ -2,28 +2,39 @@
 
 After a login (a restart on a killed run's journal, or a reconnect) the venue replays what we
 missed; a connector that can tell when that replay is over reports a ``"replayed"`` session event
-(OUCH: the first Server Heartbeat after Login Accepted, :class:`xdpgw.orders.ouch.soupbin.CaughtUp`).
-From then on every request that left before the login has its answer in the journal or in the
-replay, because a venue answers each request with a sequenced message (OUCH: an Enter Order with
-Order Accepted or Rejected, a cancel with Order Canceled or Cancel Reject, a replace with Order
-Replaced or Rejected). A request still unanswered never reached the venue:
+(OUCH: the first Server Heartbeat after Login Accepted, :class:`xdpgw.orders.ouch.soupbin.CaughtUp`;
+FIX: the engine has what the venue resent before its Logon, after ``connect()`` and after the
+engine's own reconnects). From then on every request that left before the login has its answer in the
+journal or in the replay, because a venue answers each request with a sequenced message (OUCH: an
+Enter Order with Order Accepted or Rejected, a cancel or reduction with Order Canceled or Cancel
+Reject, a replace with Order Replaced or Rejected). A request still unanswered never reached the venue
+(lost on the way, left in the connector's outbox when the link broke, or journaled by a run killed
+before it left), and is settled exactly once:
 
 * a new order still ``sent``: sent again under a new UserRefNum, with its own id (the venue never
   saw it), through the throttle; under the kill switch it is cancelled here instead;
-* a cancel still pending: sent again when the venue had acknowledged the order; an order it never
-  acknowledged never reached it either, and is cancelled here;
+* a cancel still pending: sent again when the venue had acknowledged the order (cancels pass the kill
+  switch); an order it never acknowledged never reached it either, and is cancelled here;
+* a reduction (``Router.cancel(id, qty)``, down to ``qty`` open shares; ``OrderRecord.reduce_to``
+  until answered) still unanswered: sent again with its quantity, after its order if that is sent
+  again, before a replace asked after it; a full cancel pending takes it along;
 * a replace still pending: sent again (the replacement under a new UserRefNum), through the
   throttle; under the kill switch it is dropped (the mass cancel takes the original).
 
 Each request sent again is journaled like the first (a later restart sees it); an order settled
-here is journaled as the :class:`~xdpgw.orders.venue.Cancelled` event it stands for. Only
-connectors that can take an order back (``forget(cl_ord_id)``, True when it may be sent again) are
-reconciled; with others an order a killed run journaled but the venue never confirmed stays
-``sent`` (the summary's ``unconfirmed``). A connector whose session layer resends what it took
-(FIX: ``session_resends``; the engine's store answers the venue's ResendRequest) sends again only
-what never reached its engine (a kill between the journal and the engine), and no cancel or
-replace. Candidates are the orders sent before the login: an order sent after it is simply in
-flight.
+here is journaled as the :class:`~xdpgw.orders.venue.Cancelled` event it stands for. Summary:
+``recovered{resent_orders, resent_cancels, resent_reductions, resent_replaces, settled_here,
+left_to_session}``. Only connectors that can take a request back are reconciled: ``forget(id)`` (an
+order, or a replacement by its new id) and ``forget_cancel(id)`` (a cancel or reduction of the order)
+say whether it may be sent again; with others an order a killed run journaled but the venue never
+confirmed stays ``sent`` (the summary's ``unconfirmed``). OUCH always may (SoupBinTCP resends nothing
+of ours). A connector whose session layer resends what it took (FIX: ``session_resends``; the
+engine's store answers the venue's ResendRequest) says no for what its engine took, and yes only for
+what never reached it (a kill between the journal and the engine): those are left to the session
+(``left_to_session``). Candidates are the requests sent before the login: one sent after it is simply
+in flight. Until a venue's replay is over, :attr:`Recovery.awaiting_replay` holds (``Router.settled``
+waits for it); a venue that drops during its replay is settled after the next login's, and a login
+with no order of ours open there waits for nothing.
 """
 
 from __future__ import annotations

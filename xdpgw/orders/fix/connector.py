@@ -97,7 +97,7 @@ class FixConnector:
         self._replacing: dict[str, Order] = {}  # new id → the replacement we asked for
         #: ClOrdIDs of cancel requests / reductions the engine took and the venue has not answered → the order
         self._cancelling: dict[str, str] = {}
-        self._replay_due = False  # a logon whose catch-up is not yet reported ("replayed")
+        self._replay_due = False  # a logon handed out whose catch-up is not yet reported (caller's thread)
         self._by_seq: dict[int, tuple[str, str]] = {}  # our MsgSeqNum → (MsgType, order id)
         self._last_id = 0
         #: where the next incoming sequence number we handed out is kept (the router gives its journal):
@@ -122,10 +122,7 @@ class FixConnector:
             self._logged_on.set()
         else:
             self._logged_on.clear()
-            self._replay_due = False
         self._inbox.append((time.monotonic_ns(), "session", (kind, detail)))
-        if kind == "connected":  # after the event is queued: "replayed" never comes before it
-            self._replay_due = True
         self._wake.set()
 
     def _guarded(self, fn, *args) -> None:
@@ -186,7 +183,6 @@ class FixConnector:
         deadline = time.monotonic() + timeout
         if self._logged_on.wait(timeout):
             self._catch_up(deadline)
-            self._replay_due = False
             self._inbox.append((time.monotonic_ns(), "session", ("replayed", "the venue resent what we missed")))
             self._wake.set()
         else:
@@ -278,11 +274,14 @@ class FixConnector:
         out: list[Event] = []
         while self._inbox:
             ts, kind, payload = self._inbox.popleft()
-            event = SessionEvent(payload[0], payload[1], ts) if kind == "session" else self._decode(payload, ts)
+            if kind == "session":
+                event = SessionEvent(payload[0], payload[1], ts)
+                self._replay_due = payload[0] == "connected"  # connect()'s own "replayed", or a drop: not due
+                replayed = False
+            else:
+                event = self._decode(payload, ts)
             if event is not None:
                 out.append(event)
-                if kind == "session" and payload[0] != "connected":
-                    replayed = False  # dropped again: the next logon replays
         if replayed and self._replay_due:
             self._replay_due = False
             out.append(SessionEvent("replayed", "the venue resent what we missed", time.monotonic_ns()))

@@ -423,6 +423,9 @@ class Router:
         ids = [cl_ord_id] if kids is None or kids == [cl_ord_id] else [k for k in kids if self.blotter[k].open]
         for i in ids:
             rec = self.blotter[i]
+            if rec.state is S.PENDING_NEW and qty:  # still queued by the throttle: it leaves smaller
+                self._shrink_queued(rec, qty)
+                continue
             if rec.state is S.PENDING_NEW:
                 self._unqueue(rec)
                 self.blotter.cancel_requested(i)
@@ -471,6 +474,19 @@ class Router:
         self.risk.seen_ids.add(new_id)
         ts = self.connectors[new.venue].replace(orig_id, new)
         return self.blotter.replace_requested(orig_id, new, ts)
+
+    def _shrink_queued(self, rec: OrderRecord, qty: int) -> None:
+        """A reduction of an order the throttle still holds: the queued order itself becomes smaller
+        (nothing of it is journaled or sent yet)."""
+        o = rec.order
+        if qty >= o.qty:
+            return
+        smaller = _replace(o, qty=qty)
+        q = self.throttle.queues.get(rec.venue)
+        if q is not None and (rec.venue, o) in q:
+            q[q.index((rec.venue, o))] = (rec.venue, smaller)
+        self.risk.release(o.symbol, o.side, o.qty - qty, orders=0)
+        rec.order, rec.leaves_qty = smaller, qty
 
     def _unqueue(self, rec: OrderRecord) -> None:
         q = self.throttle.queues.get(rec.venue)

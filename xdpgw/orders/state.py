@@ -6,8 +6,9 @@ adds to ``cum_qty`` / ``notional`` (``avg_price`` is their ratio, in ticks) and 
 ``leaves_qty``; a cancel event takes its decrement from ``leaves_qty`` (0 left: cancelled, else the
 order lives on, reduced). A reduction (a cancel down to N open shares) leaves the state as it is and
 is kept in ``reduce_to`` until the venue answers it: the next partial cancel or cancel reject for the
-order is its answer (it was requested before any cancel or replace still pending). Events repeated after a reconnect (same fill ``exec_id``, an ack for an
-order already acknowledged) are counted in ``duplicates`` and change nothing.
+order is its answer (it was asked before any cancel or replace still pending). Events repeated after
+a reconnect (same fill ``exec_id``, an ack for an order already acknowledged) are counted in
+``duplicates`` and change nothing.
 """
 
 from __future__ import annotations

@@ -188,12 +188,23 @@ def journaled_fills(journal: Path) -> int:
 # --- in process: a broken link ------------------------------------------------------------------
 
 
-def test_lost_order_cancel_reduction_and_replace_are_sent_again_after_the_replay(sim):
-    c = ouch(sim)
-    router = Router([c])
+@contextlib.contextmanager
+def live_router(sim: VenueServer, resting_orders: int, journal: Path | None = None,
+                **kw) -> Iterator[tuple[Router, OuchConnector]]:
+    """A router logged in to ``sim`` (journaled when given a path) with ``resting_orders`` resting buys
+    R0.., acknowledged; closed on the way out."""
+    c = ouch(sim, **kw)
+    router = Router([c], journal=Journal(str(journal)) if journal else None)
     try:
         router.connect()
-        resting(router, 3)
+        resting(router, resting_orders)
+        yield router, c
+    finally:
+        router.close()
+
+
+def test_lost_order_cancel_reduction_and_replace_are_sent_again_after_the_replay(sim):
+    with live_router(sim, 3) as (router, c):
         sim.call(lambda s: s.deafen("U1"))  # what we send now is lost on the way
         router.cancel("R0")
         router.replace("R1", "R1B", price=1_0100)
@@ -213,16 +224,10 @@ def test_lost_order_cancel_reduction_and_replace_are_sent_again_after_the_replay
         assert venue["N1"]["accepted"] == 1 and venue["R0"]["cancelled"] == 100
         assert (venue["R2"]["open"], venue["R2"]["cancelled"]) == (40, 60)
         assert sim.call(lambda s: s.exchange.counts["rejects"]) == 0  # UserRefNums kept increasing
-    finally:
-        router.close()
 
 
 def test_a_reduction_the_replay_answers_is_not_sent_again(sim):
-    c = ouch(sim)
-    router = Router([c])
-    try:
-        router.connect()
-        resting(router, 1)
+    with live_router(sim, 1) as (router, c):
         sim.call(lambda s: s.mute("U1"))  # the venue takes what we send; its answers are held back
         router.cancel("R0", 40)
         assert router.blotter["R0"].reduce_to == 40 and not router.settled()
@@ -232,8 +237,6 @@ def test_a_reduction_the_replay_answers_is_not_sent_again(sim):
         assert (router.blotter["R0"].leaves_qty, router.blotter["R0"].reduce_to) == (40, 0)
         assert router.recovery.counts == {} and c.stats()["reconnects"] == 1
         assert sim.call(lambda s: (s.exchange.counts["cancels"], s.exchange.counts["cancel_rejects"])) == (1, 0)
-    finally:
-        router.close()
 
 
 def stuck_in_the_outbox(router: Router, sim: VenueServer, kill: bool = False) -> list[str]:
@@ -258,11 +261,7 @@ def stuck_in_the_outbox(router: Router, sim: VenueServer, kill: bool = False) ->
 
 def test_requests_in_the_outbox_when_the_link_breaks_are_sent_after_the_replay(tight_sim, tmp_path):
     sim, journal = tight_sim, tmp_path / "j"
-    c = ouch(sim, sndbuf=4096)
-    router = Router([c], journal=Journal(str(journal)))
-    try:
-        router.connect()
-        resting(router, 3)
+    with live_router(sim, 3, journal, sndbuf=4096) as (router, c):
         ids = stuck_in_the_outbox(router, sim)
         settle(router, "the requests sent again")
         assert c.stats()["unsent"] >= 4  # the cancel, the reduction and the replace at least never left
@@ -272,19 +271,13 @@ def test_requests_in_the_outbox_when_the_link_breaks_are_sent_after_the_replay(t
         assert [b[i].state for i in ("R0", "R1", "R2", "R2B")] == [S.CANCELLED, S.ACKNOWLEDGED, S.REPLACED,
                                                                     S.ACKNOWLEDGED]
         assert b["R1"].leaves_qty == 40 and all(b[i].state is S.ACKNOWLEDGED for i in ids)
-    finally:
-        router.close()
     assert_journal_equals_venue(journal, stream_of(sim), [*ids, "R0", "R1", "R2", "R2B"])
     assert sim.call(lambda s: s.exchange.counts["rejects"]) == 0  # each id once, UserRefNums increasing
 
 
 def test_under_the_kill_switch_outbox_orders_are_cancelled_here_and_cancels_still_sent(tight_sim, tmp_path):
     sim, journal = tight_sim, tmp_path / "j"
-    c = ouch(sim, sndbuf=4096)
-    router = Router([c], journal=Journal(str(journal)))
-    try:
-        router.connect()
-        resting(router, 3)
+    with live_router(sim, 3, journal, sndbuf=4096) as (router, c):
         ids = stuck_in_the_outbox(router, sim, kill=True)
         wait_for(lambda: router.poll(0.02) is not None and not router.open_orders()
                  and not router.recovery.awaiting_replay, what="every order cancelled")
@@ -292,8 +285,6 @@ def test_under_the_kill_switch_outbox_orders_are_cancelled_here_and_cancels_stil
         b = router.blotter
         assert all((b[i].state, b[i].reason) == (S.CANCELLED, NEVER_REACHED) for i in ids)
         assert [b[i].state for i in ("R0", "R1", "R2", "R2B")] == [S.CANCELLED] * 3 + [S.REJECTED]
-    finally:
-        router.close()
     stream = stream_of(sim)
     assert not set(ids) & set(venue_view(stream))  # never sent
     assert_journal_equals_venue(journal, stream, ["R0", "R1", "R2"])
@@ -302,11 +293,7 @@ def test_under_the_kill_switch_outbox_orders_are_cancelled_here_and_cancels_stil
 
 
 def test_a_venue_that_drops_during_the_replay_is_settled_after_the_next_logins_replay(sim):
-    c = ouch(sim)
-    router = Router([c])
-    try:
-        router.connect()
-        resting(router, 1)
+    with live_router(sim, 1) as (router, c):
         sim.call(lambda s: s.deafen("U1"))
         router.submit(Order("N1", "AAPL", Side.BUY, 100, 1_0000))
         wait_for(lambda: sim.call(lambda s: s.counts["lost_requests"]) == 1, what="the lost order")
@@ -317,8 +304,6 @@ def test_a_venue_that_drops_during_the_replay_is_settled_after_the_next_logins_r
         settle(router, "the replay of the login after")
         assert c.stats()["reconnects"] == 2 and router.recovery.counts == {"resent_orders": 1}
         assert venue_view(stream_of(sim))["N1"]["accepted"] == 1
-    finally:
-        router.close()
 
 
 def test_a_fix_cancel_the_engine_took_is_left_to_the_session_after_a_reconnect(tmp_path):
@@ -345,7 +330,7 @@ def test_orders_sent_again_keep_to_the_throttle(sim):
     from tests.orders.test_throttle import max_in_any_window
     from xdpgw.orders.throttle import Throttle
 
-    c = OuchConnector("sim", "127.0.0.1", sim.port, user="U1", heartbeat_interval=0.2, reconnect_delay=0.01)
+    c = ouch(sim)
     router = Router([c], throttle=Throttle(per_venue=2))
     try:
         router.connect()
@@ -362,7 +347,7 @@ def test_orders_sent_again_keep_to_the_throttle(sim):
 
 
 def test_under_the_kill_switch_a_lost_order_is_cancelled_here_not_sent(sim, tmp_path):
-    c = OuchConnector("sim", "127.0.0.1", sim.port, user="U1", heartbeat_interval=0.2, reconnect_delay=0.01)
+    c = ouch(sim)
     router = Router([c], journal=Journal(str(tmp_path / "j")))
     try:
         router.connect()

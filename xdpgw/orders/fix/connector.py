@@ -183,8 +183,9 @@ class FixConnector:
         deadline = time.monotonic() + timeout
         if self._logged_on.wait(timeout):
             self._catch_up(deadline)
-            self._inbox.append((time.monotonic_ns(), "session", ("replayed", "the venue resent what we missed")))
-            self._wake.set()
+            if self._logged_on.is_set() and self._caught_up():  # else poll() reports it once caught up
+                self._inbox.append((time.monotonic_ns(), "session", ("replayed", "the venue resent what we missed")))
+                self._wake.set()
         else:
             detail = engine.last_event(self.state_dir)
             self.close()

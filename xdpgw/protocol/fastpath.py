@@ -12,8 +12,11 @@ checked, filtered by the subscription (locates learnt from ``R`` in place), copi
 per-type arrays, counted and latency-stamped in C; Python gets the number of delivered messages and a
 reused :class:`InOrderBurst` that views the arrays. Anything else returns ``DEFER`` without any effect:
 the feed handler then *syncs* (the C state and counters go back into the sequencer, which stays the
-source of truth), runs the general path and re-arms. The property tests in
-``tests/protocol/test_fast_path.py`` hold both paths to the same deliveries and counters.
+source of truth), runs the general path and re-arms. At start-up (one line, no session yet) it is armed to
+*prove* the first session as the sequencer would (two well-formed packets that chain): a burst whose packets
+chain exactly is delivered in C and its session adopted at the next sync; a lone first packet is copied aside
+(``hold``) until a burst continues it, and handed to the sequencer (at the time it came) on any other sync.
+The property tests in ``tests/protocol/test_fast_path.py`` hold both paths to the same deliveries and counters.
 
 Steady state allocates nothing: the arrays are made (and their pages touched) once.
 """

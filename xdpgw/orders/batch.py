@@ -320,7 +320,7 @@ def plan_batch(batch: OrderBatch, risk: RiskEngine, routing: RoutingTable, conne
         except NoRoute:
             reasons[i] = CODES["no_route"]
             continue
-        why = risk._run(o, now_ns, len(legs), True)
+        why = risk.verdict(o, now_ns, len(legs))
         if why:
             reasons[i] = CODES[why]
             continue

@@ -22,6 +22,7 @@ positions come from fills only.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,18 +118,35 @@ class SymbolExposure:
     position: int = 0  # from fills: + bought, - sold
 
 
+_NONE = float("inf")  # a limit that is off: no quantity, notional or position exceeds it
+_EMPTY = (1, 0)  # a price band no price is inside
+
+
 class _SymbolRisk:
-    """What one symbol's orders are checked against, looked up once per symbol (and again after any
-    limit changes): restricted or not, the configured reference price, the position limit, and the
-    symbol's exposure (None until its first order passes the checks that precede it)."""
+    """What one symbol's orders are checked against, worked out once per symbol (and again after
+    any limit changes): restricted or not, the configured reference price, the position limit, the
+    band of limit prices the collar surely accepts (``lo <= price <= hi``; a price outside it, or
+    any price when the reference comes from ``RiskEngine.reference``, is checked against the
+    reference itself), and the symbol's exposure (None until its first order passes the checks
+    that precede it)."""
 
-    __slots__ = ("restricted", "ref", "max_position", "exp")
+    __slots__ = ("restricted", "ref", "lo", "hi", "max_position", "exp")
 
-    def __init__(self, lim: RiskLimits, sym: str, exp: SymbolExposure | None) -> None:
+    def __init__(self, lim: RiskLimits, sym: str, live_reference: bool, exp: SymbolExposure | None) -> None:
         self.restricted = sym in lim.restricted
-        self.ref = lim.reference_prices.get(sym)
+        self.ref = ref = lim.reference_prices.get(sym)
+        collar = lim.collar_pct
+        if collar is None:
+            self.lo, self.hi = -_NONE, _NONE
+        elif live_reference or ref is None:
+            self.lo, self.hi = _EMPTY
+        else:  # |price - ref| * 100 <= collar * ref  ⟸  |price - ref| <= floor(collar * ref) // 100
+            x = collar * ref
+            k = math.floor(x) // 100 if 0 <= x < _NONE else -1
+            self.lo, self.hi = (ref - k, ref + k) if k >= 0 else _EMPTY
         pl = lim.position_limits
-        self.max_position = pl.get(sym, lim.max_position) if pl else lim.max_position
+        limit = pl.get(sym, lim.max_position) if pl else lim.max_position
+        self.max_position = _NONE if limit is None else limit
         self.exp = exp
 
 
@@ -162,16 +180,27 @@ class RiskEngine:
         self._limits = limits
         self._epoch = -1
 
+    @property
+    def reference(self) -> ReferencePrice | None:
+        return self._reference
+
+    @reference.setter
+    def reference(self, reference: ReferencePrice | None) -> None:
+        self._reference = reference
+        self._epoch = -1
+
     def _relimit(self) -> None:
-        """The limits changed (or were never read): forget the per-symbol records, read the rest."""
+        """The limits changed (or were never read): forget the per-symbol records, read the rest
+        (a limit that is off as ``_NONE``)."""
         lim = self._limits
         self._symbols.clear()
-        self._flat = (lim.max_qty, lim.max_notional, lim.collar_pct, lim.max_open_per_symbol,
-                      lim.max_gross_per_symbol, lim.max_gross_total, lim.duplicate_window_ns)
+        self._flat = (*(_NONE if x is None else x for x in (
+            lim.max_qty, lim.max_notional, lim.max_open_per_symbol, lim.max_gross_per_symbol, lim.max_gross_total)),
+            lim.duplicate_window_ns)
         self._epoch = _EPOCH[0]
 
     def _symbol(self, sym: str) -> _SymbolRisk:
-        sr = self._symbols[sym] = _SymbolRisk(self._limits, sym, self.exposure.get(sym))
+        sr = self._symbols[sym] = _SymbolRisk(self._limits, sym, self._reference is not None, self.exposure.get(sym))
         return sr
 
     # --- the kill switch --------------------------------------------------------------------------
@@ -223,35 +252,24 @@ class RiskEngine:
         sr = self._symbols.get(sym) or self._symbol(sym)
         if sr.restricted:
             return "restricted"
-        max_qty, max_notional, collar, max_open, max_gross_sym, max_gross_total, window = self._flat
+        max_qty, max_notional, max_open, max_gross_sym, max_gross_total, window = self._flat
         qty, price = order.qty, order.price
-        if max_qty is not None and qty > max_qty:
+        if qty > max_qty:
             return "max_qty"
-        value = price  # what a share is worth: the limit price, a market order's reference
-        if collar is not None or not price:
-            ref = None
-            if self.reference is not None:
-                px = self.reference(sym)
-                if px:
-                    ref = int(px)
-            if ref is None:
-                ref = sr.ref
-            if ref is None:
-                if collar is not None or max_notional is not None:
-                    return "no_reference_price"
-            elif not price:
-                value = ref
-            elif collar is not None and abs(price - ref) * 100 > collar * ref:
-                return "price_collar"
-        notional = qty * value
-        if max_notional is not None and notional > max_notional:
+        if price and sr.lo <= price <= sr.hi:
+            notional = qty * price
+        else:  # the collar against the reference itself, or a market order valued at it
+            value = self._valued(sr, sym, price)
+            if type(value) is str:
+                return value
+            notional = qty * value
+        if notional > max_notional:
             return "max_notional"
         if alone:
             return None
         oid, side = order.cl_ord_id, order.side
         if oid in self.seen_ids:
             return "duplicate_id"
-        key = None
         if window:
             key = (sym, side, qty, price)
             last = self._recent.get(key)
@@ -263,32 +281,50 @@ class RiskEngine:
             if exp is None:
                 exp = self.exposure[sym] = SymbolExposure()
             sr.exp = exp
-        if max_open is not None and exp.open_orders + children > max_open:
+        open_orders = exp.open_orders + children  # each sum once: checked, then kept when committed
+        if open_orders > max_open:
             return "max_open_orders"
-        if max_gross_sym is not None and exp.gross + notional > max_gross_sym:
+        gross = exp.gross + notional
+        if gross > max_gross_sym:
             return "gross_notional_symbol"
-        if max_gross_total is not None and self.gross_total + notional > max_gross_total:
+        gross_total = self.gross_total + notional
+        if gross_total > max_gross_total:
             return "gross_notional_total"
-        buy = side is _BUY
-        limit = sr.max_position
-        if limit is not None:
-            if buy:
-                if exp.position + exp.open_buy + qty > limit:
-                    return "position_limit"
-            elif exp.position - exp.open_sell - qty < -limit:
+        if side is _BUY:
+            open_side = exp.open_buy + qty
+            if exp.position + open_side > sr.max_position:
+                return "position_limit"
+        else:
+            open_side = exp.open_sell + qty
+            if exp.position - open_side < -sr.max_position:
                 return "position_limit"
         if commit:
             self.seen_ids.add(oid)
-            if key is not None:
+            if window:
                 self._recent[key] = now_ns
-            exp.open_orders += children
-            if buy:
-                exp.open_buy += qty
+            exp.open_orders = open_orders
+            if side is _BUY:
+                exp.open_buy = open_side
             else:
-                exp.open_sell += qty
-            exp.gross += notional
-            self.gross_total += notional
+                exp.open_sell = open_side
+            exp.gross = gross
+            self.gross_total = gross_total
         return None
+
+    def _valued(self, sr: _SymbolRisk, sym: str, price: int) -> int | str:
+        """A limit price outside the collar's sure band, or a market order (price 0): what a share
+        is worth (the price, or the reference for a market order), or the denial (no reference,
+        outside the collar)."""
+        lim = self._limits
+        collar = lim.collar_pct
+        ref = self.reference_price(sym) if self._reference is not None else sr.ref
+        if ref is None:
+            return "no_reference_price" if collar is not None or (not price and lim.max_notional is not None) else price
+        if not price:
+            return ref
+        if collar is not None and abs(price - ref) * 100 > collar * ref:
+            return "price_collar"
+        return price
 
     def _reserve(self, exp: SymbolExposure, oid: str, key: tuple | None, now_ns: int, children: int, buy: bool,
                  qty: int, notional: int) -> None:

@@ -41,7 +41,7 @@ from xdpgw.orders.model import Order, State
 from xdpgw.orders.recovery import Recovery
 from xdpgw.orders.risk import RiskEngine
 from xdpgw.orders.routing import NoRoute, RoutingTable, VenueShare
-from xdpgw.orders.state import Blotter, IllegalTransition, OrderRecord
+from xdpgw.orders.state import Blotter, IllegalTransition, OrderRecord, sent_record
 from xdpgw.orders.throttle import Throttle
 from xdpgw.orders.venue import (
     Accepted,
@@ -56,7 +56,6 @@ from xdpgw.orders.venue import (
 from xdpgw.pipeline.histogram import LatencyHistogram
 
 S = State
-_SENT = S.SENT
 _LATENCY_BULK = 4096  # latencies kept before they go into the histograms (and on any read)
 _UNSENT_CANCEL = "cancelled before sending"  # the reason Blotter.cancel_requested gives
 
@@ -196,8 +195,7 @@ class Router:
         except BaseException as e:
             return [self._send_one_failed(cid, venue, order, e)]
         self.client_orders[cid] = [cid]
-        rec = self.blotter.orders[cid] = OrderRecord(order, _SENT, venue, order.qty)
-        rec.send_ns = ts
+        rec = self.blotter.orders[cid] = sent_record(order, venue, ts)
         return [rec]
 
     def submit_many(self, orders: Iterable[Order]) -> list[OrderRecord]:

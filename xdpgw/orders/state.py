@@ -11,7 +11,7 @@ order already acknowledged) are counted in ``duplicates`` and change nothing.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 
 from xdpgw.errors import GatewayError
 from xdpgw.orders.model import Order, State
@@ -108,6 +108,28 @@ class OrderRecord:
             return S.SENT
         return S.PARTIALLY_FILLED if self.cum_qty else S.ACKNOWLEDGED
 
+
+
+def _sent_record_factory():
+    """``sent_record(order, venue, send_ns)``: an OrderRecord made straight in the sent state with
+    every other field at its dataclass default, its slots set one by one (written from the
+    dataclass's own fields): a third cheaper than ``OrderRecord(...)``, whose ``__init__`` and
+    ``__post_init__`` the router's per-order hot path would otherwise pay."""
+    given = {"order": "order", "state": "_SENT", "venue": "venue", "leaves_qty": "order.qty", "send_ns": "send_ns"}
+    ns = {"_new": object.__new__, "OrderRecord": OrderRecord, "_SENT": S.SENT}
+    lines = ["def sent_record(order, venue, send_ns):", "    r = _new(OrderRecord)"]
+    for f in fields(OrderRecord):
+        value = given.get(f.name)
+        if value is None:
+            factory = f.default_factory is not MISSING
+            ns[f"_d_{f.name}"] = f.default_factory if factory else f.default
+            value = f"_d_{f.name}()" if factory else f"_d_{f.name}"
+        lines.append(f"    r.{f.name} = {value}")
+    exec("\n".join([*lines, "    return r"]), ns)  # noqa: S102 - as dataclasses writes __init__
+    return ns["sent_record"]
+
+
+sent_record = _sent_record_factory()
 
 class Blotter:
     """Every order by id, moved only through :data:`TRANSITIONS`."""

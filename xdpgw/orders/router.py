@@ -41,7 +41,7 @@ from xdpgw.orders.model import Order, State
 from xdpgw.orders.recovery import Recovery
 from xdpgw.orders.risk import RiskEngine
 from xdpgw.orders.routing import NoRoute, RoutingTable, VenueShare
-from xdpgw.orders.state import Blotter, IllegalTransition, OrderRecord, sent_record
+from xdpgw.orders.state import Blotter, IllegalTransition, OrderRecord, new_record
 from xdpgw.orders.throttle import Throttle
 from xdpgw.orders.venue import (
     Accepted,
@@ -56,6 +56,7 @@ from xdpgw.orders.venue import (
 from xdpgw.pipeline.histogram import LatencyHistogram
 
 S = State
+_SENT, _PENDING_NEW = S.SENT, S.PENDING_NEW
 _LATENCY_BULK = 4096  # latencies kept before they go into the histograms (and on any read)
 _UNSENT_CANCEL = "cancelled before sending"  # the reason Blotter.cancel_requested gives
 
@@ -195,7 +196,7 @@ class Router:
         except BaseException as e:
             return [self._send_one_failed(cid, venue, order, e)]
         self.client_orders[cid] = [cid]
-        rec = self.blotter.orders[cid] = sent_record(order, venue, ts)
+        rec = self.blotter.orders[cid] = new_record(order, venue, _SENT, ts)
         return [rec]
 
     def submit_many(self, orders: Iterable[Order]) -> list[OrderRecord]:
@@ -248,7 +249,7 @@ class Router:
         if not b.keys().isdisjoint(ids):
             self.blotter.add(next(o for o in os_ if o.cl_ord_id in b))  # raises: the id is in use
         vs = [names[v] for v in vrow.tolist()]
-        b.update(zip(ids, map(OrderRecord, os_, repeat(S.PENDING_NEW), vs, [o.qty for o in os_]), strict=True))
+        b.update(zip(ids, map(new_record, os_, vs, repeat(_PENDING_NEW)), strict=True))
         self.client_orders.update(zip(ids, [[c] for c in ids], strict=True))
         go += zip(vs, os_, strict=True)
         for k in np.unique(vrow).tolist():
@@ -415,10 +416,9 @@ class Router:
                 for o in os_:
                     self._send_failed(venue, o, e)
                 continue
-            for o in os_:
-                rec = b[o.cl_ord_id]
-                if rec.state is S.PENDING_NEW:  # Blotter.sent, inlined (pending-new → sent is legal)
-                    rec.state = S.SENT
+            for rec in map(b.__getitem__, [o.cl_ord_id for o in os_]):
+                if rec.state is _PENDING_NEW:  # Blotter.sent, inlined (pending-new → sent is legal)
+                    rec.state = _SENT
                     rec.send_ns = ts
                 else:
                     self._sent(rec, ts)

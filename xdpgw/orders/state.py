@@ -110,14 +110,15 @@ class OrderRecord:
 
 
 
-def _sent_record_factory():
-    """``sent_record(order, venue, send_ns)``: an OrderRecord made straight in the sent state with
-    every other field at its dataclass default, its slots set one by one (written from the
-    dataclass's own fields): a third cheaper than ``OrderRecord(...)``, whose ``__init__`` and
-    ``__post_init__`` the router's per-order hot path would otherwise pay."""
-    given = {"order": "order", "state": "_SENT", "venue": "venue", "leaves_qty": "order.qty", "send_ns": "send_ns"}
-    ns = {"_new": object.__new__, "OrderRecord": OrderRecord, "_SENT": S.SENT}
-    lines = ["def sent_record(order, venue, send_ns):", "    r = _new(OrderRecord)"]
+def _new_record_factory():
+    """``new_record(order, venue, state, send_ns)``: an OrderRecord with the order's whole quantity
+    open and every other field at its dataclass default, its slots set one by one (the code is
+    written from the dataclass's own fields): a third cheaper than ``OrderRecord(...)``, whose
+    ``__init__`` and ``__post_init__`` the router's hot paths (``submit``, ``submit_batch``) would
+    otherwise pay per order."""
+    given = {"order": "order", "state": "state", "venue": "venue", "leaves_qty": "order.qty", "send_ns": "send_ns"}
+    ns = {"_new": object.__new__, "OrderRecord": OrderRecord}
+    lines = ["def new_record(order, venue, state, send_ns=0):", "    r = _new(OrderRecord)"]
     for f in fields(OrderRecord):
         value = given.get(f.name)
         if value is None:
@@ -126,10 +127,10 @@ def _sent_record_factory():
             value = f"_d_{f.name}()" if factory else f"_d_{f.name}"
         lines.append(f"    r.{f.name} = {value}")
     exec("\n".join([*lines, "    return r"]), ns)  # noqa: S102 - as dataclasses writes __init__
-    return ns["sent_record"]
+    return ns["new_record"]
 
 
-sent_record = _sent_record_factory()
+new_record = _new_record_factory()
 
 class Blotter:
     """Every order by id, moved only through :data:`TRANSITIONS`."""

@@ -221,7 +221,8 @@ class Router:
         Returns the plan (``reasons`` per row, ``denied()``)."""
         orders = batch.orders()  # checks every row first: a bad row raises before anything is reserved
         now = self.clock()
-        plan = plan_batch(batch, self.risk, self.routing, self._live, now, encode=False)
+        plan = plan_batch(batch, self.risk, self.routing, self._live, now, encode=False,
+                          ids=[o.cl_ord_id for o in orders])
         names, vrow = plan.names, plan.venues
         easy = (plan.reasons == OK) & (vrow >= 0)  # accepted, whole to one venue: recorded in bulk
         if self.throttle.active:

@@ -69,7 +69,7 @@ class RoutingTable:
     _plans: dict = field(default_factory=dict, repr=False, compare=False)  # (symbol, connected) → venues
     #: connected venues → {symbol: the one venue its orders go to whole, "" when they split or have
     #: none}, filled by :meth:`whole_venue` (the router's per-order hot path reads it directly)
-    whole: dict = field(default_factory=dict, repr=False, compare=False)
+    whole: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def invalidate(self) -> None:
         """Forget cached routes (call after changing ``rules``/``default`` in place)."""

@@ -14,7 +14,11 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
 
 - Input is screened first (:mod:`xdpgw.protocol.screen`): only each packet's valid prefix counts as
   received and only that prefix is announced; a broken copy leaves its missing messages *missing*,
-  so a later good copy (other line, retransmission) fills them exactly once.
+  so a later good copy (other line, retransmission) fills them exactly once. A broken copy (not
+  well-formed) never costs what the feed would have delivered without it: it corroborates nothing,
+  and one that would open a gap (it starts beyond what the well-formed packets reached) waits aside
+  (``parked``) until the feed reaches it, so it opens no hole and starts no hole's wait: the good copy
+  arriving later finds the timers as if the broken one had never come.
 - A session is believed only after two well-formed packets of it that *chain* (each wholly beyond, or
   reordered wholly before, what was seen of it; either line; a copy does not, and a heartbeat counts only
   at or beyond the end of what was seen and not repeating the last one); until then its packets wait aside
@@ -32,8 +36,8 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
   delivered + duplicates + sum(rejected) + sum(held)``; ``rejected`` counts messages by cause, ``held``
   what still waits by reason (``behind_hole``, ``parked_far_ahead``, ``unconfirmed_session``).
 - A hole is only given up once the data after it is corroborated: ``sure`` is the highest end of a
-  packet that did not itself open a gap (it continued what was known). A lone packet ahead (a garbage
-  sequence) opens a hole nobody can skip, so the real messages still fill it in order.
+  well-formed packet that did not itself open a gap (it continued what was known). A lone packet ahead
+  (a garbage sequence) opens a hole nobody can skip, so the real messages still fill it in order.
 - A packet more than ``max_jump`` beyond ``high`` waits aside (``parked``, bounded) until another
   packet continues or overlaps it, or the feed gets near: one garbage sequence cannot open a huge hole
   (which would keep every later burst off the O(1) path until the feed got there).
@@ -66,8 +70,8 @@ __all__ = ["HELD_REASONS", "REJECT_CAUSES", "Candidate", "Hole", "Sequencer", "g
 #: ended, data never corroborated (parked far ahead and pushed out, or beyond an open hole when the session ended).
 REJECT_CAUSES = ("undecodable", "untrusted", "bad_sequence", "foreign_malformed", "foreign_session",
                  "stale_session", "unconfirmed")
-#: Why a message taken in still waits (``Sequencer.held()``): behind a hole, far ahead of the feed until
-#: corroborated, or in a session not followed (yet).
+#: Why a message taken in still waits (``Sequencer.held()``): behind a hole, aside until corroborated or
+#: reached (far ahead of the feed, or a broken copy ahead of it), or in a session not followed (yet).
 HELD_REASONS = ("behind_hole", "parked_far_ahead", "unconfirmed_session")
 
 _NOTHING = Decoded.empty()  # what a call that delivers nothing returns (shared: never edit it)
@@ -81,6 +85,7 @@ class Candidate:
     when last, and whether it ended (its own well-formed end-of-session: it is never followed then)."""
 
     parts: list[Decoded] = field(default_factory=list)
+    wells: list[np.ndarray | None] = field(default_factory=list)  # per part: its well-formed packets (None: all)
     messages: int = 0
     packets: int = 0
     chain: int = 0
@@ -144,7 +149,8 @@ class Sequencer:
         self.resume: dict[bytes, int] = {}  # followed until they went silent: where each left off
         self.candidates: dict[bytes, Candidate] = {}
         self._heard = 0  # sessions heard so far as candidates (numbers Candidate.heard)
-        self.parked: list[tuple[int, int, Decoded]] = []  # (start, end, packet) far ahead, uncorroborated
+        # (start, end, packet, broken): far ahead and uncorroborated, or a broken copy ahead of the feed
+        self.parked: list[tuple[int, int, Decoded, bool]] = []
         self.ended = False
         self.last_heard: float | None = None
         self.actions: list[RetransmitRequest] = []
@@ -203,7 +209,7 @@ class Sequencer:
     def held(self) -> dict[str, int]:
         """Messages taken in that still wait, by reason (see ``HELD_REASONS``)."""
         return {"behind_hole": len(self.backlog),
-                "parked_far_ahead": sum(len(p) for _, _, p in self.parked),
+                "parked_far_ahead": sum(len(p[2]) for p in self.parked),
                 "unconfirmed_session": sum(c.messages for c in self.candidates.values())}
 
     def accounts(self) -> dict[str, int | dict[str, int]]:
@@ -240,6 +246,8 @@ class Sequencer:
         if (nxt is None or f.start != nxt or self.high != nxt or f.session != self.session
                 or len(self.hole_table) or len(self.backlog)):
             return False
+        if self.parked and any(p[0] <= f.end + (0 if p[3] else self.max_jump) for p in self.parked):
+            return False  # the feed reaches what waits aside: the general path takes it in
         self.last_heard = now
         self.counters["heartbeats"] += f.heartbeats
         if f.end_of_session:
@@ -267,7 +275,7 @@ class Sequencer:
                out: list[Piece]) -> None:
         """One run of one session: sequence it, or hold it while its session is not followed."""
         if session == self.session:
-            self._run(dec, now, out)
+            self._run(dec, now, out, well)
         elif session in self.old_sessions:
             self.rejected["stale_session"] += len(dec)
         else:
@@ -290,6 +298,7 @@ class Sequencer:
             self.counters["foreign_session_packets"] += len(dec.pkt_seq)
         else:
             c.parts.append(dec)
+            c.wells.append(well)
             c.messages += len(dec)
             c.packets += len(dec.pkt_seq)
         self.candidates[session] = c  # (re)inserted last: the least recently heard come first
@@ -361,6 +370,10 @@ class Sequencer:
     def _adopt(self, session: bytes, c: Candidate, now: float, out: list[Piece]) -> None:
         """``session`` is proven: it becomes the current one and its held packets are sequenced."""
         held = Decoded.concat(c.parts)
+        well = None
+        if any(w is not None for w in c.wells):
+            well = np.concatenate([np.ones(len(p.pkt_seq), bool) if w is None else w
+                                   for p, w in zip(c.parts, c.wells, strict=True)])
         if self.session is not None:
             self._switched = True  # what this call delivers may now span two sessions
             self._give_up_all(out)
@@ -370,33 +383,72 @@ class Sequencer:
                 self.resume[self.session] = self.next
                 while len(self.resume) > 16:
                     del self.resume[next(iter(self.resume))]
-            self.rejected["unconfirmed"] += sum(len(p) for _, _, p in self.parked)
+            self.rejected["unconfirmed"] += sum(len(p[2]) for p in self.parked)
             self.parked = []
             self.next = self.high = self.sure = self.resume.pop(session, 1)  # a new session starts at 1
             self.given_up.clear()
-        elif self.next is None:  # joining: start at the lowest sequence seen
-            self.next = self.high = self.sure = int(held.pkt_seq.min())
+        elif self.next is None:  # joining: start at the lowest sequence a well-formed packet showed
+            seqs = held.pkt_seq if well is None or not well.any() else held.pkt_seq[well]
+            self.next = self.high = self.sure = int(seqs.min())
         self.session, self.ended = session, False
         self.counters["sessions"] += 1
-        self._run(held, now, out)
+        self._run(held, now, out, well)
 
-    def _run(self, dec: Decoded, now: float, out: list[Piece]) -> None:
-        """One screened run of the current session: park what is far ahead, sequence the rest."""
+    def _run(self, dec: Decoded, now: float, out: list[Piece], well: np.ndarray | None = None) -> None:
+        """One screened run of the current session (``well``: its well-formed packets, None for all): set
+        aside broken copies ahead of the feed and park what is far ahead; sequence the rest."""
+        if well is not None:
+            if well.all():
+                well = None
+            else:
+                dec, well = self._aside(dec, well)
+                if not len(well):
+                    return
         starts = dec.pkt_seq.astype(np.int64)
         if len(starts) and int(starts.max()) > self.high + self.max_jump:
             far = starts > self.high + self.max_jump
+            if well is not None:
+                far &= well  # a broken copy left here is within reach (see _aside)
             released = self._park(select(dec, far))
             if not far.all():
-                self._sequence(select(dec, ~far), now, out)
+                self._sequence(select(dec, ~far), now, out, well=None if well is None else well[~far])
             if released is not None:
                 self._sequence(released, now, out)
         else:
-            self._sequence(dec, now, out, starts)
-        if self.parked:  # the feed may have come near what waits aside
-            near = [p for p in self.parked if p[0] <= self.high + self.max_jump]
-            if near:
-                self.parked = [p for p in self.parked if p[0] > self.high + self.max_jump]
-                self._sequence(Decoded.concat([p for _, _, p in near]), now, out)
+            self._sequence(dec, now, out, starts, well)
+        while self.parked:  # the feed may have reached what waits aside (each round takes some out)
+            near = [p for p in self.parked if p[0] <= self.high + (0 if p[3] else self.max_jump)]
+            if not near:
+                break
+            self.parked = [p for p in self.parked if not any(p is q for q in near)]
+            whole = np.concatenate([np.full(len(p[2].pkt_seq), not p[3]) for p in near])
+            self._sequence(Decoded.concat([p[2] for p in near]), now, out, well=None if whole.all() else whole)
+
+    def _aside(self, dec: Decoded, well: np.ndarray) -> tuple[Decoded, np.ndarray]:
+        """Set aside the broken copies (not well-formed) that start beyond what the well-formed packets
+        before them reached: until the feed reaches them they announce nothing (no hole, no wait started),
+        as if they had not come yet. Returns the rest and its well-formed mask."""
+        starts = dec.pkt_seq.astype(np.int64)
+        reach = np.where(well & (starts <= self.high + self.max_jump), starts + dec.pkt_nmsg, self.high)
+        before = np.r_[self.high, np.maximum.accumulate(reach)[:-1]]
+        ahead = ~well & (starts > before)
+        if not ahead.any():
+            return dec, well
+        at = np.flatnonzero(ahead)
+        if len(at) > self.max_parked:  # bounded: the good copies are still to come
+            self.rejected["unconfirmed"] += int(dec.pkt_nmsg[at[self.max_parked:]].sum())
+        for i in at[: self.max_parked].tolist():  # one iteration per packet set aside (rare, bounded)
+            one = np.zeros(len(starts), bool)
+            one[i] = True
+            self.parked.append((int(starts[i]), int(starts[i] + dec.pkt_nmsg[i]), select(dec, one), True))
+        self._bound_parked()
+        return select(dec, ~ahead), well[~ahead]
+
+    def _bound_parked(self) -> None:
+        """At most ``max_parked`` wait aside: broken copies go first (their good copies are still to come)."""
+        while len(self.parked) > self.max_parked:
+            i = next((k for k, p in enumerate(self.parked) if p[3]), 0)
+            self.rejected["unconfirmed"] += len(self.parked.pop(i)[2])
 
     def _park(self, dec: Decoded) -> Decoded | None:
         """Hold far packets aside; those another far packet continues or overlaps come back (returned)."""
@@ -408,18 +460,19 @@ class Sequencer:
             one = np.zeros(len(starts), bool)
             one[i] = True
             pkt = select(dec, one)
-            match = [p for p in self.parked if p[0] <= a <= p[1] or a <= p[0] <= b]
+            match = [p for p in self.parked if not p[3] and (p[0] <= a <= p[1] or a <= p[0] <= b)]
             if match:
                 self.parked = [p for p in self.parked if not any(p is m for m in match)]
-                back += [p for _, _, p in match] + [pkt]
+                back += [p[2] for p in match] + [pkt]
                 continue
-            self.parked.append((a, b, pkt))
-            if len(self.parked) > self.max_parked:
-                self.rejected["unconfirmed"] += len(self.parked.pop(0)[2])
+            self.parked.append((a, b, pkt, False))
+            self._bound_parked()
         return Decoded.concat(back) if back else None
 
-    def _sequence(self, dec: Decoded, now: float, out: list[Piece], starts: np.ndarray | None = None) -> None:
-        """Sequence screened packets of the current session (``starts``: their sequences as int64)."""
+    def _sequence(self, dec: Decoded, now: float, out: list[Piece], starts: np.ndarray | None = None,
+                  well: np.ndarray | None = None) -> None:
+        """Sequence screened packets of the current session (``starts``: their sequences as int64; ``well``:
+        the well-formed ones, None for all). A broken one never opens a gap here (see ``_aside``)."""
         self.last_heard = now
         if dec.specials:  # heartbeats and ends of session (the decoder says when there are none)
             count, ok = dec.pkt_count, dec.pkt_error == OK
@@ -430,11 +483,11 @@ class Sequencer:
         if starts is None:
             starts = dec.pkt_seq.astype(np.int64)
         ends = starts + dec.pkt_nmsg
-        if self.shortcuts and self._beyond(dec, starts, ends, now, out):
+        if self.shortcuts and well is None and self._beyond(dec, starts, ends, now, out):
             return
         old_high = self.high
         before, self.high, gap = gap_scan(starts, ends, old_high)
-        self._corroborate(gap, ends)
+        self._corroborate(gap, ends, well)
         holes = self.hole_table
         fresh = holes.extend(old_high, self.high, now)  # what was announced is a hole until it arrives
         if len(dec) == 0:
@@ -478,9 +531,12 @@ class Sequencer:
             holes.fill(s, now, fresh)
         self._deliver_ready(out)
 
-    def _corroborate(self, gap: np.ndarray, ends: np.ndarray) -> None:
-        """Count the gaps packets opened; a packet that opened none corroborates what comes before its end."""
+    def _corroborate(self, gap: np.ndarray, ends: np.ndarray, well: np.ndarray | None = None) -> None:
+        """Count the gaps packets opened; a well-formed packet that opened none corroborates what comes
+        before its end (a broken one corroborates nothing)."""
         cont = gap == 0
+        if well is not None:
+            cont &= well
         if cont.any():
             self.sure = max(self.sure, int(ends[cont].max()))
         if not cont.all():

@@ -29,9 +29,17 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
   was heard; and the new one is proven (two chained well-formed packets). Until then the other
   session's packets are held, never delivered and never able to stop ours; once it is given up (silent
   ``session_timeout`` while another is followed, ended, or over the bounds) its messages are rejected
-  as ``foreign_session``. At start-up, when several sessions compete, the one that keeps chaining for
-  ``prove_for`` seconds (most chained packets, then the one heard first, in order of arrival) is
-  followed; the others wait.
+  as ``foreign_session``. Once a session is followed, start-up contention never switches it.
+- At start-up a session alone is followed once proven. When several live sessions compete, none is
+  followed until one has kept going ``prove_for`` seconds since its first chained packet (a stray's
+  burst never does; the real feed, however sparse, does), or all have been silent ``session_timeout``
+  (nothing more to learn). Then the proven one with the best evidence wins, compared in this order
+  (``EVIDENCE``): not ended; heard on more of the configured lines (the arbiter says which; the feed is
+  published on both); kept going longer (up to ``prove_for``); heard within the last ``prove_for``; more
+  messages carried by its chained packets (evidence, not a packet count); heard first. The others wait
+  (``unconfirmed_session``) until given up. ``choice`` shows the last choice, the evidence that decided
+  it (``reason``: the first that differed from the runner-up) and what each candidate showed;
+  ``session_contests`` counts choices made between competitors.
 - Every message taken in is accounted for at any moment (:meth:`Sequencer.accounts`): ``received ==
   delivered + duplicates + sum(rejected) + sum(held)``; ``rejected`` counts messages by cause, ``held``
   what still waits by reason (``behind_hole``, ``parked_far_ahead``, ``unconfirmed_session``).
@@ -74,6 +82,10 @@ REJECT_CAUSES = ("undecodable", "untrusted", "bad_sequence", "foreign_malformed"
 #: reached (far ahead of the feed, or a broken copy ahead of it), or in a session not followed (yet).
 HELD_REASONS = ("behind_hole", "parked_far_ahead", "unconfirmed_session")
 
+#: What decides between competing sessions, in order (``Candidate.evidence``; ``Sequencer.choice`` names
+#: the first one that differed from the runner-up).
+EVIDENCE = ("live", "lines", "kept_going", "alive", "messages", "heard_first")
+
 _NOTHING = Decoded.empty()  # what a call that delivers nothing returns (shared: never edit it)
 Piece = tuple[Decoded, "slice | np.ndarray | None"]  # to deliver: a burst, or some of it (see Backlog.take)
 
@@ -96,6 +108,26 @@ class Candidate:
     last: float = 0.0
     heard: int = 0  # the order sessions were first heard in (``first`` ties within a burst; this does not)
     ended: bool = False
+    since: float = 0.0  # when its first chained packet came (``last``: when it was last heard)
+    carried: int = 0  # messages its chained packets carried
+    lines: int = 0  # the lines (bits) it was heard on
+
+    def evidence(self, now: float, prove_for: float) -> tuple[bool, int, float, bool, int, int]:
+        """What it shows, best first (compared as a tuple, see the module docstring): not ended, lines heard
+        on, how long it kept going since its first chained packet (capped at ``prove_for``), heard within the
+        last ``prove_for``, messages its chained packets carried, heard first."""
+        return (not self.ended, self.lines.bit_count(), min(self.last - self.since, prove_for),
+                now - self.last < prove_for, self.carried, -self.heard)
+
+    def report(self, now: float) -> dict[str, float | int | bool]:
+        """The evidence, readable (for ``Sequencer.choice``)."""
+        return {"ended": self.ended, "lines": self.lines.bit_count(), "kept_going_s": self.last - self.since,
+                "silent_s": now - self.last, "messages": self.carried, "chained_packets": self.chain,
+                "heard": self.heard}
+
+
+def _name(session: bytes) -> str:
+    return bytes(session).decode("ascii", "replace").rstrip()
 
 
 def gap_scan(starts: np.ndarray, ends: np.ndarray, high: int) -> tuple[np.ndarray, int, np.ndarray]:
@@ -148,6 +180,7 @@ class Sequencer:
         self.old_sessions: set[bytes] = set()  # followed until their own end-of-session
         self.resume: dict[bytes, int] = {}  # followed until they went silent: where each left off
         self.candidates: dict[bytes, Candidate] = {}
+        self.choice: dict | None = None  # the last session followed: why, and what each candidate showed then
         self._heard = 0  # sessions heard so far as candidates (numbers Candidate.heard)
         # (start, end, packet, broken): far ahead and uncorroborated, or a broken copy ahead of the feed
         self.parked: list[tuple[int, int, Decoded, bool]] = []
@@ -159,14 +192,15 @@ class Sequencer:
         self.last_session: bytes | None = None  # the one session of last_input (None: several, or none)
         self.counters = dict.fromkeys(
             ("received", "delivered", "gaps", "gap_messages", "missing", "duplicates", "late", "recovered",
-             "heartbeats", "sessions", "end_of_session", "requests",
+             "heartbeats", "sessions", "session_contests", "end_of_session", "requests",
              # hostile input, in packets (the messages they carried are in ``rejected``)
              "bad_sequence_packets", "foreign_malformed_packets", "foreign_session_packets"), 0)
         self.rejected = dict.fromkeys(REJECT_CAUSES, 0)  # messages taken in and never to be delivered, by cause
 
     # --- public API -------------------------------------------------------------------------------
-    def on_decoded(self, dec: Decoded, now: float) -> Decoded:
-        """Take one decoded burst; return what can be delivered now, in sequence order."""
+    def on_decoded(self, dec: Decoded, now: float, line: int | None = None) -> Decoded:
+        """Take one decoded burst (from ``line``, if it came from one of the configured lines); return what
+        can be delivered now, in sequence order."""
         self.last_accepted = 0
         self._switched = False
         self.counters["received"] += len(dec)
@@ -188,14 +222,14 @@ class Sequencer:
         sess = dec.pkt_session
         if one_session(sess):
             self.last_session = sess[0]
-            self._route(dec, well, sess[0], now, out)
+            self._route(dec, well, sess[0], now, out, line)
         else:  # a session change inside the burst: one run per session (a per-run loop, rare)
             self.last_session = None
             cut = np.flatnonzero(sess[1:] != sess[:-1]) + 1
             for a, b in zip(np.r_[0, cut].tolist(), np.r_[cut, len(sess)].tolist(), strict=True):
                 run = np.zeros(len(sess), bool)
                 run[a:b] = True
-                self._route(select(dec, run), None if well is None else well[a:b], sess[a], now, out)
+                self._route(select(dec, run), None if well is None else well[a:b], sess[a], now, out, line)
         self._expire(now, out)
         return self._finish(out)
 
@@ -272,17 +306,18 @@ class Sequencer:
         return res
 
     def _route(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float,
-               out: list[Piece]) -> None:
+               out: list[Piece], line: int | None = None) -> None:
         """One run of one session: sequence it, or hold it while its session is not followed."""
         if session == self.session:
             self._run(dec, now, out, well)
         elif session in self.old_sessions:
             self.rejected["stale_session"] += len(dec)
         else:
-            self._candidate(dec, well, session, now)
+            self._candidate(dec, well, session, now, line)
             self._decide(now, out)  # now, before later runs of this burst: the order of arrival counts
 
-    def _candidate(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float) -> None:
+    def _candidate(self, dec: Decoded, well: np.ndarray | None, session: bytes, now: float,
+                   line: int | None = None) -> None:
         """Hold a run of a session not followed, and note what it proves (see ``_decide``)."""
         c = self.candidates.pop(session, None)
         if c is None:
@@ -293,6 +328,8 @@ class Sequencer:
             self._heard += 1
             c = Candidate(first=now, heard=self._heard)
         self._prove(c, dec, well, now)
+        if line is not None:
+            c.lines |= 1 << line
         if c.messages + len(dec) > self.max_buffered or len(c.parts) >= 64:
             self.rejected["foreign_session"] += len(dec)
             self.counters["foreign_session_packets"] += len(dec.pkt_seq)
@@ -329,6 +366,8 @@ class Sequencer:
         if c.chain_end is None:  # the first one proves itself
             c.chain, c.chain_start, c.chain_end = 1, int(starts[0]), int(ends[0])
             c.beat = int(starts[0]) if empty[0] else c.beat
+            c.since = now
+            c.carried += int(ends[0] - starts[0])
             starts, ends, empty = starts[1:], ends[1:], empty[1:]
             if not len(starts):
                 return
@@ -340,7 +379,9 @@ class Sequencer:
             beats = starts[at]
             new[at] = (beats >= hi[at]) & (beats != np.r_[-1 if c.beat is None else c.beat, beats[:-1]])
             c.beat = int(beats[-1])
-        c.chain += int(np.count_nonzero(new))
+        if new.any():
+            c.chain += int(np.count_nonzero(new))
+            c.carried += int((ends - starts)[new].sum())
         c.chain_start, c.chain_end = min(c.chain_start, int(starts.min())), max(c.chain_end, int(ends.max()))
 
     def _decide(self, now: float, out: list[Piece]) -> None:
@@ -360,10 +401,27 @@ class Sequencer:
             proven = [(s, c) for s, c in proven if self.ended or c.last > last]
             if not proven:
                 return
-        session, c = max(proven, key=lambda sc: (not sc[1].ended, sc[1].chain, -sc[1].heard))
-        live = sum(not o.ended for o in cands.values())
-        if not following and ((c.ended and live) or (live > 1 and now - c.first < self.prove_for)):
-            return  # at start-up a live session beats an ended one; live ones compete: the real feed keeps chaining
+        pf = self.prove_for
+        ranked = sorted(proven, key=lambda sc: sc[1].evidence(now, pf), reverse=True)  # stable: ties keep order
+        session, c = ranked[0]
+        live = [o for o in cands.values() if not o.ended]
+        if not following:
+            if c.ended and live:
+                return  # at start-up a live session beats an ended one
+            if (len(live) > 1 and c.last - c.since < pf
+                    and any(now - o.last < self.session_timeout for o in live)):
+                return  # live ones compete: wait until one kept going prove_for (or all fell silent)
+        reason = ("ours ended" if self.ended else "ours silent") if following else "alone"
+        if len(ranked) > 1:  # the first piece of evidence that told it from the runner-up
+            why = next(n for n, a, b in zip(EVIDENCE, c.evidence(now, pf), ranked[1][1].evidence(now, pf),
+                                            strict=True) if a != b)
+            reason = f"{reason}, then {why}" if following else why
+        elif not following and len(live) > 1:
+            reason = "only one proven"
+        if not following and len(live) > 1:
+            self.counters["session_contests"] += 1
+        self.choice = {"session": _name(session), "at": now, "reason": reason, "evidence": {
+            _name(s): o.report(now) for s, o in [(session, c), *((s, o) for s, o in cands.items() if o is not c)]}}
         del cands[session]
         self._adopt(session, c, now, out)
 

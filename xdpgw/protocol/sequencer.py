@@ -37,7 +37,8 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
   (``EVIDENCE``): not ended; heard on more of the configured lines (the arbiter says which; the feed is
   published on both); kept going longer (up to ``prove_for``); heard within the last ``prove_for``; more
   messages carried by its chained packets (evidence, not a packet count); heard first. The others wait
-  (``unconfirmed_session``) until given up. ``choice`` shows the last choice, the evidence that decided
+  (``unconfirmed_session``) until given up. Held bursts merge 16 at a time (``Candidate.hold``): a busy
+  feed held through a contest loses nothing (only ``max_buffered`` bounds what a session may hold). ``choice`` shows the last choice, the evidence that decided
   it (``reason``: the first that differed from the runner-up) and what each candidate showed;
   ``session_contests`` counts choices made between competitors.
 - Every message taken in is accounted for at any moment (:meth:`Sequencer.accounts`): ``received ==
@@ -86,6 +87,7 @@ HELD_REASONS = ("behind_hole", "parked_far_ahead", "unconfirmed_session")
 #: the first one that differed from the runner-up).
 EVIDENCE = ("live", "lines", "kept_going", "alive", "messages", "heard_first")
 
+_FANOUT = 16  # a candidate's held parts merge this many at a time (Candidate.hold)
 _NOTHING = Decoded.empty()  # what a call that delivers nothing returns (shared: never edit it)
 Piece = tuple[Decoded, "slice | np.ndarray | None"]  # to deliver: a burst, or some of it (see Backlog.take)
 
@@ -96,8 +98,9 @@ class Candidate:
     chained (each at or beyond the end of the one before), when (and in which order) it was first heard,
     when last, and whether it ended (its own well-formed end-of-session: it is never followed then)."""
 
-    parts: list[Decoded] = field(default_factory=list)
+    parts: list[Decoded] = field(default_factory=list)  # what it sent, in order of arrival (see ``hold``)
     wells: list[np.ndarray | None] = field(default_factory=list)  # per part: its well-formed packets (None: all)
+    levels: list[int] = field(default_factory=list)  # per part: how many merges made it (never rising)
     messages: int = 0
     packets: int = 0
     chain: int = 0
@@ -111,6 +114,32 @@ class Candidate:
     since: float = 0.0  # when its first chained packet came (``last``: when it was last heard)
     carried: int = 0  # messages its chained packets carried
     lines: int = 0  # the lines (bits) it was heard on
+
+    def hold(self, dec: Decoded, well: np.ndarray | None) -> None:
+        """Keep a run until the session is followed or given up. A busy feed held through a contest sends
+        many bursts: the newest ``_FANOUT`` parts of one level merge into one of the next level, so the list
+        stays short and each message is copied at most log(held)/log(_FANOUT) times (O(burst) amortised)."""
+        self.parts.append(dec)
+        self.wells.append(well)
+        self.levels.append(0)
+        self.messages += len(dec)
+        self.packets += len(dec.pkt_seq)
+        f, levels = _FANOUT, self.levels
+        while len(levels) >= f and levels[-f] == levels[-1]:
+            merged, well = self.held(slice(-f, None))
+            del self.parts[-f:], self.wells[-f:]
+            self.parts.append(merged)
+            self.wells.append(well)
+            levels[-f:] = [levels[-1] + 1]
+
+    def held(self, which: slice = slice(None)) -> tuple[Decoded, np.ndarray | None]:
+        """The parts held (``which`` of them) as one burst, and its well-formed packets (None: all)."""
+        parts, wells = self.parts[which], self.wells[which]
+        well = None
+        if any(w is not None for w in wells):
+            well = np.concatenate([np.ones(len(p.pkt_seq), bool) if w is None else w
+                                   for p, w in zip(parts, wells, strict=True)])
+        return Decoded.concat(parts), well
 
     def evidence(self, now: float, prove_for: float) -> tuple[bool, int, float, bool, int, int]:
         """What it shows, best first (compared as a tuple, see the module docstring): not ended, lines heard
@@ -330,14 +359,11 @@ class Sequencer:
         self._prove(c, dec, well, now)
         if line is not None:
             c.lines |= 1 << line
-        if c.messages + len(dec) > self.max_buffered or len(c.parts) >= 64:
+        if c.messages + len(dec) > self.max_buffered:
             self.rejected["foreign_session"] += len(dec)
             self.counters["foreign_session_packets"] += len(dec.pkt_seq)
         else:
-            c.parts.append(dec)
-            c.wells.append(well)
-            c.messages += len(dec)
-            c.packets += len(dec.pkt_seq)
+            c.hold(dec, well)
         self.candidates[session] = c  # (re)inserted last: the least recently heard come first
         while len(self.candidates) > self.max_candidates:
             self._reject(self.candidates.pop(next(iter(self.candidates))))
@@ -427,11 +453,7 @@ class Sequencer:
 
     def _adopt(self, session: bytes, c: Candidate, now: float, out: list[Piece]) -> None:
         """``session`` is proven: it becomes the current one and its held packets are sequenced."""
-        held = Decoded.concat(c.parts)
-        well = None
-        if any(w is not None for w in c.wells):
-            well = np.concatenate([np.ones(len(p.pkt_seq), bool) if w is None else w
-                                   for p, w in zip(c.parts, c.wells, strict=True)])
+        held, well = c.held()
         if self.session is not None:
             self._switched = True  # what this call delivers may now span two sessions
             self._give_up_all(out)

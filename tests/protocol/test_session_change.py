@@ -169,7 +169,10 @@ SPARSE = {  # our feed (A) at start-up, sparse, with a stray's burst of 3 chaine
     "window_straddles_quiet": [(0.0, 0, pkt(1)), (0.01, 0, pkt(3))] + [(0.3 + 0.01 * k, 0, pkt(5 + 2 * k))
                                                                          for k in range(5)]
     + [(0.002, 0, pkt(1, B)), (0.012, 0, pkt(3, B)), (0.022, 0, pkt(5, B))],  # it kept going longer than ours
+    "idle_then_data": [(0.4 * k, 0, encode_heartbeat(A, 1)) for k in range(5)]  # heard, not proven: idle
+    + [(2.0 + 0.03 * k, 0, pkt(1 + 2 * k)) for k in range(3)] + STRAY_BURST,
 }
+REASONS = {"idle_then_data": "the others fell silent"}  # by then; otherwise ours kept going, the stray did not
 
 
 @pytest.mark.parametrize("shape", list(SPARSE))
@@ -187,7 +190,7 @@ def test_a_burst_of_strays_never_beats_a_sparse_feed_at_start_up(shape):
                    for s in decode_payloads([p]).seq.tolist()})
     assert seqs_of(got) == want and not seqs_of(got, B) and sq.session.rstrip() == A.encode()
     assert sq.stats()["sessions"] == 1 and sq.stats()["missing"] == 0 and sq.stats()["session_contests"] == 1
-    assert sq.choice["reason"] == "kept_going" and sq.choice["evidence"][B]["messages"] == 6
+    assert sq.choice["reason"] == REASONS.get(shape, "kept_going") and sq.choice["evidence"][B]["messages"] == 6
     if sq.candidates:  # still held while it could be a successor ...
         assert sq.held()["unconfirmed_session"] == 6 and sq.rejected["foreign_session"] == 0
         sq.poll(arrivals[-1][0] + sq.session_timeout + 0.1)
@@ -222,6 +225,20 @@ def test_the_session_heard_on_both_lines_beats_a_stray_on_one():
     got = replay(arb, sorted(ours + stray, key=lambda a: a[0]), 0.2)
     assert seqs_of(got) == list(range(1, 13)) and not seqs_of(got, B)
     assert arb.sequencer.choice["reason"] == "lines" and arb.sequencer.stats()["duplicates"] == 12
+
+
+def test_a_stray_on_both_lines_that_falls_silent_never_holds_ours_back():
+    """A stray's burst on both lines ranks above ours (line A only, line B down), but it did not keep going:
+    once it has been silent ``session_timeout`` it drops out of the contest and ours is followed, with
+    everything it sent meanwhile (held, not lost)."""
+    ours = [(0.02 * k, 0, pkt(1 + 2 * k)) for k in range(80)]
+    stray = [(0.001 * k + 0.0001 * line, line, pkt(1 + 2 * k, B)) for k in range(3) for line in (0, 1)]
+    arb = Arbiter(Sequencer(give_up_after=0.002, prove_for=0.05))
+    got = replay(arb, sorted(ours + stray, key=lambda a: a[0]), 1.6)
+    sq = arb.sequencer
+    assert seqs_of(got) == list(range(1, 161)) and not seqs_of(got, B) and sq.session.rstrip() == A.encode()
+    assert sq.choice["reason"] == "the others fell silent" and sq.choice["evidence"][B]["lines"] == 2
+    assert sq.stats()["missing"] == 0 and sq.rejected["foreign_session"] == 12  # its copies on both lines
 
 
 def test_a_followed_session_never_switches_on_start_up_contention_alone():

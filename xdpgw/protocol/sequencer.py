@@ -427,23 +427,26 @@ class Sequencer:
             proven = [(s, c) for s, c in proven if self.ended or c.last > last]
             if not proven:
                 return
-        pf = self.prove_for
+        pf, timeout = self.prove_for, self.session_timeout
+        live = [o for o in cands.values() if not o.ended]
+        rivals, over = live, True
+        if not following and live:  # at start-up a live session beats an ended one, and those silent
+            heard = [o for o in live if now - o.last < timeout]  # drop out of a contest, unless all are:
+            rivals, over = heard or live, not heard  # then it is over (nothing more to learn)
+            proven = [(s, c) for s, c in proven if any(c is o for o in rivals)]
+            if not proven:
+                return  # those still competing have not proven themselves yet
         ranked = sorted(proven, key=lambda sc: sc[1].evidence(now, pf), reverse=True)  # stable: ties keep order
         session, c = ranked[0]
-        live = [o for o in cands.values() if not o.ended]
-        if not following:
-            if c.ended and live:
-                return  # at start-up a live session beats an ended one
-            if (len(live) > 1 and c.last - c.since < pf
-                    and any(now - o.last < self.session_timeout for o in live)):
-                return  # live ones compete: wait until one kept going prove_for (or all fell silent)
+        if not following and len(rivals) > 1 and not over and c.last - c.since < pf:
+            return  # live ones compete: wait until one kept going prove_for (or all fell silent)
         reason = ("ours ended" if self.ended else "ours silent") if following else "alone"
         if len(ranked) > 1:  # the first piece of evidence that told it from the runner-up
             why = next(n for n, a, b in zip(EVIDENCE, c.evidence(now, pf), ranked[1][1].evidence(now, pf),
                                             strict=True) if a != b)
             reason = f"{reason}, then {why}" if following else why
         elif not following and len(live) > 1:
-            reason = "only one proven"
+            reason = "only one proven" if len(rivals) == len(live) else "the others fell silent"
         if not following and len(live) > 1:
             self.counters["session_contests"] += 1
         self.choice = {"session": _name(session), "at": now, "reason": reason, "evidence": {

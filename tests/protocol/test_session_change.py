@@ -7,7 +7,7 @@ Sans-IO: the sequencer and the feed handler over decoded bursts, time passed in.
 from __future__ import annotations
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from xdpgw.batch import Batch
@@ -334,3 +334,41 @@ def test_any_mix_of_other_sessions_costs_nothing_and_everything_is_accounted_for
     assert feed.sequencer.session.rstrip() == A.encode()
     st_ = feed.stats()
     assert accounted(st_) == st_["received"] and st_["missing"] == 0, st_
+
+
+# --- the property: at start-up, strays never beat our feed that keeps going ----------------------------
+@st.composite
+def start_up(draw: st.DrawFn) -> tuple[list, list, float]:
+    """Our feed on both lines from t=0 (data and heartbeats, gaps up to 0.6 s: sparse but never silent
+    ``session_timeout``, at least ``prove_for`` long), and one or two strays' bursts of 1-3 chained packets
+    on line A, B or both, starting anywhere in our first 0.1 s."""
+    t, seq, ours = 0.0, 1, []
+    while True:
+        data = seq < 5 or draw(st.booleans())
+        p = pkt(seq) if data else encode_heartbeat(A, seq)
+        ours += [(round(t + 0.0005 * line, 6), line, p) for line in (0, 1)]
+        seq += 2 * data
+        if t >= 0.06 and not draw(st.booleans()):
+            break
+        t = round(t + draw(st.sampled_from([0.03, 0.2, 0.6, 0.01, 0.005, 0.001])), 6)
+    strays = []
+    for name in draw(st.lists(st.sampled_from([B, "STRAY2"]), min_size=1, max_size=2, unique=True)):
+        t0, s0 = min(draw(st.sampled_from([0.0001, 0.001, 0.02, 0.045, 0.1])), t - 0.0001), draw(st.integers(1, 20))
+        lines = draw(st.sampled_from([(0,), (1,), (0, 1)]))
+        strays += [(round(t0 + 0.002 * k + 0.0001 * line, 6), line, pkt(s0 + 2 * k, name))
+                   for k in range(draw(st.integers(1, 3))) for line in lines]
+    return ours, strays, t
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(start_up())
+def test_strays_at_start_up_never_beat_our_feed_that_keeps_going(case):
+    ours, strays, t_end = case
+    arb = Arbiter(Sequencer(give_up_after=0.002, prove_for=0.05))
+    got = replay(arb, sorted(ours + strays, key=lambda a: a[0]), t_end + 0.99)  # ours never silent 1 s
+    sq = arb.sequencer
+    want = sorted({s for _, _, p in ours for s in decode_payloads([p]).seq.tolist()})
+    assert sq.session.rstrip() == A.encode() and [s for _, s in got] == want, (sq.choice, got)
+    n_strays = sum(len(decode_payloads([p])) for _, _, p in strays)
+    assert sq.rejected["foreign_session"] + sq.held()["unconfirmed_session"] == n_strays
+    assert sq.stats()["missing"] == 0 and sq.stats()["sessions"] == 1

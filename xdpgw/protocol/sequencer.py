@@ -38,9 +38,9 @@ Hostile input (MoldUDP64 has no checksum, so one bad packet must not cost good m
   published on both); kept going longer (up to ``prove_for``); heard within the last ``prove_for``; more
   messages carried by its chained packets (evidence, not a packet count); heard first. The others wait
   (``unconfirmed_session``) until given up. Held bursts merge 16 at a time (``Candidate.hold``): a busy
-  feed held through a contest loses nothing (only ``max_buffered`` bounds what a session may hold). ``choice`` shows the last choice, the evidence that decided
-  it (``reason``: the first that differed from the runner-up) and what each candidate showed;
-  ``session_contests`` counts choices made between competitors.
+  feed held through a contest loses nothing (only ``max_buffered`` bounds what a session may hold).
+  ``choice`` shows the last choice, the evidence that decided it (``reason``: the first that differed
+  from the runner-up) and what each candidate showed; ``session_contests`` counts contested choices.
 - Every message taken in is accounted for at any moment (:meth:`Sequencer.accounts`): ``received ==
   delivered + duplicates + sum(rejected) + sum(held)``; ``rejected`` counts messages by cause, ``held``
   what still waits by reason (``behind_hole``, ``parked_far_ahead``, ``unconfirmed_session``).
@@ -95,8 +95,9 @@ Piece = tuple[Decoded, "slice | np.ndarray | None"]  # to deliver: a burst, or s
 @dataclass(slots=True)
 class Candidate:
     """Packets of a session not followed (yet), held, and what they prove: well-formed packets that
-    chained (each at or beyond the end of the one before), when (and in which order) it was first heard,
-    when last, and whether it ended (its own well-formed end-of-session: it is never followed then)."""
+    chained (each at or beyond the end of the one before) and the messages they carried, when (and in
+    which order) it was first heard, when it first chained and when it was last heard, on which lines,
+    and whether it ended (its own well-formed end-of-session: it is never followed then)."""
 
     parts: list[Decoded] = field(default_factory=list)  # what it sent, in order of arrival (see ``hold``)
     wells: list[np.ndarray | None] = field(default_factory=list)  # per part: its well-formed packets (None: all)

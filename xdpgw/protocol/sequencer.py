@@ -509,13 +509,22 @@ class Sequencer:
             self._sequence(Decoded.concat([p[2] for p in near]), now, out, well=None if whole.all() else whole)
 
     def _aside(self, dec: Decoded, well: np.ndarray) -> tuple[Decoded, np.ndarray]:
-        """Set aside the broken copies (not well-formed) that start beyond what the well-formed packets
-        before them reached: until the feed reaches them they announce nothing (no hole, no wait started),
-        as if they had not come yet. Returns the rest and its well-formed mask."""
+        """Set aside the broken copies (not well-formed) that start beyond what the packets before them
+        reached (the well-formed ones, and the broken ones kept): until the feed reaches them they announce
+        nothing (no hole, no wait started), as if they had not come yet. Returns the rest and its
+        well-formed mask."""
         starts = dec.pkt_seq.astype(np.int64)
-        reach = np.where(well & (starts <= self.high + self.max_jump), starts + dec.pkt_nmsg, self.high)
+        ends = starts + dec.pkt_nmsg
+        reach = np.where(well & (starts <= self.high + self.max_jump), ends, self.high)
         before = np.r_[self.high, np.maximum.accumulate(reach)[:-1]]
         ahead = ~well & (starts > before)
+        if not ahead.any():
+            return dec, well
+        kept = 0  # the broken ones kept (within reach) reach further: a loop over the broken ones (rare)
+        for i in np.flatnonzero(~well).tolist():
+            if starts[i] <= max(before[i], kept):
+                ahead[i] = False
+                kept = max(kept, int(ends[i]))
         if not ahead.any():
             return dec, well
         at = np.flatnonzero(ahead)

@@ -484,9 +484,8 @@ def serve(lab: Lab, transport: str, *args: str, timeout: float = 30) -> Xdpgw:
 
 
 class ReplayReceiver:
-    """The tests' in-memory receivers: a subclass sets ``buf``, ``offs``, ``lens``, ``ts`` (and
-    ``c_arrays``, C pointers to them; optionally ``dports``) and fills them in ``recv_raw``; the rest of the
-    Receiver is here."""
+    """The tests' in-memory receivers: a subclass sets ``buf``, ``offs``, ``lens``, ``ts`` (and ``dports``,
+    and ``c_arrays``, C pointers to the five) and fills them in ``recv_raw``; the rest of the Receiver is here."""
 
     transport = "replay"
 

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from tests.helpers import wait_for as shared_wait_for
 
 
-def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
-    """The suite's ``tests.helpers.wait_for`` with the order tests' 20 s bound, polled every 10 ms."""
+def wait_for(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    """The suite's ``tests.helpers.wait_for`` with the order tests' bound (generous: a bound for a hung run,
+    not a speed check; CI under double load once needed more than 20 s), polled every 10 ms."""
     shared_wait_for(cond, timeout, what, interval=0.01)
 
 
@@ -30,6 +31,6 @@ def kill9_when(p: subprocess.Popen, cond: Callable[[], bool], what: str) -> None
     try:
         wait_for(cond, what=what)
         os.kill(p.pid, signal.SIGKILL)
-        p.wait(timeout=10)
+        p.wait(timeout=60)
     finally:
         reap(p)

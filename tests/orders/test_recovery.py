@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,46 @@ from xdpgw.orders.venue import SessionEvent
 S = State
 
 
-@pytest.fixture
-def sim() -> Iterator[VenueServer]:
-    server = VenueServer("127.0.0.1", 0, Exchange(cross_at={"MSFT": 400_0000}), heartbeat_interval=0.2, timeout=5.0)
+@contextlib.contextmanager
+def simulator(**kw) -> Iterator[VenueServer]:
+    server = VenueServer("127.0.0.1", 0, Exchange(cross_at={"MSFT": 400_0000}), heartbeat_interval=0.2, timeout=15.0,
+                         **kw)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def sim() -> Iterator[VenueServer]:
+    with simulator() as server:
+        yield server
+
+
+@pytest.fixture
+def tight_sim() -> Iterator[VenueServer]:
+    """A simulator whose connections take little before a stalled one blocks (SO_RCVBUF 2 KiB)."""
+    with simulator(rcvbuf=2048) as server:
+        yield server
+
+
+def ouch(sim: VenueServer, **kw) -> OuchConnector:
+    return OuchConnector("sim", "127.0.0.1", sim.port, user="U1", heartbeat_interval=0.2, reconnect_delay=0.01, **kw)
+
+
+def settle(router: Router, what: str = "every order final or resting") -> None:
+    wait_for(lambda: router.poll(0.02) is not None and router.settled(), what=what)
+
+
+def stream_of(sim: VenueServer, user: str = "U1") -> list[bytes]:
+    return sim.call(lambda s: list(s.exchange.accounts[user].stream))
+
+
+def resting(router: Router, n: int) -> None:
+    """``n`` buys R0.. that rest at the venue, acknowledged."""
+    router.submit_many([Order(f"R{i}", "AAPL", Side.BUY, 100, 1_0000 + i) for i in range(n)])
+    settle(router, "acks")
 
 
 # --- what the venue says, what the journal says -----------------------------------------------------
@@ -56,11 +89,18 @@ def venue_view(stream: list[bytes]) -> dict[str, dict[str, int]]:
     of_ref: dict[int, str] = {}
 
     def entry(cid: str) -> dict[str, int]:
-        return out.setdefault(cid, dict.fromkeys(("accepted", "rejected", "cum", "open", "cancelled"), 0))
+        return out.setdefault(cid, dict.fromkeys(("accepted", "rejected", "cum", "open", "cancelled", "replaced"), 0))
 
     for payload in stream:
         x = m.decode(payload, inbound=False)
         if isinstance(x, m.OrderAccepted):
+            of_ref[x.user_ref_num] = x.cl_ord_id
+            e = entry(x.cl_ord_id)
+            e["accepted"] += 1
+            e["open"] = x.quantity
+        elif isinstance(x, m.OrderReplaced):
+            old = entry(of_ref[x.orig_user_ref_num])
+            old["open"], old["replaced"] = 0, 1
             of_ref[x.user_ref_num] = x.cl_ord_id
             e = entry(x.cl_ord_id)
             e["accepted"] += 1
@@ -88,6 +128,8 @@ def journal_view(path: Path) -> tuple[dict, dict]:
 
 
 def expected_state(v: dict[str, int]) -> State:
+    if v["replaced"]:
+        return S.REPLACED
     if v["open"] == 0:
         return S.CANCELLED if v["cancelled"] else S.FILLED
     return S.PARTIALLY_FILLED if v["cum"] else S.ACKNOWLEDGED
@@ -111,16 +153,32 @@ def write_basket(path: Path, rows: list[tuple[str, str, str]]) -> list[str]:
     return [i for i, _, _ in rows]
 
 
+#: every wait is for a condition; its bound only stops a hung run (generous: CI under double load once
+#: needed more than 20 s for what takes a second when quiet), never measures speed
+PATIENCE = "120"
+
+
 def route(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(xdpgw_cmd(None, "route", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+    """A run the test will kill: it never gives up on its own first (``--timeout`` 120 s unless given)."""
+    more = () if "--timeout" in args else ("--timeout", PATIENCE)
+    return subprocess.Popen(xdpgw_cmd(None, "route", *args, *more), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
 def rerun(*args: str) -> dict:
-    r = subprocess.run(xdpgw_cmd(None, "route", *args, "--timeout", "30"), capture_output=True, text=True,
-                       timeout=90, cwd=ROOT)
+    r = subprocess.run(xdpgw_cmd(None, "route", *args, "--timeout", PATIENCE), capture_output=True, text=True,
+                       timeout=2 * int(PATIENCE) + 60, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
+
+
+def catch_up(*args: str) -> dict:
+    """``route`` once more on the same journal and basket: it sends nothing, and its login's replay
+    brings what the run before, done as soon as every order rested, had not read yet (a fill right
+    behind the ack of an order sent again), before the journal is compared with the venue."""
+    s = rerun(*args)
+    assert s["recovered"] == {} and s["skipped"] == s["orders"] and s["unconfirmed"] == 0, s
+    return s
 
 
 def journaled_fills(journal: Path) -> int:
@@ -130,37 +188,149 @@ def journaled_fills(journal: Path) -> int:
 # --- in process: a broken link ------------------------------------------------------------------
 
 
-def test_lost_order_cancel_and_replace_are_sent_again_after_the_replay(sim):
-    c = OuchConnector("sim", "127.0.0.1", sim.port, user="U1", heartbeat_interval=0.2, reconnect_delay=0.01)
-    router = Router([c])
+@contextlib.contextmanager
+def live_router(sim: VenueServer, resting_orders: int, journal: Path | None = None,
+                **kw) -> Iterator[tuple[Router, OuchConnector]]:
+    """A router logged in to ``sim`` (journaled when given a path) with ``resting_orders`` resting buys
+    R0.., acknowledged; closed on the way out."""
+    c = ouch(sim, **kw)
+    router = Router([c], journal=Journal(str(journal)) if journal else None)
     try:
         router.connect()
-        router.submit_many([Order(f"R{i}", "AAPL", Side.BUY, 100, 1_0000 + i) for i in range(2)])
-        wait_for(lambda: router.poll(0.02) is not None and router.settled(), what="acks")
+        resting(router, resting_orders)
+        yield router, c
+    finally:
+        router.close()
+
+
+def test_lost_order_cancel_reduction_and_replace_are_sent_again_after_the_replay(sim):
+    with live_router(sim, 3) as (router, c):
         sim.call(lambda s: s.deafen("U1"))  # what we send now is lost on the way
         router.cancel("R0")
         router.replace("R1", "R1B", price=1_0100)
+        router.cancel("R2", 40)  # reduce to 40 shares
         router.submit(Order("N1", "AAPL", Side.BUY, 100, 1_0000))
-        wait_for(lambda: sim.call(lambda s: s.counts["lost_requests"]) == 3, what="three lost requests")
+        wait_for(lambda: sim.call(lambda s: s.counts["lost_requests"]) == 4, what="four lost requests")
         sim.call(lambda s: (s.deafen("U1", False), s.drop("U1")))  # the link breaks; the venue hears again
-        wait_for(lambda: router.poll(0.02) is not None and router.settled(), what="the venue's answers")
+        settle(router, "the venue's answers")
         b = router.blotter
-        assert [b[i].state for i in ("R0", "R1", "R1B", "N1")] == [S.CANCELLED, S.REPLACED, S.ACKNOWLEDGED,
-                                                                    S.ACKNOWLEDGED]
-        assert router.recovery.counts == {"resent_orders": 1, "resent_cancels": 1, "resent_replaces": 1}
-        assert stats_for_metrics(router.summary())["recovered_resent_orders"] == 1  # on /metrics too
-        venue = venue_view(sim.call(lambda s: list(s.exchange.accounts["U1"].stream)))
+        assert [b[i].state for i in ("R0", "R1", "R1B", "N1", "R2")] == [S.CANCELLED, S.REPLACED, S.ACKNOWLEDGED,
+                                                                          S.ACKNOWLEDGED, S.ACKNOWLEDGED]
+        assert (b["R2"].leaves_qty, b["R2"].reduce_to) == (40, 0)  # reduced with its quantity, not cancelled
+        assert router.recovery.counts == {"resent_orders": 1, "resent_cancels": 1, "resent_replaces": 1,
+                                          "resent_reductions": 1}
+        assert stats_for_metrics(router.summary())["recovered_resent_reductions"] == 1  # on /metrics too
+        venue = venue_view(stream_of(sim))
         assert venue["N1"]["accepted"] == 1 and venue["R0"]["cancelled"] == 100
+        assert (venue["R2"]["open"], venue["R2"]["cancelled"]) == (40, 60)
         assert sim.call(lambda s: s.exchange.counts["rejects"]) == 0  # UserRefNums kept increasing
-    finally:
-        router.close()
+
+
+def test_a_reduction_the_replay_answers_is_not_sent_again(sim):
+    with live_router(sim, 1) as (router, c):
+        sim.call(lambda s: s.mute("U1"))  # the venue takes what we send; its answers are held back
+        router.cancel("R0", 40)
+        assert router.blotter["R0"].reduce_to == 40 and not router.settled()
+        wait_for(lambda: sim.call(lambda s: s.exchange.counts["cancels"]) == 1, what="the reduction at the venue")
+        sim.call(lambda s: s.mute("U1", False))  # the link fails: the answer comes in the replay
+        settle(router)
+        assert (router.blotter["R0"].leaves_qty, router.blotter["R0"].reduce_to) == (40, 0)
+        assert router.recovery.counts == {} and c.stats()["reconnects"] == 1
+        assert sim.call(lambda s: (s.exchange.counts["cancels"], s.exchange.counts["cancel_rejects"])) == (1, 0)
+
+
+def stuck_in_the_outbox(router: Router, sim: VenueServer, kill: bool = False) -> list[str]:
+    """Stall the venue, then send orders (one write each) until some wait in the connector's outbox
+    (the kernel's small buffers are full), a cancel of R0, a reduction of R1 to 40 and a replace of
+    R2 (or pull the kill switch); then the link breaks with none of it read. Returns the new ids."""
+    sim.call(lambda s: s.stall("U1"))
+    conn = next(iter(router.connectors.values()))
+    ids: list[str] = []
+    while len(ids) < 20 or not conn.stats()["outbox_bytes"]:
+        assert len(ids) < 5000, "the kernel's buffers never filled"
+        ids.append(f"N{len(ids):04d}")
+        router.submit(Order(ids[-1], "AAPL", Side.BUY, 100, 1_0000))
+    router.cancel("R0")
+    router.cancel("R1", 40)
+    router.replace("R2", "R2B", price=1_0100)
+    if kill:
+        router.kill("test")
+    sim.call(lambda s: (s.drop("U1"), s.stall("U1", False)))  # unread: they never reached the venue
+    return ids
+
+
+def test_requests_in_the_outbox_when_the_link_breaks_are_sent_after_the_replay(tight_sim, tmp_path):
+    sim, journal = tight_sim, tmp_path / "j"
+    with live_router(sim, 3, journal, sndbuf=4096) as (router, c):
+        ids = stuck_in_the_outbox(router, sim)
+        settle(router, "the requests sent again")
+        assert c.stats()["unsent"] >= 4  # the cancel, the reduction and the replace at least never left
+        assert router.recovery.counts == {"resent_orders": len(ids), "resent_cancels": 1, "resent_reductions": 1,
+                                          "resent_replaces": 1}
+        b = router.blotter
+        assert [b[i].state for i in ("R0", "R1", "R2", "R2B")] == [S.CANCELLED, S.ACKNOWLEDGED, S.REPLACED,
+                                                                    S.ACKNOWLEDGED]
+        assert b["R1"].leaves_qty == 40 and all(b[i].state is S.ACKNOWLEDGED for i in ids)
+    assert_journal_equals_venue(journal, stream_of(sim), [*ids, "R0", "R1", "R2", "R2B"])
+    assert sim.call(lambda s: s.exchange.counts["rejects"]) == 0  # each id once, UserRefNums increasing
+
+
+def test_under_the_kill_switch_outbox_orders_are_cancelled_here_and_cancels_still_sent(tight_sim, tmp_path):
+    sim, journal = tight_sim, tmp_path / "j"
+    with live_router(sim, 3, journal, sndbuf=4096) as (router, c):
+        ids = stuck_in_the_outbox(router, sim, kill=True)
+        wait_for(lambda: router.poll(0.02) is not None and not router.open_orders()
+                 and not router.recovery.awaiting_replay, what="every order cancelled")
+        assert router.recovery.counts["settled_here"] == len(ids) and c.stats()["unsent"] >= 4
+        b = router.blotter
+        assert all((b[i].state, b[i].reason) == (S.CANCELLED, NEVER_REACHED) for i in ids)
+        assert [b[i].state for i in ("R0", "R1", "R2", "R2B")] == [S.CANCELLED] * 3 + [S.REJECTED]
+    stream = stream_of(sim)
+    assert not set(ids) & set(venue_view(stream))  # never sent
+    assert_journal_equals_venue(journal, stream, ["R0", "R1", "R2"])
+    recs, _ = journal_view(journal)
+    assert all(recs[i].state is S.CANCELLED for i in ids)  # journaled: a restart does not send them
+
+
+def test_a_venue_that_drops_during_the_replay_is_settled_after_the_next_logins_replay(sim):
+    with live_router(sim, 1) as (router, c):
+        sim.call(lambda s: s.deafen("U1"))
+        router.submit(Order("N1", "AAPL", Side.BUY, 100, 1_0000))
+        wait_for(lambda: sim.call(lambda s: s.counts["lost_requests"]) == 1, what="the lost order")
+        sim.call(lambda s: (s.deafen("U1", False), s.mute("U1"), s.drop("U1")))  # the next login: no replay
+        wait_for(lambda: router.poll(0.02) is not None and c.stats()["reconnects"] == 1, what="the login")
+        assert router.recovery.awaiting_replay and not router.settled()
+        sim.call(lambda s: s.mute("U1", False))  # the link fails mid-replay; the login after it replays
+        settle(router, "the replay of the login after")
+        assert c.stats()["reconnects"] == 2 and router.recovery.counts == {"resent_orders": 1}
+        assert venue_view(stream_of(sim))["N1"]["accepted"] == 1
+
+
+def test_a_fix_cancel_the_engine_took_is_left_to_the_session_after_a_reconnect(tmp_path):
+    """The engine took the cancel (its store resends it when the venue asks): recovery must not send
+    it again; and a FIX venue that reconnects by itself replays too (settled() does not hang)."""
+    from .fix_rig import fix_pair
+
+    with fix_pair(tmp_path, link=True) as (venue, conn, link):
+        router = Router([conn])
+        router.connect()
+        router.submit(Order("A1", "AAPL", Side.BUY, 100, 1_0000))
+        settle(router, "the ack")
+        link.black_hole = True  # what is sent now is lost on the way
+        router.cancel("A1")
+        link.cut()
+        link.black_hole = False
+        wait_for(lambda: router.poll(0.02) is not None and conn.stats()["reconnects"] == 1 and router.settled(),
+                 what="the reconnect's replay and the cancel")
+        assert router.blotter["A1"].state is S.CANCELLED and "resent_cancels" not in router.recovery.counts
+        assert (venue.counts["cancels"], venue.counts["cancel_rejects"]) == (1, 0)
 
 
 def test_orders_sent_again_keep_to_the_throttle(sim):
     from tests.orders.test_throttle import max_in_any_window
     from xdpgw.orders.throttle import Throttle
 
-    c = OuchConnector("sim", "127.0.0.1", sim.port, user="U1", heartbeat_interval=0.2, reconnect_delay=0.01)
+    c = ouch(sim)
     router = Router([c], throttle=Throttle(per_venue=2))
     try:
         router.connect()
@@ -177,7 +347,7 @@ def test_orders_sent_again_keep_to_the_throttle(sim):
 
 
 def test_under_the_kill_switch_a_lost_order_is_cancelled_here_not_sent(sim, tmp_path):
-    c = OuchConnector("sim", "127.0.0.1", sim.port, user="U1", heartbeat_interval=0.2, reconnect_delay=0.01)
+    c = ouch(sim)
     router = Router([c], journal=Journal(str(tmp_path / "j")))
     try:
         router.connect()
@@ -205,6 +375,9 @@ def test_a_resting_order_is_not_settled_until_the_venue_has_replayed_what_we_mis
 
     c = Reconciling()
     router = Router([c])
+    c.events.append(SessionEvent("connected", "login", c.now()))
+    router.poll(0)
+    assert router.settled() and not router.recovery.awaiting_replay  # nothing open: no replay can change it
     router.submit(Order("A1", "AAPL", Side.BUY, 100, 1_0000))
     router.poll(0)
     assert router.settled()  # resting, no login seen: nothing to wait for
@@ -244,6 +417,7 @@ def test_route_killed_after_sending_then_rerun_settles_every_order_from_the_simu
 
     s = rerun(*args)
     assert s["recovered"]["resent_orders"] >= lost and s["unconfirmed"] == 0 and s["skipped"] == len(recs)
+    s = catch_up(*args)
     stream = sim.call(lambda v: list(v.exchange.accounts["U1"].stream))
     summary = assert_journal_equals_venue(journal, stream, ids)
     assert sim.call(lambda v: v.exchange.counts["rejects"]) == 0  # no UserRefNum reused or lowered
@@ -277,6 +451,35 @@ def test_route_killed_mid_fill_then_rerun_applies_the_fills_it_missed(sim, tmp_p
     recs, _ = journal_view(journal)
     assert [recs[i].state for i in ids] == [S.FILLED, S.FILLED, S.FILLED, S.PARTIALLY_FILLED, S.ACKNOWLEDGED,
                                             S.ACKNOWLEDGED]
+
+
+def test_route_rerun_whose_venue_drops_during_the_replay_waits_for_the_next_logins_replay(sim, tmp_path):
+    basket, journal = tmp_path / "b.csv", tmp_path / "j"
+    ids = write_basket(basket, [("D1", "AAPL", "1.00"), ("D2", "AAPL", "1.00")])  # both rest
+    args = ["--venue", f"ouch://127.0.0.1:{sim.port}?user=U1&heartbeat=0.2", "--orders", str(basket),
+            "--journal", str(journal), "--json"]
+    assert rerun(*args)["acked"] == 2
+    sim.call(lambda s: s.mute("U1"))  # what happens now is stored, not written: the re-run's login gets no replay
+    seller = OuchConnector("u2", "127.0.0.1", sim.port, user="U2", heartbeat_interval=0.2)
+    try:
+        seller.connect()
+        seller.send(Order("S1", "AAPL", Side.SELL, 100, 1_0000))  # fills D1 while we are away
+        wait_for(lambda: sim.call(lambda s: s.exchange.counts["executions"]) >= 1, what="the fill")
+    finally:
+        seller.close()
+    logins = sim.call(lambda s: s.counts["logins"])
+    p = route(*args)
+    try:
+        wait_for(lambda: sim.call(lambda s: s.counts["logins"]) > logins, what="the re-run's login")
+        sim.call(lambda s: s.mute("U1", False))  # the link fails mid-replay: the next login replays
+        out, err = p.communicate(timeout=2 * int(PATIENCE) + 60)
+    finally:
+        reap(p)
+    assert p.returncode == 0, err
+    s = json.loads(out)
+    assert (s["filled"], s["open"], s["timed_out"]) == (1, 1, False)
+    assert s["venues"][next(iter(s["venues"]))]["reconnects"] == 1
+    assert_journal_equals_venue(journal, stream_of(sim), ids)
 
 
 # --- real processes, against nasdaq-protocols' SoupBinTCP server ------------------------------------------
@@ -355,6 +558,7 @@ def test_route_killed_after_sending_and_mid_fill_then_rerun_against_nasdaq_proto
 
         s = rerun(*args)
         assert s["recovered"]["resent_orders"] >= lost and s["unconfirmed"] == 0
+        catch_up(*args)
         stream = venue.run(lambda: list(venue.streams["NQ1"]))
         assert_journal_equals_venue(journal, stream, ids)
         assert venue.run(lambda: dict(venue.taken)) == dict.fromkeys(ids, 1)  # each order taken exactly once
@@ -408,6 +612,72 @@ def test_order_journaled_but_killed_before_it_left_is_sent_once_on_rerun_fix(tmp
         assert sorted(venue.books) == ["A1", "A2", "G1"] and venue.counts["rejects"] == 0
         recs, _ = journal_view(journal)
         assert [recs[i].state for i in ("A1", "G1", "A2")] == [S.ACKNOWLEDGED] * 3
+
+
+def crash_after_request_journaled(journal: Path, *requests: tuple) -> None:
+    """As :func:`crash_after_journal_sync` for cancels (``("X", id, qty)``: 0 cancels, more reduces to
+    that many shares) and replaces (``("R", orig, new order)``)."""
+    with Journal(str(journal)) as j:
+        for kind, cid, arg in requests:
+            if kind == "X":
+                j.cancel(cid, arg, 1)
+            else:
+                j.replace(cid, arg, 1)
+        j.sync()
+
+
+@pytest.fixture(params=["simulator", "nasdaq-protocols"])
+def ouch_venue(request, sim) -> Iterator[tuple[str, Callable[[], list[bytes]]]]:
+    """An OUCH venue, ours or one on nasdaq-protocols' server: its URL and its user's sequenced stream."""
+    if request.param == "simulator":
+        yield f"ouch://127.0.0.1:{sim.port}?user=U1&heartbeat=0.2&name=v1", lambda: stream_of(sim)
+        return
+    venue = HoldingVenue().start()
+    try:
+        yield (f"ouch://127.0.0.1:{venue.port}?user=NQ1&password=pw&heartbeat=0.1&name=v1",
+               lambda: venue.run(lambda: list(venue.streams["NQ1"])))
+    finally:
+        venue.stop()
+
+
+def test_reduction_and_cancel_journaled_but_killed_before_they_left_are_sent_once_on_rerun(ouch_venue, tmp_path):
+    (url, stream), basket, journal = ouch_venue, tmp_path / "b.csv", tmp_path / "j"
+    args = ["--venue", url, "--orders", str(basket), "--journal", str(journal), "--json"]
+    ids = write_basket(basket, [("A1", "REST", "1.00"), ("A2", "REST", "1.00")])
+    assert rerun(*args)["acked"] == 2
+    crash_after_request_journaled(journal, ("X", "A1", 40), ("X", "A2", 0))
+    s = rerun(*args)
+    assert s["recovered"] == {"resent_reductions": 1, "resent_cancels": 1} and s["unconfirmed"] == 0
+    assert_journal_equals_venue(journal, stream(), ids)
+    v = venue_view(stream())
+    assert (v["A1"]["open"], v["A1"]["cancelled"], v["A2"]["cancelled"]) == (40, 60, 100)  # each taken once
+    recs, _ = journal_view(journal)
+    assert (recs["A1"].state, recs["A1"].leaves_qty, recs["A2"].state) == (S.ACKNOWLEDGED, 40, S.CANCELLED)
+
+
+def test_cancel_reduction_and_replace_the_fix_engine_never_took_are_sent_on_rerun(tmp_path):
+    from xdpgw.orders.fix.acceptor import FixVenue
+
+    from .fix_rig import REFS
+
+    basket, journal = tmp_path / "b.csv", tmp_path / "j"
+    with FixVenue(references=dict(REFS), state_dir=tmp_path / "venue") as venue:
+        args = ["--venue", venue.url(tmp_path / "us") + "&name=v1", "--orders", str(basket),
+                "--journal", str(journal), "--json"]
+        write_basket(basket, [("A1", "AAPL", "1.00"), ("A2", "AAPL", "1.00"), ("A3", "AAPL", "1.00")])
+        assert rerun(*args)["acked"] == 3
+        crash_after_request_journaled(journal, ("X", "A1", 0), ("X", "A3", 40),
+                                      ("R", "A2", Order("A2B", "AAPL", Side.BUY, 100, 1_0100, venue="v1")))
+        s = rerun(*args)
+        assert s["recovered"] == {"resent_cancels": 1, "resent_reductions": 1, "resent_replaces": 1}
+        assert s["unconfirmed"] == 0 and not s["timed_out"]
+        a2b, reduced = sorted(venue.open_orders())  # a reduction is a replace in FIX: A3 has our own id now
+        assert (a2b, reduced[:2], venue.books[reduced].leaves) == ("A2B", "XR", 40) and venue.counts["cancels"] == 1
+        assert venue.counts["rejects"] == venue.counts["cancel_rejects"] == 0 and not venue.errors
+        recs, _ = journal_view(journal)
+        assert [recs[i].state for i in ("A1", "A2", "A2B", "A3")] == [S.CANCELLED, S.REPLACED, S.ACKNOWLEDGED,
+                                                                      S.ACKNOWLEDGED]
+        assert recs["A3"].leaves_qty == 40
 
 
 def test_route_timing_out_on_a_silent_venue_says_so_and_a_rerun_resumes(sim, tmp_path):

@@ -79,6 +79,32 @@ def test_cancel_parent_cancels_children_and_replace():
         r.replace("Z2", "Z")
 
 
+def test_a_reduction_is_pending_until_the_venue_answers_it_and_a_queued_order_leaves_smaller():
+    v, now = FakeConnector("v1"), [1_000_000_000]
+    r = Router([v], throttle=Throttle(per_venue=1), clock=lambda: now[0])
+    r.submit_many([Order("A", "AAPL", Side.BUY, 100, PX), Order("Q", "AAPL", Side.BUY, 100, PX)])
+    r.poll()
+    r.cancel("A", 40)  # reduce to 40 open shares
+    assert v.cancels == [("A", 40)] and (r.blotter["A"].state, r.blotter["A"].reduce_to) == (S.ACKNOWLEDGED, 40)
+    with pytest.raises(GatewayError, match="already pending"):
+        r.cancel("A", 30)
+    r.cancel("A")  # a full cancel after it: the reduction's answer comes first and leaves it pending
+    v.events.append(Cancelled("A", 60, "U", 9))
+    r.poll()
+    assert (r.blotter["A"].state, r.blotter["A"].leaves_qty, r.blotter["A"].reduce_to) == (S.CANCEL_PENDING, 40, 0)
+    v.events.append(Cancelled("A", 40, "U", 10))
+    r.poll()
+    assert r.blotter["A"].state is S.CANCELLED
+    r.cancel("Q", 30)  # still held by the throttle: it will leave with 30 shares
+    assert v.cancels[-1] == ("A", 0) and r.blotter["Q"].state is S.PENDING_NEW
+    assert r.risk.exposure["AAPL"].open_buy == 30
+    now[0] += 2_000_000_000  # its slot has come
+    r.poll()
+    r.poll()  # its ack
+    assert [o.qty for o in v.sent if o.cl_ord_id == "Q"] == [30] and r.blotter["Q"].leaves_qty == 30
+    assert r.settled()
+
+
 def test_replace_is_risk_checked():
     v = FakeConnector()
     r = Router([v], risk=RiskEngine(RiskLimits(max_qty=500)))

@@ -484,6 +484,54 @@ def test_with_a_retransmission_client_in_order_bursts_stay_fast_until_an_answer_
             feed.close()
 
 
+def test_the_first_session_is_proven_in_c_as_the_sequencer_proves_it():
+    """Start-up: a lone first packet is held in C (the sequencer would hold it), the next burst that continues
+    it proves the session and both are delivered in one C call; read in between, the sequencer has it."""
+    feed = FeedHandler(lines=1, clock=lambda: 0.0)
+    assert feed.fast.s.proving and feed.on_batch(Batch.from_payloads([pkt(1, 2)])) is None
+    assert feed.fast.s.hold_len and not feed.sequencer.candidates  # held in C, nothing handed over yet
+    out = feed.on_batch(Batch.from_payloads([pkt(3, 1), pkt(4, 2)]))
+    assert type(out).__name__ == "InOrderBurst" and list(out.seq) == [1, 2, 3, 4, 5]
+    assert list(out.pkt_seq) == [1, 3, 4] and contents(out)[0][1] == b"FAST      "
+    st_ = feed.stats()
+    assert (st_["received"], st_["messages"], feed.sequencer.session, feed.sequencer.next) == (5, 5, b"FAST      ", 6)
+    assert feed.sequencer.counters["sessions"] == 1 and feed.fast.armed and not feed.fast.s.proving
+
+    feed = FeedHandler(lines=1, clock=lambda: 0.0)
+    feed.on_batch(Batch.from_payloads([pkt(1, 2)]))
+    assert feed.stats()["held"] == {"unconfirmed_session": 2}  # a reader sees it held: the sequencer holds it now
+    assert feed.sequencer.candidates and not feed.fast.s.hold_len and not feed.fast.s.proving
+    out = feed.on_batch(Batch.from_payloads([pkt(3, 1)]))  # the general path proves it, as before
+    assert type(out).__name__ != "InOrderBurst" and list(out.seq) == [1, 2, 3]
+
+
+@_SETTINGS
+@given(feeds(), st.sampled_from([None, 1, 2]), st.sampled_from([None, ["AB"]]),
+       st.lists(st.sampled_from(["", "", "stats", "poll"]), min_size=8, max_size=8),
+       st.sampled_from([[], [encode_heartbeat("FEED1", 1)], [pkt(1, 1, "OTHER")], [b"junk"]]))
+def test_c_proves_the_first_session_as_the_general_path_does(bursts, first_seq, symbols, reads, lead):
+    """From start-up, bursts of one packet or several (the first maybe a heartbeat, a foreign session, junk),
+    with the feed's first sequence given or not, and readers (stats, idle polls) between bursts."""
+    t = [0.0]
+    fast = FeedHandler(clock=lambda: t[0], lines=1, symbols=symbols, first_seq=first_seq)
+    slow = FeedHandler(clock=lambda: t[0], lines=1, symbols=symbols, first_seq=first_seq, fast=False)
+    slow.sequencer.shortcuts = False
+    decode = slow.decoder.decode
+    slow.decoder.decode = lambda batch: _slow(decode(batch))
+    for k, burst in enumerate(([lead] if lead else []) + bursts):
+        t[0] = k * 0.001
+        batch = Batch.from_payloads(burst, 1000 + k)
+        assert contents(fast.on_batch(batch)) == contents(slow.on_batch(batch))
+        what = reads[k % len(reads)]
+        if what == "stats":
+            same_state(fast, slow)
+        elif what == "poll":
+            assert contents(fast.poll()) == contents(slow.poll())
+    t[0] += 10
+    assert contents(fast.poll()) == contents(slow.poll())
+    same_state(fast, slow)
+
+
 def test_a_held_session_keeps_the_fast_path_until_it_is_due_to_be_given_up():
     t = [0.0]
     feed = FeedHandler(lines=1, clock=lambda: t[0])
@@ -500,10 +548,9 @@ def test_a_held_session_keeps_the_fast_path_until_it_is_due_to_be_given_up():
 
 
 class _TwoLines(ReplayReceiver):
-    """A receiver replaying bursts that carry both lines, each payload behind an 8-byte UDP header with its
-    line's destination port (as the XDP receiver's UMEM holds them): what ``Gateway(line_b_port=…)`` reads."""
+    """A receiver replaying bursts that carry both lines (as the XDP receiver's one socket gets them), each
+    payload's UDP destination port in ``dports``: what ``Gateway(line_b_port=…)`` reads, on both paths."""
 
-    udp_headers = True
     PORTS = (9001, 9002)
 
     def __init__(self, bursts: list[list[tuple[int, bytes]]]) -> None:
@@ -512,10 +559,10 @@ class _TwoLines(ReplayReceiver):
         self.bursts, self.k = bursts, 0
         self.buf = np.zeros(1 << 16, np.uint8)
         self.offs, self.lens, self.ts = np.zeros(64, np.int64), np.zeros(64, np.uint32), np.zeros(64, np.uint64)
-        self.dports = np.zeros(64, np.uint16)  # what every receiver fills for the general path (Batch.dports)
+        self.dports = np.zeros(64, np.uint16)  # what every receiver fills (Batch.dports)
         self.c_arrays = tuple(ffi.from_buffer(t, a) for t, a in zip(
-            ("uint8_t[]", "int64_t[]", "uint32_t[]", "uint64_t[]"), (self.buf, self.offs, self.lens, self.ts),
-            strict=True))
+            ("uint8_t[]", "int64_t[]", "uint32_t[]", "uint64_t[]", "uint16_t[]"),
+            (self.buf, self.offs, self.lens, self.ts, self.dports), strict=True))
 
     def recv_raw(self, max_packets: int = 256, timeout: float | None = 0.0) -> int:
         if self.k >= len(self.bursts):
@@ -523,8 +570,6 @@ class _TwoLines(ReplayReceiver):
         burst, pos = self.bursts[self.k], 0
         self.k += 1
         for i, (line, p) in enumerate(burst):
-            self.buf[pos + 2 : pos + 4] = np.frombuffer(self.PORTS[line].to_bytes(2, "big"), np.uint8)
-            pos += 8
             self.buf[pos : pos + len(p)] = np.frombuffer(p, np.uint8)
             self.offs[i], self.lens[i], self.ts[i], self.dports[i] = pos, len(p), 1000 + self.k, self.PORTS[line]
             pos += len(p)

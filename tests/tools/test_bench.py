@@ -70,7 +70,14 @@ def test_the_bench_command_fills_every_field_writes_its_files_and_leaves_no_lab(
 @pytest.mark.xdp
 def test_a_short_latency_bench_has_every_row_and_ratios_to_the_bare_loop(tmp_path):
     require_xdp()
-    from xdpgw.tools.bench import format_latency_table, pipeline_cost, plot_latency, run_latency_bench
+    from xdpgw.tools.bench import (
+        format_latency_table,
+        format_startup_cost,
+        pipeline_cost,
+        plot_latency,
+        run_latency_bench,
+        startup_cost,
+    )
 
     rows = (("bare C loop", "xdp-drv"), ("decoding", "xdp-drv"), ("decoding", "socket"))
     res = run_latency_bench(0.1, rows=rows, rates=(10_000.0,))
@@ -91,3 +98,7 @@ def test_a_short_latency_bench_has_every_row_and_ratios_to_the_bare_loop(tmp_pat
     assert Path(plot_latency(res, str(tmp_path / "l.png"))).read_bytes()[:4] == b"\x89PNG"
     cost = pipeline_cost(calls=200)
     assert {(c["path"], c["msgs"]) for c in cost} == {(p, m) for p in ("C fast path", "general path") for m in (1, 25)}
+    start = startup_cost(sessions=2)  # a session's first two bursts, C proving it vs the general path
+    assert [(c["path"], c["msgs"]) for c in start] == [(p, m) for m in (1, 25) for p in ("C fast path", "general path")]
+    assert all(0 < c["burst1_p50_us"] <= c["burst1_max_us"] and c["burst2_p50_us"] > 0 for c in start)
+    assert "session's start" in format_startup_cost(start)

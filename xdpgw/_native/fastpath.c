@@ -93,7 +93,7 @@ static int xgw_answer_waiting(int fd)
 
 int32_t xgw_fast_idle(const struct xgw_fast *f, double now)
 {
-    if (!f->armed && !f->dup_ok)
+    if (!f->armed && !f->dup_ok && !f->proving)
         return 0;
     if (f->expires > 0 && now >= f->expires)
         return 0;
@@ -141,19 +141,88 @@ static void xgw_fast_dup(struct xgw_fast *f, uint32_t line, uint32_t npkts, uint
         f->armed |= 1u << line; /* caught up with the front */
 }
 
-static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
-                               const uint64_t *ts, uint32_t npkts, uint32_t line, double now, int64_t t_poll,
-                               int dup_only)
+/* A burst as the fast path reads it: `held` packets first (0 or 1: the packet in f->hold), then the n
+ * payloads buf + offs[i] (lens[i], stamps ts[i]). */
+struct xgw_view {
+    const uint8_t *buf;
+    const int64_t *offs;
+    const uint32_t *lens;
+    const uint64_t *ts;
+    uint32_t n, held;
+};
+
+static inline const uint8_t *xgw_view_pkt(const struct xgw_fast *f, const struct xgw_view *v, uint32_t i,
+                                          uint32_t *len)
 {
-    int64_t t_decode = f->trace ? xgw_mono_ns() : 0;
-    if (line > 1 || !(((f->armed | f->dup_ok) >> line) & 1) || !npkts || npkts > f->cap_pkts)
+    if (i < v->held) {
+        *len = f->hold_len;
+        return f->hold;
+    }
+    *len = v->lens[i - v->held];
+    return v->buf + v->offs[i - v->held];
+}
+
+/* Step 1 of every burst, before touching anything: each packet is of f->session, starts where the one before
+ * ended (the first at `first`), is framed exactly and carries only valid ITCH messages (no end of session).
+ * With `out`, notes each message's address (scratch) and packet (m_pkt: a duplicate burst writes no output,
+ * line A's may still be in it); gives the end (next sequence), messages, heartbeats and the payload bytes
+ * received (held packets were counted when they came). 0: not so (XGW_FAST_DEFER). */
+static int xgw_fast_check(struct xgw_fast *f, const struct xgw_view *v, uint64_t first, int out, uint64_t *end,
+                          uint32_t *msgs, uint32_t *beats, int64_t *bytes)
+{
+    const uint8_t *sizes = f->sizes;
+    uint64_t expect = first;
+    uint32_t m = 0, hb = 0, npkts = v->held + v->n;
+    int64_t in_bytes = 0;
+    for (uint32_t i = 0; i < npkts; i++) {
+        uint32_t len;
+        const uint8_t *p = xgw_view_pkt(f, v, i, &len);
+        if (i >= v->held)
+            in_bytes += len;
+        if (len < XGW_MOLD_HDR || memcmp(p, f->session, 10) || xgw_be64(p + 10) != expect)
+            return 0;
+        uint16_t count = xgw_be16(p + 18);
+        if (count == 0xFFFF)
+            return 0; /* end of session: rare, the general path handles it */
+        uint32_t pos = XGW_MOLD_HDR, found = 0;
+        while (pos < len) {
+            if (pos + 2 > len || m >= f->cap_msgs)
+                return 0;
+            uint16_t bl = xgw_be16(p + pos);
+            if (!bl || (uint64_t)pos + 2 + bl > len || sizes[p[pos + 2]] != bl)
+                return 0;
+            if (out) {
+                f->scratch_off[m] = (int64_t)(uintptr_t)(p + pos + 2);
+                f->m_pkt[m] = i;
+            }
+            m++;
+            found++;
+            pos += 2 + (uint32_t)bl;
+        }
+        if (found != count)
+            return 0;
+        hb += count == 0;
+        expect += found;
+    }
+    if (expect >= ((uint64_t)1 << 62))
+        return 0; /* near the screen's bound: let it judge */
+    *end = expect, *msgs = m, *beats = hb, *bytes = in_bytes;
+    return 1;
+}
+
+static int32_t xgw_fast_take(struct xgw_fast *f, const struct xgw_view *v, uint32_t line, double now, int64_t t_poll,
+                             int64_t t_decode, int dup_only, int no_beats)
+{
+    uint32_t npkts = v->held + v->n, len0;
+    if (line > 1 || !(((f->armed | f->dup_ok) >> line) & 1) || !v->n || npkts > f->cap_pkts)
         return XGW_FAST_DEFER;
-    if (lens[0] < XGW_MOLD_HDR)
+    const uint8_t *p0 = xgw_view_pkt(f, v, 0, &len0);
+    if (len0 < XGW_MOLD_HDR)
         return XGW_FAST_DEFER;
     if (f->expires > 0 && now >= f->expires)
         return XGW_FAST_DEFER; /* a held session is due to be given up: the general path does it */
     /* in order at the front, or (dup) continuing this line's own stream wholly behind the front */
-    uint64_t first = xgw_be64(buf + offs[0] + 10);
+    uint64_t first = xgw_be64(p0 + 10);
     int dup;
     if (!dup_only && ((f->armed >> line) & 1) && first == f->next)
         dup = 0;
@@ -162,41 +231,12 @@ static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int
     else
         return XGW_FAST_DEFER;
     const uint8_t *sizes = f->sizes;
-    uint64_t expect = first;
-    uint32_t m = 0, hb = 0;
-    int64_t in_bytes = 0;
+    uint64_t expect;
+    uint32_t m, hb;
+    int64_t in_bytes;
     /* 1. validate the whole burst before touching anything */
-    for (uint32_t i = 0; i < npkts; i++) {
-        const uint8_t *p = buf + offs[i];
-        uint32_t len = lens[i];
-        in_bytes += len;
-        if (len < XGW_MOLD_HDR || memcmp(p, f->session, 10) || xgw_be64(p + 10) != expect)
-            return XGW_FAST_DEFER;
-        uint16_t count = xgw_be16(p + 18);
-        if (count == 0xFFFF)
-            return XGW_FAST_DEFER; /* end of session: rare, the general path handles it */
-        uint32_t pos = XGW_MOLD_HDR, found = 0;
-        while (pos < len) {
-            if (pos + 2 > len || m >= f->cap_msgs)
-                return XGW_FAST_DEFER;
-            uint16_t bl = xgw_be16(p + pos);
-            if (!bl || (uint64_t)pos + 2 + bl > len || sizes[p[pos + 2]] != bl)
-                return XGW_FAST_DEFER;
-            if (!dup) { /* a duplicate burst writes no output: line A's may still be in it */
-                f->scratch_off[m] = offs[i] + pos + 2;
-                f->m_pkt[m] = i;
-            }
-            m++;
-            found++;
-            pos += 2 + (uint32_t)bl;
-        }
-        if (found != count)
-            return XGW_FAST_DEFER;
-        hb += count == 0;
-        expect += found;
-    }
-    if (expect >= ((uint64_t)1 << 62))
-        return XGW_FAST_DEFER; /* near the screen's bound: let it judge */
+    if (!xgw_fast_check(f, v, first, !dup, &expect, &m, &hb, &in_bytes) || (no_beats && hb))
+        return XGW_FAST_DEFER;
     if (dup && expect > f->next)
         return XGW_FAST_DEFER; /* partly beyond the front: new messages, the general path sorts it out */
     if (xgw_answer_waiting(f->client_fd))
@@ -204,13 +244,13 @@ static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int
     if (dup) {
         xgw_fast_dup(f, line, npkts, m, hb, expect, now);
         f->in_bytes = in_bytes;
-        xgw_fast_stamp(f, ts, npkts, t_poll, t_decode, 0);
+        xgw_fast_stamp(f, v->ts, v->n, t_poll, t_decode, 0);
         return 0;
     }
     /* 2. learn locates from Stock Directory messages (before filtering, as Subscription.filter) */
     const uint8_t r_off = f->stock_off['R'];
     for (uint32_t k = 0; k < m; k++) {
-        const uint8_t *msg = buf + f->scratch_off[k];
+        const uint8_t *msg = (const uint8_t *)(uintptr_t)f->scratch_off[k];
         if (msg[0] != 'R')
             continue;
         uint16_t loc = xgw_be16(msg + 1);
@@ -218,13 +258,13 @@ static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int
         if (f->nsymbols && xgw_fast_symbol(f, msg + r_off))
             f->wanted[loc] = 1;
     }
-    /* 3. keep what the subscription wants; count per type */
+    /* 3. keep what the subscription wants; count per type (tc[t] is set for the types present: the bits) */
     uint32_t tc[256];
-    memset(tc, 0, sizeof tc);
+    uint64_t present[4] = {0, 0, 0, 0};
     uint32_t kept = 0;
     uint64_t seq = f->next;
     for (uint32_t k = 0; k < m; k++) {
-        const uint8_t *msg = buf + f->scratch_off[k];
+        const uint8_t *msg = (const uint8_t *)(uintptr_t)f->scratch_off[k];
         uint8_t t = msg[0];
         int keep = f->keep_all;
         if (!keep) {
@@ -238,6 +278,9 @@ static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int
             f->m_seq[kept] = seq + k;
             f->m_type[kept] = t;
             f->m_len[kept] = sizes[t];
+            uint64_t bit = (uint64_t)1 << (t & 63);
+            if (!(present[t >> 6] & bit))
+                present[t >> 6] |= bit, tc[t] = 0;
             tc[t]++;
             kept++;
         }
@@ -246,32 +289,33 @@ static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int
     int64_t bstart[256], istart[256], nbytes = 0, idx = 0;
     int64_t *ty = f->types;
     uint32_t ntypes = 0;
-    for (int t = 0; t < 256; t++) {
-        bstart[t] = nbytes;
-        istart[t] = idx;
-        if (!tc[t])
-            continue;
-        ty[0] = t, ty[1] = tc[t], ty[2] = nbytes, ty[3] = idx;
-        ty += 4;
-        ntypes++;
-        idx += tc[t];
-        nbytes += (int64_t)tc[t] * sizes[t];
-    }
+    for (int w = 0; w < 4; w++) /* the types present, ascending (not all 256 codes: most of a 1-message burst) */
+        for (uint64_t bits = present[w]; bits; bits &= bits - 1) {
+            int t = w * 64 + __builtin_ctzll(bits);
+            bstart[t] = nbytes;
+            istart[t] = idx;
+            ty[0] = t, ty[1] = tc[t], ty[2] = nbytes, ty[3] = idx;
+            ty += 4;
+            ntypes++;
+            idx += tc[t];
+            nbytes += (int64_t)tc[t] * sizes[t];
+        }
     for (uint32_t k = 0; k < kept; k++) {
         uint8_t t = f->m_type[k];
-        memcpy(f->records + bstart[t], buf + f->scratch_off[k], sizes[t]);
+        memcpy(f->records + bstart[t], (const uint8_t *)(uintptr_t)f->scratch_off[k], sizes[t]);
         bstart[t] += sizes[t];
         f->order[istart[t]++] = (int32_t)k;
         f->type_counts[t]++;
     }
     /* 5. per-packet arrays, state, counters */
     for (uint32_t i = 0; i < npkts; i++) {
-        const uint8_t *p = buf + offs[i];
+        uint32_t len;
+        const uint8_t *p = xgw_view_pkt(f, v, i, &len);
         memcpy(f->p_session + 10 * (size_t)i, p, 10);
         f->p_seq[i] = xgw_be64(p + 10);
         f->p_count[i] = xgw_be16(p + 18);
         f->p_nmsg[i] = f->p_count[i];
-        f->p_ts[i] = ts ? ts[i] : 0;
+        f->p_ts[i] = i < v->held ? f->hold_ts : v->ts ? v->ts[i - v->held] : 0;
     }
     f->npkts = npkts, f->nmsgs = m, f->nkept = kept, f->ntypes = ntypes, f->nbytes = nbytes;
     f->in_bytes = in_bytes;
@@ -282,26 +326,72 @@ static int32_t xgw_fast_burst_(struct xgw_fast *f, const uint8_t *buf, const int
     f->line_first[line] += m;
     f->delivered += m;
     f->kept += kept;
-    xgw_fast_stamp(f, ts, npkts, t_poll, t_decode, kept);
+    xgw_fast_stamp(f, v->ts, v->n, t_poll, t_decode, kept);
     return (int32_t)kept;
+}
+
+/* Start-up (f->proving, one line): what the sequencer does with a first session whose packets chain, in C.
+ * A lone first packet (well-formed, with messages) cannot prove its session: it is held, as the sequencer
+ * holds it (sync hands it over if the next burst does not continue it). A burst that, after what is held,
+ * has two or more packets chaining exactly (no heartbeat) proves the session: it is followed from the first
+ * packet's sequence (or the feed's first_seq, which must be that) and everything is delivered. */
+static int32_t xgw_fast_prove(struct xgw_fast *f, struct xgw_view *v, double now, int64_t t_poll, int64_t t_decode)
+{
+    uint32_t len0;
+    v->held = f->hold_len ? 1 : 0;
+    if (!v->n || v->held + v->n > f->cap_pkts)
+        return XGW_FAST_DEFER;
+    const uint8_t *p0 = xgw_view_pkt(f, v, 0, &len0);
+    if (len0 < XGW_MOLD_HDR)
+        return XGW_FAST_DEFER;
+    uint64_t first = xgw_be64(p0 + 10), end;
+    if (!first || (f->next && first != f->next))
+        return XGW_FAST_DEFER; /* sequence 0 is never believed; with a first_seq the session starts there */
+    memcpy(f->session, p0, 10);
+    if (v->held + v->n == 1) {
+        uint32_t m, hb;
+        int64_t bytes;
+        if (!xgw_fast_check(f, v, first, 0, &end, &m, &hb, &bytes) || hb || len0 > f->cap_hold
+            || xgw_answer_waiting(f->client_fd))
+            return XGW_FAST_DEFER;
+        memcpy(f->hold, p0, len0);
+        f->hold_len = len0, f->hold_ts = v->ts ? v->ts[0] : 0, f->hold_now = now;
+        f->in_bytes = bytes;
+        xgw_fast_stamp(f, v->ts, v->n, t_poll, t_decode, 0);
+        return 0;
+    }
+    uint64_t next = f->next;
+    f->next = first, f->armed = 1;
+    int32_t k = xgw_fast_take(f, v, 0, now, t_poll, t_decode, 0, 1);
+    if (k == XGW_FAST_DEFER) {
+        f->next = next, f->armed = 0;
+        return XGW_FAST_DEFER;
+    }
+    f->proving = 0, f->adopted = 1, f->hold_len = 0;
+    return k;
 }
 
 int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
                        const uint64_t *ts, uint32_t npkts, uint32_t line, double now, int64_t t_poll)
 {
-    return xgw_fast_burst_(f, buf, offs, lens, ts, npkts, line, now, t_poll, 0);
+    int64_t t_decode = f->trace ? xgw_mono_ns() : 0;
+    struct xgw_view v = {buf, offs, lens, ts, npkts, 0};
+    if (f->proving && !line)
+        return xgw_fast_prove(f, &v, now, t_poll, t_decode);
+    return xgw_fast_take(f, &v, line, now, t_poll, t_decode, 0, 0);
 }
 
 int32_t xgw_fast_lines(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
-                       const uint64_t *ts, uint32_t npkts, uint32_t port_b, double now, int64_t t_poll)
+                       const uint64_t *ts, const uint16_t *dports, uint32_t npkts, uint32_t port_b, double now,
+                       int64_t t_poll)
 {
+    int64_t t_decode = f->trace ? xgw_mono_ns() : 0;
     if (!npkts || npkts > f->cap_pkts)
         return XGW_FAST_DEFER;
     uint32_t na = 0, nb = 0, cap = f->cap_pkts;
     int64_t bytes[2] = {0, 0};
     for (uint32_t i = 0; i < npkts; i++) {
-        const uint8_t *p = buf + offs[i];
-        uint32_t b = ((uint32_t)p[-6] << 8 | p[-5]) == port_b; /* the UDP destination port */
+        uint32_t b = dports[i] == port_b;
         uint32_t j = b ? cap + nb++ : na++;
         f->l_offs[j] = offs[i];
         f->l_lens[j] = lens[i];
@@ -311,12 +401,14 @@ int32_t xgw_fast_lines(struct xgw_fast *f, const uint8_t *buf, const int64_t *of
     f->l_count[0] = na, f->l_count[1] = nb, f->defer_b = 0;
     int32_t ka = 0, kb = 0;
     if (na) {
-        ka = xgw_fast_burst_(f, buf, f->l_offs, f->l_lens, f->l_ts, na, 0, now, t_poll, 0);
+        struct xgw_view va = {buf, f->l_offs, f->l_lens, f->l_ts, na, 0};
+        ka = xgw_fast_take(f, &va, 0, now, t_poll, t_decode, 0, 0);
         if (ka == XGW_FAST_DEFER)
             return XGW_FAST_DEFER;
     }
     if (nb) {
-        kb = xgw_fast_burst_(f, buf, f->l_offs + cap, f->l_lens + cap, f->l_ts + cap, nb, 1, now, t_poll, ka > 0);
+        struct xgw_view vb = {buf, f->l_offs + cap, f->l_lens + cap, f->l_ts + cap, nb, 0};
+        kb = xgw_fast_take(f, &vb, 1, now, t_poll, t_decode, ka > 0, 0);
         if (kb == XGW_FAST_DEFER) {
             if (!na)
                 return XGW_FAST_DEFER;

@@ -17,8 +17,12 @@
  * of what was delivered: the usual line-B burst) is counted as duplicates without output (dup_ok).
  * With a retransmission client (client_fd >= 0) a burst is taken only while no answer waits on its socket;
  * while another session is held (candidates), only until `expires` (when the general path would give one
- * up). Anything else returns XGW_FAST_DEFER without any effect, and Python runs
- * the general (sans-IO) path, which stays the source of truth.
+ * up). At start-up (`proving`: one line, no session yet) a burst of one session whose well-formed packets
+ * chain exactly proves that session (two chained packets, as the sequencer's rule) and is delivered in C;
+ * a lone first packet is copied aside (`hold`) and delivered with the next burst that continues it (or,
+ * if that one does not, handed to the sequencer by sync before the general path runs). Anything else
+ * returns XGW_FAST_DEFER without any effect, and Python runs the general (sans-IO) path, which stays the
+ * source of truth.
  */
 
 enum {
@@ -67,6 +71,16 @@ struct xgw_fast {
     double expires;            /* > 0: at or after this time (feed clock) a held session may be given up */
     double session_timeout;    /* the sequencer's: a silent session may be replaced after this long */
     uint32_t proven;           /* a held session is proven (may take over once ours is silent) */
+    /* --- start-up: no session followed yet (one line) ------------------------------------- */
+    uint32_t proving;          /* no session, nothing held by the sequencer: a burst whose packets chain
+                                  (well-formed, one session, each starting where the one before ended, no
+                                  heartbeat) proves its session and is delivered, as the sequencer's adoption
+                                  would; a lone first packet is held (hold) until the next burst */
+    uint8_t *hold;             /* [cap_hold] the held packet's bytes */
+    uint32_t cap_hold, hold_len;  /* hold_len 0: nothing held */
+    uint64_t hold_ts;          /* its kernel receive stamp */
+    double hold_now;           /* the feed clock when it came (sync hands it to the sequencer with this time) */
+    uint32_t adopted;          /* pending: the session in `session` was adopted in C (sync tells the sequencer) */
     /* --- output buffers (capacity set by Python) -------------------------------------------- */
     uint32_t cap_msgs, cap_pkts;
     int64_t cap_bytes;
@@ -82,7 +96,7 @@ struct xgw_fast {
     uint32_t *p_nmsg;
     uint64_t *p_ts;
     int64_t *types;            /* [4 x 256] code, count, byte start, index start per present type */
-    int64_t *scratch_off;      /* [cap_msgs] message offsets in the batch buffer */
+    int64_t *scratch_off;      /* [cap_msgs] message addresses (uintptr_t), in the burst or the hold */
     /* --- the last burst ---------------------------------------------------------------------- */
     uint32_t npkts, nmsgs, nkept, ntypes;
     int64_t nbytes, in_bytes;  /* record bytes kept; payload bytes received */
@@ -105,13 +119,14 @@ struct xgw_fast {
 
 int32_t xgw_fast_burst(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
                        const uint64_t *ts, uint32_t npkts, uint32_t line, double now, int64_t t_poll);
-/* One receiver's burst carrying both lines (line B: UDP destination port port_b, read from the header in
- * front of each payload, as in the UMEM): line A's packets, then line B's, each through xgw_fast_burst.
+/* One receiver's burst carrying both lines (line B: UDP destination port port_b; dports[i] is packet i's,
+ * the receiver's Batch.dports, on every transport): line A's packets, then line B's, each through xgw_fast_burst.
  * Returns messages delivered (in the output arrays), or XGW_FAST_DEFER without any effect. When line A
  * was taken and delivered something, line B is only taken as a duplicate burst; otherwise defer_b is set
  * and Python runs line B's packets (l_offs + cap_pkts, l_count[1]) through the general path after delivering. */
 int32_t xgw_fast_lines(struct xgw_fast *f, const uint8_t *buf, const int64_t *offs, const uint32_t *lens,
-                       const uint64_t *ts, uint32_t npkts, uint32_t port_b, double now, int64_t t_poll);
+                       const uint64_t *ts, const uint16_t *dports, uint32_t npkts, uint32_t port_b, double now,
+                       int64_t t_poll);
 /* For an idle poll while armed: 1 when the general path would have nothing to do at `now` (no answer
  * waiting, no held session to give up or to take over), else 0. */
 int32_t xgw_fast_idle(const struct xgw_fast *f, double now);

@@ -76,10 +76,11 @@ def bench(quick, transports, latency_pps, out, no_png, as_json, latency_only, la
 
 def _latency(out: str, no_png: bool, seconds: float, say) -> dict:
     """The latency table and our part in process; written to OUT.json (and OUT.png)."""
-    from xdpgw.tools.bench import pipeline_cost, plot_latency, run_latency_bench
+    from xdpgw.tools.bench import pipeline_cost, plot_latency, run_latency_bench, startup_cost
 
     res = run_latency_bench(seconds, say=say)
     res["pipeline_cost"] = pipeline_cost()
+    res["startup_cost"] = startup_cost()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{out}.json", "w") as f:
         f.write(_lat_json(res) + "\n")
@@ -98,9 +99,10 @@ def _lat_json(res: dict) -> str:
 
 
 def _lat_text(res: dict) -> str:
-    from xdpgw.tools.bench import format_latency_table, format_pipeline_cost
+    from xdpgw.tools.bench import format_latency_table, format_pipeline_cost, format_startup_cost
 
-    return format_latency_table(res) + "\n\n" + format_pipeline_cost(res["pipeline_cost"])
+    return (format_latency_table(res) + "\n\n" + format_pipeline_cost(res["pipeline_cost"]) + "\n\n"
+            + format_startup_cost(res["startup_cost"]))
 
 
 def _tick_to_trade(transports: str, rates: str, seconds: float, out: str, as_json: bool, say) -> None:

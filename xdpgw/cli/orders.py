@@ -274,7 +274,7 @@ def _settled_but_unconfirmed(router) -> bool:
         return r.resumed and r.state is State.SENT and not hasattr(router.connectors.get(r.venue), "forget")
 
     return not router.throttle.queued and not router.recovery.awaiting_replay and all(
-        r.state.final or r.state in (State.ACKNOWLEDGED, State.PARTIALLY_FILLED) or excused(r)
+        r.state.final or (r.state in (State.ACKNOWLEDGED, State.PARTIALLY_FILLED) and not r.reduce_to) or excused(r)
         for r in router.blotter.orders.values())
 
 

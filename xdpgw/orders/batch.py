@@ -15,6 +15,7 @@ the rows one by one. Rows whose route splits them across venues also take the sc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import compress
 
 import numpy as np
 
@@ -189,10 +190,12 @@ def encode_enter_orders(batch: OrderBatch, rows: np.ndarray, first_ref: int, dis
 
 
 def plan_batch(batch: OrderBatch, risk: RiskEngine, routing: RoutingTable, connected: frozenset[str] | None,
-               now_ns: int = 0, first_refs: dict[str, int] | None = None, encode: bool = True) -> BatchPlan:
+               now_ns: int = 0, first_refs: dict[str, int] | None = None, encode: bool = True,
+               ids: list[str] | None = None) -> BatchPlan:
     """Risk-check, route and encode every row; reserves the accepted rows' exposure in ``risk``
     (denials counted in ``risk.denied``) exactly as the router's ``submit`` row by row would (an id
-    that appears earlier in the batch is a duplicate, whatever the earlier row's verdict)."""
+    that appears earlier in the batch is a duplicate, whatever the earlier row's verdict). ``ids``:
+    the rows' ids as str, when the caller has them (else decoded here)."""
     n = len(batch)
     lim = risk.limits
     reasons = np.zeros(n, np.uint8)
@@ -207,7 +210,9 @@ def plan_batch(batch: OrderBatch, risk: RiskEngine, routing: RoutingTable, conne
     dup = _repeated(batch.ids)
     if risk.seen_ids:
         seen = risk.seen_ids
-        dup |= np.fromiter(map(seen.__contains__, _strs(batch.ids)), bool, n)
+        if ids is None:
+            ids = _strs(batch.ids)
+        dup |= np.fromiter(map(seen.__contains__, ids), bool, n)
     deny(dup, "duplicate_id")
     # routes: one usable venue per symbol → vectorised; several → the scalar path
     names: list[str] = []
@@ -306,7 +311,7 @@ def plan_batch(batch: OrderBatch, risk: RiskEngine, routing: RoutingTable, conne
             e.open_buy += int(qb[j])
             e.open_sell += int(qs[j])
         risk.gross_total += int(g.sum())
-        risk.seen_ids.update(_strs(batch.ids[head]))
+        risk.seen_ids.update(_strs(batch.ids[head]) if ids is None else compress(ids, head.tolist()))
         if keys is not None:
             for i in np.flatnonzero(head).tolist():
                 risk._recent[keys[i]] = now_ns
@@ -320,7 +325,7 @@ def plan_batch(batch: OrderBatch, risk: RiskEngine, routing: RoutingTable, conne
         except NoRoute:
             reasons[i] = CODES["no_route"]
             continue
-        why = risk._run(o, now_ns, len(legs), True)
+        why = risk.verdict(o, now_ns, len(legs))
         if why:
             reasons[i] = CODES[why]
             continue

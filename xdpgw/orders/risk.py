@@ -22,6 +22,7 @@ positions come from fills only.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,9 +37,56 @@ REASONS = ("kill_switch", "restricted", "max_qty", "max_notional", "no_reference
 ReferencePrice = Callable[[str], "int | None"]  # symbol → reference price in ticks (None: unknown)
 
 
+_EPOCH = [0]  # bumped by every change to any RiskLimits: engines rebuild their per-symbol records
+
+
+class _Watched(dict):
+    """A limits table (symbol → value) that tells the engines when it changes in place."""
+
+    __slots__ = ()
+
+    def __setitem__(self, key, value) -> None:
+        dict.__setitem__(self, key, value)
+        _EPOCH[0] += 1
+
+    def __delitem__(self, key) -> None:
+        dict.__delitem__(self, key)
+        _EPOCH[0] += 1
+
+    def __ior__(self, other):
+        dict.update(self, other)
+        _EPOCH[0] += 1
+        return self
+
+    def clear(self) -> None:
+        dict.clear(self)
+        _EPOCH[0] += 1
+
+    def pop(self, *args):
+        _EPOCH[0] += 1
+        return dict.pop(self, *args)
+
+    def popitem(self):
+        _EPOCH[0] += 1
+        return dict.popitem(self)
+
+    def setdefault(self, key, default=None):
+        _EPOCH[0] += 1
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args, **kw) -> None:
+        dict.update(self, *args, **kw)
+        _EPOCH[0] += 1
+
+
 @dataclass(slots=True)
 class RiskLimits:
-    """Every pre-trade limit; None (or empty) switches that check off."""
+    """Every pre-trade limit; None (or empty) switches that check off.
+
+    Limits may change at any time, in place too (``limits.max_qty = 500``,
+    ``limits.reference_prices["AAPL"] = px``): the next order is checked against them. The two
+    tables are kept as dicts that report changes (a copy of the dict given), ``restricted`` as a
+    frozenset (assign a new one to change it)."""
 
     max_qty: int | None = None  # shares per order
     max_notional: int | None = None  # ticks × shares per order
@@ -52,6 +100,14 @@ class RiskLimits:
     restricted: frozenset[str] = frozenset()
     duplicate_window_ns: int = 0  # same symbol/side/qty/price within this window is a duplicate (0: off)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("reference_prices", "position_limits") and type(value) is not _Watched:
+            value = _Watched(value)
+        elif name == "restricted" and type(value) is not frozenset:
+            value = frozenset(value)
+        object.__setattr__(self, name, value)
+        _EPOCH[0] += 1
+
 
 @dataclass(slots=True)
 class SymbolExposure:
@@ -62,11 +118,49 @@ class SymbolExposure:
     position: int = 0  # from fills: + bought, - sold
 
 
+_NONE = float("inf")  # a limit that is off: no quantity, notional or position exceeds it
+_EMPTY = (1, 0)  # a price band no price is inside
+
+
+class _SymbolRisk:
+    """What one symbol's orders are checked against, worked out once per symbol (and again after
+    any limit changes): restricted or not, the configured reference price, the position limit, the
+    band of limit prices the collar surely accepts (``lo <= price <= hi``; a price outside it, or
+    any price when the reference comes from ``RiskEngine.reference``, is checked against the
+    reference itself), and the symbol's exposure (None until its first order passes the checks
+    that precede it)."""
+
+    __slots__ = ("restricted", "ref", "lo", "hi", "max_position", "exp")
+
+    def __init__(self, lim: RiskLimits, sym: str, live_reference: bool, exp: SymbolExposure | None) -> None:
+        self.restricted = sym in lim.restricted
+        self.ref = ref = lim.reference_prices.get(sym)
+        collar = lim.collar_pct
+        if collar is None:
+            self.lo, self.hi = -_NONE, _NONE
+        elif live_reference or ref is None:
+            self.lo, self.hi = _EMPTY
+        else:  # |price - ref| * 100 <= collar * ref  ⟸  |price - ref| <= floor(collar * ref) // 100
+            x = collar * ref
+            k = math.floor(x) // 100 if 0 <= x < _NONE else -1
+            self.lo, self.hi = (ref - k, ref + k) if k >= 0 else _EMPTY
+        pl = lim.position_limits
+        limit = pl.get(sym, lim.max_position) if pl else lim.max_position
+        self.max_position = _NONE if limit is None else limit
+        self.exp = exp
+
+
+_BUY = Side.BUY
+
+
 class RiskEngine:
     """Pre-trade checks and the exposure they need. ``reference`` (e.g. a book's mid or last trade)
     is asked first; ``limits.reference_prices`` is the fallback."""
 
     def __init__(self, limits: RiskLimits | None = None, reference: ReferencePrice | None = None) -> None:
+        self._epoch = -1  # the limits the per-symbol records were made from (-1: none yet)
+        self._symbols: dict[str, _SymbolRisk] = {}
+        self._flat: tuple = ()
         self.limits = limits or RiskLimits()
         self.reference = reference
         self.killed = False
@@ -76,6 +170,38 @@ class RiskEngine:
         self.gross_total = 0
         self.seen_ids: set[str] = set()
         self._recent: dict[tuple, int] = {}  # (symbol, side, qty, price) → last accepted ns
+
+    @property
+    def limits(self) -> RiskLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: RiskLimits) -> None:
+        self._limits = limits
+        self._epoch = -1
+
+    @property
+    def reference(self) -> ReferencePrice | None:
+        return self._reference
+
+    @reference.setter
+    def reference(self, reference: ReferencePrice | None) -> None:
+        self._reference = reference
+        self._epoch = -1
+
+    def _relimit(self) -> None:
+        """The limits changed (or were never read): forget the per-symbol records, read the rest
+        (a limit that is off as ``_NONE``)."""
+        lim = self._limits
+        self._symbols.clear()
+        self._flat = (*(_NONE if x is None else x for x in (
+            lim.max_qty, lim.max_notional, lim.max_open_per_symbol, lim.max_gross_per_symbol, lim.max_gross_total)),
+            lim.duplicate_window_ns)
+        self._epoch = _EPOCH[0]
+
+    def _symbol(self, sym: str) -> _SymbolRisk:
+        sr = self._symbols[sym] = _SymbolRisk(self._limits, sym, self._reference is not None, self.exposure.get(sym))
+        return sr
 
     # --- the kill switch --------------------------------------------------------------------------
 
@@ -93,82 +219,112 @@ class RiskEngine:
             px = self.reference(symbol)
             if px:
                 return int(px)
-        return self.limits.reference_prices.get(symbol)
+        return self._limits.reference_prices.get(symbol)
 
     def check_order(self, order: Order) -> str | None:
         """The checks on the order alone (no exposure): kill switch, restricted, size, price.
         A queued order passes these again when it leaves the throttle."""
-        if self.killed:
-            return "kill_switch"
-        lim = self.limits
-        sym = order.symbol
-        if sym in lim.restricted:
-            return "restricted"
-        qty = order.qty
-        if lim.max_qty is not None and qty > lim.max_qty:
-            return "max_qty"
-        price = order.price
-        collar = lim.collar_pct
-        if collar is not None or (not price and lim.max_notional is not None):
-            ref = self.reference_price(sym)
-            if ref is None:
-                return "no_reference_price"
-            if not price:
-                price = ref  # a market order is valued at the reference
-            elif collar is not None and abs(price - ref) * 100 > collar * ref:
-                return "price_collar"
-        if lim.max_notional is not None and qty * price > lim.max_notional:
-            return "max_notional"
-        return None
+        return self.verdict(order, 0, 1, False, True)
 
     def check(self, order: Order, now_ns: int = 0, children: int = 1) -> str | None:
         """Every check, without reserving anything; the first failure's reason, or None."""
-        return self._run(order, now_ns, children, False)
+        return self.verdict(order, now_ns, children, False)
 
     def accept(self, order: Order, now_ns: int = 0, children: int = 1) -> str | None:
         """Check and, when it passes, reserve the order's exposure (``children`` orders at venues).
         Returns the denial reason (counted) or None."""
-        why = self._run(order, now_ns, children, True)
+        why = self.verdict(order, now_ns, children, True)
         if why:
             self.denied[why] += 1
         return why
 
-    def _run(self, order: Order, now_ns: int, children: int, commit: bool) -> str | None:
-        # one pass with locals: this is the per-order hot path (see scripts/bench_router.py)
-        why = self.check_order(order)
-        if why:
-            return why
-        lim = self.limits
-        oid, sym, side, qty, price = order.cl_ord_id, order.symbol, order.side, order.qty, order.price
+    def verdict(self, order: Order, now_ns: int = 0, children: int = 1, commit: bool = True,
+                alone: bool = False) -> str | None:
+        """Every check in one pass (the per-order hot path: one call, one per-symbol record), the
+        first failure's reason or None; a denial is not counted (``accept`` counts). ``commit``:
+        reserve the exposure of an order that passes; ``alone``: only the checks on the order alone
+        (``check_order``)."""
+        if _EPOCH[0] != self._epoch:
+            self._relimit()
+        if self.killed:
+            return "kill_switch"
+        sym = order.symbol
+        sr = self._symbols.get(sym) or self._symbol(sym)
+        if sr.restricted:
+            return "restricted"
+        max_qty, max_notional, max_open, max_gross_sym, max_gross_total, window = self._flat
+        qty, price = order.qty, order.price
+        if qty > max_qty:
+            return "max_qty"
+        if price and sr.lo <= price <= sr.hi:
+            notional = qty * price
+        else:  # the collar against the reference itself, or a market order valued at it
+            value = self._valued(sr, sym, price)
+            if type(value) is str:
+                return value
+            notional = qty * value
+        if notional > max_notional:
+            return "max_notional"
+        if alone:
+            return None
+        oid, side = order.cl_ord_id, order.side
         if oid in self.seen_ids:
             return "duplicate_id"
-        key = None
-        if lim.duplicate_window_ns:
+        if window:
             key = (sym, side, qty, price)
             last = self._recent.get(key)
-            if last is not None and now_ns - last < lim.duplicate_window_ns:
+            if last is not None and now_ns - last < window:
                 return "duplicate_order"
-        exp = self.exposure.get(sym)
+        exp = sr.exp
         if exp is None:
-            exp = self.exposure[sym] = SymbolExposure()
-        if lim.max_open_per_symbol is not None and exp.open_orders + children > lim.max_open_per_symbol:
+            exp = self.exposure.get(sym)
+            if exp is None:
+                exp = self.exposure[sym] = SymbolExposure()
+            sr.exp = exp
+        open_orders = exp.open_orders + children  # each sum once: checked, then kept when committed
+        if open_orders > max_open:
             return "max_open_orders"
-        notional = qty * (price or self.reference_price(sym) or 0)
-        if lim.max_gross_per_symbol is not None and exp.gross + notional > lim.max_gross_per_symbol:
+        gross = exp.gross + notional
+        if gross > max_gross_sym:
             return "gross_notional_symbol"
-        if lim.max_gross_total is not None and self.gross_total + notional > lim.max_gross_total:
+        gross_total = self.gross_total + notional
+        if gross_total > max_gross_total:
             return "gross_notional_total"
-        buy = side is Side.BUY
-        limit = lim.position_limits.get(sym, lim.max_position) if lim.position_limits else lim.max_position
-        if limit is not None:
-            if buy:
-                if exp.position + exp.open_buy + qty > limit:
-                    return "position_limit"
-            elif exp.position - exp.open_sell - qty < -limit:
+        if side is _BUY:
+            open_side = exp.open_buy + qty
+            if exp.position + open_side > sr.max_position:
+                return "position_limit"
+        else:
+            open_side = exp.open_sell + qty
+            if exp.position - open_side < -sr.max_position:
                 return "position_limit"
         if commit:
-            self._reserve(exp, oid, key, now_ns, children, buy, qty, notional)
+            self.seen_ids.add(oid)
+            if window:
+                self._recent[key] = now_ns
+            exp.open_orders = open_orders
+            if side is _BUY:
+                exp.open_buy = open_side
+            else:
+                exp.open_sell = open_side
+            exp.gross = gross
+            self.gross_total = gross_total
         return None
+
+    def _valued(self, sr: _SymbolRisk, sym: str, price: int) -> int | str:
+        """A limit price outside the collar's sure band, or a market order (price 0): what a share
+        is worth (the price, or the reference for a market order), or the denial (no reference,
+        outside the collar)."""
+        lim = self._limits
+        collar = lim.collar_pct
+        ref = self.reference_price(sym) if self._reference is not None else sr.ref
+        if ref is None:
+            return "no_reference_price" if collar is not None or (not price and lim.max_notional is not None) else price
+        if not price:
+            return ref
+        if collar is not None and abs(price - ref) * 100 > collar * ref:
+            return "price_collar"
+        return price
 
     def _reserve(self, exp: SymbolExposure, oid: str, key: tuple | None, now_ns: int, children: int, buy: bool,
                  qty: int, notional: int) -> None:

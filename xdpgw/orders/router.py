@@ -41,7 +41,7 @@ from xdpgw.orders.model import Order, State
 from xdpgw.orders.recovery import Recovery
 from xdpgw.orders.risk import RiskEngine
 from xdpgw.orders.routing import NoRoute, RoutingTable, VenueShare
-from xdpgw.orders.state import Blotter, IllegalTransition, OrderRecord
+from xdpgw.orders.state import Blotter, IllegalTransition, OrderRecord, new_record
 from xdpgw.orders.throttle import Throttle
 from xdpgw.orders.venue import (
     Accepted,
@@ -56,6 +56,7 @@ from xdpgw.orders.venue import (
 from xdpgw.pipeline.histogram import LatencyHistogram
 
 S = State
+_SENT, _PENDING_NEW = S.SENT, S.PENDING_NEW
 _LATENCY_BULK = 4096  # latencies kept before they go into the histograms (and on any read)
 _UNSENT_CANCEL = "cancelled before sending"  # the reason Blotter.cancel_requested gives
 
@@ -151,22 +152,52 @@ class Router:
         itself denied by a risk check or for want of a route. A reused id is denied and not recorded
         (the id's first order keeps its record).
 
-        The common case (one venue, a throttle slot) is the per-order hot path: risk, then the
-        journal (if any), then the connector's send, and only then the bookkeeping — the order's
-        record is made already sent (pending-new → sent, as ``Blotter.sent`` would move it)."""
+        The common case (the order goes whole to one venue, a throttle slot is free) is the
+        per-order hot path, one pass with few calls: the reused-id check, the symbol's venue
+        (``RoutingTable.whole``), every risk check (``RiskEngine.verdict``: one call), the journal
+        (if any), the connector's send, and only then the bookkeeping — the order's record is made
+        already sent (pending-new → sent, as ``Blotter.sent`` would move it)."""
         now = self.clock()
-        legs = self._check(order, now)
-        if type(legs) is not list:  # denied: its record (or None: a reused id, not recorded)
-            return [] if legs is None else [legs]
-        if len(legs) == 1:
-            venue, child = legs[0]
-            throttle = self.throttle
-            if not throttle.active or throttle.try_acquire(venue, now):
-                return [self._send_one(order.cl_ord_id, venue, child)]
-        go: list[tuple[str, Order]] = []
-        recs = self._register(order, legs, now, go)
-        self._send(go)
-        return recs
+        cid = order.cl_ord_id
+        if cid in self.client_orders or cid in self.blotter.orders:
+            self.risk.deny("duplicate_id")
+            self.denied_unrecorded["duplicate_id"] += 1
+            return []
+        venue = order.venue
+        live = self._live
+        if venue is None:
+            whole = self.routing.whole.get(live)
+            venue = whole.get(order.symbol) if whole is not None else None
+            if venue is None:
+                venue = self.routing.whole_venue(order.symbol, live)
+        elif venue not in live:
+            venue = ""
+        if not venue:  # split across venues, or no route: the general path
+            legs = self._check(order, now)
+            if type(legs) is not list:
+                return [] if legs is None else [legs]
+            go: list[tuple[str, Order]] = []
+            recs = self._register(order, legs, now, go)
+            self._send(go)
+            return recs
+        why = self.risk.verdict(order, now)
+        if why:
+            return [self._deny(order, why, now)]
+        throttle = self.throttle
+        if throttle.active and not throttle.try_acquire(venue, now):
+            go = []
+            recs = self._register(order, [(venue, order)], now, go)
+            self._send(go)
+            return recs
+        if self.journal is not None:
+            self._journal_sends({venue: [order]}, [(venue, order)])
+        try:
+            ts = self.connectors[venue].send(order)
+        except BaseException as e:
+            return [self._send_one_failed(cid, venue, order, e)]
+        self.client_orders[cid] = [cid]
+        rec = self.blotter.orders[cid] = new_record(order, venue, _SENT, ts)
+        return [rec]
 
     def submit_many(self, orders: Iterable[Order]) -> list[OrderRecord]:
         """``submit`` for many orders with one journal sync before they all leave (and one write per
@@ -190,7 +221,8 @@ class Router:
         Returns the plan (``reasons`` per row, ``denied()``)."""
         orders = batch.orders()  # checks every row first: a bad row raises before anything is reserved
         now = self.clock()
-        plan = plan_batch(batch, self.risk, self.routing, self._live, now, encode=False)
+        plan = plan_batch(batch, self.risk, self.routing, self._live, now, encode=False,
+                          ids=[o.cl_ord_id for o in orders])
         names, vrow = plan.names, plan.venues
         easy = (plan.reasons == OK) & (vrow >= 0)  # accepted, whole to one venue: recorded in bulk
         if self.throttle.active:
@@ -218,7 +250,7 @@ class Router:
         if not b.keys().isdisjoint(ids):
             self.blotter.add(next(o for o in os_ if o.cl_ord_id in b))  # raises: the id is in use
         vs = [names[v] for v in vrow.tolist()]
-        b.update(zip(ids, map(OrderRecord, os_, repeat(S.PENDING_NEW), vs, [o.qty for o in os_]), strict=True))
+        b.update(zip(ids, map(new_record, os_, vs, repeat(_PENDING_NEW)), strict=True))
         self.client_orders.update(zip(ids, [[c] for c in ids], strict=True))
         go += zip(vs, os_, strict=True)
         for k in np.unique(vrow).tolist():
@@ -334,25 +366,13 @@ class Router:
         else:
             j.maybe_sync()
 
-    def _send_one(self, client_id: str, venue: str, order: Order) -> OrderRecord:
-        """One order, one venue, a throttle slot taken: journal, send, then its record (already sent)."""
-        if self.journal is not None:
-            self._journal_sends({venue: [order]}, [(venue, order)])
-        conn = self.connectors[venue]
-        try:
-            ts = conn.send(order)
-        except (GatewayError, OSError) as e:
-            self.client_orders[client_id] = [order.cl_ord_id]
-            self.blotter.add(order, venue=venue)
-            self._send_failed(venue, order, e)
-            return self.blotter.orders[order.cl_ord_id]
-        except BaseException:
-            self.client_orders[client_id] = [order.cl_ord_id]
-            self.blotter.add(order, venue=venue)
-            raise
+    def _send_one_failed(self, client_id: str, venue: str, order: Order, e: BaseException) -> OrderRecord:
+        """``submit``'s send raised: the order's record; denied (send_failed) when it was not sent."""
         self.client_orders[client_id] = [order.cl_ord_id]
-        rec = self.blotter.orders[order.cl_ord_id] = OrderRecord(order, S.SENT, venue, order.qty)
-        rec.send_ns = ts
+        rec = self.blotter.add(order, venue=venue)
+        if not isinstance(e, GatewayError | OSError):
+            raise e
+        self._send_failed(venue, order, e)
         return rec
 
     def _send(self, orders: list[tuple[str, Order]], rows: Mapping[str, tuple[OrderBatch, list[int]]] | None = None,
@@ -397,10 +417,9 @@ class Router:
                 for o in os_:
                     self._send_failed(venue, o, e)
                 continue
-            for o in os_:
-                rec = b[o.cl_ord_id]
-                if rec.state is S.PENDING_NEW:  # Blotter.sent, inlined (pending-new → sent is legal)
-                    rec.state = S.SENT
+            for rec in map(b.__getitem__, [o.cl_ord_id for o in os_]):
+                if rec.state is _PENDING_NEW:  # Blotter.sent, inlined (pending-new → sent is legal)
+                    rec.state = _SENT
                     rec.send_ns = ts
                 else:
                     self._sent(rec, ts)
@@ -423,6 +442,9 @@ class Router:
         ids = [cl_ord_id] if kids is None or kids == [cl_ord_id] else [k for k in kids if self.blotter[k].open]
         for i in ids:
             rec = self.blotter[i]
+            if rec.state is S.PENDING_NEW and qty:  # still queued by the throttle: it leaves smaller
+                self._shrink_queued(rec, qty)
+                continue
             if rec.state is S.PENDING_NEW:
                 self._unqueue(rec)
                 self.blotter.cancel_requested(i)
@@ -434,11 +456,16 @@ class Router:
                 self.blotter.move(rec, S.CANCEL_PENDING, "cancel of a finished order")  # raises, counted
             if rec.state is S.CANCEL_PENDING and not qty:
                 raise GatewayError(f"order {i}: a cancel is already pending", "wait for the venue's answer (poll)")
+            if qty and (rec.reduce_to or rec.state in (S.CANCEL_PENDING, S.REPLACE_PENDING)):
+                raise GatewayError(f"order {i}: a reduction, cancel or replace is already pending",
+                                   "wait for the venue's answer (poll), then reduce")
             if self.journal is not None:
                 self.journal.cancel(i, qty, self.clock())
                 self.journal.sync()
             self.connectors[rec.venue].cancel(i, qty)
-            if not qty:
+            if qty:
+                self.blotter.reduce_requested(i, qty)
+            else:
                 self.blotter.cancel_requested(i)
 
     def replace(self, orig_id: str, new_id: str, qty: int | None = None, price: int | None = None) -> OrderRecord:
@@ -466,6 +493,19 @@ class Router:
         self.risk.seen_ids.add(new_id)
         ts = self.connectors[new.venue].replace(orig_id, new)
         return self.blotter.replace_requested(orig_id, new, ts)
+
+    def _shrink_queued(self, rec: OrderRecord, qty: int) -> None:
+        """A reduction of an order the throttle still holds: the queued order itself becomes smaller
+        (nothing of it is journaled or sent yet)."""
+        o = rec.order
+        if qty >= o.qty:
+            return
+        smaller = _replace(o, qty=qty)
+        q = self.throttle.queues.get(rec.venue)
+        if q is not None and (rec.venue, o) in q:
+            q[q.index((rec.venue, o))] = (rec.venue, smaller)
+        self.risk.release(o.symbol, o.side, o.qty - qty, orders=0)
+        rec.order, rec.leaves_qty = smaller, qty
 
     def _unqueue(self, rec: OrderRecord) -> None:
         q = self.throttle.queues.get(rec.venue)
@@ -724,8 +764,11 @@ class Router:
                         self.client_orders.setdefault(o.cl_ord_id, [])
                     b.add(o, S.CANCELLED if r.reason in ("kill switch", _UNSENT_CANCEL) else S.DENIED, r.reason)
                 elif r.kind == "X":
-                    if r.qty == 0 and r.cl_ord_id in b and b[r.cl_ord_id].open:
-                        b.cancel_requested(r.cl_ord_id)
+                    if r.cl_ord_id in b and b[r.cl_ord_id].open and b[r.cl_ord_id].state is not S.PENDING_NEW:
+                        if r.qty:
+                            b.reduce_requested(r.cl_ord_id, r.qty)
+                        else:
+                            b.cancel_requested(r.cl_ord_id)
                 elif r.kind == "R":
                     risk.seen_ids.add(r.order.cl_ord_id)
                     if r.order.cl_ord_id in b:  # a replace sent again (recovery)
@@ -761,11 +804,11 @@ class Router:
 
     def settled(self) -> bool:
         """Nothing waits for a venue's answer: every order is final or resting (acknowledged and
-        not pending a cancel/replace), nothing is queued by the throttle, and every venue that
-        logged in has replayed what we missed (a killed run's fills may be in that replay)."""
+        not pending a cancel, reduction or replace), nothing is queued by the throttle, and every
+        venue that logged in has replayed what we missed (a killed run's fills may be in that replay)."""
         if self.throttle.queued or self.recovery.awaiting_replay:
             return False
-        return all(r.state.final or r.state in (S.ACKNOWLEDGED, S.PARTIALLY_FILLED)
+        return all(r.state.final or (r.state in (S.ACKNOWLEDGED, S.PARTIALLY_FILLED) and not r.reduce_to)
                    for r in self.blotter.orders.values())
 
     def summary(self) -> dict[str, Any]:

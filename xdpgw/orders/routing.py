@@ -67,10 +67,23 @@ class RoutingTable:
     default: tuple[VenueShare, ...] = ()
     lot: int = ROUND_LOT
     _plans: dict = field(default_factory=dict, repr=False, compare=False)  # (symbol, connected) → venues
+    #: connected venues → {symbol: the one venue its orders go to whole, "" when they split or have
+    #: none}, filled by :meth:`whole_venue` (the router's per-order hot path reads it directly)
+    whole: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def invalidate(self) -> None:
         """Forget cached routes (call after changing ``rules``/``default`` in place)."""
         self._plans.clear()
+        self.whole.clear()
+
+    def whole_venue(self, symbol: str, connected: frozenset[str]) -> str:
+        """The venue every order of ``symbol`` without a venue of its own goes to whole, when its
+        route has one usable venue; "" when its orders are split or have no route (``legs`` decides).
+        Remembered in ``whole[connected]``."""
+        venues = self.usable(symbol, connected)
+        venue = venues[0].venue if len(venues) == 1 else ""
+        self.whole.setdefault(connected, {})[symbol] = venue
+        return venue
 
     def set_active(self, venue: str, active: bool) -> None:
         """Switch a venue on or off in every rule."""

@@ -73,12 +73,15 @@ class Throttle:
         self._per_venue = per_venue
         self.venues: dict[str, SlidingWindow | None] = {}
         self.queues: dict[str, deque[Any]] = {}
+        self.active: bool  # a limit is set (kept up to date as ``total`` or ``_per_venue`` change)
         self.throttled = 0  # orders held or refused at least once
         self.rejected = 0
 
-    @property
-    def active(self) -> bool:
-        return self.total is not None or bool(self._per_venue)
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in ("total", "_per_venue"):  # ``active``: a plain attribute, read once per order
+            d = self.__dict__
+            object.__setattr__(self, "active", d.get("total") is not None or bool(d.get("_per_venue")))
 
     def _window(self, venue: str) -> SlidingWindow | None:
         try:

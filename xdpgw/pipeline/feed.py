@@ -105,7 +105,7 @@ class FeedHandler:
         """The fast path over a receiver's C arrays (``Receiver.c_arrays``): messages delivered (then
         ``self.fast.out`` holds them until the next burst), or ``DEFER`` (call :meth:`on_batch`)."""
         fast = self.fast
-        if fast is None or not fast.s.armed & 1:
+        if fast is None or not (fast.s.armed | fast.s.proving) & 1:
             return DEFER
         return fast.run(buf, offs, lens, ts, n, self.clock(), t_poll)  # DEFER: synced, on_batch goes general
 
@@ -117,7 +117,7 @@ class FeedHandler:
             self.arbitrating = True
         fast = self.fast
         if fast is not None:
-            if ((fast.s.armed | fast.s.dup_ok) >> line) & 1:
+            if fast.takes(line):
                 k = fast.run_batch(batch, self.clock(), line)
                 if k != DEFER:
                     return fast.out if k else None

@@ -97,13 +97,17 @@ class Gateway:
         receivers, burst = self.receivers, self.burst
         wait = idle_timeout if len(receivers) == 1 else 0.0
         poll = getattr(self.feed, "poll", None)
-        fast = self._fast_lane()
+        lanes = self._fast_lanes()
         trace = self.fast.trace is not None if self.fast is not None else False
-        if fast is not None:
-            on_burst, (buf, offs, lens, ts) = fast
+        fast = lanes is not None
+        if fast:
+            on_burst, on_lines, port_b = self.feed.on_burst, self.fast.run_lines, self.line_b_port
+            clock = self.feed.clock
             fs, took = self.fast.s, self.fast.took
-            one_call = (wait == 0 and hasattr(receivers[0], "recv_fast") and not self.taps
-                        and getattr(self.feed, "clock", None) is time.monotonic and self.line_b_port is None)
+            one_call = (wait == 0 and len(receivers) == 1 and hasattr(receivers[0], "recv_fast") and not self.taps
+                        and clock is time.monotonic and port_b is None)
+        else:
+            lanes = [(rx, None) for rx in receivers]
         perf = time.perf_counter_ns
         gc_was = gc.isenabled()
         gc.freeze()  # what start-up made is never scanned again (collected in __init__: not with traffic waiting)
@@ -111,9 +115,9 @@ class Gateway:
         try:
             while not self._stop:
                 idle = True
-                for rx in receivers:
+                for rx, arrays in lanes:
                     t_recv = perf()
-                    if fast is not None:
+                    if fast:
                         m = burst if count is None else min(burst, count - t.packets)
                         if one_call:  # receive + fast path in one C call
                             n = rx.recv_fast(fs, m, t_recv)
@@ -122,7 +126,13 @@ class Gateway:
                             n = rx.recv_raw(m, wait)
                             if n and self.taps:  # taps see the raw burst before decoding, as on the general path
                                 self._tap(rx.batch_of(n), rx)
-                            k = on_burst(buf, offs, lens, ts, n, t_recv) if n else 0
+                            buf, offs, lens, ts, dports = arrays
+                            if not n:
+                                k = 0
+                            elif port_b is None:
+                                k = on_burst(buf, offs, lens, ts, n, t_recv)
+                            else:  # A/B: each packet's line from its port (Batch.dports), split in C
+                                k = on_lines(buf, offs, lens, ts, dports, n, port_b, clock(), t_recv)
                         if n:
                             idle = False
                             self._fast_burst(rx, n, k, t_recv)
@@ -159,25 +169,20 @@ class Gateway:
             self.status.write("\n")
         return self.summary()
 
-    def _fast_lane(self):
-        """``(on_burst, c_arrays)`` when bursts can take the feed's C fast path, else None."""
+    def _fast_lanes(self) -> list | None:
+        """``[(receiver, its C arrays)]`` when every receiver's bursts can take the feed's C fast path, else
+        None. With ``line_b_port`` each burst is split by its packets' ports in C (``xgw_fast_lines``), on any
+        transport: XDP's one receiver carries both lines, kernel sockets have one receiver per port."""
         from xdpgw.pipeline.feed import FeedHandler
 
         # a FeedHandler's own fast path only: a wrapper (e.g. BookFeed) has work of its own per burst
         self.fast = self.feed.fast if type(self.feed) is FeedHandler else None
-        rx = self.receivers[0] if len(self.receivers) == 1 else None
-        if self.fast is None or rx is None or not hasattr(rx, "recv_raw"):
+        if self.fast is None or not all(hasattr(rx, "recv_raw") for rx in self.receivers):
             return None
-        if self.line_b_port is not None and not getattr(rx, "udp_headers", False):
-            return None  # A/B in one stream: the lines are told apart by the UDP header in front (XDP's UMEM)
         if self._acc is None:  # the fast path stamps latency into our histogram, in C
             self._acc = latency_acc(self.latency)
         self.fast.s.latency = self._acc[0]
-        return (self.feed.on_burst if self.line_b_port is None else self._on_lines), rx.c_arrays
-
-    def _on_lines(self, buf, offs, lens, ts, n: int, t_poll: int) -> int:
-        """The fast lane's call for a burst carrying both lines (``--line-b``): see ``xgw_fast_lines``."""
-        return self.fast.run_lines(buf, offs, lens, ts, n, self.line_b_port, self.feed.clock(), t_poll)
+        return [(rx, rx.c_arrays) for rx in self.receivers]
 
     def _fast_burst(self, rx: Receiver, n: int, k: int, t_recv: int) -> None:
         """After the fast path's answer ``k`` for a burst of ``n`` packets: deliver, or take the general path."""

@@ -12,8 +12,11 @@ checked, filtered by the subscription (locates learnt from ``R`` in place), copi
 per-type arrays, counted and latency-stamped in C; Python gets the number of delivered messages and a
 reused :class:`InOrderBurst` that views the arrays. Anything else returns ``DEFER`` without any effect:
 the feed handler then *syncs* (the C state and counters go back into the sequencer, which stays the
-source of truth), runs the general path and re-arms. The property tests in
-``tests/protocol/test_fast_path.py`` hold both paths to the same deliveries and counters.
+source of truth), runs the general path and re-arms. At start-up (one line, no session yet) it is armed to
+*prove* the first session as the sequencer would (two well-formed packets that chain): a burst whose packets
+chain exactly is delivered in C and its session adopted at the next sync; a lone first packet is copied aside
+(``hold``) until a burst continues it, and handed to the sequencer (at the time it came) on any other sync.
+The property tests in ``tests/protocol/test_fast_path.py`` hold both paths to the same deliveries and counters.
 
 Steady state allocates nothing: the arrays are made (and their pages touched) once.
 """
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from xdpgw._native._xsk import ffi, lib
+from xdpgw.batch import Batch
 from xdpgw.protocol import itch
 from xdpgw.protocol.decode import _BY_CODE, Decoded
 
@@ -97,7 +101,7 @@ class FastPath:
     """The C fast path's state and buffers for one feed handler (see the module docstring)."""
 
     def __init__(self, feed: Any, max_messages: int = 1 << 14, max_packets: int = 1024,
-                 trace: int = 0) -> None:
+                 trace: int = 0, hold_bytes: int = 1 << 16) -> None:
         self.feed = feed
         s = self.s = ffi.new("struct xgw_fast *")
         self.m_seq, self.m_pkt = _array(max_messages, np.uint64), _array(max_messages, np.int64)
@@ -109,6 +113,7 @@ class FastPath:
         self.p_count, self.p_nmsg = _array(max_packets, np.uint16), _array(max_packets, np.uint32)
         self.p_err, self.p_ts = _array(max_packets, np.uint8), _array(max_packets, np.uint64)
         self.types = _array(4 * 256, np.int64)
+        self.hold = _array(hold_bytes, np.uint8)  # a lone first packet, until the next burst proves its session
         self.l_offs, self.l_lens = _array(2 * max_packets, np.int64), _array(2 * max_packets, np.uint32)
         self.l_ts = _array(2 * max_packets, np.uint64)
         self._sizes, self._stock = itch.SIZE_TABLE, _STOCK_OFF
@@ -131,7 +136,7 @@ class FastPath:
                 ("stock_off", "uint8_t *", self._stock), ("wanted", "uint8_t *", sub.wanted.view(np.uint8)),
                 ("names", "uint8_t *", sub.names), ("type_counts", "int64_t *", feed._type_counts),
                 ("l_offs", "int64_t *", self.l_offs), ("l_lens", "uint32_t *", self.l_lens),
-                ("l_ts", "uint64_t *", self.l_ts)):
+                ("l_ts", "uint64_t *", self.l_ts), ("hold", "uint8_t *", self.hold)):
             ptr(name, ctype, arr)
         s.client_fd = -1
         if len(self._symbols):
@@ -139,11 +144,13 @@ class FastPath:
         s.nsymbols = len(self._symbols)
         s.keep_all = int(sub.all)
         s.cap_msgs, s.cap_pkts, s.cap_bytes = max_messages, max_packets, len(self.records)
+        s.cap_hold = hold_bytes
         self.trace: np.ndarray | None = None
         if trace:
             self.set_trace(trace)
         self.out = InOrderBurst(self)
         self.enabled = True
+        self.arm()  # at start-up: the first session may be proven in C (``proving``)
 
     # --- running -----------------------------------------------------------------------------------
     def run(self, buf: Any, offs: Any, lens: Any, ts: Any, n: int, now: float, t_poll: int = 0,
@@ -162,19 +169,18 @@ class FastPath:
             self.sync()
         return k
 
-    def run_lines(self, buf: Any, offs: Any, lens: Any, ts: Any, n: int, port_b: int, now: float,
+    def run_lines(self, buf: Any, offs: Any, lens: Any, ts: Any, dports: Any, n: int, port_b: int, now: float,
                   t_poll: int = 0) -> int:
-        """One burst carrying both lines (line B: UDP port ``port_b``): delivered messages, or ``DEFER``;
-        with ``deferred_b()`` true, line B's packets still need the general path (``line_b_batch``)."""
-        k = self.took(lib.xgw_fast_lines(self.s, buf, offs, lens, ts, n, port_b, now, t_poll))
+        """One burst carrying both lines (line B: UDP destination port ``port_b``; ``dports``: each packet's,
+        as ``Batch.dports``): delivered messages, or ``DEFER``; with ``s.defer_b`` set, line B's packets still
+        need the general path (``line_b_batch``)."""
+        k = self.took(lib.xgw_fast_lines(self.s, buf, offs, lens, ts, dports, n, port_b, now, t_poll))
         if self.s.l_count[1]:
             self.feed.arbitrating = True  # as on_batch(…, line=1) notes it
         return k
 
     def line_b_batch(self, buf: np.ndarray) -> Any:
         """Line B's packets of the last ``run_lines`` burst, as a ``Batch`` over ``buf`` (the general path's)."""
-        from xdpgw.batch import Batch
-
         cap, nb = int(self.s.cap_pkts), int(self.s.l_count[1])
         return Batch(buf, self.l_offs[cap : cap + nb], self.l_lens[cap : cap + nb], self.l_ts[cap : cap + nb])
 
@@ -200,6 +206,11 @@ class FastPath:
     @property
     def armed(self) -> bool:
         return bool(self.s.armed)
+
+    def takes(self, line: int = 0) -> bool:
+        """May a burst from ``line`` try the C fast path now (armed, a duplicate lane, or proving)?"""
+        s = self.s
+        return bool(((s.armed | s.dup_ok | s.proving) >> line) & 1)
 
     def arm(self) -> bool:
         """Arm when the feed handler's state makes an in-order burst trivial (see the module docstring)."""
@@ -229,15 +240,40 @@ class FastPath:
             s.expires = min(c.last for c in held) + q.session_timeout if held else 0.0
             s.proven, s.session_timeout = any(c.chain >= 2 for c in held), q.session_timeout
         s.armed, s.dup_ok = (lines, known) if ok else (0, 0)
+        s.proving = self._may_prove()
         return bool(s.armed)
+
+    def _may_prove(self) -> bool:
+        """Start-up, one line: no session followed, held, ended or left behind, nothing buffered, parked or
+        requested; then C may prove the first session as the sequencer would (``xgw_fast_prove``). The
+        bounds make sure the sequencer would neither park nor turn away what C takes."""
+        feed, s = self.feed, self.s
+        q = feed.sequencer
+        ok = (self.enabled and q.shortcuts and feed.single_line and q.session is None and not q.ended
+              and not q.candidates and not q.parked and not len(q.backlog) and not len(q.hole_table)
+              and not q.actions and not q.old_sessions and not q.resume and feed.subscription.session is None
+              and min(q.max_buffered, q.max_jump) >= s.cap_msgs and (q.next is None or 0 < q.next < 1 << 62))
+        if ok:
+            s.next = q.next or 0
+            s.expires = s.proven = s.dup_floor = 0
+            s.client_fd = feed.client.fileno() if feed.client is not None else -1
+        return ok
 
     def sync(self) -> None:
         """Disarm and hand the C state and pending counters back to the sequencer and feed handler."""
         s = self.s
-        s.armed = s.dup_ok = 0
+        s.armed = s.dup_ok = s.proving = 0
+        if s.hold_len:
+            self._hand_over_hold()
         if not s.bursts:
             return
         q, c = self.feed.sequencer, self.feed.sequencer.counters
+        if s.adopted:  # C proved the first session: what the sequencer's adoption of it does
+            s.adopted = 0
+            q.session, q.ended = bytes(ffi.buffer(s.session, 10)), False
+            c["sessions"] += 1
+            q._heard += 1
+            self.feed.subscription.follow(q.session)
         q.next = q.high = int(s.next)
         q.sure = int(s.sure)
         q.last_heard = s.last_heard
@@ -260,10 +296,23 @@ class FastPath:
 
     def flush(self) -> None:
         """Hand pending counters back without disarming (for readers of stats)."""
-        if self.s.bursts:
-            armed, dup_ok = self.s.armed, self.s.dup_ok
+        s = self.s
+        if s.hold_len:  # the sequencer holds it from now on: arm for that state
             self.sync()
-            self.s.armed, self.s.dup_ok = armed, dup_ok
+            self.arm()
+        elif s.bursts:
+            armed, dup_ok, proving = s.armed, s.dup_ok, s.proving
+            self.sync()
+            s.armed, s.dup_ok, s.proving = armed, dup_ok, proving
+
+    def _hand_over_hold(self) -> None:
+        """The lone first packet C held goes to the sequencer as it would have gone when it came (a session
+        candidate, at that time): its bytes are decoded and sequenced now, with nothing delivered."""
+        s = self.s
+        n, s.hold_len = int(s.hold_len), 0
+        one = Batch(self.hold, np.zeros(1, np.int64), np.full(1, n, np.uint32), np.full(1, s.hold_ts, np.uint64), 1)
+        feed = self.feed
+        feed.sequencer.on_decoded(feed._decode(one), s.hold_now)
 
     # --- latency and flight recorder ------------------------------------------------------------------
     def set_trace(self, entries: int) -> np.ndarray:

@@ -591,6 +591,51 @@ def pipeline_cost(calls: int = 20_000) -> list[dict]:
     return rows
 
 
+def startup_cost(sessions: int = 40) -> list[dict]:
+    """A session's start, in process: µs of our part (receiver returned → handler returned) for each of the
+    first two 1-packet bursts of a fresh feed handler (the latency rows' subscription and handler, made right
+    before, as each latency row makes one): the fast lane (C proves the session) vs the general path
+    (``FeedHandler(fast=False)``, what start-up took before). Median and max over ``sessions`` handlers."""
+    from xdpgw._native._xsk import ffi
+    from xdpgw.pipeline.feed import FeedHandler
+    from xdpgw.tools.synth import synth_packets
+
+    rows = []
+    perf = time.perf_counter_ns
+    for msgs in LAT_MSGS.values():
+        batch, _ = synth_packets(2, (msgs, msgs), seed=5)
+        per = [batch.slice(i, i + 1) for i in range(2)]
+        buf = ffi.from_buffer("uint8_t[]", batch.buf)
+        ptrs = [(ffi.from_buffer("int64_t[]", b.offsets), ffi.from_buffer("uint32_t[]", b.lengths),
+                 ffi.from_buffer("uint64_t[]", b.ts_ns)) for b in per]
+        for fast in (True, False):
+            took = np.empty((sessions, 2), np.int64)
+            for j in range(sessions):
+                feed = FeedHandler(lines=1, symbols=["AAPL", "MSFT"], locates=range(1 << 16), fast=fast)
+                handler = _Handler()
+                for i, b in enumerate(per):  # as the Gateway's fast lane: C first, the general path on DEFER
+                    t0 = perf()
+                    k = feed.on_burst(buf, *ptrs[i], 1) if fast else -1
+                    out = (feed.fast.out if k > 0 else None) if k >= 0 else feed.on_batch(b)
+                    if out is not None:
+                        handler(out)
+                    took[j, i] = perf() - t0
+                assert handler.items == 2 * msgs, "the session start lost messages"
+            rows.append({"path": "C fast path" if fast else "general path", "msgs": msgs,
+                         **{f"burst{i + 1}_{q}_us": round(float(f(took[:, i])) / 1e3, 1)
+                            for i in (0, 1) for q, f in (("p50", np.median), ("max", np.max))}})
+    return rows
+
+
+def format_startup_cost(rows: list[dict]) -> str:
+    out = ["a session's start (first two 1-packet bursts of a fresh feed handler), our part, in process:",
+           f"  {'path':<14}{'msgs':>5}{'1st p50 µs':>12}{'1st max':>9}{'2nd p50 µs':>12}{'2nd max':>9}"]
+    for r in rows:
+        out.append(f"  {r['path']:<14}{r['msgs']:>5}{r['burst1_p50_us']:>12.1f}{r['burst1_max_us']:>9.1f}"
+                   f"{r['burst2_p50_us']:>12.1f}{r['burst2_max_us']:>9.1f}")
+    return "\n".join(out)
+
+
 def format_pipeline_cost(rows: list[dict]) -> str:
     out = ["our part per 1-packet burst (receiver returned → handler returned), in process:",
            f"  {'path':<14}{'msgs':>5}{'p50 µs':>9}{'p99 µs':>9}"]

@@ -128,6 +128,7 @@ class SocketReceiver:
         self._c_offs = ffi.from_buffer("int64_t[]", self._offs)
         self._c_lens = ffi.from_buffer("uint32_t[]", self._lens)
         self._c_ts = ffi.from_buffer("uint64_t[]", self._ts)
+        self._c_dports = ffi.from_buffer("uint16_t[]", self._dports)
         self._info = ffi.new("struct xgw_rx_info *")
         self._empty = self.batch_of(0)
         self._packets = self._bytes = self._truncated = self._bursts = self._no_stamp = 0
@@ -218,8 +219,8 @@ class SocketReceiver:
 
     @property
     def c_arrays(self) -> tuple:
-        """C pointers to the burst arrays ``recv_raw`` fills: (buffer, offsets, lengths, stamps)."""
-        return self._c_buf, self._c_offs, self._c_lens, self._c_ts
+        """C pointers to the burst arrays ``recv_raw`` fills: (buffer, offsets, lengths, stamps, UDP ports)."""
+        return self._c_buf, self._c_offs, self._c_lens, self._c_ts, self._c_dports
 
     def sendto(self, payload: bytes, addr: tuple) -> None:
         """Send one datagram from this socket's port: for a request/answer peer (a MoldUDP64 re-request

@@ -47,8 +47,9 @@ def ended(events: list) -> bool:
     return "ended" in kinds(events)
 
 
-def collect(conn, until: Callable[[list], bool], timeout: float = 5.0) -> list:
-    """Poll ``conn`` until ``until(events so far)`` holds; fail after ``timeout`` s."""
+def collect(conn, until: Callable[[list], bool], timeout: float = 30.0) -> list:
+    """Poll ``conn`` until ``until(events so far)`` holds; fail after ``timeout`` s (a bound for a hung
+    run, generous under load: not a speed check)."""
     events: list = []
     deadline = time.monotonic() + timeout
     while not until(events):

@@ -303,14 +303,14 @@ class NpVenue:
                                     server_heartbeat_interval=self.remote_hb)
 
         fut = asyncio.run_coroutine_threadsafe(npc.start_server(("127.0.0.1", 0), factory), self.loop)
-        self.server, self.task = fut.result(10)
+        self.server, self.task = fut.result(60)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
     def run(self, fn):
         async def call():
             return fn()
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(60)
 
     def stop(self) -> None:
         async def shutdown():
@@ -327,7 +327,7 @@ class NpVenue:
             await asyncio.gather(*rest, return_exceptions=True)
 
         try:
-            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(60)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)

@@ -95,6 +95,9 @@ class FixConnector:
         self._alias: dict[str, str] = {}  # ClOrdIDs of our cancel requests / reductions → the order's id
         self._reductions: set[str] = set()  # ClOrdIDs of replaces that only reduce (cancel with qty > 0)
         self._replacing: dict[str, Order] = {}  # new id → the replacement we asked for
+        #: ClOrdIDs of cancel requests / reductions the engine took and the venue has not answered → the order
+        self._cancelling: dict[str, str] = {}
+        self._replay_due = False  # a logon handed out whose catch-up is not yet reported (caller's thread)
         self._by_seq: dict[int, tuple[str, str]] = {}  # our MsgSeqNum → (MsgType, order id)
         self._last_id = 0
         #: where the next incoming sequence number we handed out is kept (the router gives its journal):
@@ -180,8 +183,9 @@ class FixConnector:
         deadline = time.monotonic() + timeout
         if self._logged_on.wait(timeout):
             self._catch_up(deadline)
-            self._inbox.append((time.monotonic_ns(), "session", ("replayed", "the venue resent what we missed")))
-            self._wake.set()
+            if self._logged_on.is_set() and self._caught_up():  # else poll() reports it once caught up
+                self._inbox.append((time.monotonic_ns(), "session", ("replayed", "the venue resent what we missed")))
+                self._wake.set()
         else:
             detail = engine.last_event(self.state_dir)
             self.close()
@@ -194,10 +198,15 @@ class FixConnector:
     session_resends = True
 
     def forget(self, cl_ord_id: str) -> bool:
-        """After the catch-up: may an order the venue has not answered be sent again? Only if it
-        never reached the engine (a kill between the router's journal and the engine's store): what
-        the engine took, its resend delivers."""
+        """After the catch-up: may an order (or a replacement, by its new id) the venue has not
+        answered be sent again? Only if it never reached the engine (a kill between the router's
+        journal and the engine's store): what the engine took, its resend delivers."""
         return cl_ord_id not in self._used
+
+    def forget_cancel(self, cl_ord_id: str) -> bool:
+        """As :meth:`forget` for a cancel or reduction of the order: True unless the engine took
+        one the venue has not answered yet."""
+        return cl_ord_id not in self._cancelling.values()
 
     def send(self, order: Order) -> int:
         self._require_session(order.cl_ord_id)
@@ -226,6 +235,7 @@ class FixConnector:
             done = live.order.qty - live.leaves
             smaller = replace(live.order, cl_ord_id=request_id, qty=done + min(qty, live.leaves))
             ts = self._send("G", messages.replace_request(live.wire_id, smaller))
+        self._cancelling[request_id] = cl_ord_id
         self._counts["cancels"] += 1
         return ts
 
@@ -259,12 +269,23 @@ class FixConnector:
         if not self._inbox and timeout > 0:
             self._wake.wait(timeout)
         self._wake.clear()
+        # a logon the engine made by itself (a reconnect): "replayed" once it has what the venue
+        # resent, as connect() reports it; checked before the queue is read, so all of it is in there
+        replayed = self._replay_due and self._caught_up()
         out: list[Event] = []
         while self._inbox:
             ts, kind, payload = self._inbox.popleft()
-            event = SessionEvent(payload[0], payload[1], ts) if kind == "session" else self._decode(payload, ts)
+            if kind == "session":
+                event = SessionEvent(payload[0], payload[1], ts)
+                self._replay_due = payload[0] == "connected"  # connect()'s own "replayed", or a drop: not due
+                replayed = False
+            else:
+                event = self._decode(payload, ts)
             if event is not None:
                 out.append(event)
+        if replayed and self._replay_due:
+            self._replay_due = False
+            out.append(SessionEvent("replayed", "the venue resent what we missed", time.monotonic_ns()))
         self._counts["events"] += len(out)
         if self._next_in and self._next_in != self._stored_in:
             self.store.put(_NEXT_IN, str(self._next_in))
@@ -296,12 +317,16 @@ class FixConnector:
         """After logon, wait (until ``deadline``) for what the venue resends to fill the gap before its
         Logon, so a resumed session's missed reports are in the first poll() (not after the caller
         already thinks every order is settled)."""
-        session = qf.Session.lookupSession(self.session_id)
-        while session is not None and session.getExpectedTargetNum() <= self._logon_seq:
+        while not self._caught_up():
             if time.monotonic() > deadline:
                 self._counts["catch_up_timeouts"] += 1
                 return
             time.sleep(0.002)
+
+    def _caught_up(self) -> bool:
+        """The engine has taken in everything the venue sent before its last Logon."""
+        session = qf.Session.lookupSession(self.session_id)
+        return session is None or session.getExpectedTargetNum() > self._logon_seq
 
     def _resume_from_store(self) -> None:
         """Make the engine expect the first message the router has not journaled: the venue's Logon
@@ -334,6 +359,7 @@ class FixConnector:
                 self._live[wire_id] = _Live(messages.order_from_fields(f), int(f[38]), wire_id)
             elif msg_type == "F" or _OWN_ID.fullmatch(wire_id):  # our cancel request or reduction
                 self._alias[wire_id] = self._resolve(f.get(41, ""))
+                self._cancelling[wire_id] = self._alias[wire_id]
                 if msg_type == "G":
                     self._reductions.add(wire_id)
             elif msg_type == "G":
@@ -391,6 +417,8 @@ class FixConnector:
             self._next_in = seq + 1
         else:
             self._next_in = max(self._next_in, int(f.get(36) or 0) if msg_type == "4" else seq + 1)
+        if msg_type in ("8", "9"):
+            self._cancelling.pop(f.get(11, ""), None)  # a cancel or reduction of ours answered
         if msg_type == "8":
             return self._report(f, ts)
         if msg_type == "9":  # the request is dead: forget what it would have changed

@@ -16,7 +16,15 @@ URL parameters: ``user``, ``password``, ``session`` (blank: the current one), ``
 appendage on Enter Order and Mass Cancel), ``seq`` (first requested sequence, default 1), ``ref``
 (first UserRefNum, default 1), ``heartbeat`` (s, default 1), ``timeout`` (s of silence, default 15),
 ``reconnect`` (1/0), ``busy_poll`` (µs, default 0 = off), ``display`` (Y), ``capacity`` (A),
-``tx_stamps`` (1: kernel TX software timestamps, read with :meth:`OuchConnector.tx_stamps`).
+``tx_stamps`` (1: kernel TX software timestamps, read with :meth:`OuchConnector.tx_stamps`),
+``sndbuf`` (bytes, default 0 = the kernel's autotuning: SO_SNDBUF; a small one bounds what a dead link
+swallows, since requests the kernel took are in doubt until the venue's replay while those still in
+our outbox are known unsent).
+
+Requests in the outbox when the link breaks never reached the venue: with a reconnect coming they
+stay as sent (their ids and UserRefNums kept), and the router's recovery sends them again once the
+venue has replayed (:mod:`xdpgw.orders.recovery`); with none coming (closed, ended, refused,
+``reconnect=0``) they are reported Rejected / CancelRejected, so nobody waits for an answer.
 """
 
 from __future__ import annotations
@@ -83,7 +91,7 @@ class OuchConnector:
                  session: str = "", firm: str = "", sequence: int = 1, first_user_ref_num: int = 1,
                  heartbeat_interval: float = 1.0, timeout: float = 15.0, reconnect: bool = True,
                  reconnect_delay: float = 0.05, reconnect_max_delay: float = 2.0, busy_poll_us: int = 0,
-                 display: str = "Y", capacity: str = "A", tx_timestamps: bool = False) -> None:
+                 display: str = "Y", capacity: str = "A", tx_timestamps: bool = False, sndbuf: int = 0) -> None:
         for what, value, width in (("user", user, 6), ("password", password, 10), ("session", session, 10),
                                    ("firm", firm, 4)):
             if len(value) > width or not value.isascii():
@@ -100,6 +108,7 @@ class OuchConnector:
         self.reconnect_delay, self.reconnect_max_delay = reconnect_delay, reconnect_max_delay
         self.busy_poll_us = busy_poll_us
         self.tx_timestamps = tx_timestamps
+        self.sndbuf = sndbuf
         self._tx_bytes = 0  # bytes handed to this socket (the kernel's OPT_ID counts the same)
         self._tx_pending: dict[int, int] = {}  # offset of a request's last byte → its send time
         self._tx_stamps: list[tuple[int, int]] = []
@@ -175,6 +184,12 @@ class OuchConnector:
         if ref is not None:
             self._refs.pop(ref, None)
             self._replacing.pop(ref, None)
+        return True
+
+    def forget_cancel(self, cl_ord_id: str) -> bool:
+        """A cancel or reduction of the order the venue has not answered after its replay never
+        reached it: always True (nothing else will deliver it; it is sent again under its order's
+        UserRefNum)."""
         return True
 
     # --- the Connector interface ---------------------------------------------------------------
@@ -312,6 +327,7 @@ class OuchConnector:
             s["replayed_skipped"] += soup.skipped
             s["heartbeats_sent"] += soup.heartbeats_sent
             s["heartbeats_received"] += soup.heartbeats_received
+        s["outbox_bytes"] = len(self._outbox)  # taken by us, not yet by the kernel
         s["next_user_ref_num"] = self._next_ref
         s["next_sequence"] = self._next_seq
         s["connected"] = int(self.connected)
@@ -361,6 +377,8 @@ class OuchConnector:
         if self.busy_poll_us:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, SO_BUSY_POLL, self.busy_poll_us)
+        if self.sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
 
         code = sock.connect_ex((self.host, self.port))
         if code not in (0, errno.EINPROGRESS):
@@ -378,8 +396,11 @@ class OuchConnector:
         self._last_error = reason
         self._schedule_reconnect()
 
+    def _will_reconnect(self) -> bool:
+        return self.reconnect_enabled and not self._closed and not self._ended and not self._refused
+
     def _schedule_reconnect(self) -> None:
-        if self.reconnect_enabled and not self._closed and not self._ended and not self._refused:
+        if self._will_reconnect():
             self._reconnect_at = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, self.reconnect_max_delay)
         else:
@@ -403,15 +424,20 @@ class OuchConnector:
                 self.tx_timestamps = False
         self._write(self._soup.login(now))
 
-    def _unsent(self, reason: str) -> str:
+    def _unsent(self, reason: str, resend: bool = False) -> str:
         """Requests that never reached the kernel whole when the connection broke (the venue cannot
-        have read them): new orders and replacements are reported Rejected, cancels CancelRejected,
-        so nobody waits for an answer that cannot come. Returns a note for the disconnect event."""
+        have read them). ``resend`` (a reconnect is coming): they stay as sent, ids and UserRefNums
+        kept, for the router's recovery to send again after the venue's replay (a mass cancel, the
+        router sends again at the login under the kill switch). Otherwise new orders and replacements
+        are reported Rejected, cancels CancelRejected, so nobody waits for an answer that cannot come.
+        Returns a note for the disconnect event."""
         ts = time.monotonic_ns()
         why = f"not sent: the connection to {self.name} broke before it left ({reason})"
         counts = dict.fromkeys(("new", "cancel", "mass cancel"), 0)
         for _, kind, ids in self._queued:
             counts[kind] += 1
+            if resend:
+                continue
             for cid in ids:
                 if kind == "cancel":
                     self._events.append(CancelRejected(cid, why, ts))
@@ -423,6 +449,7 @@ class OuchConnector:
         self._queued.clear()
         self._stats["unsent"] += sum(counts.values())
         return "; not sent: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + (
+            " (sent again after the venue's replay)" if resend else
             " (send the mass cancel again)" if counts["mass cancel"] else "")
 
     def _drop_socket(self) -> None:
@@ -447,7 +474,7 @@ class OuchConnector:
         if was_active is None:
             was_active = self.connected
         if self._queued:
-            reason += self._unsent(reason)
+            reason += self._unsent(reason, resend=self._will_reconnect())
         self._drop_socket()
         self._last_error = reason
         if was_active:
@@ -777,4 +804,5 @@ def from_url(name: str, host: str, port: int, params: dict[str, str]) -> OuchCon
         reconnect=params.get("reconnect", "1") not in ("0", "false", "no"),
         busy_poll_us=int(_number(params, "busy_poll", 0)),
         display=params.get("display", "Y") or "Y", capacity=params.get("capacity", "A") or "A",
-        tx_timestamps=params.get("tx_stamps", "0") in ("1", "true", "yes"))
+        tx_timestamps=params.get("tx_stamps", "0") in ("1", "true", "yes"),
+        sndbuf=int(_number(params, "sndbuf", 0)))

@@ -449,8 +449,8 @@ def cancel_text(code: str) -> str:
 
 _SOUP_U_ENTER = struct.Struct(">Hcc I c I 8s Q c c c c c 14s H")  # SoupBinTCP length + 'U' + Enter Order
 # the fields that change from order to order, from the UserRefNum (offset 4) to the ClOrdID; the
-# display/capacity/ISO/cross flags between them are a constant 4s
-_ENTER_VARYING = struct.Struct(">I c I 8s Q c 4s 14s")
+# TimeInForce and the display/capacity/ISO/cross flags after it are one 5s (made once per TimeInForce)
+_ENTER_VARYING = struct.Struct(">I c I 8s Q 5s 14s")
 _ENTER_AT = 4
 _SIDES = {s: s.value.encode() for s in Side}
 _TIFS = {t: t.value.encode() for t in Tif}
@@ -466,7 +466,7 @@ class EnterOrderEncoder:
     """
 
     __slots__ = ("_buf", "_view", "_size", "_symbols", "_display", "_capacity", "_appendage", "_batch",
-                 "_batch_view", "_flags", "_template")
+                 "_batch_view", "_flags", "_tif_flags", "_template")
 
     def __init__(self, appendage: bytes = b"", display: str = "Y", capacity: str = "A") -> None:
         self._size = _SOUP_U_ENTER.size + len(appendage)
@@ -474,6 +474,7 @@ class EnterOrderEncoder:
         self._display = display.encode()
         self._capacity = capacity.encode()
         self._flags = self._display + self._capacity + b"NN"
+        self._tif_flags = {t: code + self._flags for t, code in _TIFS.items()}  # TimeInForce + the flags
         self._template = _SOUP_U_ENTER.pack(self._size - 2, b"U", b"O", 0, b"B", 0, b"", 0, b"0", self._display,
                                             self._capacity, b"N", b"N", b"", len(appendage)) + appendage
         self._buf = bytearray(self._template)
@@ -496,7 +497,7 @@ class EnterOrderEncoder:
     def frame(self, order: Order, user_ref_num: int) -> memoryview:
         sym = self._symbols.get(order.symbol) or self._symbol(order.symbol)
         _ENTER_VARYING.pack_into(self._buf, _ENTER_AT, user_ref_num, _SIDES[order.side], order.qty, sym, order.price,
-                                 _TIFS[order.tif], self._flags, order.cl_ord_id.encode().ljust(14))
+                                 self._tif_flags[order.tif], order.cl_ord_id.encode().ljust(14))
         return self._view
 
     def frames(self, orders: Sequence[Order], first_ref: int) -> memoryview:
@@ -504,9 +505,9 @@ class EnterOrderEncoder:
         if len(self._batch) < size * n:
             self._batch = bytearray(self._template * max(n, 64))
             self._batch_view = memoryview(self._batch)
-        buf, pack, flags = self._batch, _ENTER_VARYING.pack_into, self._flags
-        sides, tifs, syms, sym = _SIDES, _TIFS, self._symbols, self._symbol
+        buf, pack = self._batch, _ENTER_VARYING.pack_into
+        sides, tifs, syms, sym = _SIDES, self._tif_flags, self._symbols, self._symbol
         for i, o in enumerate(orders):
             pack(buf, i * size + _ENTER_AT, first_ref + i, sides[o.side], o.qty, syms.get(o.symbol) or sym(o.symbol),
-                 o.price, tifs[o.tif], flags, o.cl_ord_id.encode().ljust(14))
+                 o.price, tifs[o.tif], o.cl_ord_id.encode().ljust(14))
         return self._batch_view[:size * n]

@@ -309,7 +309,7 @@ class VenueServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, exchange: Exchange | None = None,
                  users: dict[str, str] | None = None, session: str = "XDPGW", heartbeat_interval: float = 1.0,
-                 timeout: float = 15.0) -> None:
+                 timeout: float = 15.0, rcvbuf: int = 0) -> None:
         if len(session) > 10:
             raise GatewayError(f"session name {session!r} is longer than 10 characters", "use a shorter --session")
         self.exchange = exchange or Exchange()
@@ -318,6 +318,8 @@ class VenueServer:
         self.heartbeat_interval, self.timeout = heartbeat_interval, timeout
         self._listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:  # accepted connections inherit it: a stalled venue (stall) takes little before it blocks
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         try:
             self._listener.bind((host, port))
         except OSError as exc:
@@ -335,6 +337,7 @@ class VenueServer:
         self._conns: dict[str, _Conn] = {}  # user → its logged-in connection
         self.muted: set[str] = set()  # users whose results are stored, not written (mute)
         self.deaf: set[str] = set()  # users whose requests are dropped unread (deafen)
+        self.stalled: set[str] = set()  # users whose connection is not read at all (stall)
         self._calls: list[tuple[Callable, list, threading.Event]] = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -365,7 +368,7 @@ class VenueServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def call(self, fn: Callable[[VenueServer], object], timeout: float = 5.0):
+    def call(self, fn: Callable[[VenueServer], object], timeout: float = 60.0):
         """Run ``fn(self)`` on the loop's thread and return its result (inline when not threaded)."""
         if self._thread is None or threading.current_thread() is self._thread:
             return fn(self)
@@ -421,6 +424,15 @@ class VenueServer:
         """While on, requests from ``user`` are read and dropped unprocessed (lost on the way: the
         venue never sees them); counted in ``lost_requests``."""
         (self.deaf.add if on else self.deaf.discard)(user)
+
+    def stall(self, user: str, on: bool = True) -> None:
+        """While on, ``user``'s connection is not read at all (a venue that hangs): its requests wait in
+        the kernel's buffers (small with ``rcvbuf``), then in the client's outbox. ``drop(user)`` then
+        breaks the link with them unread, as a failed venue would; ``stall(user, False)`` reads on."""
+        (self.stalled.add if on else self.stalled.discard)(user)
+        conn = self._conns.get(user)
+        if conn is not None:
+            self._interest(conn)
 
     def connected_users(self) -> list[str]:
         return sorted(self._conns)
@@ -571,7 +583,20 @@ class VenueServer:
             return
         del conn.out[:n]
         conn.hb.last_sent = time.monotonic()
-        self._sel.modify(conn.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0), conn)
+        self._interest(conn)
+
+    def _interest(self, conn: _Conn) -> None:
+        """Watch ``conn`` for reading (unless stalled) and, while it has output, for writing."""
+        events = (0 if conn.user in self.stalled else selectors.EVENT_READ) | (
+            selectors.EVENT_WRITE if conn.out else 0)
+        try:
+            if events:
+                self._sel.modify(conn.sock, events, conn)
+            else:
+                self._sel.unregister(conn.sock)
+        except KeyError:  # not registered (stalled with nothing to write)
+            if events:
+                self._sel.register(conn.sock, events, conn)
 
     def _timers(self) -> None:
         now = time.monotonic()

@@ -56,8 +56,6 @@ class XdpReceiver:
 
     transport = "xdp"
 
-    udp_headers = True  # each payload's UDP header lies in front of it in the UMEM (A/B lines by port)
-
     def __init__(
         self,
         iface: str,
@@ -189,8 +187,8 @@ class XdpReceiver:
 
     @property
     def c_arrays(self) -> tuple:
-        """C pointers to the burst arrays ``recv_raw`` fills: (UMEM, offsets, lengths, stamps)."""
-        return self._p_umem, self._p_offs, self._p_lens, self._p_ts
+        """C pointers to the burst arrays ``recv_raw`` fills: (UMEM, offsets, lengths, stamps, UDP ports)."""
+        return self._p_umem, self._p_offs, self._p_lens, self._p_ts, self._p_dport
 
     # --- facts and counters ---------------------------------------------------------------------
     def fileno(self) -> int:

@@ -467,3 +467,17 @@ def test_a_broken_copy_ahead_never_costs_what_the_feed_would_have_delivered_with
     without = replay([e for e in events if not e[3]], max_jump, retransmit)
     assert not sorted(set(without) - set(got)), (without, got)
     assert replay(events, max_jump, retransmit, fast=False) == got
+
+
+@pytest.mark.parametrize("shortcuts", [True, False])
+def test_a_heartbeat_between_two_gaps_opens_one_hole_and_nothing_is_delivered_twice(shortcuts):
+    """Regression (found merging the C start-up path, whose property saw two holes where the general path
+    made one): in one burst, a heartbeat at 10 (5-9 lost) then a packet at 12 (10-11 lost). The lossy
+    line's shortcut (``_beyond``) made two touching holes, [5, 10) and [10, 12); a retransmission of 8-10
+    then filled 10 in the first only, and 10 was delivered twice. One hole, as the general path makes."""
+    sq = Sequencer(give_up_after=1.0)
+    sq.shortcuts = shortcuts
+    got = run(sq, [pkt(1), pkt(3)]) + run(sq, [encode_heartbeat(SESSION, 10), pkt(12)], 0.1)
+    assert [(h.start, h.end) for h in sq.holes] == [(5, 12)]
+    got += run(sq, [pkt(8, 3)], 0.2) + run(sq, [pkt(10)], 0.3) + run(sq, [pkt(5, 3)], 0.4)
+    assert got == list(range(1, 14)) and sq.stats()["duplicates"] == 1 and not sq.holes

@@ -283,6 +283,14 @@ class Sequencer:
         return {"received": c["received"], "delivered": c["delivered"], "duplicates": c["duplicates"] + c["late"],
                 "rejected": dict(self.rejected), "held": self.held()}
 
+    def note_choice(self, session: bytes, reason: str, evidence: dict | None = None, now: float | None = None,
+                    ) -> None:
+        """Remember why ``session`` is followed (``choice``): alone (also when the C fast path proved it),
+        or the evidence by which it beat its rivals, then."""
+        self.choice = {"session": _name(session), "reason": reason}
+        if evidence is not None:
+            self.choice.update(at=now, evidence=evidence)
+
     def take_actions(self) -> list[RetransmitRequest]:
         """Retransmission requests to send now (drains the queue)."""
         acts, self.actions = self.actions, []
@@ -455,8 +463,9 @@ class Sequencer:
             reason = "only one proven" if len(rivals) == len(live) else "the others fell silent"
         if not following and len(live) > 1:
             self.counters["session_contests"] += 1
-        self.choice = {"session": _name(session), "at": now, "reason": reason, "evidence": {
-            _name(s): o.report(now) for s, o in [(session, c), *((s, o) for s, o in cands.items() if o is not c)]}}
+        evidence = None if reason == "alone" else {
+            _name(s): o.report(now) for s, o in [(session, c), *((s, o) for s, o in cands.items() if o is not c)]}
+        self.note_choice(session, reason, evidence, now)
         del cands[session]
         self._adopt(session, c, now, out)
 
@@ -660,7 +669,11 @@ class Sequencer:
             size = int(opened.sum())
             self.counters["gaps"] += len(at)
             self.counters["gap_messages"] += size
-            self.hole_table.append(starts[at] - opened, starts[at], size, now, joins=old_high)
+            hs, he = starts[at] - opened, starts[at]
+            if len(at) > 1 and (hs[1:] == he[:-1]).any():  # a heartbeat between two gaps: one hole, as
+                first = np.r_[True, hs[1:] != he[:-1]]     # the general path makes (holes never touch)
+                hs, he = hs[first], he[np.r_[first[1:], True]]
+            self.hole_table.append(hs, he, size, now, joins=old_high)
             if at[-1] == len(gap) - 1:  # the last packet opened a gap: the last one that did not corroborates
                 cont = np.flatnonzero(gap == 0)
                 if len(cont):

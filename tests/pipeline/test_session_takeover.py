@@ -5,6 +5,8 @@ session) is followed; every message is accounted for."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.helpers import feed_frames, send_frames, serve, value
@@ -41,3 +43,24 @@ def test_stray_session_never_takes_over_and_the_day_rolls_over(lab, transport):
     assert summary["missing"] == 0 and summary["duplicates"] == 0 and summary["held"] == {}
     assert summary["rejected"] == {"foreign_session": 8} and summary["received"] == 68
     assert "held at exit" not in err
+
+
+@pytest.mark.parametrize("transport", ["skb", "socket"])
+def test_a_burst_of_strays_never_beats_a_sparse_feed_at_start_up(lab, transport):
+    """The sans-IO case (tests/protocol/test_session_change.py) with real packets: our feed starts sparse (a
+    packet every 30 ms, 8 of them) and a stray sends 3 chained packets right after our first. The stray
+    once had more chained packets when the proving window closed and was followed (its 6 messages
+    delivered). Ours is followed; the stray's messages are held, then rejected once it is silent 1 s."""
+    ours = [pkt("DAY1", 1 + 2 * k) for k in range(8)]
+    with serve(lab, transport, "--protocol", "moldudp64") as gw:
+        send_frames(lab, feed_frames(lab, ours[:1] + [pkt("STRAY", 1 + 2 * k) for k in range(3)]))
+        for p in ours[1:]:
+            time.sleep(0.03)  # paces the sender (sparse); nothing here is timed
+            send_frames(lab, feed_frames(lab, [p]))
+        gw.wait_metrics(lambda m: value(m, "xdpgw_messages_total", type="A") == 8
+                        and value(m, "xdpgw_rejected_messages_total", cause="foreign_session") == 6,
+                        "our 8 adds delivered and the stray's 6 messages rejected")
+        summary, err = gw.stop()
+    assert summary["messages"] == 16 and summary["messages_by_type"] == {"A": 8, "D": 8}, summary
+    assert summary["rejected"] == {"foreign_session": 6} and summary["received"] == 22 and summary["held"] == {}
+    assert summary["missing"] == 0 and summary["duplicates"] == 0

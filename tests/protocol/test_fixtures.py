@@ -76,6 +76,8 @@ def test_fixture_matches_its_sidecar(name):
         assert "".join(chr(t) if t else "?" for t in dec.type[dec.pkt == i]) == p["types"]
     sq = Sequencer(first_seq=1)
     assert [int(s) for s in sq.on_decoded(dec, 0.0).seq] == want["delivered"]
+    st = sq.stats()
+    assert {k: st[k] for k in want["sequencer"]} == want["sequencer"]  # as the receiver test checks, sans-IO
 
 
 def test_all_types_fixture_has_every_type_once():

@@ -7,13 +7,14 @@ Sans-IO: the sequencer and the feed handler over decoded bursts, time passed in.
 from __future__ import annotations
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from xdpgw.batch import Batch
 from xdpgw.pipeline.feed import FeedHandler
 from xdpgw.pipeline.summary import accounted
 from xdpgw.protocol import itch
+from xdpgw.protocol.arbiter import Arbiter
 from xdpgw.protocol.decode import decode_payloads
 from xdpgw.protocol.moldudp64 import encode_end_of_session, encode_heartbeat, encode_packet
 from xdpgw.protocol.sequencer import Sequencer
@@ -114,25 +115,143 @@ def test_competing_sessions_at_start_up_the_one_that_keeps_chaining_wins():
 @pytest.mark.parametrize("a_first", [True, False])
 def test_competing_sessions_tied_in_one_burst_the_first_heard_wins(a_first):
     """Regression (found by the property below): A's packet 1, B's heartbeat at 1 and B's packet 1, A's
-    packet 3, all in one burst at one instant. Both chained twice at the same time; the tie went to the
-    session heard *last* (the candidates' order), so B was followed and A's messages held. The session
-    heard first wins, whichever it is; the other is held, never delivered, then given up."""
-    a, b = [pkt(1), pkt(3)], [encode_heartbeat(B, 1), pkt(1, B)]
-    burst = [a[0], *b, a[1]] if a_first else [b[0], a[0], b[1], a[1]]
+    packet 3, all in one burst at one instant. Both chained at the same time; the tie went to the session
+    heard *last* (the candidates' order), so B was followed and A's messages held. With evidence equal
+    (B's packet 3 carries what A's does), the session heard first wins, whichever it is, once the contest
+    is over (neither kept going ``prove_for``: once both are silent ``session_timeout``); the other is
+    held, never delivered, then given up."""
+    a, b = [pkt(1), pkt(3)], [encode_heartbeat(B, 1), pkt(1, B), pkt(3, B)]
+    burst = [a[0], *b[:2], a[1], b[2]] if a_first else [b[0], a[0], b[1], a[1], b[2]]
     sq = Sequencer(give_up_after=0.002, prove_for=0.05)
     got = run(sq, burst, 0.0)
-    assert got == [] and sq.session is None  # both chain: wait prove_for
-    out = sq.poll(0.2)
+    assert got == [] and sq.session is None  # both chain: wait
+    assert sq.poll(0.2) is not None and sq.session is None  # neither kept going: still wait
+    out = sq.poll(sq.session_timeout)
     got += list(zip(out.pkt_session[out.pkt].tolist(), out.seq.tolist(), strict=True))
-    ours, other, mine, theirs = (A, B, [1, 2, 3, 4], 2) if a_first else (B, A, [1, 2], 4)
-    assert seqs_of(got, ours) == mine and not seqs_of(got, other) and sq.session.rstrip() == ours.encode()
-    assert sq.held()["unconfirmed_session"] == theirs
+    ours, other = (A, B) if a_first else (B, A)
+    assert seqs_of(got, ours) == [1, 2, 3, 4] and not seqs_of(got, other) and sq.session.rstrip() == ours.encode()
+    assert sq.held()["unconfirmed_session"] == 4
+    assert sq.choice["reason"] == "heard_first" and sq.stats()["session_contests"] == 1
     if a_first:  # ours goes on delivering in order, the other is given up once silent
-        got = run(sq, [pkt(5)], 0.3) + run(sq, [pkt(7)], 0.2 + sq.session_timeout)
+        got = run(sq, [pkt(5)], 1.1) + run(sq, [pkt(7)], 1.2)
         assert seqs_of(got) == [5, 6, 7, 8] and not seqs_of(got, B)
-        assert sq.held()["unconfirmed_session"] == 0 and sq.rejected["foreign_session"] == 2
+        assert sq.held()["unconfirmed_session"] == 0 and sq.rejected["foreign_session"] == 4
     acc = sq.accounts()
     assert acc["received"] == acc["delivered"] + sum(acc["rejected"].values()) + sum(acc["held"].values())
+
+
+def replay(sq: Sequencer | Arbiter, arrivals: list[tuple[float, int, bytes]], until: float) -> list[tuple[bytes, int]]:
+    """Packets ``(time, line, payload)`` in time order, polled every 5 ms (as the gateway polls) until ``until``;
+    the accounting identity holds after every call."""
+    q = sq.sequencer if isinstance(sq, Arbiter) else sq
+    got, t, k = [], 0.0, 0
+    while t <= until:
+        while k < len(arrivals) and arrivals[k][0] <= t:
+            when, line, p = arrivals[k]
+            dec = decode_payloads([p])
+            out = sq.on_decoded(dec, line, when) if isinstance(sq, Arbiter) else sq.on_decoded(dec, when)
+            got += list(zip(out.pkt_session[out.pkt].tolist(), out.seq.tolist(), strict=True))
+            k += 1
+        out = sq.poll(t)
+        got += list(zip(out.pkt_session[out.pkt].tolist(), out.seq.tolist(), strict=True))
+        acc = q.accounts()
+        assert acc["received"] == acc["delivered"] + acc["duplicates"] + sum(acc["rejected"].values()) + sum(
+            acc["held"].values()), acc
+        t = round(t + 0.005, 6)
+    return got
+
+
+STRAY_BURST = [(0.001, 0, pkt(1, B)), (0.002, 0, pkt(3, B)), (0.003, 0, pkt(5, B))]  # 3 chained, then silent
+SPARSE = {  # our feed (A) at start-up, sparse, with a stray's burst of 3 chained packets (6 messages) in it
+    "every_30ms": [(0.03 * k, 0, pkt(1 + 2 * k)) for k in range(10)] + STRAY_BURST,
+    "slow_heartbeats": [(0.0, 0, pkt(1))] + [(0.4 * k, 0, encode_heartbeat(A, 3)) for k in (1, 2, 3, 4)]
+    + [(2.0, 0, pkt(3))] + STRAY_BURST,
+    "window_straddles_quiet": [(0.0, 0, pkt(1)), (0.01, 0, pkt(3))] + [(0.3 + 0.01 * k, 0, pkt(5 + 2 * k))
+                                                                         for k in range(5)]
+    + [(0.002, 0, pkt(1, B)), (0.012, 0, pkt(3, B)), (0.022, 0, pkt(5, B))],  # it kept going longer than ours
+    "idle_then_data": [(0.4 * k, 0, encode_heartbeat(A, 1)) for k in range(5)]  # heard, not proven: idle
+    + [(2.0 + 0.03 * k, 0, pkt(1 + 2 * k)) for k in range(3)] + STRAY_BURST,
+}
+REASONS = {"idle_then_data": "the others fell silent"}  # by then; otherwise ours kept going, the stray did not
+
+
+@pytest.mark.parametrize("shape", list(SPARSE))
+def test_a_burst_of_strays_never_beats_a_sparse_feed_at_start_up(shape):
+    """A stray sending 3 chained packets inside the proving window beat our feed when it was sparse (it had
+    more chained packets when the window closed): the stray was followed and ours held, then given up.
+    Now, while sessions compete, none is followed until one kept going ``prove_for`` (a burst never does),
+    and evidence is not a packet count: ours is followed, the stray's messages are held (exactly 6) and,
+    once it is silent ``session_timeout``, rejected as ``foreign_session`` (exactly 6); nothing of ours
+    is lost."""
+    arrivals = sorted(SPARSE[shape], key=lambda a: a[0])
+    sq = Sequencer(give_up_after=0.002, prove_for=0.05)
+    got = replay(sq, arrivals, arrivals[-1][0] + 0.05)
+    want = sorted({s for _, _, p in arrivals if p[:1] == b"S" and p[:8] == A.encode()
+                   for s in decode_payloads([p]).seq.tolist()})
+    assert seqs_of(got) == want and not seqs_of(got, B) and sq.session.rstrip() == A.encode()
+    assert sq.stats()["sessions"] == 1 and sq.stats()["missing"] == 0 and sq.stats()["session_contests"] == 1
+    assert sq.choice["reason"] == REASONS.get(shape, "kept_going") and sq.choice["evidence"][B]["messages"] == 6
+    if sq.candidates:  # still held while it could be a successor ...
+        assert sq.held()["unconfirmed_session"] == 6 and sq.rejected["foreign_session"] == 0
+        sq.poll(arrivals[-1][0] + sq.session_timeout + 0.1)
+    assert sq.held()["unconfirmed_session"] == 0 and sq.rejected["foreign_session"] == 6  # ... then given up
+    assert sq.counters["foreign_session_packets"] == 3
+
+
+def test_a_busy_feed_held_through_a_contest_loses_nothing():
+    """Regression: one stray packet at start-up makes a contest, and our busy feed is held until it has
+    kept going ``prove_for``; a candidate kept at most 64 bursts, so the rest of ours was rejected as a
+    foreign session and then missing (74 of 400 messages here). Held bursts now merge (16 at a time, each
+    message copied a few times at most): nothing is lost, and a broken copy among them stays broken."""
+    sq = Sequencer(give_up_after=0.002, prove_for=0.05)
+    got = run(sq, [pkt(1)], 0.0) + run(sq, [pkt(1, B)], 0.0001)
+    for k in range(1, 300):
+        cut = [pkt(3 + 2 * k)[:-3]] if k % 50 == 0 else []  # a cut copy of the next packet, ahead of it
+        got += run(sq, [pkt(1 + 2 * k), *cut], 0.0001 * k)
+        held = sq.candidates.get(A.encode().ljust(10))
+        assert held is None or len(held.parts) < 2 * 16
+    assert sq.session is None and sq.held()["unconfirmed_session"] == 600 + 5 + 2  # 5 cut copies (1 each), B
+    got += run(sq, [pkt(601)], 0.06)  # ours has kept going prove_for: followed
+    assert seqs_of(got) == list(range(1, 603)) and sq.session.rstrip() == A.encode()
+    assert sq.stats()["missing"] == 0 and sq.rejected["foreign_session"] == 0 and sq.stats()["duplicates"] == 5
+
+
+def test_the_session_heard_on_both_lines_beats_a_stray_on_one():
+    """Two sessions that both keep going: the one on both configured lines (the feed is published on A and
+    B) is followed, though the stray on line B alone carries more messages in more chained packets."""
+    ours = [(0.02 * k + 0.001 * line, line, pkt(1 + 2 * k)) for k in range(6) for line in (0, 1)]
+    stray = [(0.01 * k, 1, pkt(1 + 3 * k, B, 3)) for k in range(12)]
+    arb = Arbiter(Sequencer(give_up_after=0.002, prove_for=0.05))
+    got = replay(arb, sorted(ours + stray, key=lambda a: a[0]), 0.2)
+    assert seqs_of(got) == list(range(1, 13)) and not seqs_of(got, B)
+    assert arb.sequencer.choice["reason"] == "lines" and arb.sequencer.stats()["duplicates"] == 12
+
+
+def test_a_stray_on_both_lines_that_falls_silent_never_holds_ours_back():
+    """A stray's burst on both lines ranks above ours (line A only, line B down), but it did not keep going:
+    once it has been silent ``session_timeout`` it drops out of the contest and ours is followed, with
+    everything it sent meanwhile (held, not lost)."""
+    ours = [(0.02 * k, 0, pkt(1 + 2 * k)) for k in range(80)]
+    stray = [(0.001 * k + 0.0001 * line, line, pkt(1 + 2 * k, B)) for k in range(3) for line in (0, 1)]
+    arb = Arbiter(Sequencer(give_up_after=0.002, prove_for=0.05))
+    got = replay(arb, sorted(ours + stray, key=lambda a: a[0]), 1.6)
+    sq = arb.sequencer
+    assert seqs_of(got) == list(range(1, 161)) and not seqs_of(got, B) and sq.session.rstrip() == A.encode()
+    assert sq.choice["reason"] == "the others fell silent" and sq.choice["evidence"][B]["lines"] == 2
+    assert sq.stats()["missing"] == 0 and sq.rejected["foreign_session"] == 12  # its copies on both lines
+
+
+def test_a_followed_session_never_switches_on_start_up_contention_alone():
+    """Ours alone proved itself and is followed; another session then keeps going with far more evidence
+    (both lines, more messages): ours is never left while it is heard (a packet every 0.5 s, under the
+    silence of ``session_timeout``); the other waits, bounded, and is never delivered."""
+    ours = [(0.0, 0, pkt(1)), (0.001, 0, pkt(3))] + [(0.5 * k, 0, pkt(3 + 2 * k)) for k in range(1, 5)]
+    other = [(0.01 * k + 0.002, k % 2, pkt(1 + 4 * k, B, 4)) for k in range(150)]
+    arb = Arbiter(Sequencer(give_up_after=0.002, prove_for=0.05))
+    got = replay(arb, sorted(ours + other, key=lambda a: a[0]), 2.0)
+    sq = arb.sequencer
+    assert seqs_of(got) == list(range(1, 13)) and not seqs_of(got, B) and sq.session.rstrip() == A.encode()
+    assert sq.stats()["sessions"] == 1 and sq.choice["reason"] == "alone" and sq.stats()["session_contests"] == 0
 
 
 REPEATS = {
@@ -149,7 +268,7 @@ def test_repeated_heartbeats_prove_nothing_at_start_up(stray):
     sending heartbeats must not out-chain our feed at start-up (it did: three heartbeats beat two packets)."""
     sq = Sequencer(give_up_after=0.002, prove_for=0.05)
     got = run(sq, [pkt(1), *REPEATS[stray], pkt(3)], 0.0)
-    out = sq.poll(0.2)
+    out = sq.poll(sq.session_timeout)  # neither kept going prove_for: decided once both fell silent
     got += list(zip(out.pkt_session[out.pkt].tolist(), out.seq.tolist(), strict=True))
     assert seqs_of(got) == [1, 2, 3, 4] and not seqs_of(got, B) and sq.session.rstrip() == A.encode()
 
@@ -206,7 +325,7 @@ def test_any_mix_of_other_sessions_costs_nothing_and_everything_is_accounted_for
         got += [] if out is None else seqs_of_a(out)
         st_ = feed.stats()
         assert accounted(st_) == st_["received"], st_
-    clock[0] = case[-1][0] + 0.2
+    clock[0] = case[-1][0] + feed.sequencer.session_timeout + 0.2  # a short contest ends once all fall silent
     out = feed.poll()
     got += [] if out is None else seqs_of_a(out)
     want = sorted({s for _, b in case for p in b for s in decode_payloads([p]).seq.tolist()
@@ -215,3 +334,41 @@ def test_any_mix_of_other_sessions_costs_nothing_and_everything_is_accounted_for
     assert feed.sequencer.session.rstrip() == A.encode()
     st_ = feed.stats()
     assert accounted(st_) == st_["received"] and st_["missing"] == 0, st_
+
+
+# --- the property: at start-up, strays never beat our feed that keeps going ----------------------------
+@st.composite
+def start_up(draw: st.DrawFn) -> tuple[list, list, float]:
+    """Our feed on both lines from t=0 (data and heartbeats, gaps up to 0.6 s: sparse but never silent
+    ``session_timeout``, at least ``prove_for`` long), and one or two strays' bursts of 1-3 chained packets
+    on line A, B or both, starting anywhere in our first 0.1 s."""
+    t, seq, ours = 0.0, 1, []
+    while True:
+        data = seq < 5 or draw(st.booleans())
+        p = pkt(seq) if data else encode_heartbeat(A, seq)
+        ours += [(round(t + 0.0005 * line, 6), line, p) for line in (0, 1)]
+        seq += 2 * data
+        if t >= 0.06 and not draw(st.booleans()):
+            break
+        t = round(t + draw(st.sampled_from([0.03, 0.2, 0.6, 0.01, 0.005, 0.001])), 6)
+    strays = []
+    for name in draw(st.lists(st.sampled_from([B, "STRAY2"]), min_size=1, max_size=2, unique=True)):
+        t0, s0 = min(draw(st.sampled_from([0.0001, 0.001, 0.02, 0.045, 0.1])), t - 0.0001), draw(st.integers(1, 20))
+        lines = draw(st.sampled_from([(0,), (1,), (0, 1)]))
+        strays += [(round(t0 + 0.002 * k + 0.0001 * line, 6), line, pkt(s0 + 2 * k, name))
+                   for k in range(draw(st.integers(1, 3))) for line in lines]
+    return ours, strays, t
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(start_up())
+def test_strays_at_start_up_never_beat_our_feed_that_keeps_going(case):
+    ours, strays, t_end = case
+    arb = Arbiter(Sequencer(give_up_after=0.002, prove_for=0.05))
+    got = replay(arb, sorted(ours + strays, key=lambda a: a[0]), t_end + 0.99)  # ours never silent 1 s
+    sq = arb.sequencer
+    want = sorted({s for _, _, p in ours for s in decode_payloads([p]).seq.tolist()})
+    assert sq.session.rstrip() == A.encode() and [s for _, s in got] == want, (sq.choice, got)
+    n_strays = sum(len(decode_payloads([p])) for _, _, p in strays)
+    assert sq.rejected["foreign_session"] + sq.held()["unconfirmed_session"] == n_strays
+    assert sq.stats()["missing"] == 0 and sq.stats()["sessions"] == 1

@@ -132,7 +132,8 @@ class FeedHandler:
         now = self.clock()
         dec = self._decode(batch)
         # one line: nothing to arbitrate (per-line stats are only reported with several lines)
-        first = self.sequencer.on_decoded(dec, now) if self.single_line else self.arbiter.on_decoded(dec, line, now)
+        first = (self.sequencer.on_decoded(dec, now, line) if self.single_line
+                 else self.arbiter.on_decoded(dec, line, now))
         if self.client is None:
             return self._deliver_one(first)
         return self._deliver([first, *self._retransmission_io(now)])
@@ -189,7 +190,7 @@ class FeedHandler:
             self.fast.flush()
         d: dict[str, Any] = {"sequencer": self.sequencer.stats(), "session": self.sequencer.session,
                              "next": self.sequencer.next, "ended": self.sequencer.ended,
-                             "last_heard": self.sequencer.last_heard}
+                             "last_heard": self.sequencer.last_heard, "session_choice": self.sequencer.choice}
         if self.client:
             d["retransmit"] = {"sent": self.client.sent, "send_errors": self.client.send_errors,
                                "received": self.client.received}

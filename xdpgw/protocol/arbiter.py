@@ -39,7 +39,7 @@ class Arbiter:
         ln.c["messages"] += len(dec)
         f = dec.facts
         simple = f is not None and f.session == ln.session and f.start == ln.high
-        out = self.sequencer.on_decoded(dec, now)
+        out = self.sequencer.on_decoded(dec, now, line)
         if simple:
             ln.high = f.end  # a simple burst continuing this line: no hole, nothing else to track
         else:

@@ -273,6 +273,7 @@ class FastPath:
             q.session, q.ended = bytes(ffi.buffer(s.session, 10)), False
             c["sessions"] += 1
             q._heard += 1
+            q.note_choice(q.session, "alone")
             self.feed.subscription.follow(q.session)
         q.next = q.high = int(s.next)
         q.sure = int(s.sure)
@@ -312,7 +313,7 @@ class FastPath:
         n, s.hold_len = int(s.hold_len), 0
         one = Batch(self.hold, np.zeros(1, np.int64), np.full(1, n, np.uint32), np.full(1, s.hold_ts, np.uint64), 1)
         feed = self.feed
-        feed.sequencer.on_decoded(feed._decode(one), s.hold_now)
+        feed.sequencer.on_decoded(feed._decode(one), s.hold_now, 0)  # line 0: C proves on one line only
 
     # --- latency and flight recorder ------------------------------------------------------------------
     def set_trace(self, entries: int) -> np.ndarray:

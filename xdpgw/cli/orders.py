@@ -192,7 +192,7 @@ def route(venues, orders_file, journal, config_file, as_json, max_qty, max_notio
             if control is not None:
                 control.update(router.summary())
             now = time.monotonic()
-            if router.settled() or (now >= grace and _settled_but_unconfirmed(router)):
+            if router.settled() or (now >= grace and router.settled(unconfirmed_ok=True)):
                 break
             if now >= deadline:
                 timed_out = True
@@ -263,19 +263,6 @@ def build_router(venues: tuple[str, ...], config_file: str | None, journal: str 
     """A (not yet connected) Router from ``--venue`` URLs and/or a config file, limits as configured."""
     cfg = router_config(venues, config_file)
     return make_router(cfg, cfg.limits(), cfg.make_throttle(), journal)
-
-
-def _settled_but_unconfirmed(router) -> bool:
-    """Settled except for orders a killed run journaled that a venue which cannot reconcile them
-    (no replay-complete signal, see xdpgw.orders.recovery) never confirmed."""
-    from xdpgw.orders.model import State
-
-    def excused(r) -> bool:
-        return r.resumed and r.state is State.SENT and not hasattr(router.connectors.get(r.venue), "forget")
-
-    return not router.throttle.queued and not router.recovery.awaiting_replay and all(
-        r.state.final or (r.state in (State.ACKNOWLEDGED, State.PARTIALLY_FILLED) and not r.reduce_to) or excused(r)
-        for r in router.blotter.orders.values())
 
 
 @click.command()

@@ -804,13 +804,17 @@ class Router:
     def open_orders(self) -> list[OrderRecord]:
         return [r for r in self.blotter.orders.values() if r.open]
 
-    def settled(self) -> bool:
+    def settled(self, unconfirmed_ok: bool = False) -> bool:
         """Nothing waits for a venue's answer: every order is final or resting (acknowledged and
         not pending a cancel, reduction or replace), nothing is queued by the throttle, and every
-        venue that logged in has replayed what we missed (a killed run's fills may be in that replay)."""
+        venue that logged in has replayed what we missed (a killed run's fills may be in that replay).
+        ``unconfirmed_ok``: also excuse an order a killed run journaled as sent that a venue which
+        cannot reconcile (no ``forget``, see :mod:`xdpgw.orders.recovery`) never confirmed."""
         if self.throttle.queued or self.recovery.awaiting_replay:
             return False
         return all(r.state.final or (r.state in (S.ACKNOWLEDGED, S.PARTIALLY_FILLED) and not r.reduce_to)
+                   or (unconfirmed_ok and r.resumed and r.state is S.SENT
+                       and not hasattr(self.connectors.get(r.venue), "forget"))
                    for r in self.blotter.orders.values())
 
     def summary(self) -> dict[str, Any]:

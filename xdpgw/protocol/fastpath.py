@@ -270,10 +270,7 @@ class FastPath:
         q, c = self.feed.sequencer, self.feed.sequencer.counters
         if s.adopted:  # C proved the first session: what the sequencer's adoption of it does
             s.adopted = 0
-            q.session, q.ended = bytes(ffi.buffer(s.session, 10)), False
-            c["sessions"] += 1
-            q._heard += 1
-            q.note_choice(q.session, "alone")
+            q.adopt_proven(bytes(ffi.buffer(s.session, 10)))
             self.feed.subscription.follow(q.session)
         q.next = q.high = int(s.next)
         q.sure = int(s.sure)

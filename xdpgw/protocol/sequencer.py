@@ -291,6 +291,15 @@ class Sequencer:
         if evidence is not None:
             self.choice.update(at=now, evidence=evidence)
 
+    def adopt_proven(self, session: bytes) -> None:
+        """The C fast path proved ``session`` alone at start-up (its packets chained, delivered in C): what
+        the general path's adoption notes (``_candidate``, ``_decide``, ``_adopt``). C hands ``next``,
+        ``high``, ``sure`` and the counts back itself (:meth:`xdpgw.protocol.fastpath.FastPath.sync`)."""
+        self.session, self.ended = session, False
+        self.counters["sessions"] += 1
+        self._heard += 1
+        self.note_choice(session, "alone")
+
     def take_actions(self) -> list[RetransmitRequest]:
         """Retransmission requests to send now (drains the queue)."""
         acts, self.actions = self.actions, []
